@@ -1,0 +1,258 @@
+//! The boot package: everything the runner hands to the kernel at boot.
+//!
+//! The runner serialises a [`BootPackage`] into the ramdisk that the bootloader loads; the
+//! kernel decodes it before it starts anything. It carries the boot parameters
+//! ([`BootConfig`]: isolation mode, log level, self-test to run) and named files (later: SIP
+//! modules and the system manifest). Changing any of them never requires rebuilding the
+//! kernel.
+//!
+//! The encoding is `postcard` behind a magic number and a format version, so a kernel
+//! rejects a package from a different runner with a message instead of misreading it.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// First bytes of every boot package.
+pub const MAGIC: [u8; 8] = *b"CORDNPKG";
+/// Bumped whenever [`BootPackage`]'s layout changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How SIPs are isolated from the kernel and from each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Isolation {
+    /// Software isolation: every SIP in ring 0, one address space.
+    Soft,
+    /// Hardware isolation: per-SIP page tables, ring 3, system calls.
+    Hard,
+}
+
+impl Isolation {
+    /// Every mode, in the order the command line lists them.
+    pub const ALL: [Isolation; 2] = [Isolation::Soft, Isolation::Hard];
+
+    /// The name used on the command line and on the kernel console.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Soft => "soft",
+            Isolation::Hard => "hard",
+        }
+    }
+
+    /// Parses a command-line name; `None` for anything but the names in [`Isolation::ALL`].
+    pub fn from_name(name: &str) -> Option<Isolation> {
+        Isolation::ALL.into_iter().find(|mode| mode.name() == name)
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Console log verbosity, most severe first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// Every level, in the order the command line lists them.
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|level| level.name() == name)
+    }
+}
+
+/// Boot parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootConfig {
+    pub isolation: Isolation,
+    pub log_level: LogLevel,
+    /// Name of a kernel self-test to run instead of the normal system; the kernel powers
+    /// off with the test's verdict.
+    pub self_test: Option<String>,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            isolation: Isolation::Soft,
+            log_level: LogLevel::Info,
+            self_test: None,
+        }
+    }
+}
+
+/// One named file in the package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct File {
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+/// What the ramdisk holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootPackage {
+    pub config: BootConfig,
+    pub files: Vec<File>,
+}
+
+/// Why a ramdisk could not be read as a boot package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The ramdisk is shorter than the header.
+    Truncated { len: usize },
+    /// The first eight bytes are not [`MAGIC`].
+    BadMagic,
+    /// Written by a runner with another [`FORMAT_VERSION`].
+    Version { found: u32 },
+    /// The body does not decode.
+    Body(postcard::Error),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Truncated { len } => {
+                write!(f, "boot package truncated: {len} bytes, header needs {HEADER_LEN}")
+            }
+            DecodeError::BadMagic => write!(f, "ramdisk is not a Cordon boot package (bad magic)"),
+            DecodeError::Version { found } => write!(
+                f,
+                "boot package format {found}, this kernel reads format {FORMAT_VERSION}: rebuild with the matching runner"
+            ),
+            DecodeError::Body(e) => write!(f, "boot package body does not decode: {e}"),
+        }
+    }
+}
+
+const HEADER_LEN: usize = MAGIC.len() + 4;
+
+impl BootPackage {
+    /// Serialises the package: magic, little-endian format version, postcard body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::from(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // Serialising into a Vec only fails on allocation failure, which aborts anyway.
+        let body = postcard::to_allocvec(self).expect("boot package serialises");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Reads a package written by [`BootPackage::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<BootPackage, DecodeError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(DecodeError::Truncated { len: bytes.len() });
+        }
+        if bytes[..MAGIC.len()] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let mut version = [0u8; 4];
+        version.copy_from_slice(&bytes[MAGIC.len()..HEADER_LEN]);
+        let found = u32::from_le_bytes(version);
+        if found != FORMAT_VERSION {
+            return Err(DecodeError::Version { found });
+        }
+        postcard::from_bytes(&bytes[HEADER_LEN..]).map_err(DecodeError::Body)
+    }
+
+    /// The file called `name`, if the package has one.
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .find(|file| file.name == name)
+            .map(|file| file.data.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BootPackage {
+        BootPackage {
+            config: BootConfig {
+                isolation: Isolation::Hard,
+                log_level: LogLevel::Debug,
+                self_test: Some("threads".into()),
+            },
+            files: vec![File {
+                name: "hello.wasm".into(),
+                data: vec![0, 97, 115, 109],
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let pkg = sample();
+        assert_eq!(BootPackage::decode(&pkg.encode()).unwrap(), pkg);
+        assert_eq!(pkg.file("hello.wasm"), Some(&[0, 97, 115, 109][..]));
+        assert_eq!(pkg.file("missing"), None);
+    }
+
+    #[test]
+    fn rejects_foreign_bytes() {
+        assert_eq!(
+            BootPackage::decode(b"short"),
+            Err(DecodeError::Truncated { len: 5 })
+        );
+        assert_eq!(
+            BootPackage::decode(b"NOTCORDON\0\0\0\0"),
+            Err(DecodeError::BadMagic)
+        );
+        let mut other_version = sample().encode();
+        other_version[8] = 99;
+        assert_eq!(
+            BootPackage::decode(&other_version),
+            Err(DecodeError::Version { found: 99 })
+        );
+        let mut cut = sample().encode();
+        cut.truncate(cut.len() - 3);
+        assert!(matches!(
+            BootPackage::decode(&cut),
+            Err(DecodeError::Body(_))
+        ));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for mode in Isolation::ALL {
+            assert_eq!(Isolation::from_name(mode.name()), Some(mode));
+        }
+        for level in LogLevel::ALL {
+            assert_eq!(LogLevel::from_name(level.name()), Some(level));
+        }
+        assert_eq!(Isolation::from_name("foo"), None);
+    }
+}

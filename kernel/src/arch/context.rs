@@ -1,0 +1,203 @@
+//! Kernel-thread context switch.
+//!
+//! A suspended thread's state is its kernel stack: [`switch`] pushes the callee-saved
+//! registers, stores the stack pointer in the old thread's slot, loads the new thread's
+//! and pops its registers. Caller-saved registers are already saved by the compiler around
+//! the call, and a thread preempted by the timer has its full register set in the
+//! [`TrapFrame`](super::trap::TrapFrame) further up its stack.
+//!
+//! A new thread's stack is prepared by [`prepare_stack`] so that its first switch "returns"
+//! into [`thread_trampoline`], which calls the scheduler's entry function with the thread's
+//! start argument.
+
+use core::arch::naked_asm;
+
+/// Number of callee-saved registers [`switch`] keeps on the stack.
+const SAVED_REGISTERS: usize = 6;
+
+/// Saves the current context into `*save_rsp` and resumes the one whose stack pointer is
+/// `next_rsp`.
+///
+/// # Safety
+/// Interrupts must be disabled. `save_rsp` must be valid for a write. `next_rsp` must be a
+/// stack pointer saved by an earlier `switch` or made by [`prepare_stack`], whose stack is
+/// still allocated.
+#[unsafe(naked)]
+pub unsafe extern "C" fn switch(save_rsp: *mut u64, next_rsp: u64) {
+    naked_asm!(
+        "push rbp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "mov [rdi], rsp",
+        "mov rsp, rsi",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
+    )
+}
+
+/// First code a new thread runs: moves its start argument (kept in r12 by
+/// [`prepare_stack`]) into the first argument register and calls the entry function kept
+/// in r13. The entry function never returns.
+#[unsafe(naked)]
+unsafe extern "C" fn thread_trampoline() -> ! {
+    naked_asm!("mov rdi, r12", "call r13", "ud2")
+}
+
+/// Writes the initial frame for a new thread at the top of `stack` and returns the stack
+/// pointer to hand to [`switch`]. The thread starts with interrupts disabled, in
+/// `entry(arg)`.
+pub fn prepare_stack(stack: &mut [u64], entry: extern "C" fn(u64) -> !, arg: u64) -> u64 {
+    // Frame, from the returned stack pointer upwards: r15, r14, r13, r12, rbx, rbp, return
+    // address, then one padding word so the trampoline runs with rsp 16-byte aligned
+    // (its `call` then leaves the entry function with the usual rsp % 16 == 8).
+    let top_index = stack.len() & !1; // keep the top 16-byte aligned
+    let frame_words = SAVED_REGISTERS + 2;
+    let base = top_index - frame_words - 1;
+    let frame = &mut stack[base..top_index];
+    frame.fill(0);
+    frame[2] = entry as *const () as u64; // r13
+    frame[3] = arg; // r12
+    frame[SAVED_REGISTERS] = thread_trampoline as *const () as u64;
+    let rsp = frame.as_ptr() as u64;
+    debug_assert_eq!((rsp + 8 * (SAVED_REGISTERS as u64 + 1)) % 16, 0);
+    rsp
+}
+
+// ---------------------------------------------------------------------------------------
+// The context table: a safe interface over `switch`.
+// ---------------------------------------------------------------------------------------
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::irq::IrqMutex;
+use crate::mm::frames::FrameBlock;
+
+/// Which saved context: the boot/idle context or a kernel thread's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextId {
+    /// The boot stack, which becomes the idle loop.
+    Idle,
+    Thread(usize),
+}
+
+/// Written at the lowest word of every thread stack; found changed on a switch, it means
+/// the thread overflowed its stack.
+const STACK_CANARY: u64 = 0x5741_434b_4f56_4552; // "WACKOVER"
+
+struct Slot {
+    rsp: u64,
+    stack: Option<FrameBlock>,
+}
+
+struct Table {
+    idle: Box<Slot>,
+    threads: Vec<Option<Box<Slot>>>,
+    running: ContextId,
+    switches: u64,
+}
+
+impl Table {
+    fn slot(&mut self, id: ContextId) -> &mut Slot {
+        match id {
+            ContextId::Idle => &mut self.idle,
+            ContextId::Thread(i) => self
+                .threads
+                .get_mut(i)
+                .and_then(Option::as_mut)
+                .unwrap_or_else(|| panic!("no context for thread {i}")),
+        }
+    }
+}
+
+static TABLE: IrqMutex<Option<Table>> = IrqMutex::new(None);
+
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
+    let mut guard = TABLE.lock();
+    f(guard.get_or_insert_with(|| Table {
+        idle: Box::new(Slot { rsp: 0, stack: None }),
+        threads: Vec::new(),
+        running: ContextId::Idle,
+        switches: 0,
+    }))
+}
+
+/// Creates the context of thread `index` on `stack`; its first switch runs `entry(arg)`
+/// with interrupts disabled.
+pub fn create(index: usize, mut stack: FrameBlock, entry: extern "C" fn(u64) -> !, arg: u64) {
+    let words = stack.as_mut_slice();
+    words[0] = STACK_CANARY;
+    let rsp = prepare_stack(words, entry, arg);
+    with_table(|table| {
+        if table.threads.len() <= index {
+            table.threads.resize_with(index + 1, || None);
+        }
+        assert!(table.threads[index].is_none(), "context {index} exists");
+        table.threads[index] = Some(Box::new(Slot {
+            rsp,
+            stack: Some(stack),
+        }));
+    });
+}
+
+/// Frees the context and stack of a thread that will never run again.
+pub fn destroy(index: usize) {
+    let slot = with_table(|table| {
+        assert_ne!(
+            table.running,
+            ContextId::Thread(index),
+            "destroying the running context"
+        );
+        table.threads.get_mut(index).and_then(Option::take)
+    });
+    drop(slot);
+}
+
+/// The context now running.
+pub fn running() -> ContextId {
+    with_table(|table| table.running)
+}
+
+/// Context switches so far.
+pub fn switches() -> u64 {
+    with_table(|table| table.switches)
+}
+
+/// Suspends the running context and resumes `next`. Returns when something switches back.
+/// Must be called with interrupts disabled.
+pub fn switch_to(next: ContextId) {
+    assert!(
+        !x86_64::instructions::interrupts::are_enabled(),
+        "context switch with interrupts enabled"
+    );
+    let (save, next_rsp) = with_table(|table| {
+        let from = table.running;
+        assert_ne!(from, next, "switch to the running context");
+        if let ContextId::Thread(i) = from {
+            let slot = table.slot(from);
+            let stack = slot.stack.as_mut().expect("thread context has a stack");
+            if stack.as_mut_slice()[0] != STACK_CANARY {
+                panic!("kernel stack overflow in thread {i}");
+            }
+        }
+        let next_rsp = table.slot(next).rsp;
+        let save: *mut u64 = &mut table.slot(from).rsp;
+        table.running = next;
+        table.switches += 1;
+        (save, next_rsp)
+    });
+    // SAFETY: interrupts are disabled and there is one processor, so nothing runs between
+    // releasing the table lock and the switch. `save` points into the boxed slot of the
+    // running context, which `destroy` refuses to free while it runs. `next_rsp` was
+    // saved by an earlier switch away from `next` or made by `prepare_stack`, and `next`'s
+    // stack is owned by its slot, still in the table.
+    unsafe { switch(save, next_rsp) }
+}

@@ -1,0 +1,101 @@
+//! Global descriptor table and task-state segment.
+//!
+//! Segment layout (fixed, because `syscall`/`sysret` derive selectors from STAR):
+//!
+//! | selector | descriptor |
+//! |---|---|
+//! | 0x08 | kernel code (ring 0) |
+//! | 0x10 | kernel data |
+//! | 0x18 | user data (ring 3) |
+//! | 0x20 | user code (ring 3) |
+//! | 0x28 | TSS (two slots) |
+//!
+//! The TSS holds the interrupt stack table: the double fault, NMI and machine check run on
+//! stacks of their own, so a kernel stack overflow still produces a report instead of a
+//! triple fault. `RSP0` (the stack used when an interrupt arrives in ring 3) is set per
+//! thread once ring 3 exists.
+
+use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+
+/// IST slot (0-based, as the IDT entry API counts) of the double-fault stack.
+pub const DOUBLE_FAULT_IST: u16 = 0;
+/// IST slot of the NMI stack.
+pub const NMI_IST: u16 = 1;
+/// IST slot of the machine-check stack.
+pub const MACHINE_CHECK_IST: u16 = 2;
+
+const IST_STACK_SIZE: usize = 20 * 1024;
+
+#[repr(align(16))]
+#[expect(dead_code, reason = "only written by the CPU through the IST")]
+struct IstStack([u8; IST_STACK_SIZE]);
+
+static mut IST_STACKS: [IstStack; 3] = [const { IstStack([0; IST_STACK_SIZE]) }; 3];
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
+
+/// The selectors of the loaded GDT.
+#[derive(Clone, Copy, Debug)]
+pub struct Selectors {
+    pub kernel_code: SegmentSelector,
+    pub kernel_data: SegmentSelector,
+    pub tss: SegmentSelector,
+}
+
+static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
+
+fn ist_top(index: usize) -> VirtAddr {
+    // SAFETY: only the address of the static is taken; the stacks are written by the CPU
+    // alone, when it switches to them.
+    let base = unsafe { (&raw const IST_STACKS[index]) as u64 };
+    VirtAddr::new(base + IST_STACK_SIZE as u64)
+}
+
+/// Loads the GDT and TSS and reloads every segment register.
+pub fn init() {
+    // SAFETY: init runs once on the boot processor before interrupts are enabled, so
+    // nothing else reads the TSS while it is being filled in.
+    let tss: &'static TaskStateSegment = unsafe {
+        let tss = &mut *(&raw mut TSS);
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = ist_top(0);
+        tss.interrupt_stack_table[NMI_IST as usize] = ist_top(1);
+        tss.interrupt_stack_table[MACHINE_CHECK_IST as usize] = ist_top(2);
+        &*(&raw const TSS)
+    };
+    let (gdt, selectors) = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+        let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+        // Ring-3 descriptors, in the order sysret expects (data, then code).
+        gdt.append(Descriptor::user_data_segment());
+        gdt.append(Descriptor::user_code_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        (
+            gdt,
+            Selectors {
+                kernel_code,
+                kernel_data,
+                tss,
+            },
+        )
+    });
+    gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, whose descriptors are valid 64-bit
+    // kernel code/data and TSS descriptors.
+    unsafe {
+        CS::set_reg(selectors.kernel_code);
+        SS::set_reg(selectors.kernel_data);
+        DS::set_reg(selectors.kernel_data);
+        ES::set_reg(selectors.kernel_data);
+        load_tss(selectors.tss);
+    }
+}
+
+/// The selectors of the loaded GDT (after [`init`]).
+pub fn selectors() -> Selectors {
+    GDT.get().expect("gdt::init ran").1
+}

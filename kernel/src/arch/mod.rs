@@ -1,0 +1,36 @@
+//! x86_64 hardware: the only place (with `mm`) where Cordon uses `unsafe`.
+//!
+//! Every `unsafe` block here carries a `// SAFETY:` comment. Code outside `arch` and `mm`
+//! reaches the hardware only through the safe functions these modules export.
+
+pub mod context;
+pub mod cycles;
+pub mod gdt;
+pub mod irq;
+pub mod pic;
+pub mod qemu;
+pub mod selftest;
+pub mod serial;
+pub mod trap;
+
+/// Brings up the processor tables and interrupt controllers, interrupts still masked.
+pub fn init() {
+    // Supervisor writes honour read-only pages (needed for protection and copy-on-write).
+    // SAFETY: setting WP only makes the processor stricter; the kernel never writes to
+    // its read-only mappings.
+    unsafe {
+        x86_64::registers::control::Cr0::update(|cr0| {
+            cr0.insert(x86_64::registers::control::Cr0Flags::WRITE_PROTECT)
+        });
+    }
+    gdt::init();
+    trap::init();
+    pic::init();
+}
+
+/// Waits for the next interrupt with interrupts enabled, then returns with them disabled
+/// again. Used by the idle loop.
+pub fn wait_for_interrupt() {
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+}

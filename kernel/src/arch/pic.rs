@@ -1,0 +1,60 @@
+//! Legacy interrupt controllers: the 8259 PIC pair (remapped to vectors 32–47) and the
+//! 8254 PIT, which drives the scheduler tick on IRQ 0.
+
+use pic8259::ChainedPics;
+use x86_64::instructions::port::Port;
+
+use super::irq::IrqMutex;
+use super::trap::vector::IRQ_BASE;
+
+/// Timer interrupts per second.
+pub const TICK_HZ: u64 = 100;
+
+const PIT_FREQUENCY_HZ: u64 = 1_193_182;
+const PIT_COMMAND: u16 = 0x43;
+const PIT_CHANNEL0: u16 = 0x40;
+
+// SAFETY: IRQ_BASE (32) and IRQ_BASE + 8 do not overlap the CPU exception vectors.
+static PICS: IrqMutex<ChainedPics> =
+    IrqMutex::new(unsafe { ChainedPics::new(IRQ_BASE as u8, IRQ_BASE as u8 + 8) });
+
+/// Remaps the PICs, unmasks only the timer and starts the PIT at [`TICK_HZ`].
+pub fn init() {
+    let mut pics = PICS.lock();
+    // SAFETY: the PICs and PIT sit at their standard I/O ports on every PC and QEMU
+    // machine; interrupts are disabled (the lock masks them) while they are programmed.
+    unsafe {
+        pics.initialize();
+        // Only IRQ 0 (timer) on the primary; the cascade line stays unmasked for later.
+        pics.write_masks(0b1111_1010, 0xff);
+        let divisor = (PIT_FREQUENCY_HZ / TICK_HZ) as u16;
+        Port::<u8>::new(PIT_COMMAND).write(0x34); // channel 0, lo/hi byte, mode 2
+        Port::<u8>::new(PIT_CHANNEL0).write(divisor as u8);
+        Port::<u8>::new(PIT_CHANNEL0).write((divisor >> 8) as u8);
+    }
+}
+
+/// Signals end of interrupt for `irq`. Returns false for a spurious IRQ 7/15, which must
+/// not be acknowledged as a real one.
+pub fn acknowledge(irq: u8) -> bool {
+    let mut pics = PICS.lock();
+    // SAFETY: reading the in-service register and sending EOI are side-effect-free for
+    // other devices; the vector is one of the PICs' own.
+    unsafe {
+        if irq == 7 || irq == 15 {
+            // OCW3: read ISR.
+            let port = if irq == 7 { 0x20 } else { 0xa0 };
+            Port::<u8>::new(port).write(0x0b);
+            let isr: u8 = Port::<u8>::new(port).read();
+            if isr & 0x80 == 0 {
+                if irq == 15 {
+                    // The primary still saw the cascade interrupt.
+                    Port::<u8>::new(0x20).write(0x20);
+                }
+                return false;
+            }
+        }
+        pics.notify_end_of_interrupt(IRQ_BASE as u8 + irq);
+    }
+    true
+}

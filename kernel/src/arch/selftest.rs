@@ -1,0 +1,44 @@
+//! Deliberate faults for the kernel's self-tests: each one checks that its target really
+//! is what the test needs (unmapped, or mapped read-only) before touching it, so a test
+//! can only ever produce the fault it asks for.
+
+use x86_64::VirtAddr;
+use x86_64::structures::paging::PageTableFlags;
+
+/// An address in the lower half that the bootloader's layout leaves unmapped.
+pub const UNMAPPED_ADDRESS: u64 = 0xdead_beef_000;
+
+static READ_ONLY_TARGET: u64 = 0x0123_4567_89ab_cdef;
+
+/// Writes to [`UNMAPPED_ADDRESS`]: a supervisor write to a non-present page.
+pub fn write_unmapped() -> ! {
+    let addr = VirtAddr::new(UNMAPPED_ADDRESS);
+    assert!(
+        crate::mm::page_flags(addr).is_none(),
+        "{addr:?} is mapped; pick another unmapped address for this test"
+    );
+    // SAFETY: the address was just checked to be unmapped, so this write faults before it
+    // changes any memory; the page-fault handler reports it and never returns here.
+    unsafe { core::ptr::write_volatile(addr.as_mut_ptr::<u64>(), 42) };
+    unreachable!("write to an unmapped page did not fault");
+}
+
+/// Writes to a read-only kernel page: a supervisor write to a present page, which faults
+/// because CR0.WP is set.
+pub fn write_read_only() -> ! {
+    let addr = VirtAddr::from_ptr(&READ_ONLY_TARGET);
+    let flags = crate::mm::page_flags(addr).expect("kernel rodata is mapped");
+    assert!(
+        !flags.contains(PageTableFlags::WRITABLE),
+        "read-only target is writable: {flags:?}"
+    );
+    assert!(
+        x86_64::registers::control::Cr0::read()
+            .contains(x86_64::registers::control::Cr0Flags::WRITE_PROTECT),
+        "CR0.WP is clear: supervisor writes would ignore page protection"
+    );
+    // SAFETY: the page was just checked to be read-only with CR0.WP set, so the write
+    // faults before it changes anything; the handler reports it and never returns here.
+    unsafe { core::ptr::write_volatile(addr.as_u64() as *mut u64, 0) };
+    unreachable!("write to a read-only page did not fault");
+}

@@ -1,0 +1,114 @@
+//! The COM1 console and the kernel logger behind the `log` macros.
+//!
+//! Everything the kernel prints goes to COM1 (QEMU's `-serial stdio`). Log lines carry the
+//! level and the timer tick; `print!`/`println!` write raw text (SIP output, banners).
+
+use core::fmt::{self, Write};
+use uart_16550::{Config, Uart16550, backend::PioBackend};
+
+use super::irq::IrqMutex;
+
+const COM1: u16 = 0x3f8;
+
+struct Console {
+    uart: Option<Uart16550<PioBackend>>,
+}
+
+impl Console {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        if let Some(uart) = self.uart.as_mut() {
+            for &byte in bytes {
+                if byte == b'\n' {
+                    uart.send_bytes_exact(b"\r");
+                }
+                uart.send_bytes_exact(&[byte]);
+            }
+        }
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+static CONSOLE: IrqMutex<Console> = IrqMutex::new(Console { uart: None });
+
+/// Opens COM1. Until this runs, output is dropped.
+pub fn init() {
+    // SAFETY: 0x3f8..0x3ff are COM1's registers on every PC and QEMU machine, and only this
+    // console ever touches them.
+    let uart = unsafe { Uart16550::new_port(COM1) };
+    if let Ok(mut uart) = uart
+        && uart.init(Config::default()).is_ok()
+    {
+        CONSOLE.lock().uart = Some(uart);
+    }
+}
+
+/// Writes formatted text to the console.
+pub fn print_fmt(args: fmt::Arguments<'_>) {
+    let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Console output for the panic path: takes the console if it is free, else opens COM1
+/// afresh, so a panic while printing still gets its report out.
+pub fn panic_print(args: fmt::Arguments<'_>) {
+    if let Some(mut console) = CONSOLE.try_lock() {
+        let _ = console.write_fmt(args);
+        return;
+    }
+    // SAFETY: the console lock is held by the code that panicked on this (only) processor
+    // and will never be released; writing to the port directly interleaves at worst one
+    // half-written line with the report.
+    if let Ok(mut uart) = unsafe { Uart16550::new_port(COM1) } {
+        let mut console = Console { uart: None };
+        if uart.init(Config::default()).is_ok() {
+            console.uart = Some(uart);
+        }
+        let _ = console.write_fmt(args);
+    }
+}
+
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::arch::serial::print_fmt(format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::print!("{}\n", format_args!($($arg)*)) };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            print_fmt(format_args!(
+                "[{:>5} {:>6}] {}\n",
+                record.level(),
+                crate::time::ticks(),
+                record.args()
+            ));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Installs the console logger at `level`.
+pub fn init_logger(level: log::LevelFilter) {
+    // Only fails if a logger is already set, which means init ran twice: keep the first.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

@@ -1,0 +1,353 @@
+//! Kernel self-tests, run in QEMU when the boot package names one.
+//!
+//! The host's `cargo test` boots the kernel once per group (see `tools/cordon/tests`) and
+//! reads the verdict from QEMU's exit status and the console. Groups:
+//!
+//! | name | what it checks | expected end |
+//! |---|---|---|
+//! | `threads` | switching, preemption, sleep, wait-queue timeouts, reaping | success |
+//! | `memory` | buddy frames, heap, exhaustion, accounting back to baseline | success |
+//! | `page-fault` | write to an unmapped page is decoded (P=0, W/R=1, U/S=0) | panic |
+//! | `page-fault-protection` | write to a read-only page is decoded (P=1, W/R=1) | panic |
+//! | `panic` | a kernel panic prints its location and message | panic |
+//! | `double-fault` | a kernel stack overflow lands on the double-fault IST stack | panic |
+#![deny(unsafe_code)]
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::arch::{cycles, selftest};
+use crate::mm::{self, frames::FrameBlock};
+use crate::sched::{self, sync::Semaphore, sync::WaitQueue};
+use crate::{println, time};
+
+type TestResult = Result<(), String>;
+
+struct Test {
+    name: &'static str,
+    run: fn() -> TestResult,
+}
+
+const THREADS: &[Test] = &[
+    Test { name: "semaphore_ping_pong_switches_threads", run: ping_pong },
+    Test { name: "spinning_threads_are_preempted", run: preemption },
+    Test { name: "sleep_wakes_after_deadline", run: sleep },
+    Test { name: "wait_queue_timeout_and_notify", run: wait_timeout },
+    Test { name: "exited_threads_return_their_stacks", run: reaping },
+];
+
+const MEMORY: &[Test] = &[
+    Test { name: "frame_blocks_are_zeroed_disjoint_and_returned", run: frames },
+    Test { name: "heap_allocates_and_frees", run: heap },
+    Test { name: "frame_exhaustion_is_reported_not_fatal", run: exhaustion },
+];
+
+/// Names accepted by [`start`] and [`run_early`].
+pub const GROUPS: &[&str] = &[
+    "threads",
+    "memory",
+    "page-fault",
+    "page-fault-protection",
+    "panic",
+    "double-fault",
+];
+
+static FAILURES: AtomicUsize = AtomicUsize::new(0);
+
+/// Self-tests that failed so far.
+pub fn failures() -> usize {
+    FAILURES.load(Ordering::Relaxed)
+}
+
+/// Runs self-tests that must happen before memory and threads are set up. Returns for
+/// every other name.
+pub fn run_early(name: &str) {
+    if name == "double-fault" {
+        println!("ktest double-fault: overflowing the boot stack");
+        let depth = overflow_stack(0);
+        panic!("stack overflow did not fault (depth {depth})");
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn overflow_stack(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 64]);
+    overflow_stack(depth + 1) + frame[7]
+}
+
+/// Spawns the thread that runs self-test group `name`.
+pub fn start(name: &str) -> Result<(), String> {
+    let tests: &'static [Test] = match name {
+        "threads" => THREADS,
+        "memory" => MEMORY,
+        "page-fault" => {
+            spawn("ktest-page-fault", || {
+                println!("ktest page-fault: writing to {:#x}", selftest::UNMAPPED_ADDRESS);
+                selftest::write_unmapped()
+            })?;
+            return Ok(());
+        }
+        "page-fault-protection" => {
+            spawn("ktest-page-fault-protection", || {
+                println!("ktest page-fault-protection: writing to read-only kernel data");
+                selftest::write_read_only()
+            })?;
+            return Ok(());
+        }
+        "panic" => {
+            spawn("ktest-panic", || panic!("deliberate panic requested by self-test"))?;
+            return Ok(());
+        }
+        other => {
+            return Err(format!(
+                "unknown self-test '{other}'; known: {}",
+                GROUPS.join(", ")
+            ));
+        }
+    };
+    let name = String::from(name);
+    spawn("ktest", move || {
+        println!("ktest {name}: running {} tests", tests.len());
+        for test in tests {
+            match (test.run)() {
+                Ok(()) => println!("ktest {name}::{} ... ok", test.name),
+                Err(why) => {
+                    FAILURES.fetch_add(1, Ordering::Relaxed);
+                    println!("ktest {name}::{} ... FAILED: {why}", test.name);
+                }
+            }
+        }
+        let failed = failures();
+        println!(
+            "ktest {name}: {} passed, {failed} failed",
+            tests.len() - failed
+        );
+    })
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    sched::spawn(name, f)
+        .map(|_| ())
+        .map_err(|err| format!("cannot spawn {name}: {err:?}"))
+}
+
+fn check(condition: bool, what: impl FnOnce() -> String) -> TestResult {
+    if condition { Ok(()) } else { Err(what()) }
+}
+
+fn spawn_test_thread(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<sched::JoinHandle, String> {
+    sched::spawn(name, f).map_err(|err| format!("spawn {name}: {err:?}"))
+}
+
+// --- threads ---------------------------------------------------------------------------
+
+fn ping_pong() -> TestResult {
+    const ROUNDS: usize = 200;
+    let ping = Arc::new(Semaphore::new(0));
+    let pong = Arc::new(Semaphore::new(0));
+    let switches_before = sched::context_switches();
+    let partner = {
+        let (ping, pong) = (ping.clone(), pong.clone());
+        spawn_test_thread("pong", move || {
+            for _ in 0..ROUNDS {
+                ping.down();
+                pong.up();
+            }
+        })?
+    };
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let start = cycles::start();
+        ping.up();
+        pong.down();
+        samples.push(cycles::stop() - start);
+    }
+    partner.join();
+    let switches = sched::context_switches() - switches_before;
+    samples.sort_unstable();
+    println!(
+        "  semaphore round trip between two kernel threads: median {} cycles, min {} (TSC; emulated cost under TCG)",
+        samples[ROUNDS / 2],
+        samples[0]
+    );
+    check(switches >= 2 * ROUNDS as u64, || {
+        format!("{ROUNDS} round trips took only {switches} context switches")
+    })
+}
+
+fn preemption() -> TestResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let mut handles = Vec::new();
+    for (i, counter) in counters.iter().enumerate() {
+        let (stop, counter) = (stop.clone(), counter.clone());
+        // Never yields, never blocks: only the timer can take the processor away.
+        handles.push(spawn_test_thread(&format!("spinner-{i}"), move || {
+            while !stop.load(Ordering::Relaxed) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        })?);
+    }
+    let start_tick = time::ticks();
+    sched::sleep_ticks(20);
+    let seen: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    stop.store(true, Ordering::Relaxed);
+    for handle in &handles {
+        handle.join();
+    }
+    check(seen.iter().all(|&count| count > 0), || {
+        format!("a spinning thread never ran: counters {seen:?}")
+    })?;
+    check(time::ticks() >= start_tick + 20, || {
+        "sleeping thread woke early while others spun".into()
+    })
+}
+
+fn sleep() -> TestResult {
+    let before = time::ticks();
+    sched::sleep_ticks(10);
+    let slept = time::ticks() - before;
+    check(slept >= 10, || format!("sleep(10) returned after {slept} ticks"))?;
+    check(sched::pending_timers() == 0, || {
+        format!("{} timers left pending", sched::pending_timers())
+    })
+}
+
+fn wait_timeout() -> TestResult {
+    static QUEUE: WaitQueue = WaitQueue::new();
+    static FLAG: AtomicBool = AtomicBool::new(false);
+
+    let before = time::ticks();
+    let met = QUEUE.wait_until_timeout(|| FLAG.load(Ordering::Acquire), 5);
+    let waited = time::ticks() - before;
+    check(!met, || "condition reported true without notification".into())?;
+    check(waited >= 5, || format!("timed out after {waited} ticks, not 5"))?;
+    check(QUEUE.is_empty(), || "timed-out waiter left on the queue".into())?;
+
+    let notifier = spawn_test_thread("notifier", || {
+        sched::sleep_ticks(2);
+        FLAG.store(true, Ordering::Release);
+        QUEUE.notify_one();
+    })?;
+    let met = QUEUE.wait_until_timeout(|| FLAG.load(Ordering::Acquire), 10_000);
+    notifier.join();
+    check(met, || "notification before the timeout was missed".into())?;
+    check(sched::pending_timers() == 0, || {
+        "cancelled timeout still pending on the wheel".into()
+    })
+}
+
+fn reaping() -> TestResult {
+    // Let earlier tests' threads be reaped first.
+    sched::yield_now();
+    let baseline = mm::frames::free_frames();
+    let handles: Vec<_> = (0..8)
+        .map(|i| spawn_test_thread(&format!("short-{i}"), move || sched::sleep_ticks(i % 3)))
+        .collect::<Result<_, _>>()?;
+    let during = mm::frames::free_frames();
+    for handle in &handles {
+        handle.join();
+    }
+    sched::yield_now();
+    let after = mm::frames::free_frames();
+    check(during < baseline, || "threads took no stack frames".into())?;
+    check(after == baseline, || {
+        format!("free frames {after} after all threads exited, baseline {baseline}")
+    })
+}
+
+// --- memory ----------------------------------------------------------------------------
+
+fn frames() -> TestResult {
+    let baseline = mm::frames::free_frames();
+    let mut blocks: Vec<FrameBlock> = Vec::new();
+    for order in 0..=6 {
+        for _ in 0..3 {
+            let block = FrameBlock::alloc(order).ok_or("out of frames")?;
+            blocks.push(block);
+        }
+    }
+    let used: u64 = blocks.iter().map(|b| b.len() as u64 / mm::FRAME_SIZE).sum();
+    check(mm::frames::free_frames() == baseline - used, || {
+        "free-frame count does not match the blocks handed out".into()
+    })?;
+    let mut spans: Vec<(u64, u64)> = blocks
+        .iter()
+        .map(|b| (b.start().as_u64(), b.start().as_u64() + b.len() as u64))
+        .collect();
+    spans.sort_unstable();
+    check(spans.windows(2).all(|w| w[0].1 <= w[1].0), || {
+        "two frame blocks overlap".into()
+    })?;
+    for (i, block) in blocks.iter_mut().enumerate() {
+        check(block.start().as_u64() % block.len() as u64 == 0, || {
+            "block not aligned to its size".into()
+        })?;
+        let words = block.as_mut_slice();
+        check(words.iter().all(|&w| w == 0), || "block not zeroed".into())?;
+        words.fill(i as u64 * 0x0101_0101);
+    }
+    for (i, block) in blocks.iter_mut().enumerate() {
+        let expected = i as u64 * 0x0101_0101;
+        check(block.as_mut_slice().iter().all(|&w| w == expected), || {
+            format!("block {i} lost its contents")
+        })?;
+    }
+    drop(blocks);
+    let after = mm::frames::free_frames();
+    check(after == baseline, || {
+        format!("free frames {after} after freeing, baseline {baseline}")
+    })
+}
+
+fn heap() -> TestResult {
+    let (allocated_before, _) = mm::heap::usage();
+    let big: Vec<u64> = (0..(1u64 << 20)).collect(); // 8 MiB
+    let sum: u64 = big.iter().sum();
+    check(sum == (1u64 << 20) * ((1u64 << 20) - 1) / 2, || "wrong sum".into())?;
+    let small: Vec<Box<[u8; 48]>> = (0..10_000).map(|i| Box::new([i as u8; 48])).collect();
+    check(small.iter().enumerate().all(|(i, b)| b[47] == i as u8), || {
+        "small allocations overlap".into()
+    })?;
+    let (allocated_during, claimed) = mm::heap::usage();
+    println!(
+        "  heap: {} KiB allocated of {} KiB claimed",
+        allocated_during >> 10,
+        claimed >> 10
+    );
+    drop(big);
+    drop(small);
+    let (allocated_after, _) = mm::heap::usage();
+    check(allocated_after == allocated_before, || {
+        format!("heap holds {allocated_after} bytes after freeing, {allocated_before} before")
+    })
+}
+
+fn exhaustion() -> TestResult {
+    let baseline = mm::frames::free_frames();
+    let mut blocks = Vec::new();
+    while let Some(block) = FrameBlock::alloc(kernel_core::buddy::MAX_ORDER) {
+        blocks.push(block);
+    }
+    let mut small = Vec::new();
+    while let Some(block) = FrameBlock::alloc(0) {
+        small.push(block);
+    }
+    let empty = mm::frames::free_frames();
+    let took = blocks.len();
+    drop(blocks);
+    drop(small);
+    let after = mm::frames::free_frames();
+    println!("  took {took} 4 MiB blocks and every remaining frame, then gave them back");
+    check(empty == 0, || format!("{empty} frames left after exhausting memory"))?;
+    check(after == baseline, || {
+        format!("free frames {after} after returning all, baseline {baseline}")
+    })
+}

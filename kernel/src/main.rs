@@ -1,0 +1,141 @@
+//! The Cordon kernel.
+//!
+//! Cordon runs software-isolated processes (SIPs): WebAssembly modules, verified before
+//! they run and sealed, that talk only over contract-checked channels. This crate is the
+//! kernel: it boots through `bootloader_api`, reads its boot package (boot parameters and
+//! SIP modules) from the ramdisk the runner built, and runs everything on one processor.
+//!
+//! Design rules, kept throughout:
+//! - `unsafe` lives only in [`arch`] (processor tables, trap entry, context switch, ports)
+//!   and [`mm`] (physical memory, heap); every other module denies it.
+//! - Logic that needs no hardware lives in `kernel_core` and is unit-tested on the host.
+//! - Anything a SIP does ends at that SIP; the kernel panics only on its own bugs, and a
+//!   panic prints a decoded report and powers QEMU off with the failure code.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod demo;
+mod ktest;
+mod mm;
+mod sched;
+mod time;
+
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use bootloader_api::{BootInfo, entry_point};
+use bootpkg::{BootPackage, Isolation, LogLevel};
+
+use arch::qemu::{ExitCode, exit};
+
+/// What the kernel asks of the bootloader: physical memory mapped at a free offset (the
+/// frame allocator and heap reach frames through it) and a roomy boot stack.
+pub static BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.kernel_stack_size = 256 * 1024;
+    config
+};
+
+entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
+
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    arch::serial::init();
+    mm::heap::init_boot_arena();
+    arch::serial::init_logger(log::LevelFilter::Info);
+    arch::init();
+
+    let package = match mm::ramdisk(boot_info).map(BootPackage::decode) {
+        Some(Ok(package)) => package,
+        Some(Err(err)) => fail(format_args!("cannot read the boot package: {err}")),
+        None => fail(format_args!(
+            "no boot package: boot Cordon through its runner (`cargo run`), which puts one in the ramdisk"
+        )),
+    };
+    let config = &package.config;
+    log::set_max_level(level_filter(config.log_level));
+
+    // A self-test that must run before the scheduler exists (it never returns).
+    if let Some(name) = config.self_test.as_deref() {
+        ktest::run_early(name);
+    }
+
+    let memory = mm::init(boot_info);
+    println!(
+        "Cordon {} booted: isolation={}, {} MiB usable memory, {} MiB heap, {} of {} frames free, timer {} Hz",
+        env!("CARGO_PKG_VERSION"),
+        config.isolation,
+        memory.usable_bytes >> 20,
+        memory.heap_bytes >> 20,
+        memory.free_frames,
+        mm::frames::total_frames(),
+        time::TICK_HZ,
+    );
+
+    if config.isolation == Isolation::Hard {
+        fail(format_args!(
+            "isolation=hard is not available: this kernel has no hardware isolation yet \
+             (per-SIP page tables, ring 3, system calls). Boot with --isolation soft."
+        ));
+    }
+
+    sched::init();
+    let verdict = match config.self_test.as_deref() {
+        Some(name) => ktest::start(name),
+        None => demo::start(),
+    };
+    if let Err(err) = verdict {
+        fail(format_args!("{err}"));
+    }
+    x86_64::instructions::interrupts::enable();
+    sched::run_until_all_exited();
+    x86_64::instructions::interrupts::disable();
+
+    let failures = ktest::failures();
+    log::info!(
+        "all threads finished after {} ticks, {} context switches",
+        time::ticks(),
+        sched::context_switches()
+    );
+    if failures > 0 {
+        fail(format_args!("{failures} self-test(s) failed"));
+    }
+    println!("Cordon: nothing left to run, powering off (success)");
+    exit(ExitCode::Success)
+}
+
+fn level_filter(level: LogLevel) -> log::LevelFilter {
+    match level {
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
+    }
+}
+
+/// Reports a failure that is not a kernel bug (bad boot package, unavailable mode) and
+/// powers off with the failure code.
+fn fail(message: core::fmt::Arguments<'_>) -> ! {
+    println!("Cordon: error: {message}");
+    println!("Cordon: powering off (failure)");
+    exit(ExitCode::Failure)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let location = info
+        .location()
+        .map(|l| (l.file(), l.line(), l.column()))
+        .unwrap_or(("<unknown>", 0, 0));
+    arch::serial::panic_print(format_args!(
+        "\nKERNEL PANIC at {}:{}:{}: {}\nCordon: powering off (failure)\n",
+        location.0,
+        location.1,
+        location.2,
+        info.message()
+    ));
+    exit(ExitCode::Failure)
+}

@@ -1,0 +1,113 @@
+//! The kernel heap: `talc` as the global allocator.
+//!
+//! It starts on a static boot arena (enough for the frame allocator's own lists), then
+//! [`grow_from_frames`] claims a share of physical memory in maximal buddy blocks. The
+//! allocator masks interrupts while it holds its lock, so the timer handler may allocate.
+
+use core::alloc::{GlobalAlloc, Layout};
+use kernel_core::buddy::MAX_ORDER;
+use talc::TalcLock;
+use talc::source::Manual;
+
+use super::frames::FrameBlock;
+use super::phys_to_virt;
+
+const BOOT_ARENA_SIZE: usize = 1 << 20;
+/// Upper bound on the heap claimed at boot.
+const MAX_HEAP_BYTES: u64 = 64 << 20;
+
+#[repr(align(4096))]
+#[expect(dead_code, reason = "handed to talc by address")]
+struct Arena([u8; BOOT_ARENA_SIZE]);
+
+static mut BOOT_ARENA: Arena = Arena([0; BOOT_ARENA_SIZE]);
+
+struct KernelHeap {
+    talc: TalcLock<spin::Mutex<()>, Manual>,
+}
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap {
+    talc: TalcLock::new(Manual),
+};
+
+// SAFETY: delegates to talc's GlobalAlloc with interrupts masked, so an interrupt handler
+// can never find the lock held by the code it interrupted on this processor.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc's contract.
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+            self.talc.alloc(layout)
+        })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc's contract.
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+            self.talc.dealloc(ptr, layout)
+        })
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc's contract.
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+            self.talc.realloc(ptr, layout, new_size)
+        })
+    }
+}
+
+/// Claims the static boot arena. Must run before the first allocation.
+pub fn init_boot_arena() {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        // SAFETY: the arena is a static used by nothing else; it is claimed exactly once
+        // (init runs once at boot) and stays valid for the life of the kernel.
+        unsafe {
+            let base = (&raw mut BOOT_ARENA).cast::<u8>();
+            HEAP.talc.lock().claim(base, BOOT_ARENA_SIZE);
+        }
+    });
+}
+
+/// Grows the heap to a quarter of usable memory (at most [`MAX_HEAP_BYTES`]) in blocks of
+/// frames; a block adjacent to the previous one extends that heap, so large allocations
+/// can span blocks. Returns the bytes the heap holds in total.
+pub fn grow_from_frames(usable_bytes: u64) -> u64 {
+    let target = (usable_bytes / 4).min(MAX_HEAP_BYTES);
+    let mut claimed = 0u64;
+    // (where the last claimed span ends in memory, talc's end-of-heap marker for it)
+    let mut last: Option<(*mut u8, core::ptr::NonNull<u8>)> = None;
+    while claimed < target {
+        let Some(block) = FrameBlock::alloc(MAX_ORDER) else {
+            break;
+        };
+        let (start, len) = block.leak();
+        let base = phys_to_virt(start).as_mut_ptr::<u8>();
+        let end = base.wrapping_add(len);
+        last = x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut talc = HEAP.talc.lock();
+            // SAFETY: the frames were just taken from the buddy allocator and leaked, so
+            // nothing else will ever use them; they are mapped read-write at `base`. When
+            // they directly follow the previous span, `heap_end` is the marker talc
+            // returned for that span, as `extend` requires.
+            unsafe {
+                match last {
+                    Some((span_end, heap_end)) if span_end == base => {
+                        Some((end, talc.extend(heap_end, end)))
+                    }
+                    _ => talc.claim(base, len).map(|heap_end| (end, heap_end)),
+                }
+            }
+        });
+        claimed += len as u64;
+    }
+    claimed + BOOT_ARENA_SIZE as u64
+}
+
+/// Heap statistics: (bytes allocated, bytes claimed).
+pub fn usage() -> (usize, usize) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let talc = HEAP.talc.lock();
+        let counters = talc.counters();
+        (counters.allocated_bytes, counters.claimed_bytes)
+    })
+}

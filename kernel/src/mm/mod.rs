@@ -1,0 +1,98 @@
+//! Memory management: physical frames (buddy allocator), the kernel heap (talc) and access
+//! to physical memory through the bootloader's linear mapping.
+//!
+//! With `unsafe` confined here and in `arch`, the rest of the kernel gets memory only as
+//! owned values ([`frames::FrameBlock`], heap allocations).
+
+pub mod frames;
+pub mod heap;
+
+use bootloader_api::BootInfo;
+use bootloader_api::info::MemoryRegionKind;
+use spin::Once;
+use x86_64::{PhysAddr, VirtAddr};
+
+/// Size of a physical frame.
+pub const FRAME_SIZE: u64 = 4096;
+
+static PHYS_OFFSET: Once<u64> = Once::new();
+
+/// Virtual address at which physical address `phys` is mapped.
+pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
+    let offset = *PHYS_OFFSET
+        .get()
+        .expect("mm::init ran before physical memory is used");
+    VirtAddr::new(offset + phys.as_u64())
+}
+
+/// What memory initialisation found, for the boot log.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryReport {
+    pub usable_bytes: u64,
+    pub heap_bytes: u64,
+    pub free_frames: u64,
+}
+
+/// Takes over physical memory: every usable region goes to the buddy allocator, then the
+/// kernel heap grows from its boot arena into a block of frames.
+pub fn init(boot_info: &BootInfo) -> MemoryReport {
+    let offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .expect("bootloader maps physical memory (BOOTLOADER_CONFIG asks for it)");
+    PHYS_OFFSET.call_once(|| offset);
+
+    let mut usable_bytes = 0;
+    for region in boot_info.memory_regions.iter() {
+        if region.kind != MemoryRegionKind::Usable {
+            continue;
+        }
+        // Whole frames only; frame 0 is never handed out so that a null physical
+        // address always means "none".
+        let start = region.start.div_ceil(FRAME_SIZE).max(1);
+        let end = region.end / FRAME_SIZE;
+        if end > start {
+            frames::add_region(start, end - start);
+            usable_bytes += (end - start) * FRAME_SIZE;
+        }
+    }
+    let heap_bytes = heap::grow_from_frames(usable_bytes);
+    MemoryReport {
+        usable_bytes,
+        heap_bytes,
+        free_frames: frames::free_frames(),
+    }
+}
+
+/// The ramdisk the bootloader loaded (the boot package), if any.
+pub fn ramdisk(boot_info: &BootInfo) -> Option<&'static [u8]> {
+    let addr = boot_info.ramdisk_addr.into_option()?;
+    let len = usize::try_from(boot_info.ramdisk_len).ok()?;
+    // SAFETY: the bootloader mapped the ramdisk read-only at `addr` for `len` bytes and
+    // never unmaps it; the kernel never writes to it.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+}
+
+/// The page-table flags of the 4 KiB page (or larger page) holding `addr` in the active
+/// address space; `None` if it is not mapped.
+pub fn page_flags(addr: VirtAddr) -> Option<x86_64::structures::paging::PageTableFlags> {
+    use x86_64::structures::paging::mapper::{MappedFrame, Translate, TranslateResult};
+    use x86_64::structures::paging::{OffsetPageTable, PageTable};
+    let (l4_frame, _) = x86_64::registers::control::Cr3::read();
+    let l4_virt = phys_to_virt(l4_frame.start_address());
+    // SAFETY: CR3 points at the active level-4 table, which the physical-memory mapping
+    // makes reachable at `l4_virt`; the table is only read here, on the one processor.
+    let table = unsafe {
+        OffsetPageTable::new(
+            &mut *l4_virt.as_mut_ptr::<PageTable>(),
+            VirtAddr::new(*PHYS_OFFSET.get()?),
+        )
+    };
+    match table.translate(addr) {
+        TranslateResult::Mapped { flags, frame, .. } => {
+            let _: MappedFrame = frame;
+            Some(flags)
+        }
+        _ => None,
+    }
+}

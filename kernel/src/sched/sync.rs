@@ -1,0 +1,131 @@
+//! Blocking primitives for kernel threads: wait queues (with timeouts on the hashed
+//! wake-up lists) and counting semaphores built on them.
+#![deny(unsafe_code)]
+
+use alloc::collections::VecDeque;
+use kernel_core::sched::ThreadId;
+use x86_64::instructions::interrupts;
+
+use crate::arch::irq::IrqMutex;
+
+/// Threads waiting for a condition, woken in FIFO order.
+pub struct WaitQueue {
+    waiters: IrqMutex<VecDeque<ThreadId>>,
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WaitQueue {
+    pub const fn new() -> Self {
+        WaitQueue {
+            waiters: IrqMutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Blocks until `condition` holds. The condition is checked with interrupts masked, so
+    /// a notification between the check and the block cannot be lost.
+    pub fn wait_until(&self, mut condition: impl FnMut() -> bool) {
+        interrupts::without_interrupts(|| {
+            while !condition() {
+                super::block_current(|id| self.waiters.lock().push_back(id), None);
+            }
+        });
+    }
+
+    /// Like [`WaitQueue::wait_until`] but gives up after `ticks`; returns whether the
+    /// condition holds.
+    pub fn wait_until_timeout(&self, mut condition: impl FnMut() -> bool, ticks: u64) -> bool {
+        let deadline = crate::time::ticks() + ticks;
+        interrupts::without_interrupts(|| {
+            loop {
+                if condition() {
+                    return true;
+                }
+                let now = crate::time::ticks();
+                if now >= deadline {
+                    return false;
+                }
+                let mut me = None;
+                let notified = super::block_current(
+                    |id| {
+                        me = Some(id);
+                        self.waiters.lock().push_back(id)
+                    },
+                    Some(deadline - now),
+                );
+                if !notified {
+                    // The timeout woke us: leave the queue so a later notification goes to
+                    // a thread that is still waiting.
+                    self.waiters.lock().retain(|&w| Some(w) != me);
+                }
+            }
+        })
+    }
+
+    /// Wakes the longest-waiting thread. Returns whether one was woken.
+    pub fn notify_one(&self) -> bool {
+        loop {
+            let Some(id) = self.waiters.lock().pop_front() else {
+                return false;
+            };
+            // A thread whose timeout already woke it is skipped.
+            if super::wake(id) {
+                return true;
+            }
+        }
+    }
+
+    /// Wakes every waiting thread.
+    pub fn notify_all(&self) {
+        while self.notify_one() {}
+    }
+
+    /// Number of threads queued.
+    pub fn len(&self) -> usize {
+        self.waiters.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A counting semaphore.
+pub struct Semaphore {
+    count: IrqMutex<usize>,
+    queue: WaitQueue,
+}
+
+impl Semaphore {
+    pub const fn new(initial: usize) -> Self {
+        Semaphore {
+            count: IrqMutex::new(initial),
+            queue: WaitQueue::new(),
+        }
+    }
+
+    fn try_take(&self) -> bool {
+        let mut count = self.count.lock();
+        if *count > 0 {
+            *count -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// P: waits until the count is positive, then decrements it.
+    pub fn down(&self) {
+        self.queue.wait_until(|| self.try_take());
+    }
+
+    /// V: increments the count and wakes one waiter.
+    pub fn up(&self) {
+        *self.count.lock() += 1;
+        self.queue.notify_one();
+    }
+}

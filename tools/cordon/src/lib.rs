@@ -1,0 +1,16 @@
+//! Cordon's runner as a library: it builds the boot image for a run (kernel + boot
+//! package in the ramdisk), finds or installs QEMU, boots it and turns QEMU's exit status
+//! and console into a verdict. The `cordon` binary and the in-QEMU tests both use it.
+#![deny(unsafe_code)]
+
+pub mod image;
+pub mod qemu;
+
+pub use bootpkg::{Isolation, LogLevel};
+pub use image::{Firmware, build_image};
+pub use qemu::{Accel, BootOptions, Outcome, Verdict, boot};
+
+/// The kernel ELF this runner was built with.
+pub fn kernel_elf() -> &'static std::path::Path {
+    std::path::Path::new(env!("CORDON_KERNEL_ELF"))
+}

@@ -1,0 +1,136 @@
+//! `cordon`: boots Cordon in QEMU.
+//!
+//! `cargo run -- --isolation soft` builds the kernel (an artifact dependency of this
+//! crate), makes a boot image whose ramdisk carries the boot parameters, boots QEMU with
+//! the serial console on this terminal and exits with the kernel's verdict.
+#![deny(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use cordon::{Accel, BootOptions, Firmware, Isolation, LogLevel, Verdict};
+
+/// Boot Cordon in QEMU.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// How SIPs are isolated: `soft` (ring 0, one address space) or `hard` (page tables,
+    /// ring 3).
+    #[arg(long, value_enum, default_value = "soft")]
+    isolation: IsolationArg,
+    /// QEMU accelerator. TCG (software emulation) works everywhere; KVM needs a host
+    /// processor with VT-x or AMD-V.
+    #[arg(long, value_enum, default_value = "tcg")]
+    accel: Accel,
+    /// Firmware to boot through.
+    #[arg(long, value_enum, default_value = "bios")]
+    firmware: Firmware,
+    /// Start QEMU halted with a GDB server on localhost:1234.
+    #[arg(long)]
+    gdb: bool,
+    /// Kernel console log level.
+    #[arg(long, value_enum, default_value = "info")]
+    log: LogArg,
+    /// Run a kernel self-test group instead of the normal system (threads, memory,
+    /// page-fault, page-fault-protection, panic, double-fault).
+    #[arg(long, value_name = "GROUP")]
+    self_test: Option<String>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=16384))]
+    memory: u32,
+    /// Kill QEMU after this many seconds (0: never).
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum IsolationArg {
+    Soft,
+    Hard,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogArg {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let options = BootOptions {
+        isolation: match cli.isolation {
+            IsolationArg::Soft => Isolation::Soft,
+            IsolationArg::Hard => Isolation::Hard,
+        },
+        log_level: match cli.log {
+            LogArg::Error => LogLevel::Error,
+            LogArg::Warn => LogLevel::Warn,
+            LogArg::Info => LogLevel::Info,
+            LogArg::Debug => LogLevel::Debug,
+            LogArg::Trace => LogLevel::Trace,
+        },
+        self_test: cli.self_test,
+        firmware: cli.firmware,
+        accel: cli.accel,
+        gdb: cli.gdb,
+        memory_mib: cli.memory,
+        echo: true,
+        timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+    };
+    eprintln!(
+        "[cordon] isolation={} firmware={:?} accel={} memory={} MiB",
+        options.isolation,
+        options.firmware,
+        match options.accel {
+            Accel::Tcg => "tcg (software emulation: timings are emulated cost)",
+            Accel::Kvm => "kvm",
+        },
+        options.memory_mib,
+    );
+    if options.gdb {
+        eprintln!(
+            "[cordon] QEMU is halted waiting for GDB: in another terminal run\n    \
+             gdb {} -ex 'target remote localhost:1234'",
+            cordon::kernel_elf().display()
+        );
+    }
+    let outcome = match cordon::boot(&options) {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            eprintln!("[cordon] error: {err:#}");
+            return ExitCode::from(3);
+        }
+    };
+    if let Some(banner) = outcome.banner_after {
+        eprintln!(
+            "[cordon] banner after {:.2} s, QEMU ran {:.2} s",
+            banner.as_secs_f64(),
+            outcome.wall.as_secs_f64()
+        );
+    }
+    match outcome.verdict {
+        Verdict::Passed => {
+            eprintln!("[cordon] kernel powered off: success");
+            ExitCode::SUCCESS
+        }
+        Verdict::Failed => {
+            eprintln!("[cordon] kernel powered off: FAILURE (see the console above)");
+            ExitCode::from(1)
+        }
+        Verdict::QemuExited(code) => {
+            eprintln!(
+                "[cordon] QEMU exited without the kernel's verdict (status {code:?}; \
+                 0 usually means a triple fault)"
+            );
+            ExitCode::from(2)
+        }
+        Verdict::TimedOut => {
+            eprintln!("[cordon] QEMU killed after {} s", cli.timeout);
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Booting Cordon in QEMU: finding (or installing) QEMU and firmware, choosing the
+//! accelerator, running the image, streaming the serial console and turning the exit
+//! status into a [`Verdict`].
+//!
+//! The kernel powers off through `isa-debug-exit` (iobase 0xf4): QEMU then exits with 33
+//! when everything ended cleanly and 35 when the kernel reported a failure. Any other
+//! status (QEMU's own errors, 0 after a triple fault under `-no-reboot`) is neither.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bootpkg::{BootConfig, BootPackage, Isolation, LogLevel};
+
+use crate::image::{Firmware, build_image, work_dir};
+
+const QEMU: &str = "qemu-system-x86_64";
+const EXIT_PASSED: i32 = 33;
+const EXIT_FAILED: i32 = 35;
+/// Debian's OVMF build, (code, variables template), newest name first.
+const OVMF_CANDIDATES: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+];
+
+/// How QEMU executes guest code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    /// Software emulation (TCG): works everywhere; timings are emulated cost.
+    Tcg,
+    /// Hardware virtualisation through /dev/kvm, for real hardware with VT-x/AMD-V.
+    Kvm,
+}
+
+/// Everything that decides one boot.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    pub isolation: Isolation,
+    pub log_level: LogLevel,
+    /// Kernel self-test group to run instead of the normal system.
+    pub self_test: Option<String>,
+    pub firmware: Firmware,
+    pub accel: Accel,
+    /// Start QEMU halted, waiting for a debugger on localhost:1234.
+    pub gdb: bool,
+    pub memory_mib: u32,
+    /// Copy the console to this process's stdout as it arrives.
+    pub echo: bool,
+    /// Kill QEMU after this long (a safety net, not a measurement).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        BootOptions {
+            isolation: Isolation::Soft,
+            log_level: LogLevel::Info,
+            self_test: None,
+            firmware: Firmware::Bios,
+            accel: Accel::Tcg,
+            gdb: false,
+            memory_mib: 256,
+            echo: false,
+            timeout: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// How a boot ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The kernel powered off reporting success (QEMU status 33).
+    Passed,
+    /// The kernel powered off reporting failure (QEMU status 35): a panic, a failed
+    /// self-test, a refused configuration.
+    Failed,
+    /// QEMU ended some other way: its own error, a triple fault, a signal.
+    QemuExited(Option<i32>),
+    /// Killed after the timeout.
+    TimedOut,
+}
+
+/// What one boot produced.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// Everything the kernel wrote to the serial console, and QEMU's own messages.
+    pub console: String,
+    /// From starting QEMU to the kernel's banner line.
+    pub banner_after: Option<Duration>,
+    /// From starting QEMU to its exit.
+    pub wall: Duration,
+}
+
+/// The line prefix the kernel's banner starts with.
+pub const BANNER_PREFIX: &str = "Cordon ";
+const BANNER_WORD: &str = " booted: ";
+
+static SETUP: Mutex<()> = Mutex::new(());
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// Installs Debian packages when running as root with apt; otherwise explains how.
+fn install(packages: &[&str], missing: &str) -> anyhow::Result<()> {
+    let command = format!("apt-get install -y {}", packages.join(" "));
+    if !(is_root() && on_path("apt-get")) {
+        bail!("{missing} is not installed. Install it with:\n    sudo {command}");
+    }
+    eprintln!("[cordon] {missing} is missing; installing: {command}");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("apt-get update -qq && DEBIAN_FRONTEND=noninteractive {command} -qq"))
+        .stdout(Stdio::null())
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("`{command}` failed ({status}); install {missing} by hand and retry");
+    }
+    Ok(())
+}
+
+/// Makes sure QEMU (and OVMF for UEFI) is installed; returns the OVMF files if asked.
+pub fn ensure_installed(firmware: Firmware) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    let _once = SETUP.lock().unwrap_or_else(|poison| poison.into_inner());
+    if !on_path(QEMU) {
+        install(&["qemu-system-x86"], QEMU)?;
+    }
+    if firmware == Firmware::Bios {
+        return Ok(None);
+    }
+    let find = || {
+        OVMF_CANDIDATES
+            .iter()
+            .find(|(code, vars)| Path::new(code).is_file() && Path::new(vars).is_file())
+            .map(|(code, vars)| (PathBuf::from(code), PathBuf::from(vars)))
+    };
+    if find().is_none() {
+        install(&["ovmf"], "UEFI firmware (OVMF)")?;
+    }
+    find().map(Some).context("OVMF installed but its firmware files were not found")
+}
+
+/// Checks that KVM can really run guests here (the device exists and the processor has
+/// VT-x or AMD-V).
+pub fn kvm_usable() -> Result<(), String> {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return Err("/dev/kvm cannot be opened".into());
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    if !flags.split_whitespace().any(|f| f == "vmx" || f == "svm") {
+        return Err("the processor shows neither vmx nor svm (a paravirtual /dev/kvm cannot run guests)".into());
+    }
+    Ok(())
+}
+
+/// Builds the image for `options`, boots it and waits for the verdict.
+pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
+    let ovmf = ensure_installed(options.firmware)?;
+    if options.accel == Accel::Kvm
+        && let Err(why) = kvm_usable()
+    {
+        bail!("--accel kvm: KVM is not usable on this machine: {why}. Use --accel tcg.");
+    }
+    let package = BootPackage {
+        config: BootConfig {
+            isolation: options.isolation,
+            log_level: options.log_level,
+            self_test: options.self_test.clone(),
+        },
+        files: Vec::new(),
+    };
+    let image = build_image(crate::kernel_elf(), &package, options.firmware)?;
+
+    let mut qemu = Command::new(QEMU);
+    qemu.args(["-m", &format!("{}M", options.memory_mib)])
+        .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-no-reboot"]);
+    match options.accel {
+        Accel::Tcg => qemu.args(["-accel", "tcg", "-cpu", "max"]),
+        Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
+    };
+    qemu.arg("-drive")
+        .arg(format!("format=raw,file={}", image.path.display()));
+    let vars_copy = work_dir().join(format!("ovmf-vars-{}.fd", std::process::id()));
+    if let Some((code, vars)) = &ovmf {
+        std::fs::copy(vars, &vars_copy).context("copying the OVMF variable store")?;
+        qemu.arg("-drive")
+            .arg(format!("if=pflash,format=raw,readonly=on,file={}", code.display()));
+        qemu.arg("-drive")
+            .arg(format!("if=pflash,format=raw,file={}", vars_copy.display()));
+    }
+    if options.gdb {
+        qemu.args(["-s", "-S"]);
+    }
+    qemu.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+
+    let started = Instant::now();
+    let mut child = qemu.spawn().with_context(|| format!("starting {QEMU}"))?;
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, bool)>();
+    let mut readers = Vec::new();
+    for (stream, is_err) in [
+        (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), false),
+        (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), true),
+    ] {
+        let Some(mut stream) = stream else { continue };
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 || tx.send((buf[..n].to_vec(), is_err)).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+
+    let mut console = Vec::new();
+    let mut banner_after = None;
+    let mut timed_out = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((chunk, is_err)) => {
+                if options.echo {
+                    let _ = if is_err {
+                        std::io::stderr().write_all(&chunk)
+                    } else {
+                        let mut out = std::io::stdout();
+                        out.write_all(&chunk).and_then(|_| out.flush())
+                    };
+                }
+                console.extend_from_slice(&chunk);
+                if banner_after.is_none() && has_banner(&console) {
+                    banner_after = Some(started.elapsed());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(limit) = options.timeout
+            && started.elapsed() > limit
+            && !options.gdb
+        {
+            timed_out = true;
+            let _ = child.kill();
+        }
+    }
+    let status = child.wait().context("waiting for QEMU")?;
+    let wall = started.elapsed();
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let _ = std::fs::remove_file(&vars_copy);
+    let verdict = if timed_out {
+        Verdict::TimedOut
+    } else {
+        match status.code() {
+            Some(EXIT_PASSED) => Verdict::Passed,
+            Some(EXIT_FAILED) => Verdict::Failed,
+            other => Verdict::QemuExited(other),
+        }
+    };
+    Ok(Outcome {
+        verdict,
+        console: String::from_utf8_lossy(&console).replace('\r', ""),
+        banner_after,
+        wall,
+    })
+}
+
+fn has_banner(console: &[u8]) -> bool {
+    String::from_utf8_lossy(console)
+        .lines()
+        .any(|line| line.starts_with(BANNER_PREFIX) && line.contains(BANNER_WORD))
+}
