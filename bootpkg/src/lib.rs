@@ -144,7 +144,10 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Truncated { len } => {
-                write!(f, "boot package truncated: {len} bytes, header needs {HEADER_LEN}")
+                write!(
+                    f,
+                    "boot package truncated: {len} bytes, header needs {HEADER_LEN}"
+                )
             }
             DecodeError::BadMagic => write!(f, "ramdisk is not a Cordon boot package (bad magic)"),
             DecodeError::Version { found } => write!(

@@ -33,17 +33,41 @@ struct Test {
 }
 
 const THREADS: &[Test] = &[
-    Test { name: "semaphore_ping_pong_switches_threads", run: ping_pong },
-    Test { name: "spinning_threads_are_preempted", run: preemption },
-    Test { name: "sleep_wakes_after_deadline", run: sleep },
-    Test { name: "wait_queue_timeout_and_notify", run: wait_timeout },
-    Test { name: "exited_threads_return_their_stacks", run: reaping },
+    Test {
+        name: "semaphore_ping_pong_switches_threads",
+        run: ping_pong,
+    },
+    Test {
+        name: "spinning_threads_are_preempted",
+        run: preemption,
+    },
+    Test {
+        name: "sleep_wakes_after_deadline",
+        run: sleep,
+    },
+    Test {
+        name: "wait_queue_timeout_and_notify",
+        run: wait_timeout,
+    },
+    Test {
+        name: "exited_threads_return_their_stacks",
+        run: reaping,
+    },
 ];
 
 const MEMORY: &[Test] = &[
-    Test { name: "frame_blocks_are_zeroed_disjoint_and_returned", run: frames },
-    Test { name: "heap_allocates_and_frees", run: heap },
-    Test { name: "frame_exhaustion_is_reported_not_fatal", run: exhaustion },
+    Test {
+        name: "frame_blocks_are_zeroed_disjoint_and_returned",
+        run: frames,
+    },
+    Test {
+        name: "heap_allocates_and_frees",
+        run: heap,
+    },
+    Test {
+        name: "frame_exhaustion_is_reported_not_fatal",
+        run: exhaustion,
+    },
 ];
 
 /// Names accepted by [`start`] and [`run_early`].
@@ -86,7 +110,10 @@ pub fn start(name: &str) -> Result<(), String> {
         "memory" => MEMORY,
         "page-fault" => {
             spawn("ktest-page-fault", || {
-                println!("ktest page-fault: writing to {:#x}", selftest::UNMAPPED_ADDRESS);
+                println!(
+                    "ktest page-fault: writing to {:#x}",
+                    selftest::UNMAPPED_ADDRESS
+                );
                 selftest::write_unmapped()
             })?;
             return Ok(());
@@ -99,7 +126,9 @@ pub fn start(name: &str) -> Result<(), String> {
             return Ok(());
         }
         "panic" => {
-            spawn("ktest-panic", || panic!("deliberate panic requested by self-test"))?;
+            spawn("ktest-panic", || {
+                panic!("deliberate panic requested by self-test")
+            })?;
             return Ok(());
         }
         other => {
@@ -214,7 +243,9 @@ fn sleep() -> TestResult {
     let before = time::ticks();
     sched::sleep_ticks(10);
     let slept = time::ticks() - before;
-    check(slept >= 10, || format!("sleep(10) returned after {slept} ticks"))?;
+    check(slept >= 10, || {
+        format!("sleep(10) returned after {slept} ticks")
+    })?;
     check(sched::pending_timers() == 0, || {
         format!("{} timers left pending", sched::pending_timers())
     })
@@ -227,9 +258,15 @@ fn wait_timeout() -> TestResult {
     let before = time::ticks();
     let met = QUEUE.wait_until_timeout(|| FLAG.load(Ordering::Acquire), 5);
     let waited = time::ticks() - before;
-    check(!met, || "condition reported true without notification".into())?;
-    check(waited >= 5, || format!("timed out after {waited} ticks, not 5"))?;
-    check(QUEUE.is_empty(), || "timed-out waiter left on the queue".into())?;
+    check(!met, || {
+        "condition reported true without notification".into()
+    })?;
+    check(waited >= 5, || {
+        format!("timed out after {waited} ticks, not 5")
+    })?;
+    check(QUEUE.is_empty(), || {
+        "timed-out waiter left on the queue".into()
+    })?;
 
     let notifier = spawn_test_thread("notifier", || {
         sched::sleep_ticks(2);
@@ -311,11 +348,14 @@ fn heap() -> TestResult {
     let (allocated_before, _) = mm::heap::usage();
     let big: Vec<u64> = (0..(1u64 << 20)).collect(); // 8 MiB
     let sum: u64 = big.iter().sum();
-    check(sum == (1u64 << 20) * ((1u64 << 20) - 1) / 2, || "wrong sum".into())?;
-    let small: Vec<Box<[u8; 48]>> = (0..10_000).map(|i| Box::new([i as u8; 48])).collect();
-    check(small.iter().enumerate().all(|(i, b)| b[47] == i as u8), || {
-        "small allocations overlap".into()
+    check(sum == (1u64 << 20) * ((1u64 << 20) - 1) / 2, || {
+        "wrong sum".into()
     })?;
+    let small: Vec<Box<[u8; 48]>> = (0..10_000).map(|i| Box::new([i as u8; 48])).collect();
+    check(
+        small.iter().enumerate().all(|(i, b)| b[47] == i as u8),
+        || "small allocations overlap".into(),
+    )?;
     let (allocated_during, claimed) = mm::heap::usage();
     println!(
         "  heap: {} KiB allocated of {} KiB claimed",
@@ -346,7 +386,9 @@ fn exhaustion() -> TestResult {
     drop(small);
     let after = mm::frames::free_frames();
     println!("  took {took} 4 MiB blocks and every remaining frame, then gave them back");
-    check(empty == 0, || format!("{empty} frames left after exhausting memory"))?;
+    check(empty == 0, || {
+        format!("{empty} frames left after exhausting memory")
+    })?;
     check(after == baseline, || {
         format!("free frames {after} after returning all, baseline {baseline}")
     })

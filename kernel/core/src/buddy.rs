@@ -34,13 +34,22 @@ impl fmt::Display for FreeError {
                 write!(f, "order {order} is above the maximum {MAX_ORDER}")
             }
             FreeError::Misaligned { frame, order } => {
-                write!(f, "frame {frame:#x} is not aligned for an order-{order} block")
+                write!(
+                    f,
+                    "frame {frame:#x} is not aligned for an order-{order} block"
+                )
             }
             FreeError::AlreadyFree { frame, order } => {
-                write!(f, "order-{order} block at frame {frame:#x} is already (partly) free")
+                write!(
+                    f,
+                    "order-{order} block at frame {frame:#x} is already (partly) free"
+                )
             }
             FreeError::NotManaged { frame, order } => {
-                write!(f, "order-{order} block at frame {frame:#x} is outside managed memory")
+                write!(
+                    f,
+                    "order-{order} block at frame {frame:#x} is outside managed memory"
+                )
             }
         }
     }
@@ -89,7 +98,17 @@ impl BuddyAllocator {
             self.regions.iter().all(|&(s, e)| end <= s || start >= e),
             "overlapping region"
         );
+        // Adjacent regions (common in UEFI memory maps) are one stretch of memory: blocks
+        // may merge across the seam, so ownership is checked against the joined range.
         self.regions.push((start, end));
+        self.regions.sort_unstable();
+        self.regions.dedup_by(|next, prev| {
+            let adjacent = prev.1 == next.0;
+            if adjacent {
+                prev.1 = next.1;
+            }
+            adjacent
+        });
         self.total_frames += count;
         // Carve the range into the largest aligned blocks that fit.
         let mut frame = start;
@@ -254,15 +273,23 @@ mod tests {
         let frame = buddy.alloc(2).unwrap();
         assert_eq!(
             buddy.free(frame + 1, 2),
-            Err(FreeError::Misaligned { frame: frame + 1, order: 2 })
+            Err(FreeError::Misaligned {
+                frame: frame + 1,
+                order: 2
+            })
         );
         assert_eq!(
             buddy.free(1 << 20, 0),
-            Err(FreeError::NotManaged { frame: 1 << 20, order: 0 })
+            Err(FreeError::NotManaged {
+                frame: 1 << 20,
+                order: 0
+            })
         );
         assert_eq!(
             buddy.free(0, MAX_ORDER + 1),
-            Err(FreeError::OrderTooLarge { order: MAX_ORDER + 1 })
+            Err(FreeError::OrderTooLarge {
+                order: MAX_ORDER + 1
+            })
         );
         buddy.free(frame, 2).unwrap();
         assert_eq!(
@@ -270,7 +297,23 @@ mod tests {
             Err(FreeError::AlreadyFree { frame, order: 2 })
         );
         // A single frame inside a free block is also refused.
-        assert!(matches!(buddy.free(frame + 1, 0), Err(FreeError::AlreadyFree { .. })));
+        assert!(matches!(
+            buddy.free(frame + 1, 0),
+            Err(FreeError::AlreadyFree { .. })
+        ));
+        assert_eq!(buddy.free_frames(), 64);
+    }
+
+    #[test]
+    fn blocks_merged_across_adjacent_regions_can_be_freed() {
+        let mut buddy = BuddyAllocator::new();
+        buddy.add_region(0, 16);
+        buddy.add_region(32, 32);
+        buddy.add_region(16, 16); // bridges the two: 0..64 is one stretch
+        assert_eq!(buddy.free_blocks(6), 1, "0..64 merged into one block");
+        let block = buddy.alloc(6).unwrap();
+        assert_eq!(block, 0);
+        buddy.free(block, 6).unwrap();
         assert_eq!(buddy.free_frames(), 64);
     }
 

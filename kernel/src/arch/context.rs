@@ -123,7 +123,10 @@ static TABLE: IrqMutex<Option<Table>> = IrqMutex::new(None);
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let mut guard = TABLE.lock();
     f(guard.get_or_insert_with(|| Table {
-        idle: Box::new(Slot { rsp: 0, stack: None }),
+        idle: Box::new(Slot {
+            rsp: 0,
+            stack: None,
+        }),
         threads: Vec::new(),
         running: ContextId::Idle,
         switches: 0,

@@ -60,11 +60,12 @@ pub fn init() {
     // SAFETY: init runs once on the boot processor before interrupts are enabled, so
     // nothing else reads the TSS while it is being filled in.
     let tss: &'static TaskStateSegment = unsafe {
-        let tss = &mut *(&raw mut TSS);
+        let tss_ptr = &raw mut TSS;
+        let tss = &mut *tss_ptr;
         tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = ist_top(0);
         tss.interrupt_stack_table[NMI_IST as usize] = ist_top(1);
         tss.interrupt_stack_table[MACHINE_CHECK_IST as usize] = ist_top(2);
-        &*(&raw const TSS)
+        &*tss_ptr
     };
     let (gdt, selectors) = GDT.call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();

@@ -6,7 +6,7 @@ use x86_64::VirtAddr;
 use x86_64::structures::paging::PageTableFlags;
 
 /// An address in the lower half that the bootloader's layout leaves unmapped.
-pub const UNMAPPED_ADDRESS: u64 = 0xdead_beef_000;
+pub const UNMAPPED_ADDRESS: u64 = 0xdead_beef * 0x1000;
 
 static READ_ONLY_TARGET: u64 = 0x0123_4567_89ab_cdef;
 

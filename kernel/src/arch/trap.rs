@@ -84,7 +84,11 @@ impl fmt::Display for TrapFrame {
             "  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}",
             self.r9, self.r10, self.r11, self.r12
         )?;
-        write!(f, "  r13={:#018x} r14={:#018x} r15={:#018x}", self.r13, self.r14, self.r15)
+        write!(
+            f,
+            "  r13={:#018x} r14={:#018x} r15={:#018x}",
+            self.r13, self.r14, self.r15
+        )
     }
 }
 
@@ -165,14 +169,22 @@ impl fmt::Display for PageFaultCode {
             "error={:#x}: P={} ({}) W/R={} ({}) U/S={} ({}) RSVD={} I/D={} ({})",
             self.0,
             u8::from(self.present()),
-            if self.present() { "protection violation" } else { "page not present" },
+            if self.present() {
+                "protection violation"
+            } else {
+                "page not present"
+            },
             u8::from(self.write()),
             if self.write() { "write" } else { "read" },
             u8::from(self.user()),
             if self.user() { "user" } else { "supervisor" },
             u8::from(self.reserved_bit()),
             u8::from(self.instruction_fetch()),
-            if self.instruction_fetch() { "instruction fetch" } else { "data access" },
+            if self.instruction_fetch() {
+                "instruction fetch"
+            } else {
+                "data access"
+            },
         )
     }
 }
@@ -308,7 +320,8 @@ pub fn init() {
     // CPU access to the table races with these writes; afterwards the table is 'static and
     // never written again.
     let idt: &'static Idt = unsafe {
-        let idt = &mut *(&raw mut IDT);
+        let idt_ptr = &raw mut IDT;
+        let idt = &mut *idt_ptr;
         for (vec, gate) in idt.0.iter_mut().enumerate() {
             let ist = match vec as u64 {
                 vector::DOUBLE_FAULT => Some(gdt::DOUBLE_FAULT_IST),
@@ -318,7 +331,7 @@ pub fn init() {
             };
             *gate = Gate::interrupt(stubs + vec as u64 * STUB_SIZE, code, ist);
         }
-        &*(&raw const IDT)
+        &*idt_ptr
     };
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,

@@ -36,9 +36,7 @@ static HEAP: KernelHeap = KernelHeap {
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc's contract.
-        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
-            self.talc.alloc(layout)
-        })
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.talc.alloc(layout) })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -42,7 +42,11 @@ fn unique_name(stem: &str) -> String {
 }
 
 /// Writes `package` into a ramdisk and builds a bootable image of `kernel` with it.
-pub fn build_image(kernel: &Path, package: &BootPackage, firmware: Firmware) -> anyhow::Result<Image> {
+pub fn build_image(
+    kernel: &Path,
+    package: &BootPackage,
+    firmware: Firmware,
+) -> anyhow::Result<Image> {
     let dir = work_dir();
     std::fs::create_dir_all(&dir)?;
     let name = unique_name("cordon");

@@ -27,7 +27,10 @@ const OVMF_CANDIDATES: &[(&str, &str)] = &[
         "/usr/share/OVMF/OVMF_CODE_4M.fd",
         "/usr/share/OVMF/OVMF_VARS_4M.fd",
     ),
-    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
 ];
 
 /// How QEMU executes guest code.
@@ -106,9 +109,8 @@ const BANNER_WORD: &str = " booted: ";
 static SETUP: Mutex<()> = Mutex::new(());
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn is_root() -> bool {
@@ -127,7 +129,9 @@ fn install(packages: &[&str], missing: &str) -> anyhow::Result<()> {
     eprintln!("[cordon] {missing} is missing; installing: {command}");
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!("apt-get update -qq && DEBIAN_FRONTEND=noninteractive {command} -qq"))
+        .arg(format!(
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive {command} -qq"
+        ))
         .stdout(Stdio::null())
         .status()
         .context("running apt-get")?;
@@ -155,19 +159,32 @@ pub fn ensure_installed(firmware: Firmware) -> anyhow::Result<Option<(PathBuf, P
     if find().is_none() {
         install(&["ovmf"], "UEFI firmware (OVMF)")?;
     }
-    find().map(Some).context("OVMF installed but its firmware files were not found")
+    find()
+        .map(Some)
+        .context("OVMF installed but its firmware files were not found")
 }
 
 /// Checks that KVM can really run guests here (the device exists and the processor has
 /// VT-x or AMD-V).
 pub fn kvm_usable() -> Result<(), String> {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         return Err("/dev/kvm cannot be opened".into());
     }
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or("");
     if !flags.split_whitespace().any(|f| f == "vmx" || f == "svm") {
-        return Err("the processor shows neither vmx nor svm (a paravirtual /dev/kvm cannot run guests)".into());
+        return Err(
+            "the processor shows neither vmx nor svm (a paravirtual /dev/kvm cannot run guests)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -193,7 +210,11 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
     let mut qemu = Command::new(QEMU);
     qemu.args(["-m", &format!("{}M", options.memory_mib)])
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-no-reboot"]);
+        .args([
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-no-reboot",
+        ]);
     match options.accel {
         Accel::Tcg => qemu.args(["-accel", "tcg", "-cpu", "max"]),
         Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
@@ -203,8 +224,10 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
     let vars_copy = work_dir().join(format!("ovmf-vars-{}.fd", std::process::id()));
     if let Some((code, vars)) = &ovmf {
         std::fs::copy(vars, &vars_copy).context("copying the OVMF variable store")?;
-        qemu.arg("-drive")
-            .arg(format!("if=pflash,format=raw,readonly=on,file={}", code.display()));
+        qemu.arg("-drive").arg(format!(
+            "if=pflash,format=raw,readonly=on,file={}",
+            code.display()
+        ));
         qemu.arg("-drive")
             .arg(format!("if=pflash,format=raw,file={}", vars_copy.display()));
     }
@@ -220,8 +243,20 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
     let (tx, rx) = mpsc::channel::<(Vec<u8>, bool)>();
     let mut readers = Vec::new();
     for (stream, is_err) in [
-        (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), false),
-        (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), true),
+        (
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            false,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            true,
+        ),
     ] {
         let Some(mut stream) = stream else { continue };
         let tx = tx.clone();
