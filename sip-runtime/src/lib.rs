@@ -1,8 +1,413 @@
-//! The SIP runtime (to be built by the SIP issue).
+//! The SIP runtime: runs one software-isolated process.
 //!
-//! It will embed `wasmi` to run one software-isolated process: engine configuration, the
-//! closed kernel ABI as host functions, per-SIP store and limits, trap handling. It reaches
-//! the kernel only through one trait, so the same code links into the kernel (soft
-//! isolation) or a ring-3 executable (hard isolation). Empty until then.
+//! It embeds `wasmi`: one engine and store per SIP (so dropping a [`Sip`] frees
+//! everything it had), the kernel ABI (`cordon_abi::OPS`) as host functions, the
+//! manifest's limits enforced by the store (memory, tables, one instance, call depth), and
+//! execution in fuel slices so the kernel can stop a SIP that never calls it (kill, fuel
+//! budget). Every way a SIP can go wrong ends in an [`Exit`] for that SIP; nothing here
+//! panics on anything a module does.
+//!
+//! The runtime reaches the kernel only through the [`Kernel`] trait: in soft isolation
+//! the kernel implements it with direct calls; under hard isolation a ring-3 build of this
+//! same crate implements it with system calls.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt;
+
+use cordon_abi::{Limits, OPS, Op};
+use wasmi::{
+    Caller, Config, Engine, Error, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
+    TrapCode, TypedFunc, TypedResumableCall,
+};
+
+/// Fuel per slice: how much a SIP runs between the runtime's checks for kill requests
+/// and budget (fuel is roughly one unit per wasm instruction).
+pub const FUEL_SLICE: u64 = 1_000_000;
+
+/// What the runtime needs from the kernel.
+pub trait Kernel {
+    /// Console output from the SIP.
+    fn console_write(&mut self, bytes: &[u8]);
+    /// Give the processor away.
+    fn yield_now(&mut self);
+    /// Timer ticks since boot.
+    fn ticks(&mut self) -> u64;
+    /// The cycle counter.
+    fn cycles(&mut self) -> u64;
+    /// Whether the kernel wants this SIP stopped; asked at every ABI call and fuel slice.
+    fn kill_requested(&mut self) -> bool;
+}
+
+/// Why a SIP's execution stopped for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The SIP called `exit(status)` (or returned from its entry point: status 0).
+    Status(i32),
+    /// The kernel asked for it to stop.
+    Killed,
+    /// The SIP faulted.
+    Fault(Fault),
+}
+
+/// A SIP fault: what the SIP did wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    OutOfBoundsMemory,
+    OutOfBoundsTable,
+    Unreachable,
+    StackOverflow,
+    DivisionByZero,
+    IntegerOverflow,
+    BadConversion,
+    IndirectCallMismatch,
+    /// The manifest's fuel budget is spent.
+    FuelExhausted {
+        budget: u64,
+    },
+    /// Memory or a table tried to grow past the manifest's limits.
+    LimitExceeded,
+    /// An ABI call with bad arguments (e.g. a buffer outside linear memory).
+    BadAbiCall(String),
+    /// Anything else the engine reported.
+    Other(String),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::OutOfBoundsMemory => f.write_str("out-of-bounds memory access"),
+            Fault::OutOfBoundsTable => f.write_str("out-of-bounds table access"),
+            Fault::Unreachable => {
+                f.write_str("unreachable executed (a Rust SIP panicked or aborted)")
+            }
+            Fault::StackOverflow => f.write_str("call stack exhausted (manifest call-depth limit)"),
+            Fault::DivisionByZero => f.write_str("integer division by zero"),
+            Fault::IntegerOverflow => f.write_str("integer overflow"),
+            Fault::BadConversion => f.write_str("invalid conversion to integer"),
+            Fault::IndirectCallMismatch => {
+                f.write_str("indirect call to a null entry or with the wrong type")
+            }
+            Fault::FuelExhausted { budget } => write!(f, "fuel budget of {budget} exhausted"),
+            Fault::LimitExceeded => f.write_str("memory or table limit of the manifest exceeded"),
+            Fault::BadAbiCall(why) => write!(f, "bad kernel call: {why}"),
+            Fault::Other(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Status(status) => write!(f, "exited with status {status}"),
+            Exit::Killed => f.write_str("killed by the kernel"),
+            Exit::Fault(fault) => write!(f, "terminated: {fault}"),
+        }
+    }
+}
+
+/// Why a module could not be instantiated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError(pub String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Host-error payloads that end a SIP from inside an ABI call.
+#[derive(Debug)]
+enum Stop {
+    Killed,
+    BadCall(String),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Killed => f.write_str("killed"),
+            Stop::BadCall(why) => f.write_str(why),
+        }
+    }
+}
+
+impl core::error::Error for Stop {}
+impl wasmi::errors::HostError for Stop {}
+
+struct State<K> {
+    kernel: K,
+    limits: StoreLimits,
+    abi_calls: u64,
+}
+
+/// Counters for one SIP run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub abi_calls: u64,
+    pub fuel_used: u64,
+}
+
+/// One instantiated SIP.
+pub struct Sip<K: Kernel> {
+    store: Store<State<K>>,
+    main: TypedFunc<(), ()>,
+    budget: Option<u64>,
+    fuel_used: u64,
+}
+
+/// The engine configuration: the same proposals the verifier admits, fuel metering, and
+/// the manifest's call depth.
+fn engine_config(limits: &Limits) -> Config {
+    let mut config = Config::default();
+    config
+        .consume_fuel(true)
+        .set_max_recursion_depth(limits.max_call_depth as usize)
+        .wasm_multi_memory(false)
+        .wasm_tail_call(false)
+        .wasm_extended_const(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_wide_arithmetic(false);
+    config
+}
+
+fn check_kill<K: Kernel>(caller: &mut Caller<'_, State<K>>) -> Result<(), Error> {
+    let state = caller.data_mut();
+    state.abi_calls += 1;
+    if state.kernel.kill_requested() {
+        return Err(Error::host(Stop::Killed));
+    }
+    Ok(())
+}
+
+fn bad_call(why: String) -> Error {
+    Error::host(Stop::BadCall(why))
+}
+
+/// Registers the host function for `op`. Every operation of the ABI has exactly one arm;
+/// an operation without one is a runtime bug caught by the tests.
+fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Result<(), Error> {
+    let module = cordon_abi::MODULE;
+    match op.number {
+        n if n == cordon_abi::EXIT.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |_: Caller<'_, State<K>>, status: i32| -> Result<(), Error> {
+                    Err(Error::i32_exit(status))
+                },
+            )?;
+        }
+        n if n == cordon_abi::CONSOLE_WRITE.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, ptr: i32, len: i32| -> Result<i32, Error> {
+                    check_kill(&mut caller)?;
+                    let Some(Extern::Memory(memory)) = caller.get_export(cordon_abi::MEMORY) else {
+                        return Err(bad_call("console_write: the SIP has no memory".into()));
+                    };
+                    let (start, count) = (ptr as u32 as usize, len as u32 as usize);
+                    let (data, state) = memory.data_and_store_mut(&mut caller);
+                    let Some(bytes) = start.checked_add(count).and_then(|end| data.get(start..end)) else {
+                        return Err(bad_call(format!(
+                            "console_write({ptr:#x}, {count}) reaches outside linear memory ({} bytes)",
+                            data.len()
+                        )));
+                    };
+                    state.kernel.console_write(bytes);
+                    Ok(len)
+                },
+            )?;
+        }
+        n if n == cordon_abi::YIELD.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>| -> Result<(), Error> {
+                    check_kill(&mut caller)?;
+                    caller.data_mut().kernel.yield_now();
+                    Ok(())
+                },
+            )?;
+        }
+        n if n == cordon_abi::TICKS.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>| -> Result<i64, Error> {
+                    check_kill(&mut caller)?;
+                    Ok(caller.data_mut().kernel.ticks() as i64)
+                },
+            )?;
+        }
+        n if n == cordon_abi::CYCLES.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>| -> Result<i64, Error> {
+                    check_kill(&mut caller)?;
+                    Ok(caller.data_mut().kernel.cycles() as i64)
+                },
+            )?;
+        }
+        n if n == cordon_abi::ABI_VERSION.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>| -> Result<i32, Error> {
+                    check_kill(&mut caller)?;
+                    Ok(cordon_abi::VERSION)
+                },
+            )?;
+        }
+        _ => unreachable!("ABI operation `{}` has no host function", op.name),
+    }
+    Ok(())
+}
+
+fn classify(error: &Error, budget: Option<u64>) -> Exit {
+    if let Some(status) = error.i32_exit_status() {
+        return Exit::Status(status);
+    }
+    if let Some(stop) = error.downcast_ref::<Stop>() {
+        return match stop {
+            Stop::Killed => Exit::Killed,
+            Stop::BadCall(why) => Exit::Fault(Fault::BadAbiCall(why.clone())),
+        };
+    }
+    let fault = match error.as_trap_code() {
+        Some(TrapCode::MemoryOutOfBounds) => Fault::OutOfBoundsMemory,
+        Some(TrapCode::TableOutOfBounds) => Fault::OutOfBoundsTable,
+        Some(TrapCode::UnreachableCodeReached) => Fault::Unreachable,
+        Some(TrapCode::StackOverflow) => Fault::StackOverflow,
+        Some(TrapCode::IntegerDivisionByZero) => Fault::DivisionByZero,
+        Some(TrapCode::IntegerOverflow) => Fault::IntegerOverflow,
+        Some(TrapCode::BadConversionToInteger) => Fault::BadConversion,
+        Some(TrapCode::IndirectCallToNull | TrapCode::BadSignature) => Fault::IndirectCallMismatch,
+        Some(TrapCode::OutOfFuel) => Fault::FuelExhausted {
+            budget: budget.unwrap_or(0),
+        },
+        Some(TrapCode::GrowthOperationLimited) => Fault::LimitExceeded,
+        _ => Fault::Other(format!("{error}")),
+    };
+    Exit::Fault(fault)
+}
+
+impl<K: Kernel + 'static> Sip<K> {
+    /// Instantiates `module` (already accepted by the verifier) under `limits`.
+    pub fn new(module: &[u8], limits: &Limits, kernel: K) -> Result<Self, LoadError> {
+        let load = |what: &str, err: Error| LoadError(format!("{what}: {err}"));
+        let engine = Engine::new(&engine_config(limits));
+        let module = Module::new(&engine, module).map_err(|e| load("compiling", e))?;
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.max_memory_pages as usize * 65_536)
+            .table_elements(limits.max_table_elements as usize)
+            .instances(1)
+            .memories(1)
+            .tables(4)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &engine,
+            State {
+                kernel,
+                limits: store_limits,
+                abi_calls: 0,
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        let mut linker = Linker::new(&engine);
+        for op in OPS {
+            register(&mut linker, op).map_err(|e| load("registering the kernel ABI", e))?;
+        }
+        let instance = linker
+            .instantiate_and_start(&mut store, &module)
+            .map_err(|e| load("instantiating", e))?;
+        let main = instance
+            .get_typed_func::<(), ()>(&store, cordon_abi::ENTRY)
+            .map_err(|e| load("finding the entry point", e))?;
+        Ok(Sip {
+            store,
+            main,
+            budget: limits.fuel,
+            fuel_used: 0,
+        })
+    }
+
+    fn next_slice(&self) -> Option<u64> {
+        match self.budget {
+            None => Some(FUEL_SLICE),
+            Some(budget) => {
+                let left = budget.saturating_sub(self.fuel_used);
+                (left > 0).then(|| left.min(FUEL_SLICE))
+            }
+        }
+    }
+
+    /// Runs the SIP from its entry point until it exits, faults or is killed.
+    pub fn run(&mut self) -> Exit {
+        let Some(slice) = self.next_slice() else {
+            return Exit::Fault(Fault::FuelExhausted { budget: 0 });
+        };
+        let mut given = slice;
+        if let Err(err) = self.store.set_fuel(slice) {
+            return Exit::Fault(Fault::Other(format!("{err}")));
+        }
+        let mut call = self.main.call_resumable(&mut self.store, ());
+        loop {
+            match call {
+                Ok(TypedResumableCall::Finished(())) => {
+                    self.account(given);
+                    return Exit::Status(0);
+                }
+                Ok(TypedResumableCall::HostTrap(trap)) => {
+                    self.account(given);
+                    return classify(trap.host_error(), self.budget);
+                }
+                Ok(TypedResumableCall::OutOfFuel(resume)) => {
+                    self.fuel_used += given;
+                    if self.store.data_mut().kernel.kill_requested() {
+                        return Exit::Killed;
+                    }
+                    let Some(slice) = self.next_slice() else {
+                        return Exit::Fault(Fault::FuelExhausted {
+                            budget: self.budget.unwrap_or(0),
+                        });
+                    };
+                    given = slice;
+                    if let Err(err) = self.store.set_fuel(slice) {
+                        return Exit::Fault(Fault::Other(format!("{err}")));
+                    }
+                    call = resume.resume(&mut self.store);
+                }
+                Err(err) => {
+                    self.account(given);
+                    return classify(&err, self.budget);
+                }
+            }
+        }
+    }
+
+    fn account(&mut self, given: u64) {
+        let left = self.store.get_fuel().unwrap_or(0);
+        self.fuel_used += given.saturating_sub(left);
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            abi_calls: self.store.data().abi_calls,
+            fuel_used: self.fuel_used,
+        }
+    }
+
+    /// The kernel-side state handed to [`Sip::new`].
+    pub fn kernel(&self) -> &K {
+        &self.store.data().kernel
+    }
+}

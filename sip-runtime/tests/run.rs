@@ -1,0 +1,251 @@
+//! The runtime on the host with a mock kernel: every way a SIP can end.
+
+use cordon_abi::Limits;
+use sip_runtime::{Exit, FUEL_SLICE, Fault, Kernel, Sip};
+
+#[derive(Default)]
+struct Mock {
+    console: Vec<u8>,
+    yields: u32,
+    kill_after_checks: Option<u32>,
+    checks: u32,
+}
+
+impl Kernel for Mock {
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.console.extend_from_slice(bytes);
+    }
+    fn yield_now(&mut self) {
+        self.yields += 1;
+    }
+    fn ticks(&mut self) -> u64 {
+        7
+    }
+    fn cycles(&mut self) -> u64 {
+        1234
+    }
+    fn kill_requested(&mut self) -> bool {
+        self.checks += 1;
+        self.kill_after_checks.is_some_and(|n| self.checks > n)
+    }
+}
+
+fn run_with(wat: &str, limits: Limits, kernel: Mock) -> (Exit, Mock, sip_runtime::Stats) {
+    let bytes = wat::parse_str(wat).expect("test WAT assembles");
+    let mut sip = Sip::new(&bytes, &limits, kernel).expect("instantiates");
+    let exit = sip.run();
+    let stats = sip.stats();
+    let Mock {
+        console,
+        yields,
+        kill_after_checks,
+        checks,
+    } = sip.kernel();
+    (
+        exit,
+        Mock {
+            console: console.clone(),
+            yields: *yields,
+            kill_after_checks: *kill_after_checks,
+            checks: *checks,
+        },
+        stats,
+    )
+}
+
+fn run(wat: &str) -> Exit {
+    run_with(wat, Limits::default(), Mock::default()).0
+}
+
+const PRELUDE: &str = r#"
+    (import "cordon" "exit" (func $exit (param i32)))
+    (import "cordon" "console_write" (func $write (param i32 i32) (result i32)))
+    (import "cordon" "yield_now" (func $yield))
+    (import "cordon" "ticks" (func $ticks (result i64)))
+    (import "cordon" "abi_version" (func $version (result i32)))
+    (memory (export "memory") 1)
+"#;
+
+fn sip(body: &str) -> String {
+    format!("(module {PRELUDE} {body})")
+}
+
+#[test]
+fn prints_and_exits_with_status() {
+    let wat = sip(r#"(data (i32.const 16) "hello, cordon")
+        (func (export "cordon_main")
+            (drop (call $write (i32.const 16) (i32.const 13)))
+            (call $yield)
+            (call $exit (i32.const 3))
+            (unreachable))"#);
+    let (exit, kernel, stats) = run_with(&wat, Limits::default(), Mock::default());
+    assert_eq!(exit, Exit::Status(3));
+    assert_eq!(kernel.console, b"hello, cordon");
+    assert_eq!(kernel.yields, 1);
+    assert_eq!(stats.abi_calls, 2);
+}
+
+#[test]
+fn returning_from_main_is_status_zero() {
+    assert_eq!(
+        run(&sip(r#"(func (export "cordon_main"))"#)),
+        Exit::Status(0)
+    );
+}
+
+#[test]
+fn abi_values_reach_the_sip() {
+    let wat = sip(r#"(func (export "cordon_main")
+        (if (i64.ne (call $ticks) (i64.const 7)) (then (call $exit (i32.const 1))))
+        (call $exit (call $version)))"#);
+    assert_eq!(run(&wat), Exit::Status(cordon_abi::VERSION));
+}
+
+#[test]
+fn out_of_bounds_load_faults() {
+    let wat = sip(r#"(func (export "cordon_main") (drop (i32.load (i32.const 70000))))"#);
+    assert_eq!(run(&wat), Exit::Fault(Fault::OutOfBoundsMemory));
+}
+
+#[test]
+fn unreachable_faults() {
+    assert_eq!(
+        run(&sip(r#"(func (export "cordon_main") (unreachable))"#)),
+        Exit::Fault(Fault::Unreachable)
+    );
+}
+
+#[test]
+fn division_by_zero_faults() {
+    let wat =
+        sip(r#"(func (export "cordon_main") (drop (i32.div_s (i32.const 1) (i32.const 0))))"#);
+    assert_eq!(run(&wat), Exit::Fault(Fault::DivisionByZero));
+}
+
+#[test]
+fn unbounded_recursion_hits_the_call_depth_limit() {
+    let wat = sip(r#"(func $f (call $f)) (func (export "cordon_main") (call $f))"#);
+    let limits = Limits {
+        max_call_depth: 64,
+        ..Limits::default()
+    };
+    assert_eq!(
+        run_with(&wat, limits, Mock::default()).0,
+        Exit::Fault(Fault::StackOverflow)
+    );
+}
+
+#[test]
+fn memory_growth_past_the_manifest_faults() {
+    let wat = sip(r#"(func (export "cordon_main") (drop (memory.grow (i32.const 100))))"#);
+    let limits = Limits {
+        max_memory_pages: 4,
+        ..Limits::default()
+    };
+    assert_eq!(
+        run_with(&wat, limits, Mock::default()).0,
+        Exit::Fault(Fault::LimitExceeded)
+    );
+}
+
+#[test]
+fn memory_growth_within_the_manifest_succeeds() {
+    let wat = sip(r#"(func (export "cordon_main")
+        (call $exit (memory.grow (i32.const 2))))"#);
+    let limits = Limits {
+        max_memory_pages: 4,
+        ..Limits::default()
+    };
+    assert_eq!(
+        run_with(&wat, limits, Mock::default()).0,
+        Exit::Status(1),
+        "old size 1"
+    );
+}
+
+#[test]
+fn endless_loop_spends_its_fuel_budget() {
+    let wat = sip(r#"(func (export "cordon_main") (loop $l (br $l)))"#);
+    let budget = 3 * FUEL_SLICE + 17;
+    let limits = Limits {
+        fuel: Some(budget),
+        ..Limits::default()
+    };
+    let (exit, _, stats) = run_with(&wat, limits, Mock::default());
+    assert_eq!(exit, Exit::Fault(Fault::FuelExhausted { budget }));
+    assert_eq!(stats.fuel_used, budget);
+}
+
+#[test]
+fn endless_loop_is_killed_between_fuel_slices() {
+    let wat = sip(r#"(func (export "cordon_main") (loop $l (br $l)))"#);
+    let kernel = Mock {
+        kill_after_checks: Some(2),
+        ..Mock::default()
+    };
+    let (exit, kernel, stats) = run_with(&wat, Limits::default(), kernel);
+    assert_eq!(exit, Exit::Killed);
+    assert_eq!(kernel.checks, 3);
+    assert_eq!(stats.fuel_used, 3 * FUEL_SLICE);
+}
+
+#[test]
+fn kill_is_noticed_at_an_abi_call() {
+    let wat = sip(r#"(func (export "cordon_main") (loop $l (call $yield) (br $l)))"#);
+    let kernel = Mock {
+        kill_after_checks: Some(5),
+        ..Mock::default()
+    };
+    let (exit, kernel, _) = run_with(&wat, Limits::default(), kernel);
+    assert_eq!(exit, Exit::Killed);
+    assert_eq!(kernel.yields, 5);
+}
+
+#[test]
+fn console_write_outside_memory_faults_the_sip() {
+    let wat = sip(r#"(func (export "cordon_main")
+        (drop (call $write (i32.const 65530) (i32.const 100))))"#);
+    match run(&wat) {
+        Exit::Fault(Fault::BadAbiCall(why)) => {
+            assert!(why.contains("reaches outside linear memory"), "{why}")
+        }
+        other => panic!("expected a bad ABI call, got {other:?}"),
+    }
+    let wat = sip(r#"(func (export "cordon_main")
+        (drop (call $write (i32.const -1) (i32.const 2))))"#);
+    assert!(matches!(run(&wat), Exit::Fault(Fault::BadAbiCall(_))));
+}
+
+#[test]
+fn every_abi_operation_has_a_host_function() {
+    // Import every operation; instantiation fails if one is not registered.
+    let imports: String = cordon_abi::OPS
+        .iter()
+        .map(|op| {
+            let ty = |types: &[cordon_abi::ValType], kw: &str| {
+                types
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "({kw} {})",
+                            if *t == cordon_abi::ValType::I32 {
+                                "i32"
+                            } else {
+                                "i64"
+                            }
+                        )
+                    })
+                    .collect::<String>()
+            };
+            format!(
+                "(import \"cordon\" \"{}\" (func {} {}))",
+                op.name,
+                ty(op.params, "param"),
+                ty(op.results, "result")
+            )
+        })
+        .collect();
+    let wat =
+        format!(r#"(module {imports} (memory (export "memory") 1) (func (export "cordon_main")))"#);
+    assert_eq!(run(&wat), Exit::Status(0));
+}
