@@ -171,9 +171,35 @@ impl Manifest {
         postcard::to_allocvec(self).expect("manifest serialises")
     }
 
+    /// The whole custom section (id, size, name, payload), ready to append to a module.
+    pub fn custom_section(&self) -> Vec<u8> {
+        let payload = self.encode();
+        let mut body = Vec::new();
+        leb128(MANIFEST_SECTION.len(), &mut body);
+        body.extend_from_slice(MANIFEST_SECTION.as_bytes());
+        body.extend_from_slice(&payload);
+        let mut section = alloc::vec![0u8];
+        leb128(body.len(), &mut section);
+        section.extend(body);
+        section
+    }
+
     /// Reads a custom-section payload.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, postcard::Error> {
         postcard::from_bytes(bytes)
+    }
+}
+
+/// Unsigned LEB128, as WebAssembly encodes sizes.
+fn leb128(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
     }
 }
 
@@ -211,6 +237,9 @@ mod tests {
             }],
         };
         assert_eq!(Manifest::decode(&manifest.encode()).unwrap(), manifest);
+        let section = manifest.custom_section();
+        assert_eq!(section[0], 0, "custom section id");
+        assert!(section.ends_with(&manifest.encode()));
         assert!(Manifest::decode(&[0xff, 0xff]).is_err());
     }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// How SIPs are isolated from the kernel and from each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +124,9 @@ pub struct File {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootPackage {
     pub config: BootConfig,
+    /// The system manifest: SIPs to start, in order, each naming a module in `files`
+    /// (the same module may be started more than once).
+    pub sips: Vec<String>,
     pub files: Vec<File>,
 }
 
@@ -209,6 +212,7 @@ mod tests {
                 log_level: LogLevel::Debug,
                 self_test: Some("threads".into()),
             },
+            sips: vec!["hello.wasm".into(), "hello.wasm".into()],
             files: vec![File {
                 name: "hello.wasm".into(),
                 data: vec![0, 97, 115, 109],

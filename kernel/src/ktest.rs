@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `threads` | switching, preemption, sleep, wait-queue timeouts, reaping | success |
 //! | `memory` | buddy frames, heap, exhaustion, accounting back to baseline | success |
+//! | `sips` | SIP kill, preemption of a looping SIP, exact reclaim of heap and frames | success |
 //! | `page-fault` | write to an unmapped page is decoded (P=0, W/R=1, U/S=0) | panic |
 //! | `page-fault-protection` | write to a read-only page is decoded (P=1, W/R=1) | panic |
 //! | `panic` | a kernel panic prints its location and message | panic |
@@ -23,7 +24,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::arch::{cycles, selftest};
 use crate::mm::{self, frames::FrameBlock};
 use crate::sched::{self, sync::Semaphore, sync::WaitQueue};
-use crate::{println, time};
+use crate::{println, process, time};
+use sip_runtime::Exit;
 
 type TestResult = Result<(), String>;
 
@@ -55,6 +57,17 @@ const THREADS: &[Test] = &[
     },
 ];
 
+const SIPS: &[Test] = &[
+    Test {
+        name: "looping_sip_does_not_stop_others_and_is_killed",
+        run: kill_looping_sip,
+    },
+    Test {
+        name: "sip_memory_and_stack_are_reclaimed_exactly",
+        run: sip_reclaim,
+    },
+];
+
 const MEMORY: &[Test] = &[
     Test {
         name: "frame_blocks_are_zeroed_disjoint_and_returned",
@@ -74,6 +87,7 @@ const MEMORY: &[Test] = &[
 pub const GROUPS: &[&str] = &[
     "threads",
     "memory",
+    "sips",
     "page-fault",
     "page-fault-protection",
     "panic",
@@ -108,6 +122,7 @@ pub fn start(name: &str) -> Result<(), String> {
     let tests: &'static [Test] = match name {
         "threads" => THREADS,
         "memory" => MEMORY,
+        "sips" => SIPS,
         "page-fault" => {
             spawn("ktest-page-fault", || {
                 println!(
@@ -297,6 +312,67 @@ fn reaping() -> TestResult {
     check(during < baseline, || "threads took no stack frames".into())?;
     check(after == baseline, || {
         format!("free frames {after} after all threads exited, baseline {baseline}")
+    })
+}
+
+// --- sips --------------------------------------------------------------------------
+
+fn module(name: &str) -> Result<Vec<u8>, String> {
+    crate::boot_package()
+        .file(name)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| format!("the boot package has no `{name}` module (boot with --sip {name})"))
+}
+
+fn ending(pid: process::Pid) -> Option<process::Ending> {
+    process::records()
+        .into_iter()
+        .find(|r| r.pid == pid)?
+        .ending
+}
+
+fn kill_looping_sip() -> TestResult {
+    let (forever, forever_thread) =
+        process::start("forever", module("forever")?).map_err(|e| format!("{e:?}"))?;
+    let (hello, hello_thread) =
+        process::start("hello", module("hello")?).map_err(|e| format!("{e:?}"))?;
+    // `forever` never calls the kernel; `hello` must still run to completion.
+    hello_thread.join();
+    check(
+        ending(hello) == Some(process::Ending::Ran(Exit::Status(0))),
+        || format!("hello ended {:?} while a SIP spun", ending(hello)),
+    )?;
+    check(!forever_thread.is_finished(), || {
+        "forever ended on its own".into()
+    })?;
+    check(process::kill(forever), || "kill refused a live pid".into())?;
+    forever_thread.join();
+    check(
+        ending(forever) == Some(process::Ending::Ran(Exit::Killed)),
+        || format!("forever ended {:?}", ending(forever)),
+    )?;
+    check(!process::kill(9999), || {
+        "kill accepted an unknown pid".into()
+    })
+}
+
+fn sip_reclaim() -> TestResult {
+    let run_all = |names: &[&str]| -> Result<(), String> {
+        for name in names {
+            let (_, thread) = process::start(name, module(name)?).map_err(|e| format!("{e:?}"))?;
+            thread.join();
+        }
+        sched::yield_now();
+        Ok(())
+    };
+    // Warm-up: kernel tables reach their working size.
+    run_all(&["hello"])?;
+    let before = mm::Usage::now();
+    run_all(&["hello", "oob", "trap", "oom"])?;
+    let after = mm::Usage::now();
+    println!("  {}", before.compare(&after));
+    check(after == before, || {
+        format!("not reclaimed: {}", before.compare(&after))
     })
 }
 

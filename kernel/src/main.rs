@@ -17,15 +17,17 @@
 extern crate alloc;
 
 mod arch;
-mod demo;
 mod ktest;
 mod mm;
+mod process;
 mod sched;
 mod time;
 
+use alloc::string::String;
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
 use bootpkg::{BootPackage, Isolation, LogLevel};
+use spin::Once;
 
 use arch::qemu::{ExitCode, exit};
 
@@ -40,6 +42,13 @@ pub static BOOTLOADER_CONFIG: BootloaderConfig = {
 
 entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
+static PACKAGE: Once<BootPackage> = Once::new();
+
+/// The boot package the runner built (after boot has read it).
+pub fn boot_package() -> &'static BootPackage {
+    PACKAGE.get().expect("the boot package was read at boot")
+}
+
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::serial::init();
     mm::heap::init_boot_arena();
@@ -47,7 +56,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::init();
 
     let package = match mm::ramdisk(boot_info).map(BootPackage::decode) {
-        Some(Ok(package)) => package,
+        Some(Ok(package)) => PACKAGE.call_once(|| package),
         Some(Err(err)) => fail(format_args!("cannot read the boot package: {err}")),
         None => fail(format_args!(
             "no boot package: boot Cordon through its runner (`cargo run`), which puts one in the ramdisk"
@@ -81,28 +90,61 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
 
     sched::init();
-    let verdict = match config.self_test.as_deref() {
+    let baseline = mm::Usage::now();
+    let started = match config.self_test.as_deref() {
         Some(name) => ktest::start(name),
-        None => demo::start(),
+        None => start_system(package),
     };
-    if let Err(err) = verdict {
+    if let Err(err) = started {
         fail(format_args!("{err}"));
     }
     x86_64::instructions::interrupts::enable();
     sched::run_until_all_exited();
     x86_64::instructions::interrupts::disable();
 
-    let failures = ktest::failures();
     log::info!(
         "all threads finished after {} ticks, {} context switches",
         time::ticks(),
         sched::context_switches()
     );
-    if failures > 0 {
-        fail(format_args!("{failures} self-test(s) failed"));
+    if config.self_test.is_some() {
+        let failures = ktest::failures();
+        if failures > 0 {
+            fail(format_args!("{failures} self-test(s) failed"));
+        }
+    } else {
+        let unclean = process::print_summary();
+        let after = mm::Usage::now();
+        println!("reclaim: {}", baseline.compare(&after));
+        if unclean > 0 {
+            fail(format_args!(
+                "{unclean} of {} SIPs did not exit with status 0",
+                package.sips.len()
+            ));
+        }
+        if after.free_frames != baseline.free_frames {
+            fail(format_args!(
+                "frames were not reclaimed after every SIP ended"
+            ));
+        }
     }
     println!("Cordon: nothing left to run, powering off (success)");
     exit(ExitCode::Success)
+}
+
+/// Starts the SIPs of the system manifest, in order.
+fn start_system(package: &BootPackage) -> Result<(), String> {
+    if package.sips.is_empty() {
+        return Err("the system manifest starts no SIPs".into());
+    }
+    for name in &package.sips {
+        let module = package
+            .file(name)
+            .ok_or_else(|| alloc::format!("SIP `{name}` is not in the boot package"))?;
+        process::start(name, module.to_vec())
+            .map_err(|err| alloc::format!("cannot start SIP `{name}`: {err:?}"))?;
+    }
+    Ok(())
 }
 
 fn level_filter(level: LogLevel) -> log::LevelFilter {

@@ -1,5 +1,10 @@
-//! Hands the runner the path of the kernel ELF (built for x86_64-unknown-none as an
-//! artifact dependency) and a work directory for boot images.
+//! Hands the runner what it boots: the kernel ELF (built for x86_64-unknown-none as an
+//! artifact dependency), every Rust SIP (artifact dependencies built for
+//! wasm32-unknown-unknown), the hand-written probe modules in `sips/wat` (assembled here,
+//! with a manifest of default limits named after the file), and a work directory.
+
+use std::fmt::Write as _;
+use std::path::Path;
 
 fn main() {
     let kernel = std::env::var("CARGO_BIN_FILE_KERNEL_kernel").expect(
@@ -8,5 +13,46 @@ fn main() {
     println!("cargo:rustc-env=CORDON_KERNEL_ELF={kernel}");
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     println!("cargo:rustc-env=CORDON_WORK_DIR={out}");
-    println!("cargo:rerun-if-env-changed=CARGO_BIN_FILE_KERNEL_kernel");
+
+    let mut sips: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(key, path)| {
+            // CARGO_CDYLIB_FILE_SIP_<NAME>_sip_<name>
+            let rest = key.strip_prefix("CARGO_CDYLIB_FILE_SIP_")?;
+            let (_, name) = rest.split_once("_sip_")?;
+            Some((name.replace('_', "-"), path))
+        })
+        .collect();
+
+    let wat_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sips/wat");
+    println!("cargo:rerun-if-changed={}", wat_dir.display());
+    for entry in std::fs::read_dir(&wat_dir).expect("sips/wat exists") {
+        let path = entry.expect("readable directory").path();
+        if path.extension().is_none_or(|ext| ext != "wat") {
+            continue;
+        }
+        println!("cargo:rerun-if-changed={}", path.display());
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut module =
+            wat::parse_file(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let manifest = cordon_abi::Manifest {
+            name: name.clone(),
+            limits: cordon_abi::Limits::default(),
+            endpoints: Vec::new(),
+            resources: Vec::new(),
+        };
+        module.extend(manifest.custom_section());
+        let wasm = Path::new(&out).join(format!("{name}.wasm"));
+        std::fs::write(&wasm, module).expect("OUT_DIR is writable");
+        sips.push((name, wasm.display().to_string()));
+    }
+    sips.sort();
+
+    let mut table = String::from(
+        "/// Every SIP module this runner can boot: (name, path).\npub const SIPS: &[(&str, &str)] = &[\n",
+    );
+    for (name, path) in &sips {
+        writeln!(table, "    ({name:?}, {path:?}),").unwrap();
+    }
+    table.push_str("];\n");
+    std::fs::write(Path::new(&out).join("sips.rs"), table).expect("OUT_DIR is writable");
 }

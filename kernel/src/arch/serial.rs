@@ -53,6 +53,11 @@ pub fn print_fmt(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
+/// Writes raw bytes (a SIP's output) to the console.
+pub fn write_bytes(bytes: &[u8]) {
+    CONSOLE.lock().write_bytes(bytes);
+}
+
 /// Console output for the panic path: takes the console if it is free, else opens COM1
 /// afresh, so a panic while printing still gets its report out.
 pub fn panic_print(args: fmt::Arguments<'_>) {

@@ -25,6 +25,42 @@ pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
     VirtAddr::new(offset + phys.as_u64())
 }
 
+/// Memory in use, for checking that everything a SIP had was given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub heap_bytes: usize,
+    pub free_frames: u64,
+}
+
+impl Usage {
+    pub fn now() -> Usage {
+        Usage {
+            heap_bytes: heap::usage().0,
+            free_frames: frames::free_frames(),
+        }
+    }
+
+    /// "heap and frames back to baseline", or what differs.
+    pub fn compare(&self, after: &Usage) -> alloc::string::String {
+        if self == after {
+            alloc::format!(
+                "heap ({} bytes) and free frames ({}) back to their values before the SIPs started",
+                self.heap_bytes,
+                self.free_frames
+            )
+        } else {
+            alloc::format!(
+                "heap {} -> {} bytes ({:+}, kept by kernel tables and failure messages), free frames {} -> {}",
+                self.heap_bytes,
+                after.heap_bytes,
+                after.heap_bytes as i64 - self.heap_bytes as i64,
+                self.free_frames,
+                after.free_frames
+            )
+        }
+    }
+}
+
 /// What memory initialisation found, for the boot log.
 #[derive(Clone, Copy, Debug)]
 pub struct MemoryReport {

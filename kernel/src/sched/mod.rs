@@ -25,8 +25,8 @@ use crate::arch::context::{self, ContextId};
 use crate::arch::irq::IrqMutex;
 use crate::mm::frames::FrameBlock;
 
-/// Kernel stacks are 2^4 frames = 64 KiB.
-const STACK_ORDER: usize = 4;
+/// Kernel stacks are 2^4 frames = 64 KiB unless the spawner asks for more.
+pub const STACK_ORDER: usize = 4;
 /// Number of hashed wake-up lists.
 const TIMER_LISTS: usize = 64;
 
@@ -91,12 +91,21 @@ impl JoinHandle {
     }
 }
 
-/// Starts a kernel thread running `f`.
+/// Starts a kernel thread running `f` on a 64 KiB stack.
 pub fn spawn(
     name: impl Into<String>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle, SpawnError> {
-    let stack = FrameBlock::alloc(STACK_ORDER).ok_or(SpawnError::OutOfMemory)?;
+    spawn_with_stack(name, STACK_ORDER, f)
+}
+
+/// Starts a kernel thread running `f` on a stack of 2^`stack_order` frames.
+pub fn spawn_with_stack(
+    name: impl Into<String>,
+    stack_order: usize,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle, SpawnError> {
+    let stack = FrameBlock::alloc(stack_order).ok_or(SpawnError::OutOfMemory)?;
     let done = Arc::new(AtomicBool::new(false));
     let thread = Thread {
         name: name.into(),

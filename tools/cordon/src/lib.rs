@@ -5,6 +5,7 @@
 
 pub mod image;
 pub mod qemu;
+pub mod sips;
 
 pub use bootpkg::{Isolation, LogLevel};
 pub use image::{Firmware, build_image};

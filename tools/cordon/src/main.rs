@@ -8,13 +8,33 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use cordon::{Accel, BootOptions, Firmware, Isolation, LogLevel, Verdict};
 
-/// Boot Cordon in QEMU.
+/// Boot Cordon in QEMU (with no subcommand), or work with SIP modules.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    boot: BootArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check WebAssembly modules with the kernel's verifier and say why each is refused.
+    Verify {
+        /// Module files (.wasm).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// List the SIP modules this runner can boot and the default system.
+    Sips,
+}
+
+#[derive(clap::Args, Debug)]
+struct BootArgs {
     /// How SIPs are isolated: `soft` (ring 0, one address space) or `hard` (page tables,
     /// ring 3).
     #[arg(long, value_enum, default_value = "soft")]
@@ -36,6 +56,10 @@ struct Cli {
     /// page-fault, page-fault-protection, panic, double-fault).
     #[arg(long, value_name = "GROUP")]
     self_test: Option<String>,
+    /// A SIP module to start (repeat for several, in order; default: the default
+    /// system). `cargo run -- sips` lists them.
+    #[arg(long = "sip", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(cordon::sips::names()))]
+    sips: Vec<String>,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=16384))]
     memory: u32,
@@ -61,6 +85,64 @@ enum LogArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Verify { files }) => verify(&files),
+        Some(Command::Sips) => {
+            for name in cordon::sips::names() {
+                println!("{name}");
+            }
+            println!("default system: {}", cordon::sips::DEFAULT_SYSTEM.join(" "));
+            ExitCode::SUCCESS
+        }
+        None => boot(cli.boot),
+    }
+}
+
+/// `cordon verify`: the kernel's verifier on the host.
+fn verify(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut refused = 0;
+    for file in files {
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                eprintln!("{}: cannot read: {err}", file.display());
+                refused += 1;
+                continue;
+            }
+        };
+        match verifier::verify(&bytes, &verifier::Policy::default()) {
+            Ok(verified) => {
+                let imports: Vec<&str> = verified
+                    .imports
+                    .iter()
+                    .map(|n| cordon_abi::OPS[*n as usize].name)
+                    .collect();
+                let limits = verified.manifest.limits;
+                println!(
+                    "{}: accepted: SIP `{}`, imports [{}], memory {}..{} pages, call depth {}, fuel {}",
+                    file.display(),
+                    verified.manifest.name,
+                    imports.join(", "),
+                    verified.initial_memory_pages,
+                    limits.max_memory_pages,
+                    limits.max_call_depth,
+                    limits.fuel.map_or("unlimited".into(), |f| f.to_string()),
+                );
+            }
+            Err(rejection) => {
+                println!("{}: refused: {rejection}", file.display());
+                refused += 1;
+            }
+        }
+    }
+    if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn boot(cli: BootArgs) -> ExitCode {
     let options = BootOptions {
         isolation: match cli.isolation {
             IsolationArg::Soft => Isolation::Soft,
@@ -74,6 +156,14 @@ fn main() -> ExitCode {
             LogArg::Trace => LogLevel::Trace,
         },
         self_test: cli.self_test,
+        sips: if cli.sips.is_empty() {
+            cordon::sips::DEFAULT_SYSTEM
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            cli.sips
+        },
         firmware: cli.firmware,
         accel: cli.accel,
         gdb: cli.gdb,

@@ -49,6 +49,9 @@ pub struct BootOptions {
     pub log_level: LogLevel,
     /// Kernel self-test group to run instead of the normal system.
     pub self_test: Option<String>,
+    /// SIP modules to start, in order (the system manifest); each also goes into the boot
+    /// package, where self-tests find it.
+    pub sips: Vec<String>,
     pub firmware: Firmware,
     pub accel: Accel,
     /// Start QEMU halted, waiting for a debugger on localhost:1234.
@@ -66,6 +69,10 @@ impl Default for BootOptions {
             isolation: Isolation::Soft,
             log_level: LogLevel::Info,
             self_test: None,
+            sips: crate::sips::DEFAULT_SYSTEM
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             firmware: Firmware::Bios,
             accel: Accel::Tcg,
             gdb: false,
@@ -197,13 +204,23 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
     {
         bail!("--accel kvm: KVM is not usable on this machine: {why}. Use --accel tcg.");
     }
+    let mut files: Vec<bootpkg::File> = Vec::new();
+    for name in &options.sips {
+        if !files.iter().any(|f| &f.name == name) {
+            files.push(bootpkg::File {
+                name: name.clone(),
+                data: crate::sips::module(name)?,
+            });
+        }
+    }
     let package = BootPackage {
         config: BootConfig {
             isolation: options.isolation,
             log_level: options.log_level,
             self_test: options.self_test.clone(),
         },
-        files: Vec::new(),
+        sips: options.sips.clone(),
+        files,
     };
     let image = build_image(crate::kernel_elf(), &package, options.firmware)?;
 

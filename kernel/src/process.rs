@@ -1,0 +1,291 @@
+//! SIPs as kernel processes.
+//!
+//! Each SIP runs on a kernel thread of its own: the kernel verifies its module again
+//! (whatever the runner checked), instantiates it with `sip_runtime` under its manifest's
+//! limits, runs it to the end and records how it ended. The timer preempts a SIP like any
+//! thread, so a SIP that never calls the kernel cannot starve the others; the runtime's
+//! fuel slices let the kernel kill it. When the thread ends, dropping the runtime frees the
+//! SIP's memory, engine and code, and its stack goes back to the frame allocator: the
+//! process record is all that stays.
+#![deny(unsafe_code)]
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use sip_runtime::{Exit, Sip};
+
+use crate::arch::{cycles, irq::IrqMutex, serial};
+use crate::sched::{self, JoinHandle, SpawnError};
+use crate::{println, time};
+
+/// SIP threads get 256 KiB stacks: module compilation and the interpreter's host frames
+/// need more than a plain kernel thread.
+const SIP_STACK_ORDER: usize = 6;
+
+/// Process id (1-based).
+pub type Pid = usize;
+
+/// Most processes one boot can create. Records never move or grow, so the process table
+/// takes no heap after start-up and memory checks can be exact.
+pub const MAX_PROCESSES: usize = 256;
+
+/// Kill requests, one flag per pid (index pid - 1).
+static KILL: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
+
+/// A SIP name kept inline (truncated to 32 bytes).
+#[derive(Clone, Copy, Debug)]
+pub struct Name {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Name {
+    fn new(name: &str) -> Name {
+        let mut len = name.len().min(32);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; 32];
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Name { bytes, len }
+    }
+
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
+    }
+}
+
+/// Why a SIP could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartError {
+    /// [`MAX_PROCESSES`] reached.
+    TableFull,
+    /// No memory for the SIP's thread.
+    Thread(SpawnError),
+}
+
+/// How a SIP ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The verifier refused the module.
+    Refused(String),
+    /// The module verified but could not be instantiated.
+    LoadFailed(String),
+    /// It ran and ended this way.
+    Ran(Exit),
+}
+
+impl Ending {
+    /// True for a SIP that ran and exited with status 0.
+    pub fn is_clean(&self) -> bool {
+        *self == Ending::Ran(Exit::Status(0))
+    }
+}
+
+impl core::fmt::Display for Ending {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Ending::Refused(why) => write!(f, "refused by the verifier: {why}"),
+            Ending::LoadFailed(why) => write!(f, "could not be loaded: {why}"),
+            Ending::Ran(exit) => write!(f, "{exit}"),
+        }
+    }
+}
+
+/// Cycle counts of one SIP's start-up, from the moment the kernel began creating it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub verify: u64,
+    pub instantiate: u64,
+    /// Creation until the SIP's first kernel call: create + start as the SIP sees it.
+    pub first_call: Option<u64>,
+}
+
+/// What the kernel keeps of a process.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub pid: Pid,
+    pub name: Name,
+    pub ending: Option<Ending>,
+    pub timings: Timings,
+    pub abi_calls: u64,
+    pub fuel_used: u64,
+}
+
+static PROCESSES: IrqMutex<Vec<Record>> = IrqMutex::new(Vec::new());
+
+/// The kernel side of the SIP ABI in soft isolation: direct calls.
+struct SoftKernel {
+    name: String,
+    created: u64,
+    first_call: Option<u64>,
+    at_line_start: bool,
+    pid: Pid,
+}
+
+impl SoftKernel {
+    fn note_call(&mut self) {
+        if self.first_call.is_none() {
+            self.first_call = Some(cycles::stop() - self.created);
+        }
+    }
+}
+
+impl sip_runtime::Kernel for SoftKernel {
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.note_call();
+        // Every line a SIP prints is labelled with its name.
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start {
+                serial::write_bytes(format!("[{}] ", self.name).as_bytes());
+            }
+            serial::write_bytes(line);
+            self.at_line_start = line.ends_with(b"\n");
+        }
+    }
+
+    fn yield_now(&mut self) {
+        self.note_call();
+        sched::yield_now();
+    }
+
+    fn ticks(&mut self) -> u64 {
+        self.note_call();
+        time::ticks()
+    }
+
+    fn cycles(&mut self) -> u64 {
+        self.note_call();
+        cycles::stop()
+    }
+
+    fn kill_requested(&mut self) -> bool {
+        KILL[self.pid - 1].load(Ordering::Relaxed)
+    }
+}
+
+fn update(pid: Pid, f: impl FnOnce(&mut Record)) {
+    if let Some(record) = PROCESSES.lock().iter_mut().find(|r| r.pid == pid) {
+        f(record);
+    }
+}
+
+/// Creates and starts a SIP from `module`. `name` labels its output.
+pub fn start(name: &str, module: Vec<u8>) -> Result<(Pid, JoinHandle), StartError> {
+    let created = cycles::start();
+    let pid = {
+        let mut table = PROCESSES.lock();
+        if table.len() >= MAX_PROCESSES {
+            return Err(StartError::TableFull);
+        }
+        let room = MAX_PROCESSES - table.len();
+        table.reserve_exact(room);
+        let pid = table.len() + 1;
+        table.push(Record {
+            pid,
+            name: Name::new(name),
+            ending: None,
+            timings: Timings::default(),
+            abi_calls: 0,
+            fuel_used: 0,
+        });
+        pid
+    };
+    let thread_name = format!("sip:{name}");
+    let name = String::from(name);
+    match sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, move || {
+        run(pid, name, module, created)
+    }) {
+        Ok(thread) => Ok((pid, thread)),
+        Err(err) => {
+            update(pid, |r| {
+                r.ending = Some(Ending::LoadFailed(format!("no thread: {err:?}")))
+            });
+            Err(StartError::Thread(err))
+        }
+    }
+}
+
+fn run(pid: Pid, name: String, module: Vec<u8>, created: u64) {
+    let ending = match verifier::verify(&module, &verifier::Policy::default()) {
+        Err(rejection) => Ending::Refused(format!("{rejection}")),
+        Ok(verified) => {
+            let verify = cycles::stop() - created;
+            let kernel = SoftKernel {
+                name: name.clone(),
+                created,
+                first_call: None,
+                at_line_start: true,
+                pid,
+            };
+            match Sip::new(&module, &verified.manifest.limits, kernel) {
+                Err(err) => Ending::LoadFailed(format!("{err}")),
+                Ok(mut sip) => {
+                    let instantiate = cycles::stop() - created;
+                    drop(module);
+                    let exit = sip.run();
+                    let stats = sip.stats();
+                    let first_call = sip.kernel().first_call;
+                    update(pid, |record| {
+                        record.timings = Timings {
+                            verify,
+                            instantiate,
+                            first_call,
+                        };
+                        record.abi_calls = stats.abi_calls;
+                        record.fuel_used = stats.fuel_used;
+                    });
+                    Ending::Ran(exit)
+                }
+            }
+        }
+    };
+    println!("[kernel] SIP {name} (pid {pid}) {ending}");
+    update(pid, |record| record.ending = Some(ending));
+}
+
+/// Asks a SIP to stop; it ends at its next kernel call or fuel slice. Returns false for
+/// an unknown pid.
+pub fn kill(pid: Pid) -> bool {
+    let known = PROCESSES.lock().iter().any(|r| r.pid == pid);
+    if known {
+        KILL[pid - 1].store(true, Ordering::Relaxed);
+    }
+    known
+}
+
+/// A copy of every process record.
+pub fn records() -> Vec<Record> {
+    PROCESSES.lock().clone()
+}
+
+/// Prints one line per SIP: how it ended, its start-up cost and its work. Returns the
+/// number that did not end cleanly.
+pub fn print_summary() -> usize {
+    let records = records();
+    println!("pid  sip          verify   instantiate  create+start  abi calls  fuel        ended");
+    for r in &records {
+        let t = r.timings;
+        println!(
+            "{:<4} {:<12} {:>8} {:>12} {:>13} {:>10} {:>11}  {}",
+            r.pid,
+            r.name.as_str(),
+            t.verify,
+            t.instantiate,
+            t.first_call
+                .map_or_else(|| String::from("-"), |c| format!("{c}")),
+            r.abi_calls,
+            r.fuel_used,
+            r.ending
+                .as_ref()
+                .map_or_else(|| String::from("still running"), |e| format!("{e}")),
+        );
+    }
+    println!("(cycles from the start of creation; TSC, emulated cost under TCG)");
+    records
+        .iter()
+        .filter(|r| !r.ending.as_ref().is_some_and(Ending::is_clean))
+        .count()
+}

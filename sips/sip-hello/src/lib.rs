@@ -1,0 +1,14 @@
+//! SIP `hello`: Prints a greeting and exits 0.
+#![no_std]
+#![deny(unsafe_code)]
+
+cordon_sip::sip_main!(main);
+
+fn main() -> i32 {
+    cordon_sip::println!(
+        "Hello from a SIP: ABI v{}, tick {}",
+        cordon_sip::abi_version(),
+        cordon_sip::ticks()
+    );
+    0
+}
