@@ -39,3 +39,47 @@ fn unknown_accelerator_names_the_valid_ones() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("[possible values: tcg, kvm]"), "{stderr}");
 }
+
+fn sip_path(name: &str) -> &'static str {
+    cordon::sips::SIPS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, path)| *path)
+        .unwrap_or_else(|| panic!("runner built without SIP {name}"))
+}
+
+#[test]
+fn verify_accepts_built_sips_and_explains_refusals() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["verify", sip_path("hello"), sip_path("spin")])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("accepted: SIP `hello`, imports ["),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fuel 20000000"), "{stdout}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["verify", sip_path("hello"), sip_path("load-code")])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("refused: rule `closed-abi` at byte 0x16: import `cordon.load_code` is not part of the kernel ABI"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unknown_sip_names_the_available_ones() {
+    let (code, stderr) = cordon(&["--sip", "nosuch"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("possible values:") && stderr.contains("hello"),
+        "{stderr}"
+    );
+}

@@ -30,21 +30,124 @@ fn expect(outcome: &Outcome, verdict: Verdict, needles: &[&str]) {
 }
 
 #[test]
-fn default_system_boots_runs_threads_and_powers_off_cleanly() {
+fn default_system_runs_its_sips_and_powers_off_cleanly() {
     let outcome = run(BootOptions::default());
     expect(
         &outcome,
         Verdict::Passed,
         &[
             "booted: isolation=soft",
-            "[worker-0]",
-            "[worker-1]",
-            "[collector] all 2 workers reported",
-            "[ticker] tick",
+            "[hello] Hello from a SIP: ABI v1",
+            "[kernel] SIP hello (pid 1) exited with status 0",
+            "[primes] 17984 primes below 200000",
+            "[kernel] SIP primes (pid 2) exited with status 0",
+            "[kernel] SIP primes (pid 3) exited with status 0",
             "powering off (success)",
         ],
     );
     assert!(outcome.banner_after.is_some(), "no banner line");
+    let reclaim = outcome
+        .console
+        .lines()
+        .find(|l| l.starts_with("reclaim: "))
+        .expect("reclaim line");
+    let frames: Vec<&str> = reclaim
+        .rsplit("free frames ")
+        .next()
+        .unwrap()
+        .split(" -> ")
+        .collect();
+    assert_eq!(frames.len(), 2, "{reclaim}");
+    assert_eq!(
+        frames[0].trim_end_matches(')'),
+        frames[1].trim_end_matches(')'),
+        "{reclaim}"
+    );
+}
+
+fn sips(names: &[&str]) -> BootOptions {
+    BootOptions {
+        sips: names.iter().map(|n| n.to_string()).collect(),
+        ..BootOptions::default()
+    }
+}
+
+#[test]
+fn misbehaving_sips_end_alone_with_their_reason() {
+    let outcome = run(sips(&[
+        "hello",
+        "spin",
+        "oob",
+        "oom",
+        "trap",
+        "panic",
+        "recurse",
+        "divide",
+        "bad-pointer",
+        "primes",
+    ]));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP hello (pid 1) exited with status 0",
+            "[kernel] SIP spin (pid 2) terminated: fuel budget of 20000000 exhausted",
+            "[kernel] SIP oob (pid 3) terminated: out-of-bounds memory access",
+            "[kernel] SIP oom (pid 4) terminated: memory or table limit of the manifest exceeded",
+            "[kernel] SIP trap (pid 5) terminated: unreachable executed",
+            "[panic] panicked at sips/sip-panic/src/lib.rs",
+            "[kernel] SIP panic (pid 6) exited with status 101",
+            "[kernel] SIP recurse (pid 7) terminated: call stack exhausted",
+            "[kernel] SIP divide (pid 8) terminated: integer division by zero",
+            "[kernel] SIP bad-pointer (pid 9) terminated: bad kernel call: console_write(0xfde8, 4096) reaches outside linear memory",
+            "[kernel] SIP primes (pid 10) exited with status 0",
+            "8 of 10 SIPs did not exit with status 0",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("KERNEL PANIC"),
+        "{}",
+        outcome.console
+    );
+}
+
+#[test]
+fn sealed_process_invariants_hold() {
+    let outcome = run(sips(&["load-code", "backdoor", "secret", "snoop"]));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            // Fixed code and closed API: a module asking for a code-loading call is refused.
+            "[kernel] SIP load-code (pid 1) refused by the verifier: rule `closed-abi` at byte 0x16: import `cordon.load_code` is not part of the kernel ABI",
+            // Explicit communication only: nothing may call into a SIP but the kernel.
+            "[kernel] SIP backdoor (pid 2) refused by the verifier: rule `exports` at byte 0x36: export `backdoor`",
+            // State isolation: another SIP's memory is not reachable from this one.
+            "[kernel] SIP secret (pid 3) exited with status 0",
+            "0 copies of the other SIP's secret",
+            "[kernel] SIP snoop (pid 4) exited with status 0",
+            "2 of 4 SIPs did not exit with status 0",
+        ],
+    );
+}
+
+#[test]
+fn looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly() {
+    let outcome = run(BootOptions {
+        self_test: Some("sips".into()),
+        ..sips(&["forever", "hello", "oob", "trap", "oom"])
+    });
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "[kernel] SIP forever (pid 1) killed by the kernel",
+            "looping_sip_does_not_stop_others_and_is_killed ... ok",
+            "back to their values before the SIPs started",
+            "sip_memory_and_stack_are_reclaimed_exactly ... ok",
+            "ktest sips: 2 passed, 0 failed",
+        ],
+    );
 }
 
 #[test]
@@ -56,7 +159,11 @@ fn uefi_boot_reaches_the_same_system() {
     expect(
         &outcome,
         Verdict::Passed,
-        &["booted: isolation=soft", "powering off (success)"],
+        &[
+            "booted: isolation=soft",
+            "[kernel] SIP hello (pid 1) exited with status 0",
+            "powering off (success)",
+        ],
     );
 }
 
