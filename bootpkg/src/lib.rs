@@ -101,6 +101,8 @@ pub struct BootConfig {
     /// Name of a kernel self-test to run instead of the normal system; the kernel powers
     /// off with the test's verdict.
     pub self_test: Option<String>,
+    /// Name of a benchmark suite to run instead of the normal system.
+    pub bench: Option<String>,
 }
 
 impl Default for BootConfig {
@@ -109,6 +111,7 @@ impl Default for BootConfig {
             isolation: Isolation::Soft,
             log_level: LogLevel::Info,
             self_test: None,
+            bench: None,
         }
     }
 }
@@ -211,6 +214,7 @@ mod tests {
                 isolation: Isolation::Hard,
                 log_level: LogLevel::Debug,
                 self_test: Some("threads".into()),
+                bench: None,
             },
             sips: vec!["hello.wasm".into(), "hello.wasm".into()],
             files: vec![File {

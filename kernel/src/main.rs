@@ -17,6 +17,7 @@
 extern crate alloc;
 
 mod arch;
+mod bench;
 mod ktest;
 mod mm;
 mod process;
@@ -91,9 +92,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     sched::init();
     let baseline = mm::Usage::now();
-    let started = match config.self_test.as_deref() {
-        Some(name) => ktest::start(name),
-        None => start_system(package),
+    let started = match (config.self_test.as_deref(), config.bench.as_deref()) {
+        (Some(name), _) => ktest::start(name),
+        (None, Some(suite)) => bench::start(suite),
+        (None, None) => start_system(package),
     };
     if let Err(err) = started {
         fail(format_args!("{err}"));
@@ -107,7 +109,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         time::ticks(),
         sched::context_switches()
     );
-    if config.self_test.is_some() {
+    if config.bench.is_some() && config.self_test.is_none() {
+        if bench::failed() {
+            fail(format_args!("a benchmark did not run to completion"));
+        }
+    } else if config.self_test.is_some() {
         let failures = ktest::failures();
         if failures > 0 {
             fail(format_args!("{failures} self-test(s) failed"));

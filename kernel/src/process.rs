@@ -14,7 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use sip_runtime::{Exit, Sip};
+use sip_runtime::{Exit, Metering, Sip};
 
 use crate::arch::{cycles, irq::IrqMutex, serial};
 use crate::sched::{self, JoinHandle, SpawnError};
@@ -101,6 +101,8 @@ pub struct Timings {
     pub instantiate: u64,
     /// Creation until the SIP's first kernel call: create + start as the SIP sees it.
     pub first_call: Option<u64>,
+    /// From entering the SIP to its end.
+    pub run: u64,
 }
 
 /// What the kernel keeps of a process.
@@ -125,17 +127,14 @@ struct SoftKernel {
     pid: Pid,
 }
 
-impl SoftKernel {
-    fn note_call(&mut self) {
+impl sip_runtime::Kernel for SoftKernel {
+    fn on_kernel_call(&mut self, _op: &'static cordon_abi::Op) {
         if self.first_call.is_none() {
             self.first_call = Some(cycles::stop() - self.created);
         }
     }
-}
 
-impl sip_runtime::Kernel for SoftKernel {
     fn console_write(&mut self, bytes: &[u8]) {
-        self.note_call();
         // Every line a SIP prints is labelled with its name.
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             if self.at_line_start {
@@ -147,17 +146,14 @@ impl sip_runtime::Kernel for SoftKernel {
     }
 
     fn yield_now(&mut self) {
-        self.note_call();
         sched::yield_now();
     }
 
     fn ticks(&mut self) -> u64 {
-        self.note_call();
         time::ticks()
     }
 
     fn cycles(&mut self) -> u64 {
-        self.note_call();
         cycles::stop()
     }
 
@@ -174,6 +170,15 @@ fn update(pid: Pid, f: impl FnOnce(&mut Record)) {
 
 /// Creates and starts a SIP from `module`. `name` labels its output.
 pub fn start(name: &str, module: Vec<u8>) -> Result<(Pid, JoinHandle), StartError> {
+    start_with(name, module, Metering::Fuel)
+}
+
+/// [`start`] with a choice of metering (benchmarks compare the two).
+pub fn start_with(
+    name: &str,
+    module: Vec<u8>,
+    metering: Metering,
+) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
     let pid = {
         let mut table = PROCESSES.lock();
@@ -196,7 +201,7 @@ pub fn start(name: &str, module: Vec<u8>) -> Result<(Pid, JoinHandle), StartErro
     let thread_name = format!("sip:{name}");
     let name = String::from(name);
     match sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, move || {
-        run(pid, name, module, created)
+        run(pid, name, module, created, metering)
     }) {
         Ok(thread) => Ok((pid, thread)),
         Err(err) => {
@@ -208,7 +213,7 @@ pub fn start(name: &str, module: Vec<u8>) -> Result<(Pid, JoinHandle), StartErro
     }
 }
 
-fn run(pid: Pid, name: String, module: Vec<u8>, created: u64) {
+fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, metering: Metering) {
     let ending = match verifier::verify(&module, &verifier::Policy::default()) {
         Err(rejection) => Ending::Refused(format!("{rejection}")),
         Ok(verified) => {
@@ -220,12 +225,14 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64) {
                 at_line_start: true,
                 pid,
             };
-            match Sip::new(&module, &verified.manifest.limits, kernel) {
+            match Sip::with_metering(&module, &verified.manifest.limits, kernel, metering) {
                 Err(err) => Ending::LoadFailed(format!("{err}")),
                 Ok(mut sip) => {
                     let instantiate = cycles::stop() - created;
                     drop(module);
+                    let entered = cycles::start();
                     let exit = sip.run();
+                    let run = cycles::stop() - entered;
                     let stats = sip.stats();
                     let first_call = sip.kernel().first_call;
                     update(pid, |record| {
@@ -233,6 +240,7 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64) {
                             verify,
                             instantiate,
                             first_call,
+                            run,
                         };
                         record.abi_calls = stats.abi_calls;
                         record.fuel_used = stats.fuel_used;
@@ -283,7 +291,10 @@ pub fn print_summary() -> usize {
                 .map_or_else(|| String::from("still running"), |e| format!("{e}")),
         );
     }
-    println!("(cycles from the start of creation; TSC, emulated cost under TCG)");
+    println!(
+        "(TSC cycles since the kernel began creating each SIP, including time other threads ran; \
+         `cordon bench` measures one SIP alone. Emulated cost under TCG.)"
+    );
     records
         .iter()
         .filter(|r| !r.ending.as_ref().is_some_and(Ending::is_clean))

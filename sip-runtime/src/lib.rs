@@ -31,6 +31,9 @@ pub const FUEL_SLICE: u64 = 1_000_000;
 
 /// What the runtime needs from the kernel.
 pub trait Kernel {
+    /// Called on entry to every kernel call, before the operation itself (accounting,
+    /// tracing). The default does nothing.
+    fn on_kernel_call(&mut self, _op: &'static Op) {}
     /// Console output from the SIP.
     fn console_write(&mut self, bytes: &[u8]);
     /// Give the processor away.
@@ -158,14 +161,26 @@ pub struct Sip<K: Kernel> {
     main: TypedFunc<(), ()>,
     budget: Option<u64>,
     fuel_used: u64,
+    metering: Metering,
+}
+
+/// How the runtime executes a SIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metering {
+    /// Fuel metering on (the default): fuel budgets hold and a kill stops even a SIP that
+    /// never calls the kernel, within one fuel slice.
+    Fuel,
+    /// No metering, for measuring what metering costs. A SIP with a fuel budget is refused;
+    /// a kill is seen only at the SIP's next kernel call.
+    Off,
 }
 
 /// The engine configuration: the same proposals the verifier admits, fuel metering, and
 /// the manifest's call depth.
-fn engine_config(limits: &Limits) -> Config {
+fn engine_config(limits: &Limits, metering: Metering) -> Config {
     let mut config = Config::default();
     config
-        .consume_fuel(true)
+        .consume_fuel(metering == Metering::Fuel)
         .set_max_recursion_depth(limits.max_call_depth as usize)
         .wasm_multi_memory(false)
         .wasm_tail_call(false)
@@ -175,9 +190,11 @@ fn engine_config(limits: &Limits) -> Config {
     config
 }
 
-fn check_kill<K: Kernel>(caller: &mut Caller<'_, State<K>>) -> Result<(), Error> {
+/// Entry of every kernel call: count it, tell the kernel, honour a pending kill.
+fn enter<K: Kernel>(caller: &mut Caller<'_, State<K>>, op: &'static Op) -> Result<(), Error> {
     let state = caller.data_mut();
     state.abi_calls += 1;
+    state.kernel.on_kernel_call(op);
     if state.kernel.kill_requested() {
         return Err(Error::host(Stop::Killed));
     }
@@ -197,7 +214,8 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
             linker.func_wrap(
                 module,
                 op.name,
-                |_: Caller<'_, State<K>>, status: i32| -> Result<(), Error> {
+                |mut caller: Caller<'_, State<K>>, status: i32| -> Result<(), Error> {
+                    enter(&mut caller, &cordon_abi::EXIT)?;
                     Err(Error::i32_exit(status))
                 },
             )?;
@@ -207,7 +225,7 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
                 module,
                 op.name,
                 |mut caller: Caller<'_, State<K>>, ptr: i32, len: i32| -> Result<i32, Error> {
-                    check_kill(&mut caller)?;
+                    enter(&mut caller, &cordon_abi::CONSOLE_WRITE)?;
                     let Some(Extern::Memory(memory)) = caller.get_export(cordon_abi::MEMORY) else {
                         return Err(bad_call("console_write: the SIP has no memory".into()));
                     };
@@ -229,7 +247,7 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
                 module,
                 op.name,
                 |mut caller: Caller<'_, State<K>>| -> Result<(), Error> {
-                    check_kill(&mut caller)?;
+                    enter(&mut caller, &cordon_abi::YIELD)?;
                     caller.data_mut().kernel.yield_now();
                     Ok(())
                 },
@@ -240,7 +258,7 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
                 module,
                 op.name,
                 |mut caller: Caller<'_, State<K>>| -> Result<i64, Error> {
-                    check_kill(&mut caller)?;
+                    enter(&mut caller, &cordon_abi::TICKS)?;
                     Ok(caller.data_mut().kernel.ticks() as i64)
                 },
             )?;
@@ -250,7 +268,7 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
                 module,
                 op.name,
                 |mut caller: Caller<'_, State<K>>| -> Result<i64, Error> {
-                    check_kill(&mut caller)?;
+                    enter(&mut caller, &cordon_abi::CYCLES)?;
                     Ok(caller.data_mut().kernel.cycles() as i64)
                 },
             )?;
@@ -260,7 +278,7 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
                 module,
                 op.name,
                 |mut caller: Caller<'_, State<K>>| -> Result<i32, Error> {
-                    check_kill(&mut caller)?;
+                    enter(&mut caller, &cordon_abi::ABI_VERSION)?;
                     Ok(cordon_abi::VERSION)
                 },
             )?;
@@ -301,8 +319,23 @@ fn classify(error: &Error, budget: Option<u64>) -> Exit {
 impl<K: Kernel + 'static> Sip<K> {
     /// Instantiates `module` (already accepted by the verifier) under `limits`.
     pub fn new(module: &[u8], limits: &Limits, kernel: K) -> Result<Self, LoadError> {
+        Self::with_metering(module, limits, kernel, Metering::Fuel)
+    }
+
+    /// Like [`Sip::new`], choosing the metering.
+    pub fn with_metering(
+        module: &[u8],
+        limits: &Limits,
+        kernel: K,
+        metering: Metering,
+    ) -> Result<Self, LoadError> {
+        if metering == Metering::Off && limits.fuel.is_some() {
+            return Err(LoadError(
+                "the manifest sets a fuel budget, which needs fuel metering".into(),
+            ));
+        }
         let load = |what: &str, err: Error| LoadError(format!("{what}: {err}"));
-        let engine = Engine::new(&engine_config(limits));
+        let engine = Engine::new(&engine_config(limits, metering));
         let module = Module::new(&engine, module).map_err(|e| load("compiling", e))?;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.max_memory_pages as usize * 65_536)
@@ -336,6 +369,7 @@ impl<K: Kernel + 'static> Sip<K> {
             main,
             budget: limits.fuel,
             fuel_used: 0,
+            metering,
         })
     }
 
@@ -351,6 +385,12 @@ impl<K: Kernel + 'static> Sip<K> {
 
     /// Runs the SIP from its entry point until it exits, faults or is killed.
     pub fn run(&mut self) -> Exit {
+        if self.metering == Metering::Off {
+            return match self.main.call(&mut self.store, ()) {
+                Ok(()) => Exit::Status(0),
+                Err(err) => classify(&err, None),
+            };
+        }
         let Some(slice) = self.next_slice() else {
             return Exit::Fault(Fault::FuelExhausted { budget: 0 });
         };
@@ -394,6 +434,9 @@ impl<K: Kernel + 'static> Sip<K> {
     }
 
     fn account(&mut self, given: u64) {
+        if self.metering == Metering::Off {
+            return;
+        }
         let left = self.store.get_fuel().unwrap_or(0);
         self.fuel_used += given.saturating_sub(left);
     }

@@ -1,7 +1,7 @@
 //! The runtime on the host with a mock kernel: every way a SIP can end.
 
 use cordon_abi::Limits;
-use sip_runtime::{Exit, FUEL_SLICE, Fault, Kernel, Sip};
+use sip_runtime::{Exit, FUEL_SLICE, Fault, Kernel, Metering, Sip};
 
 #[derive(Default)]
 struct Mock {
@@ -82,7 +82,7 @@ fn prints_and_exits_with_status() {
     assert_eq!(exit, Exit::Status(3));
     assert_eq!(kernel.console, b"hello, cordon");
     assert_eq!(kernel.yields, 1);
-    assert_eq!(stats.abi_calls, 2);
+    assert_eq!(stats.abi_calls, 3, "write, yield, exit");
 }
 
 #[test]
@@ -174,6 +174,24 @@ fn endless_loop_spends_its_fuel_budget() {
     let (exit, _, stats) = run_with(&wat, limits, Mock::default());
     assert_eq!(exit, Exit::Fault(Fault::FuelExhausted { budget }));
     assert_eq!(stats.fuel_used, budget);
+}
+
+#[test]
+fn unmetered_runs_behave_the_same_and_refuse_budgets() {
+    let wat = sip(
+        r#"(func (export "cordon_main") (call $exit (i32.div_u (i32.const 9) (i32.const 3))))"#,
+    );
+    let bytes = wat::parse_str(&wat).unwrap();
+    let mut sip =
+        Sip::with_metering(&bytes, &Limits::default(), Mock::default(), Metering::Off).unwrap();
+    assert_eq!(sip.run(), Exit::Status(3));
+    assert_eq!(sip.stats().fuel_used, 0);
+    let budget = Limits {
+        fuel: Some(10),
+        ..Limits::default()
+    };
+    let refused = Sip::with_metering(&bytes, &budget, Mock::default(), Metering::Off);
+    assert!(refused.err().unwrap().0.contains("needs fuel metering"));
 }
 
 #[test]

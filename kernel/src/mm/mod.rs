@@ -50,7 +50,7 @@ impl Usage {
             )
         } else {
             alloc::format!(
-                "heap {} -> {} bytes ({:+}, kept by kernel tables and failure messages), free frames {} -> {}",
+                "heap {} -> {} bytes ({:+}, kept by the process table and failure messages), free frames {} -> {}",
                 self.heap_bytes,
                 after.heap_bytes,
                 after.heap_bytes as i64 - self.heap_bytes as i64,

@@ -160,14 +160,14 @@ macro_rules! sip_main {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut console = Console::new();
     let _ = match info.location() {
-        Some(at) => write!(
+        Some(at) => writeln!(
             console,
-            "panicked at {}:{}: {}\n",
+            "panicked at {}:{}: {}",
             at.file(),
             at.line(),
             info.message()
         ),
-        None => write!(console, "panicked: {}\n", info.message()),
+        None => writeln!(console, "panicked: {}", info.message()),
     };
     console.flush();
     exit(PANIC_STATUS)

@@ -31,6 +31,12 @@ enum Command {
     },
     /// List the SIP modules this runner can boot and the default system.
     Sips,
+    /// Boot the kernel's micro-benchmarks (SIP create+start, minimum kernel call, fuel
+    /// metering, thread switch) and print what they measure.
+    Bench {
+        #[command(flatten)]
+        boot: BootArgs,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,6 +62,10 @@ struct BootArgs {
     /// page-fault, page-fault-protection, panic, double-fault).
     #[arg(long, value_name = "GROUP")]
     self_test: Option<String>,
+    /// Run a kernel benchmark suite (micro) instead of the normal system; `cordon bench`
+    /// sets this and the SIPs it needs.
+    #[arg(long, value_name = "SUITE", hide = true)]
+    bench: Option<String>,
     /// A SIP module to start (repeat for several, in order; default: the default
     /// system). `cargo run -- sips` lists them.
     #[arg(long = "sip", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(cordon::sips::names()))]
@@ -93,6 +103,13 @@ fn main() -> ExitCode {
             }
             println!("default system: {}", cordon::sips::DEFAULT_SYSTEM.join(" "));
             ExitCode::SUCCESS
+        }
+        Some(Command::Bench { mut boot }) => {
+            boot.bench = Some("micro".into());
+            boot.sips = ["startup", "hello", "abi-bench", "primes"]
+                .map(String::from)
+                .to_vec();
+            self::boot(boot)
         }
         None => boot(cli.boot),
     }
@@ -156,6 +173,7 @@ fn boot(cli: BootArgs) -> ExitCode {
             LogArg::Trace => LogLevel::Trace,
         },
         self_test: cli.self_test,
+        bench: cli.bench,
         sips: if cli.sips.is_empty() {
             cordon::sips::DEFAULT_SYSTEM
                 .iter()

@@ -49,6 +49,8 @@ pub struct BootOptions {
     pub log_level: LogLevel,
     /// Kernel self-test group to run instead of the normal system.
     pub self_test: Option<String>,
+    /// Kernel benchmark suite to run instead of the normal system.
+    pub bench: Option<String>,
     /// SIP modules to start, in order (the system manifest); each also goes into the boot
     /// package, where self-tests find it.
     pub sips: Vec<String>,
@@ -69,6 +71,7 @@ impl Default for BootOptions {
             isolation: Isolation::Soft,
             log_level: LogLevel::Info,
             self_test: None,
+            bench: None,
             sips: crate::sips::DEFAULT_SYSTEM
                 .iter()
                 .map(|s| s.to_string())
@@ -218,6 +221,7 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
             isolation: options.isolation,
             log_level: options.log_level,
             self_test: options.self_test.clone(),
+            bench: options.bench.clone(),
         },
         sips: options.sips.clone(),
         files,
