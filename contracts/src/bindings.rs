@@ -1,0 +1,1 @@
+//! Rust bindings for SIPs (filled in below).

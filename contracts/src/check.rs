@@ -1,0 +1,379 @@
+//! The checker: names, duplicates, payload limits, sequence expansion, determinism,
+//! reachability and queue bounds.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::diag::{Error, Span};
+use crate::parser::{ContractDecl, Name, TypeExpr};
+use crate::protocol::{Dir, Field, FieldType, Message, Protocol, Role, State, Transition};
+
+/// Largest `bytes[N]` field.
+pub const MAX_BYTES_FIELD: u64 = 65_536;
+/// Most fields in one message.
+pub const MAX_FIELDS: usize = 16;
+/// Most messages in a direction that a contract may let queue up.
+pub const MAX_IN_FLIGHT: u32 = 64;
+
+fn duplicate<'a>(names: impl Iterator<Item = &'a Name>, what: &str) -> Result<(), Error> {
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for name in names {
+        if seen.insert(&name.text, name.span).is_some() {
+            return Err(Error::new(
+                name.span,
+                format!("{what} `{}` is declared twice", name.text),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn field_type(ty: &TypeExpr, span: Span) -> Result<FieldType, Error> {
+    Ok(match ty {
+        TypeExpr::Int("u8") => FieldType::U8,
+        TypeExpr::Int("u16") => FieldType::U16,
+        TypeExpr::Int("u32") => FieldType::U32,
+        TypeExpr::Int("u64") => FieldType::U64,
+        TypeExpr::Int("i32") => FieldType::I32,
+        TypeExpr::Int(_) => FieldType::I64,
+        TypeExpr::Bool => FieldType::Bool,
+        TypeExpr::Buffer => FieldType::Buffer,
+        TypeExpr::AnyEndpoint => FieldType::Endpoint {
+            contract: None,
+            role: None,
+        },
+        TypeExpr::Endpoint { contract, importer } => FieldType::Endpoint {
+            contract: Some(contract.text.clone()),
+            role: Some(if *importer {
+                Role::Importer
+            } else {
+                Role::Exporter
+            }),
+        },
+        TypeExpr::Bytes(max) => {
+            if *max == 0 || *max > MAX_BYTES_FIELD {
+                return Err(Error::new(
+                    span,
+                    format!(
+                        "bytes[{max}]: the maximum length must be 1 to {MAX_BYTES_FIELD} (use a buffer for more)"
+                    ),
+                ));
+            }
+            FieldType::Bytes { max: *max as u32 }
+        }
+    })
+}
+
+/// Checks one contract and builds its tables.
+pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
+    duplicate(contract.messages.iter().map(|m| &m.name), "message")?;
+    duplicate(contract.states.iter().map(|s| &s.name), "state")?;
+
+    let mut messages = Vec::new();
+    for decl in &contract.messages {
+        duplicate(decl.fields.iter().map(|f| &f.name), "field")?;
+        if decl.fields.len() > MAX_FIELDS {
+            return Err(Error::new(
+                decl.name.span,
+                format!(
+                    "message `{}` has {} fields; at most {MAX_FIELDS}",
+                    decl.name.text,
+                    decl.fields.len()
+                ),
+            ));
+        }
+        let mut fields = Vec::new();
+        for f in &decl.fields {
+            fields.push(Field {
+                name: f.name.text.clone(),
+                ty: field_type(&f.ty, f.ty_span)?,
+            });
+        }
+        let max_encoded =
+            crate::wire::HEADER as u32 + fields.iter().map(|f| f.ty.max_encoded()).sum::<u32>();
+        messages.push(Message {
+            name: decl.name.text.clone(),
+            fields,
+            max_encoded,
+        });
+    }
+
+    let Some(first) = contract.states.first() else {
+        return Err(Error::new(
+            contract.name.span,
+            format!("contract `{}` declares no states", contract.name.text),
+        ));
+    };
+    let initials: Vec<_> = contract.states.iter().filter(|s| s.initial).collect();
+    if initials.len() > 1 {
+        return Err(Error::new(
+            initials[1].name.span,
+            "a second `initial` state: a contract has one".into(),
+        ));
+    }
+    let initial_name = initials.first().map_or(&first.name, |s| &s.name);
+
+    // Named states first, so their indices follow declaration order.
+    let mut states: Vec<State> = contract
+        .states
+        .iter()
+        .map(|s| State {
+            name: s.name.text.clone(),
+            anonymous: false,
+        })
+        .collect();
+    let state_of = |name: &Name, states: &[State]| -> Result<u16, Error> {
+        states
+            .iter()
+            .position(|s| !s.anonymous && s.name == name.text)
+            .map(|i| i as u16)
+            .ok_or_else(|| {
+                let known: Vec<&str> = states
+                    .iter()
+                    .filter(|s| !s.anonymous)
+                    .map(|s| s.name.as_str())
+                    .collect();
+                Error::new(
+                    name.span,
+                    format!(
+                        "unknown state `{}` (states: {})",
+                        name.text,
+                        known.join(", ")
+                    ),
+                )
+            })
+    };
+    let message_of = |name: &Name| -> Result<u16, Error> {
+        messages
+            .iter()
+            .position(|m| m.name == name.text)
+            .map(|i| i as u16)
+            .ok_or_else(|| {
+                let known: Vec<&str> = messages.iter().map(|m| m.name.as_str()).collect();
+                Error::new(
+                    name.span,
+                    format!(
+                        "unknown message `{}` (messages: {})",
+                        name.text,
+                        known.join(", ")
+                    ),
+                )
+            })
+    };
+
+    let mut transitions: Vec<Transition> = Vec::new();
+    let mut spans: Vec<Span> = Vec::new();
+    for decl in &contract.states {
+        let from_named = state_of(&decl.name, &states)?;
+        let mut anon = 0;
+        for seq in &decl.sequences {
+            let target = state_of(&seq.target, &states)?;
+            let mut from = from_named;
+            for (i, step) in seq.steps.iter().enumerate() {
+                let message = message_of(&step.message)?;
+                let to = if i + 1 == seq.steps.len() {
+                    target
+                } else {
+                    anon += 1;
+                    states.push(State {
+                        name: format!("{}_{anon}", decl.name.text),
+                        anonymous: true,
+                    });
+                    (states.len() - 1) as u16
+                };
+                let span = step.message.span;
+                if let Some(clash) = transitions
+                    .iter()
+                    .position(|t| t.from == from && t.message == message && t.dir == step.dir)
+                {
+                    let _ = clash;
+                    return Err(Error::new(
+                        span,
+                        format!(
+                            "ambiguous: `{}{}` already leads out of state `{}`; merge the two sequences",
+                            step.message.text,
+                            step.dir.mark(),
+                            states[from as usize].name
+                        ),
+                    ));
+                }
+                if let Some(other) = transitions
+                    .iter()
+                    .find(|t| t.from == from && t.dir != step.dir)
+                {
+                    return Err(Error::new(
+                        span,
+                        format!(
+                            "state `{}` would let both sides send (`{}{}` and `{}{}`): in each state only one side may send",
+                            states[from as usize].name,
+                            messages[other.message as usize].name,
+                            other.dir.mark(),
+                            step.message.text,
+                            step.dir.mark()
+                        ),
+                    ));
+                }
+                transitions.push(Transition {
+                    from,
+                    message,
+                    dir: step.dir,
+                    to,
+                });
+                spans.push(span);
+                from = to;
+            }
+        }
+    }
+
+    let initial = state_of(initial_name, &states)?;
+    // Reachability from the initial state.
+    let mut reached = vec![false; states.len()];
+    let mut work = vec![initial];
+    reached[initial as usize] = true;
+    while let Some(s) = work.pop() {
+        for t in transitions.iter().filter(|t| t.from == s) {
+            if !reached[t.to as usize] {
+                reached[t.to as usize] = true;
+                work.push(t.to);
+            }
+        }
+    }
+    for decl in &contract.states {
+        let index = state_of(&decl.name, &states)?;
+        if !reached[index as usize] {
+            return Err(Error::new(
+                decl.name.span,
+                format!(
+                    "state `{}` is unreachable from the initial state `{}`",
+                    decl.name.text, initial_name.text
+                ),
+            ));
+        }
+    }
+
+    let mut max_in_flight = [0u32; 2];
+    for dir in [Dir::ToExporter, Dir::ToImporter] {
+        max_in_flight[dir.index()] = bound(&states, &transitions, &spans, &messages, dir)?;
+    }
+    Ok(Protocol {
+        name: contract.name.text.clone(),
+        messages,
+        states,
+        transitions,
+        initial,
+        max_in_flight,
+    })
+}
+
+/// The most messages one side can send in direction `dir` before it must receive one:
+/// the longest path made only of `dir` transitions. A cycle of them means the queue is
+/// unbounded.
+fn bound(
+    states: &[State],
+    transitions: &[Transition],
+    spans: &[Span],
+    messages: &[Message],
+    dir: Dir,
+) -> Result<u32, Error> {
+    let n = states.len();
+    // Depth-first search with colours, computing the longest path from each state.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done(u32),
+    }
+    fn visit(
+        s: usize,
+        marks: &mut [Mark],
+        transitions: &[Transition],
+        dir: Dir,
+        stack: &mut Vec<usize>,
+    ) -> Result<u32, usize> {
+        match marks[s] {
+            Mark::Done(len) => return Ok(len),
+            Mark::Open => return Err(s),
+            Mark::New => {}
+        }
+        marks[s] = Mark::Open;
+        let mut best = 0;
+        for (i, t) in transitions.iter().enumerate() {
+            if t.from as usize == s && t.dir == dir {
+                stack.push(i);
+                let len = visit(t.to as usize, marks, transitions, dir, stack)?;
+                stack.pop();
+                best = best.max(len + 1);
+            }
+        }
+        marks[s] = Mark::Done(best);
+        Ok(best)
+    }
+    let mut marks = vec![Mark::New; n];
+    let mut longest = 0;
+    for s in 0..n {
+        let mut stack = Vec::new();
+        match visit(s, &mut marks, transitions, dir, &mut stack) {
+            Ok(len) => longest = longest.max(len),
+            Err(_) => {
+                let last = *stack.last().expect("a cycle has an edge");
+                let t = transitions[last];
+                let who = if dir == Dir::ToImporter {
+                    "exporter"
+                } else {
+                    "importer"
+                };
+                return Err(Error::new(
+                    spans[last],
+                    format!(
+                        "unbounded queue: the {who} can send `{}{}` forever without receiving anything (loop through state `{}`); \
+                         put a message in the other direction into the loop",
+                        messages[t.message as usize].name,
+                        dir.mark(),
+                        states[t.to as usize].name
+                    ),
+                ));
+            }
+        }
+    }
+    if longest > MAX_IN_FLIGHT {
+        let first = transitions.iter().position(|t| t.dir == dir).unwrap_or(0);
+        return Err(Error::new(
+            spans[first],
+            format!("up to {longest} messages can queue in one direction; at most {MAX_IN_FLIGHT}"),
+        ));
+    }
+    Ok(longest)
+}
+
+/// Checks that `imp<C>`/`exp<C>` fields name contracts of the same compilation.
+pub fn resolve_endpoint_types(
+    contracts: &[ContractDecl],
+    protocols: &[Protocol],
+) -> Result<(), Error> {
+    for contract in contracts {
+        for message in &contract.messages {
+            for field in &message.fields {
+                if let TypeExpr::Endpoint {
+                    contract: target, ..
+                } = &field.ty
+                    && !protocols.iter().any(|p| p.name == target.text)
+                {
+                    let known: Vec<&str> = protocols.iter().map(|p| p.name.as_str()).collect();
+                    return Err(Error::new(
+                        target.span,
+                        format!(
+                            "unknown contract `{}` (contracts: {})",
+                            target.text,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let _: Option<String> = None;
+    Ok(())
+}
