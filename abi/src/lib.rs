@@ -97,11 +97,171 @@ pub const ABI_VERSION: Op = Op {
     doc: "the ABI revision; does nothing else (minimum kernel-call cost)",
 };
 
+const fn op(
+    number: u32,
+    name: &'static str,
+    params: &'static [ValType],
+    results: &'static [ValType],
+    doc: &'static str,
+) -> Op {
+    Op {
+        number,
+        name,
+        params,
+        results,
+        doc,
+    }
+}
+
+/// `chan_create(contract_ptr, contract_len, out_ptr) -> status`: a new channel of the named
+/// contract; writes the exporter and importer handles (two little-endian u32) at `out_ptr`.
+pub const CHAN_CREATE: Op = op(
+    6,
+    "chan_create",
+    &[I32, I32, I32],
+    &[I32],
+    "create a channel of a contract; writes (exporter, importer) handles",
+);
+/// `chan_send(ep, ptr, len) -> status`: sends one encoded message. Never blocks, never
+/// allocates. A message the contract does not allow in the endpoint's state faults the SIP.
+pub const CHAN_SEND: Op = op(
+    7,
+    "chan_send",
+    &[I32, I32, I32],
+    &[I32],
+    "send one encoded message; a contract violation faults the sender",
+);
+/// `chan_recv(ep, buf, cap, timeout) -> len or status`: receives one message; `timeout` in
+/// ticks, negative = forever, 0 = do not block.
+pub const CHAN_RECV: Op = op(
+    8,
+    "chan_recv",
+    &[I32, I32, I32, I64],
+    &[I32],
+    "receive one message into [buf, buf+cap); timeout in ticks (<0 forever, 0 poll)",
+);
+/// `chan_call(ep, msg, len, buf, cap, timeout) -> len or status`: send, then receive on
+/// the same endpoint, in one kernel entry (call, or reply-and-wait).
+pub const CHAN_CALL: Op = op(
+    9,
+    "chan_call",
+    &[I32, I32, I32, I32, I32, I64],
+    &[I32],
+    "send then receive on one endpoint in one kernel entry",
+);
+/// `chan_select(eps_ptr, count, timeout) -> index or status`: waits until one of `count`
+/// endpoints (u32 handles at `eps_ptr`) has a message or a closed peer.
+pub const CHAN_SELECT: Op = op(
+    10,
+    "chan_select",
+    &[I32, I32, I64],
+    &[I32],
+    "wait until one of several endpoints can be received from; returns its index",
+);
+/// `chan_close(ep) -> status`: closes the endpoint; the peer sees the channel closed.
+pub const CHAN_CLOSE: Op = op(11, "chan_close", &[I32], &[I32], "close an endpoint");
+/// `chan_initial(name_ptr, name_len, contract_ptr, contract_len, role) -> handle or status`:
+/// the endpoint the system manifest handed this SIP under `name`, checked to be of that
+/// contract and role (0 exporter, 1 importer).
+pub const CHAN_INITIAL: Op = op(
+    12,
+    "chan_initial",
+    &[I32, I32, I32, I32, I32],
+    &[I32],
+    "take an endpoint the system manifest handed this SIP",
+);
+/// `chan_check(ep, contract_ptr, contract_len, role) -> 1 or 0`: whether the endpoint is of
+/// that contract and role and in its initial state (to type an `endpoint` field).
+pub const CHAN_CHECK: Op = op(
+    13,
+    "chan_check",
+    &[I32, I32, I32, I32],
+    &[I32],
+    "is this endpoint of that contract and role, in its initial state?",
+);
+/// `buf_alloc(size) -> handle or status`: a new zeroed exchange-heap block.
+pub const BUF_ALLOC: Op = op(
+    14,
+    "buf_alloc",
+    &[I32],
+    &[I32],
+    "allocate an exchange-heap block",
+);
+/// `buf_write(h, offset, ptr, len) -> status`: copies linear memory into the block.
+pub const BUF_WRITE: Op = op(
+    15,
+    "buf_write",
+    &[I32, I32, I32, I32],
+    &[I32],
+    "copy linear memory into an exchange-heap block",
+);
+/// `buf_read(h, offset, ptr, len) -> status`: copies the block into linear memory.
+pub const BUF_READ: Op = op(
+    16,
+    "buf_read",
+    &[I32, I32, I32, I32],
+    &[I32],
+    "copy an exchange-heap block into linear memory",
+);
+/// `buf_free(h) -> status`.
+pub const BUF_FREE: Op = op(
+    17,
+    "buf_free",
+    &[I32],
+    &[I32],
+    "free an exchange-heap block",
+);
+/// `buf_size(h) -> size or status`.
+pub const BUF_SIZE: Op = op(
+    18,
+    "buf_size",
+    &[I32],
+    &[I32],
+    "size of an exchange-heap block",
+);
+
 /// Every operation, indexed by number.
-pub const OPS: &[Op] = &[EXIT, CONSOLE_WRITE, YIELD, TICKS, CYCLES, ABI_VERSION];
+pub const OPS: &[Op] = &[
+    EXIT,
+    CONSOLE_WRITE,
+    YIELD,
+    TICKS,
+    CYCLES,
+    ABI_VERSION,
+    CHAN_CREATE,
+    CHAN_SEND,
+    CHAN_RECV,
+    CHAN_CALL,
+    CHAN_SELECT,
+    CHAN_CLOSE,
+    CHAN_INITIAL,
+    CHAN_CHECK,
+    BUF_ALLOC,
+    BUF_WRITE,
+    BUF_READ,
+    BUF_FREE,
+    BUF_SIZE,
+];
 
 /// Revision returned by `abi_version`; bumped when [`OPS`] changes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
+
+/// Negative results of kernel calls that a SIP is expected to handle. (Misuse — a handle
+/// the SIP does not own, a message its contract forbids, a buffer outside its memory —
+/// is not returned: it faults the SIP.)
+pub mod status {
+    pub const OK: i32 = 0;
+    /// Nothing arrived before the timeout (or, with timeout 0, nothing was there).
+    pub const TIMEOUT: i32 = -1;
+    /// The peer closed its end (and nothing is left to receive).
+    pub const PEER_CLOSED: i32 = -2;
+    /// The receive buffer is smaller than the message; nothing was received.
+    pub const BUFFER_TOO_SMALL: i32 = -3;
+    /// No such contract or initial endpoint.
+    pub const NOT_FOUND: i32 = -4;
+    /// The kernel has no memory for the channel or block.
+    pub const OUT_OF_MEMORY: i32 = -5;
+}
 
 /// Looks an operation up by import name.
 pub fn op_by_name(name: &str) -> Option<&'static Op> {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// How SIPs are isolated from the kernel and from each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +130,27 @@ pub struct BootPackage {
     /// The system manifest: SIPs to start, in order, each naming a module in `files`
     /// (the same module may be started more than once).
     pub sips: Vec<String>,
+    /// Channels the kernel creates at start, handing each end to a SIP.
+    pub channels: Vec<Connection>,
+    /// Named files: SIP modules, and contract sources (`*.contract`) that the kernel
+    /// compiles at boot.
     pub files: Vec<File>,
+}
+
+/// One end of a system-manifest channel: which SIP (index into `sips`) and the name the
+/// SIP asks for it by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attach {
+    pub sip: u32,
+    pub endpoint: String,
+}
+
+/// A channel the system manifest sets up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub contract: String,
+    pub exporter: Attach,
+    pub importer: Attach,
 }
 
 /// Why a ramdisk could not be read as a boot package.
@@ -217,6 +237,17 @@ mod tests {
                 bench: None,
             },
             sips: vec!["hello.wasm".into(), "hello.wasm".into()],
+            channels: vec![Connection {
+                contract: "Echo".into(),
+                exporter: Attach {
+                    sip: 0,
+                    endpoint: "clients".into(),
+                },
+                importer: Attach {
+                    sip: 1,
+                    endpoint: "server".into(),
+                },
+            }],
             files: vec![File {
                 name: "hello.wasm".into(),
                 data: vec![0, 97, 115, 109],

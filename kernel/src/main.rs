@@ -18,6 +18,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod ipc;
 mod ktest;
 mod mm;
 mod process;
@@ -91,6 +92,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
 
     sched::init();
+    if let Err(err) = load_contracts(package) {
+        fail(format_args!("{err}"));
+    }
     let baseline = mm::Usage::now();
     let started = match (config.self_test.as_deref(), config.bench.as_deref()) {
         (Some(name), _) => ktest::start(name),
@@ -121,7 +125,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     } else {
         let unclean = process::print_summary();
         let after = mm::Usage::now();
-        println!("reclaim: {}", baseline.compare(&after));
+        let channels = ipc::counts();
+        println!(
+            "reclaim: {}; {} endpoints and {} exchange-heap blocks left",
+            baseline.compare(&after),
+            channels.endpoints,
+            channels.blocks
+        );
+        if channels.endpoints + channels.blocks > 0 {
+            fail(format_args!("endpoints or blocks outlived every SIP"));
+        }
         if unclean > 0 {
             fail(format_args!(
                 "{unclean} of {} SIPs did not exit with status 0",
@@ -138,17 +151,54 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     exit(ExitCode::Success)
 }
 
-/// Starts the SIPs of the system manifest, in order.
+/// Compiles every contract source in the boot package into the channel manager's tables.
+fn load_contracts(package: &BootPackage) -> Result<(), String> {
+    let mut protocols = alloc::vec::Vec::new();
+    for file in package
+        .files
+        .iter()
+        .filter(|f| f.name.ends_with(".contract"))
+    {
+        let source = core::str::from_utf8(&file.data)
+            .map_err(|_| alloc::format!("{}: not UTF-8", file.name))?;
+        let compiled = contracts::compile(source)
+            .map_err(|err| alloc::format!("contract error:\n{}", err.render(&file.name, source)))?;
+        protocols.extend(compiled);
+    }
+    ipc::init(protocols);
+    log::info!("contracts: {}", ipc::contract_names().join(", "));
+    Ok(())
+}
+
+/// Starts the SIPs of the system manifest, in order, and connects their channels. The
+/// SIP threads run only once the idle loop starts, after every channel exists.
 fn start_system(package: &BootPackage) -> Result<(), String> {
     if package.sips.is_empty() {
         return Err("the system manifest starts no SIPs".into());
     }
+    let mut pids = alloc::vec::Vec::new();
     for name in &package.sips {
         let module = package
             .file(name)
             .ok_or_else(|| alloc::format!("SIP `{name}` is not in the boot package"))?;
-        process::start(name, module.to_vec())
+        let (pid, _) = process::start(name, module.to_vec())
             .map_err(|err| alloc::format!("cannot start SIP `{name}`: {err:?}"))?;
+        pids.push(pid);
+    }
+    for c in &package.channels {
+        let pid = |sip: u32| {
+            pids.get(sip as usize).copied().ok_or_else(|| {
+                alloc::format!(
+                    "channel {} names SIP #{sip}, which does not exist",
+                    c.contract
+                )
+            })
+        };
+        ipc::connect(
+            &c.contract,
+            (pid(c.exporter.sip)?, &c.exporter.endpoint),
+            (pid(c.importer.sip)?, &c.importer.endpoint),
+        )?;
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use sip_runtime::{Exit, Metering, Sip};
 
 use crate::arch::{cycles, irq::IrqMutex, serial};
+use crate::ipc;
 use crate::sched::{self, JoinHandle, SpawnError};
 use crate::{println, time};
 
@@ -160,6 +161,94 @@ impl sip_runtime::Kernel for SoftKernel {
     fn kill_requested(&mut self) -> bool {
         KILL[self.pid - 1].load(Ordering::Relaxed)
     }
+
+    fn chan_create(&mut self, contract: &str) -> Result<Result<(u32, u32), i32>, String> {
+        Ok(ipc::create(self.pid, contract))
+    }
+
+    fn chan_send(&mut self, ep: u32, message: &[u8]) -> Result<i32, String> {
+        ipc::send(self.pid, ep, message)
+    }
+
+    fn chan_recv(&mut self, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String> {
+        ipc::recv(self.pid, ep, out, timeout)
+    }
+
+    fn chan_call(
+        &mut self,
+        ep: u32,
+        message: &[u8],
+        out: &mut [u8],
+        timeout: Option<u64>,
+    ) -> Result<i32, String> {
+        let sent = ipc::send(self.pid, ep, message)?;
+        if sent != cordon_abi::status::OK {
+            return Ok(sent);
+        }
+        ipc::recv(self.pid, ep, out, timeout)
+    }
+
+    fn chan_select(&mut self, eps: &[u32], timeout: Option<u64>) -> Result<i32, String> {
+        ipc::select(self.pid, eps, timeout)
+    }
+
+    fn chan_close(&mut self, ep: u32) -> Result<i32, String> {
+        ipc::close(self.pid, ep)
+    }
+
+    fn chan_initial(&mut self, name: &str, contract: &str, importer: bool) -> Result<i32, String> {
+        ipc::take_initial(self.pid, name, contract, importer)
+    }
+
+    fn chan_check(&mut self, ep: u32, contract: &str, importer: bool) -> Result<i32, String> {
+        ipc::is(self.pid, ep, contract, importer)
+    }
+
+    fn buf_alloc(&mut self, size: u32) -> Result<i32, String> {
+        ipc::buf_alloc(self.pid, size)
+    }
+
+    fn buf_write(&mut self, buf: u32, offset: u32, data: &[u8]) -> Result<i32, String> {
+        ipc::buf_write(self.pid, buf, offset, data)
+    }
+
+    fn buf_read(&mut self, buf: u32, offset: u32, out: &mut [u8]) -> Result<i32, String> {
+        ipc::buf_read(self.pid, buf, offset, out)
+    }
+
+    fn buf_free(&mut self, buf: u32) -> Result<i32, String> {
+        ipc::buf_free(self.pid, buf)
+    }
+
+    fn buf_size(&mut self, buf: u32) -> Result<i32, String> {
+        ipc::buf_size(self.pid, buf)
+    }
+}
+
+/// Checks the system manifest's initial endpoints for `pid` against what the SIP's own
+/// manifest declares: every handed end must be declared (same name) and vice versa.
+fn check_endpoints(pid: Pid, manifest: &cordon_abi::Manifest) -> Result<(), String> {
+    let given = ipc::initial_names(pid);
+    if let Some(extra) = given
+        .iter()
+        .find(|g| !manifest.endpoints.iter().any(|d| &d.name == *g))
+    {
+        return Err(format!(
+            "the system manifest hands it endpoint `{extra}`, which its manifest does not declare"
+        ));
+    }
+    if let Some(missing) = manifest.endpoints.iter().find(|d| !given.contains(&d.name)) {
+        return Err(format!(
+            "its manifest declares endpoint `{}` ({} of {}), which the system manifest does not connect",
+            missing.name,
+            match missing.role {
+                cordon_abi::Role::Exporter => "exporter",
+                cordon_abi::Role::Importer => "importer",
+            },
+            missing.contract
+        ));
+    }
+    Ok(())
 }
 
 fn update(pid: Pid, f: impl FnOnce(&mut Record)) {
@@ -216,6 +305,9 @@ pub fn start_with(
 fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, metering: Metering) {
     let ending = match verifier::verify(&module, &verifier::Policy::default()) {
         Err(rejection) => Ending::Refused(format!("{rejection}")),
+        Ok(verified) if let Err(why) = check_endpoints(pid, &verified.manifest) => {
+            Ending::LoadFailed(why)
+        }
         Ok(verified) => {
             let verify = cycles::stop() - created;
             let kernel = SoftKernel {
@@ -250,6 +342,7 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, metering: Metering
             }
         }
     };
+    ipc::release(pid);
     println!("[kernel] SIP {name} (pid {pid}) {ending}");
     update(pid, |record| record.ending = Some(ending));
 }

@@ -44,6 +44,34 @@ pub trait Kernel {
     fn cycles(&mut self) -> u64;
     /// Whether the kernel wants this SIP stopped; asked at every ABI call and fuel slice.
     fn kill_requested(&mut self) -> bool;
+
+    // Channels and the exchange heap. Each returns the ABI result (a handle, a length, or
+    // a negative `cordon_abi::status`), or `Err` with a report when the SIP misused the
+    // call (a handle it does not hold, a message its contract forbids): the runtime then
+    // terminates the SIP with that report.
+
+    /// A new channel of `contract`: (exporter, importer) handles, or a status.
+    fn chan_create(&mut self, contract: &str) -> Result<Result<(u32, u32), i32>, String>;
+    fn chan_send(&mut self, ep: u32, message: &[u8]) -> Result<i32, String>;
+    /// Receives into `out`; `timeout` in ticks, `None` = forever. Blocks the SIP's thread.
+    fn chan_recv(&mut self, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String>;
+    /// Send then receive, in one kernel entry.
+    fn chan_call(
+        &mut self,
+        ep: u32,
+        message: &[u8],
+        out: &mut [u8],
+        timeout: Option<u64>,
+    ) -> Result<i32, String>;
+    fn chan_select(&mut self, eps: &[u32], timeout: Option<u64>) -> Result<i32, String>;
+    fn chan_close(&mut self, ep: u32) -> Result<i32, String>;
+    fn chan_initial(&mut self, name: &str, contract: &str, importer: bool) -> Result<i32, String>;
+    fn chan_check(&mut self, ep: u32, contract: &str, importer: bool) -> Result<i32, String>;
+    fn buf_alloc(&mut self, size: u32) -> Result<i32, String>;
+    fn buf_write(&mut self, buf: u32, offset: u32, data: &[u8]) -> Result<i32, String>;
+    fn buf_read(&mut self, buf: u32, offset: u32, out: &mut [u8]) -> Result<i32, String>;
+    fn buf_free(&mut self, buf: u32) -> Result<i32, String>;
+    fn buf_size(&mut self, buf: u32) -> Result<i32, String>;
 }
 
 /// Why a SIP's execution stopped for good.
@@ -146,6 +174,9 @@ struct State<K> {
     kernel: K,
     limits: StoreLimits,
     abi_calls: u64,
+    /// Reused copy of an outgoing message for `chan_call` (whose message and reply buffer
+    /// both live in linear memory), so calls do not allocate once warm.
+    scratch: alloc::vec::Vec<u8>,
 }
 
 /// Counters for one SIP run.
@@ -180,6 +211,10 @@ pub enum Metering {
 fn engine_config(limits: &Limits, metering: Metering) -> Config {
     let mut config = Config::default();
     config
+        // Translate every function at load, not on first call: lazy translation charges
+        // fuel, and running dry mid-translation is not resumable. Load time is also where
+        // Cordon already pays for verification.
+        .compilation_mode(wasmi::CompilationMode::Eager)
         .consume_fuel(metering == Metering::Fuel)
         .set_max_recursion_depth(limits.max_call_depth as usize)
         .wasm_multi_memory(false)
@@ -203,6 +238,310 @@ fn enter<K: Kernel>(caller: &mut Caller<'_, State<K>>, op: &'static Op) -> Resul
 
 fn bad_call(why: String) -> Error {
     Error::host(Stop::BadCall(why))
+}
+
+/// The SIP's linear memory and the store state, for a host function.
+fn memory<'a, K: Kernel>(
+    caller: &'a mut Caller<'_, State<K>>,
+) -> Result<(&'a mut [u8], &'a mut State<K>), Error> {
+    let Some(Extern::Memory(memory)) = caller.get_export(cordon_abi::MEMORY) else {
+        return Err(bad_call("the SIP has no memory".into()));
+    };
+    Ok(memory.data_and_store_mut(caller))
+}
+
+/// `[ptr, ptr + len)` of linear memory, or a fault naming the call.
+fn range(
+    data_len: usize,
+    ptr: i32,
+    len: i32,
+    what: &str,
+) -> Result<core::ops::Range<usize>, Error> {
+    let (start, count) = (ptr as u32 as usize, len as u32 as usize);
+    match start.checked_add(count) {
+        Some(end) if end <= data_len => Ok(start..end),
+        _ => Err(bad_call(format!(
+            "{what}: [{ptr:#x}, +{count}) reaches outside linear memory ({data_len} bytes)"
+        ))),
+    }
+}
+
+fn text(data: &[u8], range: core::ops::Range<usize>, what: &str) -> Result<String, Error> {
+    core::str::from_utf8(&data[range])
+        .map(String::from)
+        .map_err(|_| bad_call(format!("{what}: name is not UTF-8")))
+}
+
+fn timeout(ticks: i64) -> Option<u64> {
+    (ticks >= 0).then_some(ticks as u64)
+}
+
+/// Turns a kernel answer into the ABI result or a SIP fault.
+fn answer(result: Result<i32, String>) -> Result<i32, Error> {
+    result.map_err(bad_call)
+}
+
+/// Registers the host functions of the channel and exchange-heap operations.
+fn register_channels<K: Kernel + 'static>(
+    linker: &mut Linker<State<K>>,
+    op: &Op,
+) -> Result<bool, Error> {
+    use cordon_abi as abi;
+    let module = abi::MODULE;
+    match op.number {
+        n if n == abi::CHAN_CREATE.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 name: i32,
+                 len: i32,
+                 out: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CHAN_CREATE)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let name = text(
+                        data,
+                        range(data.len(), name, len, "chan_create")?,
+                        "chan_create",
+                    )?;
+                    let out = range(data.len(), out, 8, "chan_create")?;
+                    match state.kernel.chan_create(&name).map_err(bad_call)? {
+                        Ok((exp, imp)) => {
+                            data[out.start..out.start + 4].copy_from_slice(&exp.to_le_bytes());
+                            data[out.start + 4..out.end].copy_from_slice(&imp.to_le_bytes());
+                            Ok(abi::status::OK)
+                        }
+                        Err(status) => Ok(status),
+                    }
+                },
+            )?;
+        }
+        n if n == abi::CHAN_SEND.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 ep: i32,
+                 ptr: i32,
+                 len: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CHAN_SEND)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let msg = range(data.len(), ptr, len, "chan_send")?;
+                    answer(state.kernel.chan_send(ep as u32, &data[msg]))
+                },
+            )?;
+        }
+        n if n == abi::CHAN_RECV.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 ep: i32,
+                 ptr: i32,
+                 cap: i32,
+                 ticks: i64|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CHAN_RECV)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let out = range(data.len(), ptr, cap, "chan_recv")?;
+                    answer(
+                        state
+                            .kernel
+                            .chan_recv(ep as u32, &mut data[out], timeout(ticks)),
+                    )
+                },
+            )?;
+        }
+        n if n == abi::CHAN_CALL.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 ep: i32,
+                 ptr: i32,
+                 len: i32,
+                 buf: i32,
+                 cap: i32,
+                 ticks: i64|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CHAN_CALL)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let msg = range(data.len(), ptr, len, "chan_call")?;
+                    let out = range(data.len(), buf, cap, "chan_call")?;
+                    state.scratch.clear();
+                    state.scratch.extend_from_slice(&data[msg]);
+                    answer(state.kernel.chan_call(
+                        ep as u32,
+                        &state.scratch,
+                        &mut data[out],
+                        timeout(ticks),
+                    ))
+                },
+            )?;
+        }
+        n if n == abi::CHAN_SELECT.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 ptr: i32,
+                 count: i32,
+                 ticks: i64|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CHAN_SELECT)?;
+                    let (data, state) = memory(&mut caller)?;
+                    if !(0..=64).contains(&count) {
+                        return Err(bad_call(format!(
+                            "chan_select over {count} endpoints (1 to 64)"
+                        )));
+                    }
+                    let list = range(data.len(), ptr, count.saturating_mul(4), "chan_select")?;
+                    let mut eps = [0u32; 64];
+                    for (i, chunk) in data[list].as_chunks::<4>().0.iter().enumerate() {
+                        eps[i] = u32::from_le_bytes(*chunk);
+                    }
+                    answer(
+                        state
+                            .kernel
+                            .chan_select(&eps[..count as usize], timeout(ticks)),
+                    )
+                },
+            )?;
+        }
+        n if n == abi::CHAN_CLOSE.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, ep: i32| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CHAN_CLOSE)?;
+                    answer(caller.data_mut().kernel.chan_close(ep as u32))
+                },
+            )?;
+        }
+        n if n == abi::CHAN_INITIAL.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 name: i32,
+                 name_len: i32,
+                 contract: i32,
+                 contract_len: i32,
+                 role: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CHAN_INITIAL)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let name = text(
+                        data,
+                        range(data.len(), name, name_len, "chan_initial")?,
+                        "chan_initial",
+                    )?;
+                    let contract = text(
+                        data,
+                        range(data.len(), contract, contract_len, "chan_initial")?,
+                        "chan_initial",
+                    )?;
+                    answer(state.kernel.chan_initial(&name, &contract, role != 0))
+                },
+            )?;
+        }
+        n if n == abi::CHAN_CHECK.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 ep: i32,
+                 contract: i32,
+                 len: i32,
+                 role: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CHAN_CHECK)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let contract = text(
+                        data,
+                        range(data.len(), contract, len, "chan_check")?,
+                        "chan_check",
+                    )?;
+                    answer(state.kernel.chan_check(ep as u32, &contract, role != 0))
+                },
+            )?;
+        }
+        n if n == abi::BUF_ALLOC.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, size: i32| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::BUF_ALLOC)?;
+                    if size < 0 {
+                        return Err(bad_call(format!("buf_alloc({size})")));
+                    }
+                    answer(caller.data_mut().kernel.buf_alloc(size as u32))
+                },
+            )?;
+        }
+        n if n == abi::BUF_WRITE.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 h: i32,
+                 offset: i32,
+                 ptr: i32,
+                 len: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::BUF_WRITE)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let from = range(data.len(), ptr, len, "buf_write")?;
+                    answer(state.kernel.buf_write(h as u32, offset as u32, &data[from]))
+                },
+            )?;
+        }
+        n if n == abi::BUF_READ.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 h: i32,
+                 offset: i32,
+                 ptr: i32,
+                 len: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::BUF_READ)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let to = range(data.len(), ptr, len, "buf_read")?;
+                    answer(
+                        state
+                            .kernel
+                            .buf_read(h as u32, offset as u32, &mut data[to]),
+                    )
+                },
+            )?;
+        }
+        n if n == abi::BUF_FREE.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, h: i32| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::BUF_FREE)?;
+                    answer(caller.data_mut().kernel.buf_free(h as u32))
+                },
+            )?;
+        }
+        n if n == abi::BUF_SIZE.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, h: i32| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::BUF_SIZE)?;
+                    answer(caller.data_mut().kernel.buf_size(h as u32))
+                },
+            )?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// Registers the host function for `op`. Every operation of the ABI has exactly one arm;
@@ -283,7 +622,11 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
                 },
             )?;
         }
-        _ => unreachable!("ABI operation `{}` has no host function", op.name),
+        _ => {
+            if !register_channels(linker, op)? {
+                unreachable!("ABI operation `{}` has no host function", op.name)
+            }
+        }
     }
     Ok(())
 }
@@ -351,6 +694,7 @@ impl<K: Kernel + 'static> Sip<K> {
                 kernel,
                 limits: store_limits,
                 abi_calls: 0,
+                scratch: alloc::vec::Vec::new(),
             },
         );
         store.limiter(|state| &mut state.limits);

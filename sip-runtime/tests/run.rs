@@ -28,6 +28,59 @@ impl Kernel for Mock {
         self.checks += 1;
         self.kill_after_checks.is_some_and(|n| self.checks > n)
     }
+    // The channel calls are exercised in QEMU against the real kernel; here they only
+    // need to exist (and report misuse the way the kernel does).
+    fn chan_create(&mut self, _: &str) -> Result<Result<(u32, u32), i32>, String> {
+        Ok(Ok((1, 2)))
+    }
+    fn chan_send(&mut self, ep: u32, _: &[u8]) -> Result<i32, String> {
+        if ep == 1 {
+            Ok(0)
+        } else {
+            Err(format!("endpoint handle {ep} is not held by this SIP"))
+        }
+    }
+    fn chan_recv(&mut self, _: u32, out: &mut [u8], _: Option<u64>) -> Result<i32, String> {
+        out.fill(7);
+        Ok(out.len() as i32)
+    }
+    fn chan_call(
+        &mut self,
+        _: u32,
+        msg: &[u8],
+        out: &mut [u8],
+        _: Option<u64>,
+    ) -> Result<i32, String> {
+        out[..msg.len()].copy_from_slice(msg);
+        Ok(msg.len() as i32)
+    }
+    fn chan_select(&mut self, eps: &[u32], _: Option<u64>) -> Result<i32, String> {
+        Ok(eps.len() as i32 - 1)
+    }
+    fn chan_close(&mut self, _: u32) -> Result<i32, String> {
+        Ok(0)
+    }
+    fn chan_initial(&mut self, _: &str, _: &str, _: bool) -> Result<i32, String> {
+        Ok(cordon_abi::status::NOT_FOUND)
+    }
+    fn chan_check(&mut self, _: u32, _: &str, _: bool) -> Result<i32, String> {
+        Ok(0)
+    }
+    fn buf_alloc(&mut self, _: u32) -> Result<i32, String> {
+        Ok(1)
+    }
+    fn buf_write(&mut self, _: u32, _: u32, _: &[u8]) -> Result<i32, String> {
+        Ok(0)
+    }
+    fn buf_read(&mut self, _: u32, _: u32, _: &mut [u8]) -> Result<i32, String> {
+        Ok(0)
+    }
+    fn buf_free(&mut self, _: u32) -> Result<i32, String> {
+        Ok(0)
+    }
+    fn buf_size(&mut self, _: u32) -> Result<i32, String> {
+        Ok(0)
+    }
 }
 
 fn run_with(wat: &str, limits: Limits, kernel: Mock) -> (Exit, Mock, sip_runtime::Stats) {
@@ -232,6 +285,41 @@ fn console_write_outside_memory_faults_the_sip() {
     let wat = sip(r#"(func (export "cordon_main")
         (drop (call $write (i32.const -1) (i32.const 2))))"#);
     assert!(matches!(run(&wat), Exit::Fault(Fault::BadAbiCall(_))));
+}
+
+#[test]
+fn channel_calls_copy_guest_memory_and_faults_blame_the_sip() {
+    let wat = r#"(module
+        (import "cordon" "chan_send" (func $send (param i32 i32 i32) (result i32)))
+        (import "cordon" "chan_call" (func $call (param i32 i32 i32 i32 i32 i64) (result i32)))
+        (import "cordon" "exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 0) "abc")
+        (func (export "cordon_main")
+            ;; call copies the message (3 bytes at 0) to the reply buffer at 100
+            (drop (call $call (i32.const 1) (i32.const 0) (i32.const 3) (i32.const 100) (i32.const 16) (i64.const -1)))
+            (if (i32.ne (i32.load8_u (i32.const 102)) (i32.const 99)) (then (call $exit (i32.const 1))))
+            (drop (call $send (i32.const 1) (i32.const 0) (i32.const 3)))
+            (drop (call $send (i32.const 9) (i32.const 0) (i32.const 3)))
+            (call $exit (i32.const 0))))"#;
+    match run(wat) {
+        Exit::Fault(Fault::BadAbiCall(why)) => {
+            assert_eq!(why, "endpoint handle 9 is not held by this SIP")
+        }
+        other => panic!("expected the bad handle to fault the SIP, got {other:?}"),
+    }
+    let wat = r#"(module
+        (import "cordon" "chan_recv" (func $recv (param i32 i32 i32 i64) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "cordon_main")
+            (drop (call $recv (i32.const 1) (i32.const 65530) (i32.const 100) (i64.const 0)))))"#;
+    match run(wat) {
+        Exit::Fault(Fault::BadAbiCall(why)) => assert!(
+            why.starts_with("chan_recv: [0xfffa, +100) reaches outside"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

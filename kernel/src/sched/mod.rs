@@ -212,6 +212,11 @@ pub(crate) fn wake(id: ThreadId) -> bool {
     with_sched(|s| s.policy.wake(id))
 }
 
+/// Makes a blocked thread ready to run next (it was woken by a message).
+pub(crate) fn wake_next(id: ThreadId) -> bool {
+    with_sched(|s| s.policy.wake_next(id))
+}
+
 /// Called on every timer interrupt: fires due wake-ups, then preempts.
 pub fn on_tick(now: u64) {
     if SCHED.lock().is_none() {

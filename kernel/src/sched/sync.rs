@@ -84,6 +84,18 @@ impl WaitQueue {
         while self.notify_one() {}
     }
 
+    /// Wakes every waiting thread and lets them run before other ready threads (for
+    /// message delivery: the receiver should get the processor its sender gives up).
+    pub fn notify_all_next(&self) {
+        loop {
+            let Some(id) = self.waiters.lock().pop_back() else {
+                return;
+            };
+            // Taken newest first and each pushed to the front: they run in FIFO order.
+            super::wake_next(id);
+        }
+    }
+
     /// Number of threads queued.
     pub fn len(&self) -> usize {
         self.waiters.lock().len()

@@ -13,7 +13,124 @@ mod imports {
         pub fn ticks() -> i64;
         pub fn cycles() -> i64;
         pub fn abi_version() -> i32;
+        pub fn chan_create(name: *const u8, len: usize, out: *mut u32) -> i32;
+        pub fn chan_send(ep: u32, ptr: *const u8, len: usize) -> i32;
+        pub fn chan_recv(ep: u32, buf: *mut u8, cap: usize, timeout: i64) -> i32;
+        pub fn chan_call(
+            ep: u32,
+            ptr: *const u8,
+            len: usize,
+            buf: *mut u8,
+            cap: usize,
+            timeout: i64,
+        ) -> i32;
+        pub fn chan_select(eps: *const u32, count: usize, timeout: i64) -> i32;
+        pub fn chan_close(ep: u32) -> i32;
+        pub fn chan_initial(
+            name: *const u8,
+            name_len: usize,
+            contract: *const u8,
+            contract_len: usize,
+            role: i32,
+        ) -> i32;
+        pub fn chan_check(ep: u32, contract: *const u8, len: usize, role: i32) -> i32;
+        pub fn buf_alloc(size: usize) -> i32;
+        pub fn buf_write(buf: u32, offset: usize, ptr: *const u8, len: usize) -> i32;
+        pub fn buf_read(buf: u32, offset: usize, ptr: *mut u8, len: usize) -> i32;
+        pub fn buf_free(buf: u32) -> i32;
+        pub fn buf_size(buf: u32) -> i32;
     }
+}
+
+/// Timeout argument: ticks, or -1 for none.
+#[cfg(target_family = "wasm")]
+fn timeout_arg(timeout: Option<u64>) -> i64 {
+    timeout.map_or(-1, |t| t.min(i64::MAX as u64) as i64)
+}
+
+// SAFETY (every wrapper below): pointers and lengths come from live slices of this SIP's
+// memory; the kernel reads or writes only inside them (and faults this SIP otherwise).
+
+#[cfg(target_family = "wasm")]
+pub fn chan_create(contract: &str, out: &mut [u32; 2]) -> i32 {
+    unsafe { imports::chan_create(contract.as_ptr(), contract.len(), out.as_mut_ptr()) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn chan_send(ep: u32, msg: &[u8]) -> i32 {
+    unsafe { imports::chan_send(ep, msg.as_ptr(), msg.len()) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn chan_recv(ep: u32, buf: &mut [u8], timeout: Option<u64>) -> i32 {
+    unsafe { imports::chan_recv(ep, buf.as_mut_ptr(), buf.len(), timeout_arg(timeout)) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn chan_call(ep: u32, msg: &[u8], buf: &mut [u8], timeout: Option<u64>) -> i32 {
+    unsafe {
+        imports::chan_call(
+            ep,
+            msg.as_ptr(),
+            msg.len(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            timeout_arg(timeout),
+        )
+    }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn chan_select(eps: &[u32], timeout: Option<u64>) -> i32 {
+    unsafe { imports::chan_select(eps.as_ptr(), eps.len(), timeout_arg(timeout)) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn chan_close(ep: u32) -> i32 {
+    unsafe { imports::chan_close(ep) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn chan_initial(name: &str, contract: &str, importer: bool) -> i32 {
+    unsafe {
+        imports::chan_initial(
+            name.as_ptr(),
+            name.len(),
+            contract.as_ptr(),
+            contract.len(),
+            importer as i32,
+        )
+    }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn chan_check(ep: u32, contract: &str, importer: bool) -> i32 {
+    unsafe { imports::chan_check(ep, contract.as_ptr(), contract.len(), importer as i32) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn buf_alloc(size: usize) -> i32 {
+    unsafe { imports::buf_alloc(size) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn buf_write(buf: u32, offset: usize, data: &[u8]) -> i32 {
+    unsafe { imports::buf_write(buf, offset, data.as_ptr(), data.len()) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn buf_read(buf: u32, offset: usize, out: &mut [u8]) -> i32 {
+    unsafe { imports::buf_read(buf, offset, out.as_mut_ptr(), out.len()) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn buf_free(buf: u32) -> i32 {
+    unsafe { imports::buf_free(buf) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn buf_size(buf: u32) -> i32 {
+    unsafe { imports::buf_size(buf) }
 }
 
 #[cfg(target_family = "wasm")]
@@ -77,6 +194,45 @@ mod host {
         no_kernel()
     }
     pub fn abi_version() -> i32 {
+        no_kernel()
+    }
+    pub fn chan_create(_: &str, _: &mut [u32; 2]) -> i32 {
+        no_kernel()
+    }
+    pub fn chan_send(_: u32, _: &[u8]) -> i32 {
+        no_kernel()
+    }
+    pub fn chan_recv(_: u32, _: &mut [u8], _: Option<u64>) -> i32 {
+        no_kernel()
+    }
+    pub fn chan_call(_: u32, _: &[u8], _: &mut [u8], _: Option<u64>) -> i32 {
+        no_kernel()
+    }
+    pub fn chan_select(_: &[u32], _: Option<u64>) -> i32 {
+        no_kernel()
+    }
+    pub fn chan_close(_: u32) -> i32 {
+        no_kernel()
+    }
+    pub fn chan_initial(_: &str, _: &str, _: bool) -> i32 {
+        no_kernel()
+    }
+    pub fn chan_check(_: u32, _: &str, _: bool) -> i32 {
+        no_kernel()
+    }
+    pub fn buf_alloc(_: usize) -> i32 {
+        no_kernel()
+    }
+    pub fn buf_write(_: u32, _: usize, _: &[u8]) -> i32 {
+        no_kernel()
+    }
+    pub fn buf_read(_: u32, _: usize, _: &mut [u8]) -> i32 {
+        no_kernel()
+    }
+    pub fn buf_free(_: u32) -> i32 {
+        no_kernel()
+    }
+    pub fn buf_size(_: u32) -> i32 {
         no_kernel()
     }
 }

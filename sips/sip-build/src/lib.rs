@@ -11,7 +11,13 @@
 //! table-elements = 1024
 //! call-depth = 1024
 //! fuel = 50_000_000         # total fuel budget; omit for none
+//! # channel ends the system manifest hands this SIP at start
+//! endpoints = [{ name = "server", contract = "Echo", role = "importer" }]
 //! ```
+//!
+//! `sip_build::emit_bindings(&["echo"])` compiles `contracts/files/echo.contract` and
+//! writes typed bindings to `$OUT_DIR/contracts.rs` (`cordon_sip::contracts!()` includes
+//! them); a contract error fails the build with file:line:column.
 #![deny(unsafe_code)]
 
 use std::path::Path;
@@ -24,7 +30,43 @@ const KEYS: &[&str] = &[
     "table-elements",
     "call-depth",
     "fuel",
+    "endpoints",
 ];
+
+fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, String> {
+    let Some(value) = meta.get("endpoints") else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: &str| format!("[package.metadata.cordon]: endpoints: {why}");
+    let list = value
+        .as_array()
+        .ok_or_else(|| bad("must be an array of { name, contract, role }"))?;
+    list.iter()
+        .map(|item| {
+            let table = item
+                .as_table()
+                .ok_or_else(|| bad("each entry is { name, contract, role }"))?;
+            let get = |key: &str| {
+                table
+                    .get(key)
+                    .and_then(toml::Value::as_str)
+                    .ok_or_else(|| bad(&format!("entry lacks a string `{key}`")))
+            };
+            let name = get("name")?.into();
+            let contract = get("contract")?.into();
+            let role = match get("role")? {
+                "exporter" => cordon_abi::Role::Exporter,
+                "importer" => cordon_abi::Role::Importer,
+                other => return Err(bad(&format!("role `{other}` (exporter or importer)"))),
+            };
+            Ok(cordon_abi::EndpointDecl {
+                name,
+                contract,
+                role,
+            })
+        })
+        .collect()
+}
 
 /// Reads the manifest declaration from a Cargo.toml text.
 pub fn manifest_from_cargo_toml(text: &str, package: &str) -> Result<Manifest, String> {
@@ -76,9 +118,36 @@ pub fn manifest_from_cargo_toml(text: &str, package: &str) -> Result<Manifest, S
             max_call_depth: small("call-depth", defaults.max_call_depth)?,
             fuel: meta.get("fuel").map(|_| int("fuel", 0)).transpose()?,
         },
-        endpoints: Vec::new(),
+        endpoints: endpoints(meta)?,
         resources: Vec::new(),
     })
+}
+
+/// For a SIP's build script: compiles `contracts/files/<name>.contract` for each name and
+/// writes their typed bindings to `$OUT_DIR/contracts.rs`.
+pub fn emit_bindings(names: &[&str]) {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("run from a build script");
+    let files = Path::new(&dir).join("../../contracts/files");
+    let mut protocols = Vec::new();
+    for name in names {
+        let path = files.join(format!("{name}.contract"));
+        println!("cargo:rerun-if-changed={}", path.display());
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        match contracts::compile(&source) {
+            Ok(compiled) => protocols.extend(compiled),
+            Err(err) => {
+                eprintln!("{}", err.render(&path.display().to_string(), &source));
+                std::process::exit(1);
+            }
+        }
+    }
+    let out = std::env::var("OUT_DIR").expect("run from a build script");
+    std::fs::write(
+        Path::new(&out).join("contracts.rs"),
+        contracts::bindings::rust(&protocols),
+    )
+    .expect("OUT_DIR is writable");
 }
 
 /// Rust source declaring the manifest as a `cordon.manifest` custom section.
@@ -160,6 +229,11 @@ mod tests {
         assert!(bad("fuel = -1").contains("`fuel` must be a non-negative integer"));
         assert!(bad("memory-pages = 9999999999").contains("does not fit"));
         assert!(bad("name = \"\"").contains("non-empty string"));
+        assert!(
+            bad("endpoints = [{ name = \"x\", contract = \"Echo\", role = \"boss\" }]")
+                .contains("role `boss`")
+        );
+        assert!(bad("endpoints = [{ name = \"x\" }]").contains("lacks a string `contract`"));
     }
 
     #[test]

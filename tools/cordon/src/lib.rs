@@ -6,6 +6,7 @@
 pub mod image;
 pub mod qemu;
 pub mod sips;
+pub mod system;
 
 pub use bootpkg::{Isolation, LogLevel};
 pub use image::{Firmware, build_image};

@@ -66,8 +66,11 @@ struct BootArgs {
     /// sets this and the SIPs it needs.
     #[arg(long, value_name = "SUITE", hide = true)]
     bench: Option<String>,
-    /// A SIP module to start (repeat for several, in order; default: the default
-    /// system). `cargo run -- sips` lists them.
+    /// The system manifest to boot: a file in systems/ (default: `default`).
+    #[arg(long, value_name = "NAME", conflicts_with = "sips")]
+    system: Option<String>,
+    /// A SIP module to start, with no channels (repeat for several, in order), instead of
+    /// a system manifest. `cargo run -- sips` lists them.
     #[arg(long = "sip", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(cordon::sips::names()))]
     sips: Vec<String>,
     /// Guest memory in MiB.
@@ -101,11 +104,15 @@ fn main() -> ExitCode {
             for name in cordon::sips::names() {
                 println!("{name}");
             }
-            println!("default system: {}", cordon::sips::DEFAULT_SYSTEM.join(" "));
+            println!(
+                "systems (in systems/): {}",
+                cordon::system::names().join(", ")
+            );
             ExitCode::SUCCESS
         }
         Some(Command::Bench { mut boot }) => {
             boot.bench = Some("micro".into());
+            boot.system = None;
             boot.sips = ["startup", "hello", "abi-bench", "primes"]
                 .map(String::from)
                 .to_vec();
@@ -160,6 +167,17 @@ fn verify(files: &[std::path::PathBuf]) -> ExitCode {
 }
 
 fn boot(cli: BootArgs) -> ExitCode {
+    let system = if cli.sips.is_empty() {
+        match cordon::system::load(cli.system.as_deref().unwrap_or("default")) {
+            Ok(system) => system,
+            Err(err) => {
+                eprintln!("[cordon] error: {err:#}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        cordon::system::of_sips(&cli.sips)
+    };
     let options = BootOptions {
         isolation: match cli.isolation {
             IsolationArg::Soft => Isolation::Soft,
@@ -174,14 +192,7 @@ fn boot(cli: BootArgs) -> ExitCode {
         },
         self_test: cli.self_test,
         bench: cli.bench,
-        sips: if cli.sips.is_empty() {
-            cordon::sips::DEFAULT_SYSTEM
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            cli.sips
-        },
+        system,
         firmware: cli.firmware,
         accel: cli.accel,
         gdb: cli.gdb,

@@ -51,9 +51,9 @@ pub struct BootOptions {
     pub self_test: Option<String>,
     /// Kernel benchmark suite to run instead of the normal system.
     pub bench: Option<String>,
-    /// SIP modules to start, in order (the system manifest); each also goes into the boot
-    /// package, where self-tests find it.
-    pub sips: Vec<String>,
+    /// The system manifest: SIPs to start, in order, and the channels between them. Each
+    /// SIP module also goes into the boot package, where self-tests find it.
+    pub system: crate::system::System,
     pub firmware: Firmware,
     pub accel: Accel,
     /// Start QEMU halted, waiting for a debugger on localhost:1234.
@@ -72,10 +72,7 @@ impl Default for BootOptions {
             log_level: LogLevel::Info,
             self_test: None,
             bench: None,
-            sips: crate::sips::DEFAULT_SYSTEM
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            system: crate::system::load("default").expect("systems/default.toml is valid"),
             firmware: Firmware::Bios,
             accel: Accel::Tcg,
             gdb: false,
@@ -207,8 +204,11 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
     {
         bail!("--accel kvm: KVM is not usable on this machine: {why}. Use --accel tcg.");
     }
-    let mut files: Vec<bootpkg::File> = Vec::new();
-    for name in &options.sips {
+    let mut files: Vec<bootpkg::File> = crate::system::contract_files()?
+        .into_iter()
+        .map(|(name, data)| bootpkg::File { name, data })
+        .collect();
+    for name in &options.system.sips {
         if !files.iter().any(|f| &f.name == name) {
             files.push(bootpkg::File {
                 name: name.clone(),
@@ -223,7 +223,8 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
             self_test: options.self_test.clone(),
             bench: options.bench.clone(),
         },
-        sips: options.sips.clone(),
+        sips: options.system.sips.clone(),
+        channels: options.system.channels.clone(),
         files,
     };
     let image = build_image(crate::kernel_elf(), &package, options.firmware)?;

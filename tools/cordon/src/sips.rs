@@ -4,10 +4,6 @@ use anyhow::{Context, bail};
 
 include!(concat!(env!("OUT_DIR"), "/sips.rs"));
 
-/// What `cargo run` starts when no `--sip` is given: a greeting and two CPU-bound SIPs
-/// that only preemption interleaves.
-pub const DEFAULT_SYSTEM: &[&str] = &["hello", "primes", "primes"];
-
 /// Names of every available SIP module.
 pub fn names() -> Vec<&'static str> {
     SIPS.iter().map(|(name, _)| *name).collect()

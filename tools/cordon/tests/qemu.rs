@@ -37,11 +37,16 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
         Verdict::Passed,
         &[
             "booted: isolation=soft",
-            "[hello] Hello from a SIP: ABI v1",
+            "[hello] Hello from a SIP: ABI v2",
             "[kernel] SIP hello (pid 1) exited with status 0",
             "[primes] 17984 primes below 200000",
             "[kernel] SIP primes (pid 2) exited with status 0",
-            "[kernel] SIP primes (pid 3) exited with status 0",
+            "[echo-client] round trip, 16-byte message: median",
+            "[echo-client] round trip, 16 KiB exchange-heap buffer moved: median",
+            "[echo-server] served 603 requests; the client said Bye",
+            "[kernel] SIP echo-server (pid 3) exited with status 0",
+            "[kernel] SIP echo-client (pid 4) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
             "powering off (success)",
         ],
     );
@@ -51,23 +56,16 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
         .lines()
         .find(|l| l.starts_with("reclaim: "))
         .expect("reclaim line");
-    let frames: Vec<&str> = reclaim
-        .rsplit("free frames ")
-        .next()
-        .unwrap()
-        .split(" -> ")
-        .collect();
+    // "... free frames A -> B; N endpoints ..." with A == B.
+    let frames = reclaim.rsplit("free frames ").next().unwrap();
+    let frames: Vec<&str> = frames.split(';').next().unwrap().split(" -> ").collect();
     assert_eq!(frames.len(), 2, "{reclaim}");
-    assert_eq!(
-        frames[0].trim_end_matches(')'),
-        frames[1].trim_end_matches(')'),
-        "{reclaim}"
-    );
+    assert_eq!(frames[0], frames[1], "{reclaim}");
 }
 
 fn sips(names: &[&str]) -> BootOptions {
     BootOptions {
-        sips: names.iter().map(|n| n.to_string()).collect(),
+        system: cordon::system::of_sips(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
         ..BootOptions::default()
     }
 }
@@ -162,6 +160,7 @@ fn uefi_boot_reaches_the_same_system() {
         &[
             "booted: isolation=soft",
             "[kernel] SIP hello (pid 1) exited with status 0",
+            "[kernel] SIP echo-client (pid 4) exited with status 0",
             "powering off (success)",
         ],
     );

@@ -1,0 +1,254 @@
+//! Channels in the kernel: the contract-checked channel manager of
+//! `kernel_core::channel` behind an interrupt-safe lock, plus blocking.
+//!
+//! A receive that finds nothing waits on [`EVENTS`] (with an optional timeout on the
+//! hashed wake-up lists); every send and close wakes the waiters, which re-check their
+//! own endpoints. Sends never block and never allocate: queues were sized from the
+//! contract when the channel was made. Contract violations and handles a SIP does not
+//! hold come back as `Err(report)`: the runtime terminates that SIP, the peer sees the
+//! channel closed when the SIP's endpoints are released.
+#![deny(unsafe_code)]
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use cordon_abi::status;
+use kernel_core::channel::{Channels, Counts, EndpointId, Owner, RecvError, SendError};
+
+use crate::arch::irq::IrqMutex;
+use crate::process::Pid;
+use crate::sched::sync::WaitQueue;
+
+static CHANNELS: IrqMutex<Option<Channels>> = IrqMutex::new(None);
+/// Woken on every send and close.
+static EVENTS: WaitQueue = WaitQueue::new();
+/// Largest exchange-heap block.
+const MAX_BLOCK: usize = 16 << 20;
+
+/// Initial endpoints handed out by the system manifest: (pid, name, handle).
+static INITIAL: IrqMutex<Vec<(Pid, String, EndpointId)>> = IrqMutex::new(Vec::new());
+
+/// Installs the compiled contracts. Runs once at boot.
+pub fn init(protocols: Vec<contracts::Protocol>) {
+    *CHANNELS.lock() = Some(Channels::new(protocols));
+}
+
+fn with<R>(f: impl FnOnce(&mut Channels) -> R) -> R {
+    f(CHANNELS.lock().as_mut().expect("ipc::init ran"))
+}
+
+/// Names of the contracts the kernel knows.
+pub fn contract_names() -> Vec<String> {
+    with(|c| c.protocols().iter().map(|p| p.name.clone()).collect())
+}
+
+/// Counts of live endpoints and blocks (for reclaim checks).
+pub fn counts() -> Counts {
+    with(|c| c.counts())
+}
+
+/// Connects `exporter`'s endpoint `exp_name` and `importer`'s `imp_name` with a new
+/// channel of `contract` (the system manifest's wiring).
+pub fn connect(contract: &str, exporter: (Pid, &str), importer: (Pid, &str)) -> Result<(), String> {
+    let index = with(|c| c.contract_index(contract))
+        .ok_or_else(|| alloc::format!("unknown contract `{contract}`"))?;
+    let (exp, imp) = with(|c| c.create(index, exporter.0, importer.0));
+    let mut initial = INITIAL.lock();
+    initial.push((exporter.0, exporter.1.into(), exp));
+    initial.push((importer.0, importer.1.into(), imp));
+    Ok(())
+}
+
+/// The initial endpoint `name` of `pid`, checked to be of `contract` and role; taken once.
+pub fn take_initial(pid: Pid, name: &str, contract: &str, importer: bool) -> Result<i32, String> {
+    let mut initial = INITIAL.lock();
+    let Some(at) = initial.iter().position(|(p, n, _)| *p == pid && n == name) else {
+        return Ok(status::NOT_FOUND);
+    };
+    let ep = initial[at].2;
+    let role = if importer {
+        contracts::Role::Importer
+    } else {
+        contracts::Role::Exporter
+    };
+    if !with(|c| c.is(pid, ep, contract, role)).map_err(|f| f.0)? {
+        return Err(alloc::format!(
+            "initial endpoint `{name}` is not the {} end of {contract}",
+            role.name()
+        ));
+    }
+    initial.swap_remove(at);
+    Ok(ep as i32)
+}
+
+/// Initial endpoints of `pid` the SIP never took (checked against its manifest).
+pub fn initial_names(pid: Pid) -> Vec<String> {
+    INITIAL
+        .lock()
+        .iter()
+        .filter(|(p, _, _)| *p == pid)
+        .map(|(_, n, _)| n.clone())
+        .collect()
+}
+
+pub fn create(pid: Pid, contract: &str) -> Result<(u32, u32), i32> {
+    let index = with(|c| c.contract_index(contract)).ok_or(status::NOT_FOUND)?;
+    Ok(with(|c| c.create(index, pid, pid)))
+}
+
+pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
+    let sent = with(|c| c.send(pid, ep, message));
+    match sent {
+        Ok(_) => {
+            EVENTS.notify_all_next();
+            Ok(status::OK)
+        }
+        Err(SendError::PeerClosed) => Ok(status::PEER_CLOSED),
+        Err(SendError::Fault(fault)) => Err(fault.0),
+    }
+}
+
+/// Receives into `out`, blocking up to `timeout` ticks (`None`: forever; `Some(0)`: poll).
+pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String> {
+    let mut outcome: Option<Result<usize, RecvError>> = None;
+    let mut attempt = || match with(|c| c.recv(pid, ep, out)) {
+        Err(RecvError::Empty) => false,
+        other => {
+            outcome = Some(other);
+            true
+        }
+    };
+    let arrived = match timeout {
+        None => {
+            EVENTS.wait_until(&mut attempt);
+            true
+        }
+        Some(0) => attempt(),
+        Some(ticks) => EVENTS.wait_until_timeout(&mut attempt, ticks),
+    };
+    if !arrived {
+        return Ok(status::TIMEOUT);
+    }
+    match outcome.expect("set when the wait ends") {
+        Ok(len) => Ok(len as i32),
+        Err(RecvError::PeerClosed) => Ok(status::PEER_CLOSED),
+        Err(RecvError::TooSmall(_)) => Ok(status::BUFFER_TOO_SMALL),
+        Err(RecvError::Fault(fault)) => Err(fault.0),
+        Err(RecvError::Empty) => unreachable!("an empty queue keeps waiting"),
+    }
+}
+
+/// Waits until one of `eps` can be received from; returns its index.
+pub fn select(pid: Pid, eps: &[u32], timeout: Option<u64>) -> Result<i32, String> {
+    if eps.is_empty() {
+        return Err("chan_select over no endpoints".into());
+    }
+    let mut outcome: Option<Result<usize, String>> = None;
+    let mut attempt = || {
+        let ready = with(|c| {
+            for (i, &ep) in eps.iter().enumerate() {
+                match c.ready(pid, ep) {
+                    Ok(true) => return Some(Ok(i)),
+                    Ok(false) => {}
+                    Err(fault) => return Some(Err(fault.0)),
+                }
+            }
+            None
+        });
+        outcome = ready;
+        outcome.is_some()
+    };
+    let arrived = match timeout {
+        None => {
+            EVENTS.wait_until(&mut attempt);
+            true
+        }
+        Some(0) => attempt(),
+        Some(ticks) => EVENTS.wait_until_timeout(&mut attempt, ticks),
+    };
+    if !arrived {
+        return Ok(status::TIMEOUT);
+    }
+    outcome.expect("set when the wait ends").map(|i| i as i32)
+}
+
+pub fn close(pid: Pid, ep: u32) -> Result<i32, String> {
+    with(|c| c.close(pid, ep)).map_err(|f| f.0)?;
+    EVENTS.notify_all();
+    Ok(status::OK)
+}
+
+pub fn is(pid: Pid, ep: u32, contract: &str, importer: bool) -> Result<i32, String> {
+    let role = if importer {
+        contracts::Role::Importer
+    } else {
+        contracts::Role::Exporter
+    };
+    with(|c| c.is(pid, ep, contract, role))
+        .map(i32::from)
+        .map_err(|f| f.0)
+}
+
+/// Frees every endpoint and block `pid` holds (the SIP ended) and tells the peers.
+pub fn release(pid: Pid) {
+    let woken = with(|c| c.release_owner(pid as Owner));
+    INITIAL.lock().retain(|(p, _, _)| *p != pid);
+    if !woken.is_empty() {
+        EVENTS.notify_all();
+    }
+}
+
+pub fn buf_alloc(pid: Pid, size: u32) -> Result<i32, String> {
+    let size = size as usize;
+    if size > MAX_BLOCK {
+        return Ok(status::OUT_OF_MEMORY);
+    }
+    let mut data = Vec::new();
+    if data.try_reserve_exact(size).is_err() {
+        return Ok(status::OUT_OF_MEMORY);
+    }
+    data.resize(size, 0);
+    Ok(with(|c| c.add_block(pid, data)) as i32)
+}
+
+fn block_range(
+    len: usize,
+    offset: u32,
+    count: usize,
+    buf: u32,
+) -> Result<core::ops::Range<usize>, String> {
+    let start = offset as usize;
+    match start.checked_add(count) {
+        Some(end) if end <= len => Ok(start..end),
+        _ => Err(alloc::format!(
+            "buffer {buf}: [{start}, +{count}) is outside its {len} bytes"
+        )),
+    }
+}
+
+pub fn buf_write(pid: Pid, buf: u32, offset: u32, data: &[u8]) -> Result<i32, String> {
+    with(|c| {
+        let block = c.block_data(pid, buf).map_err(|f| f.0)?;
+        let range = block_range(block.len(), offset, data.len(), buf)?;
+        block[range].copy_from_slice(data);
+        Ok(status::OK)
+    })
+}
+
+pub fn buf_read(pid: Pid, buf: u32, offset: u32, out: &mut [u8]) -> Result<i32, String> {
+    with(|c| {
+        let block = c.block_data(pid, buf).map_err(|f| f.0)?;
+        let range = block_range(block.len(), offset, out.len(), buf)?;
+        out.copy_from_slice(&block[range]);
+        Ok(status::OK)
+    })
+}
+
+pub fn buf_free(pid: Pid, buf: u32) -> Result<i32, String> {
+    let data = with(|c| c.free_block(pid, buf)).map_err(|f| f.0)?;
+    drop(data);
+    Ok(status::OK)
+}
+
+pub fn buf_size(pid: Pid, buf: u32) -> Result<i32, String> {
+    with(|c| c.block_data(pid, buf).map(|b| b.len() as i32)).map_err(|f| f.0)
+}

@@ -1,0 +1,326 @@
+//! Channels and exchange-heap buffers, as the generated contract bindings use them.
+//!
+//! SIP code normally uses the typed endpoints generated from contracts
+//! (`cordon_sip::contracts!()`); this module is what they are built on: owned handles
+//! that close or free themselves when dropped, the message encoder and decoder matching
+//! `contracts::wire`, and the raw kernel calls.
+
+extern crate alloc;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use cordon_abi_status::*;
+
+use crate::sys;
+
+mod cordon_abi_status {
+    // Mirrors `cordon_abi::status` (the guest library has no host dependencies).
+    pub const TIMEOUT: i32 = -1;
+    pub const PEER_CLOSED: i32 = -2;
+    pub const BUFFER_TOO_SMALL: i32 = -3;
+    pub const NOT_FOUND: i32 = -4;
+    pub const OUT_OF_MEMORY: i32 = -5;
+}
+
+/// Why a channel operation did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// Nothing arrived in time.
+    Timeout,
+    /// The peer closed its end.
+    PeerClosed,
+    /// A message was larger than the receive buffer.
+    BufferTooSmall,
+    /// No such contract, or no initial endpoint by that name.
+    NotFound,
+    /// The kernel is out of memory.
+    OutOfMemory,
+    /// A received message did not decode (cannot happen with kernel-checked messages).
+    Decode,
+    /// A message number the receiving state does not expect.
+    Unexpected(u16),
+    /// Any other negative status.
+    Status(i32),
+}
+
+fn status(code: i32) -> Result<i32, Error> {
+    match code {
+        c if c >= 0 => Ok(c),
+        TIMEOUT => Err(Error::Timeout),
+        PEER_CLOSED => Err(Error::PeerClosed),
+        BUFFER_TOO_SMALL => Err(Error::BufferTooSmall),
+        NOT_FOUND => Err(Error::NotFound),
+        OUT_OF_MEMORY => Err(Error::OutOfMemory),
+        other => Err(Error::Status(other)),
+    }
+}
+
+/// A receive that did not produce a message: on a timeout the endpoint comes back.
+#[derive(Debug)]
+pub enum RecvError<E> {
+    Timeout(E),
+    Failed(Error),
+}
+
+/// Which end of a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Exporter,
+    Importer,
+}
+
+/// An endpoint handle this SIP holds; closing it when dropped. It keeps one receive
+/// buffer, allocated at the first receive and reused, so receiving does not allocate and
+/// zero a maximum-size buffer per message.
+#[derive(Debug)]
+pub struct RawEndpoint(u32, Vec<u8>);
+
+impl RawEndpoint {
+    /// Wraps a handle received in a message.
+    #[doc(hidden)]
+    pub fn from_handle(handle: u32) -> RawEndpoint {
+        RawEndpoint(handle, Vec::new())
+    }
+
+    /// Gives the handle up (it is about to travel in a message).
+    #[doc(hidden)]
+    pub fn into_handle(mut self) -> u32 {
+        let handle = self.0;
+        drop(core::mem::take(&mut self.1));
+        core::mem::forget(self);
+        handle
+    }
+
+    fn scratch(&mut self, max: usize) -> &mut [u8] {
+        if self.1.len() < max {
+            self.1 = vec![0u8; max];
+        }
+        &mut self.1[..max]
+    }
+
+    pub fn handle(&self) -> u32 {
+        self.0
+    }
+
+    /// A new channel of `contract`: (exporter, importer).
+    pub fn create(contract: &str) -> Result<(RawEndpoint, RawEndpoint), Error> {
+        let mut out = [0u32; 2];
+        status(sys::chan_create(contract, &mut out))?;
+        Ok((
+            RawEndpoint::from_handle(out[0]),
+            RawEndpoint::from_handle(out[1]),
+        ))
+    }
+
+    /// The endpoint the system manifest gave this SIP as `name`.
+    pub fn initial(name: &str, contract: &str, role: Role) -> Result<RawEndpoint, Error> {
+        status(sys::chan_initial(name, contract, role == Role::Importer))
+            .map(|h| RawEndpoint::from_handle(h as u32))
+    }
+
+    pub fn send(&self, message: &[u8]) -> Result<(), Error> {
+        status(sys::chan_send(self.0, message)).map(|_| ())
+    }
+
+    /// Receives one message of at most `max` bytes.
+    pub fn recv(&mut self, max: usize, timeout: Option<u64>) -> Result<Vec<u8>, Error> {
+        let handle = self.0;
+        let buf = self.scratch(max);
+        let len = status(sys::chan_recv(handle, buf, timeout))? as usize;
+        Ok(buf[..len].to_vec())
+    }
+
+    /// Sends `message`, then receives the next message (at most `max` bytes).
+    pub fn call(
+        &mut self,
+        message: &[u8],
+        max: usize,
+        timeout: Option<u64>,
+    ) -> Result<Vec<u8>, Error> {
+        let handle = self.0;
+        let buf = self.scratch(max);
+        let len = status(sys::chan_call(handle, message, buf, timeout))? as usize;
+        Ok(buf[..len].to_vec())
+    }
+}
+
+impl Drop for RawEndpoint {
+    fn drop(&mut self) {
+        sys::chan_close(self.0);
+    }
+}
+
+/// Waits until one of `endpoints` has a message (or a closed peer); returns its index.
+pub fn select(endpoints: &[&RawEndpoint], timeout: Option<u64>) -> Result<usize, Error> {
+    let mut handles = [0u32; 64];
+    let count = endpoints.len().min(64);
+    for (slot, ep) in handles.iter_mut().zip(endpoints) {
+        *slot = ep.handle();
+    }
+    status(sys::chan_select(&handles[..count], timeout)).map(|i| i as usize)
+}
+
+/// An endpoint of a contract not known statically (an `endpoint` field).
+#[derive(Debug)]
+pub struct AnyEndpoint(RawEndpoint);
+
+impl AnyEndpoint {
+    #[doc(hidden)]
+    pub fn from_handle(handle: u32) -> AnyEndpoint {
+        AnyEndpoint(RawEndpoint::from_handle(handle))
+    }
+
+    #[doc(hidden)]
+    pub fn into_handle(self) -> u32 {
+        self.0.into_handle()
+    }
+
+    /// Wraps any typed endpoint's raw end (to send it in an `endpoint` field).
+    pub fn from_raw(raw: RawEndpoint) -> AnyEndpoint {
+        AnyEndpoint(raw)
+    }
+
+    /// The raw endpoint if the kernel confirms it is `contract`'s `role` end in its
+    /// initial state; otherwise gives it back.
+    pub fn downcast(self, contract: &str, role: Role) -> Result<RawEndpoint, AnyEndpoint> {
+        if sys::chan_check(self.0.handle(), contract, role == Role::Importer) == 1 {
+            Ok(self.0)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+/// An exchange-heap block this SIP holds. It moves, without copying, with the message it
+/// is sent in; the sender can no longer touch it. Freed when dropped.
+#[derive(Debug)]
+pub struct Buffer(u32);
+
+impl Buffer {
+    /// A zeroed block of `size` bytes.
+    pub fn new(size: usize) -> Result<Buffer, Error> {
+        status(sys::buf_alloc(size)).map(|h| Buffer(h as u32))
+    }
+
+    #[doc(hidden)]
+    pub fn from_handle(handle: u32) -> Buffer {
+        Buffer(handle)
+    }
+
+    #[doc(hidden)]
+    pub fn into_handle(self) -> u32 {
+        let handle = self.0;
+        core::mem::forget(self);
+        handle
+    }
+
+    pub fn len(&self) -> usize {
+        sys::buf_size(self.0).max(0) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies `data` into the block at `offset`.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        status(sys::buf_write(self.0, offset, data)).map(|_| ())
+    }
+
+    /// Copies block bytes at `offset` into `out`.
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Error> {
+        status(sys::buf_read(self.0, offset, out)).map(|_| ())
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        sys::buf_free(self.0);
+    }
+}
+
+/// Builds one encoded message (`contracts::wire`).
+pub struct Encoder {
+    bytes: Vec<u8>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder { bytes: Vec::new() }
+    }
+    /// An encoder with room for `max` bytes (the message's largest encoding).
+    pub fn with_capacity(max: usize) -> Encoder {
+        Encoder {
+            bytes: Vec::with_capacity(max),
+        }
+    }
+    pub fn u8(&mut self, v: u8) {
+        self.bytes.push(v);
+    }
+    pub fn u16(&mut self, v: u16) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.bytes.extend_from_slice(v);
+    }
+    pub fn handle(&mut self, h: u32) {
+        self.u32(h);
+    }
+    /// The encoded message so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads one encoded message.
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(bytes: &'a [u8]) -> Decoder<'a> {
+        Decoder { bytes }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if self.bytes.len() < n {
+            return Err(Error::Decode);
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+    pub fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u16(&mut self) -> Result<u16, Error> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    pub fn u32(&mut self) -> Result<u32, Error> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub fn u64(&mut self) -> Result<u64, Error> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub fn bytes(&mut self) -> Result<Vec<u8>, Error> {
+        let len = self.u32()? as usize;
+        Ok(self.take(len)?.to_vec())
+    }
+}

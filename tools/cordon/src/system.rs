@@ -1,0 +1,179 @@
+//! System manifests: which SIPs start and which channels connect them.
+//!
+//! A system is a TOML file in `systems/` (Hubris' `app.toml` in spirit):
+//!
+//! ```toml
+//! sips = ["echo-server", "echo-client"]
+//!
+//! [[channels]]
+//! contract = "Echo"
+//! exporter = "echo-server.clients"   # SIP name . endpoint name it asks for
+//! importer = "echo-client.server"
+//! ```
+//!
+//! A SIP named twice is addressed as `name#2` for its second instance.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bootpkg::{Attach, Connection};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelSpec {
+    contract: String,
+    exporter: String,
+    importer: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemFile {
+    sips: Vec<String>,
+    #[serde(default)]
+    channels: Vec<ChannelSpec>,
+}
+
+/// A parsed system manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct System {
+    pub sips: Vec<String>,
+    pub channels: Vec<Connection>,
+}
+
+/// The repository's `systems/` directory.
+pub fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systems")
+}
+
+/// Names of the systems in `systems/`.
+pub fn names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.path().file_stem()?.to_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A system of SIPs started in order with no channels.
+pub fn of_sips(sips: &[String]) -> System {
+    System {
+        sips: sips.to_vec(),
+        channels: Vec::new(),
+    }
+}
+
+/// Loads `systems/<name>.toml`.
+pub fn load(name: &str) -> anyhow::Result<System> {
+    let path = dir().join(format!("{name}.toml"));
+    if !path.is_file() {
+        bail!("no system `{name}` (systems: {})", names().join(", "));
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn attach(sips: &[String], spec: &str) -> anyhow::Result<Attach> {
+    let Some((sip, endpoint)) = spec.split_once('.') else {
+        bail!("`{spec}`: write an end as SIP.endpoint");
+    };
+    let (name, nth) = match sip.split_once('#') {
+        Some((name, n)) => (
+            name,
+            n.parse::<usize>()
+                .with_context(|| format!("`{sip}`: bad instance number"))?,
+        ),
+        None => (sip, 1),
+    };
+    let index = sips
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.as_str() == name)
+        .nth(nth.saturating_sub(1))
+        .map(|(i, _)| i)
+        .with_context(|| format!("`{spec}`: no SIP `{sip}` in sips = {sips:?}"))?;
+    Ok(Attach {
+        sip: index as u32,
+        endpoint: endpoint.into(),
+    })
+}
+
+/// Parses a system manifest.
+pub fn parse(text: &str) -> anyhow::Result<System> {
+    let file: SystemFile = toml::from_str(text)?;
+    if file.sips.is_empty() {
+        bail!("`sips` is empty: a system starts at least one SIP");
+    }
+    let mut channels = Vec::new();
+    for c in &file.channels {
+        channels.push(Connection {
+            contract: c.contract.clone(),
+            exporter: attach(&file.sips, &c.exporter)?,
+            importer: attach(&file.sips, &c.importer)?,
+        });
+    }
+    Ok(System {
+        sips: file.sips,
+        channels,
+    })
+}
+
+/// Every contract source shipped in `contracts/files`: (file name, text).
+pub fn contract_files() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/files");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "contract") {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            files.push((name, std::fs::read(&path)?));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_systems_parse() {
+        for name in names() {
+            let system = load(&name).unwrap();
+            assert!(!system.sips.is_empty(), "{name}");
+        }
+        let echo = load("echo").unwrap();
+        assert_eq!(
+            echo.channels[0].exporter,
+            Attach {
+                sip: 0,
+                endpoint: "clients".into()
+            }
+        );
+        assert_eq!(
+            echo.channels[0].importer,
+            Attach {
+                sip: 1,
+                endpoint: "server".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_systems_are_explained() {
+        let err = |text: &str| format!("{:#}", parse(text).unwrap_err());
+        assert!(err("sips = []").contains("`sips` is empty"));
+        assert!(err("sips = [\"a\"]\nbogus = 1").contains("unknown field `bogus`"));
+        let text = "sips = [\"a\"]\n[[channels]]\ncontract = \"Echo\"\nexporter = \"b.x\"\nimporter = \"a.y\"";
+        assert!(err(text).contains("`b.x`: no SIP `b`"));
+        let text = "sips = [\"a\", \"a\"]\n[[channels]]\ncontract = \"Echo\"\nexporter = \"a#2.x\"\nimporter = \"a.y\"";
+        assert_eq!(parse(text).unwrap().channels[0].exporter.sip, 1);
+    }
+}
