@@ -100,7 +100,7 @@ fn contract(out: &mut String, p: &Protocol) {
     let _ = writeln!(out, "\n/// Bindings for contract `{}`.", p.name);
     let _ = writeln!(
         out,
-        "#[allow(dead_code, unused_variables, clippy::all)]\npub mod {m} {{"
+        "#[allow(dead_code, unused_variables, unused_imports, clippy::all)]\npub mod {m} {{"
     );
     out.push_str("    use cordon_sip::channel::*;\n    use core::marker::PhantomData;\n    extern crate alloc;\n    use alloc::vec::Vec;\n\n");
     let _ = writeln!(
@@ -213,7 +213,7 @@ fn endpoint(out: &mut String, p: &Protocol, role: Role) {
     );
     let _ = writeln!(
         out,
-        "    impl<S> {ty}<S> {{\n        /// The kernel handle (for `select`).\n        pub fn raw(&self) -> &RawEndpoint {{\n            &self.raw\n        }}\n        /// Closes the channel; the peer sees it closed.\n        pub fn close(self) {{\n            drop(self.raw)\n        }}\n        fn into_state<T>(self) -> {ty}<T> {{\n            {ty} {{ raw: self.raw, _state: PhantomData }}\n        }}\n    }}"
+        "    impl<S> core::fmt::Debug for {ty}<S> {{\n        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {{\n            write!(f, \"{ty}<{{}}>({{}})\", core::any::type_name::<S>(), self.raw.handle())\n        }}\n    }}\n    impl<S> {ty}<S> {{\n        /// The kernel handle (for `select`).\n        pub fn raw(&self) -> &RawEndpoint {{\n            &self.raw\n        }}\n        /// Closes the channel; the peer sees it closed.\n        pub fn close(self) {{\n            drop(self.raw)\n        }}\n        fn into_state<T>(self) -> {ty}<T> {{\n            {ty} {{ raw: self.raw, _state: PhantomData }}\n        }}\n    }}"
     );
     let _ = writeln!(
         out,

@@ -5,7 +5,9 @@
 //!   instantiate, thread) to the SIP's first kernel call, each SIP alone on the processor;
 //! - the minimum kernel call from a SIP (printed by the `abi-bench` SIP itself);
 //! - the cost of fuel metering: the same CPU-bound SIP run with and without it;
-//! - a thread switch (semaphore round trip between two kernel threads, halved).
+//! - a thread switch (semaphore round trip between two kernel threads, halved);
+//! - channel round trips between two SIPs over the Echo contract (printed by the
+//!   `echo-client` SIP): a small message, 16 KiB copied, 16 KiB exchange-heap buffer.
 //!
 //! Figures are TSC cycles: under QEMU's TCG they are emulated cost, good for ratios
 //! measured in one run, not for comparison with hardware.
@@ -143,6 +145,30 @@ fn metering_cost() -> Result<(), String> {
     Ok(())
 }
 
+fn channel_round_trip() -> Result<(), String> {
+    let (server, server_thread) =
+        process::start("echo-server", module("echo-server")?).map_err(|e| format!("{e:?}"))?;
+    let (client, client_thread) =
+        process::start("echo-client", module("echo-client")?).map_err(|e| format!("{e:?}"))?;
+    crate::ipc::connect("Echo", (server, "clients"), (client, "server"))?;
+    client_thread.join();
+    server_thread.join();
+    for pid in [server, client] {
+        let record = process::records()
+            .into_iter()
+            .find(|r| r.pid == pid)
+            .ok_or("record vanished")?;
+        if record.ending != Some(Ending::Ran(Exit::Status(0))) {
+            return Err(format!(
+                "{} ended {:?}",
+                record.name.as_str(),
+                record.ending
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn micro() -> Result<(), String> {
     println!("bench micro: soft isolation; TSC cycles (emulated cost under TCG)");
     create_start("startup", 9)?;
@@ -150,6 +176,7 @@ fn micro() -> Result<(), String> {
     run_alone("abi-bench", Metering::Fuel)?;
     metering_cost()?;
     thread_switch()?;
+    channel_round_trip()?;
     println!("bench micro: done");
     Ok(())
 }

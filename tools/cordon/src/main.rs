@@ -29,8 +29,17 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
-    /// List the SIP modules this runner can boot and the default system.
+    /// List the SIP modules this runner can boot and the system manifests.
     Sips,
+    /// Check contract files (errors with file:line:column), or print their Rust bindings.
+    Contract {
+        /// Print the generated Rust bindings instead of the summary.
+        #[arg(long)]
+        rust: bool,
+        /// Contract files (e.g. contracts/files/echo.contract).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
     /// Boot the kernel's micro-benchmarks (SIP create+start, minimum kernel call, fuel
     /// metering, thread switch) and print what they measure.
     Bench {
@@ -100,6 +109,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Verify { files }) => verify(&files),
+        Some(Command::Contract { rust, files }) => contract(&files, rust),
         Some(Command::Sips) => {
             for name in cordon::sips::names() {
                 println!("{name}");
@@ -113,12 +123,64 @@ fn main() -> ExitCode {
         Some(Command::Bench { mut boot }) => {
             boot.bench = Some("micro".into());
             boot.system = None;
-            boot.sips = ["startup", "hello", "abi-bench", "primes"]
-                .map(String::from)
-                .to_vec();
+            boot.sips = [
+                "startup",
+                "hello",
+                "abi-bench",
+                "primes",
+                "echo-server",
+                "echo-client",
+            ]
+            .map(String::from)
+            .to_vec();
             self::boot(boot)
         }
         None => boot(cli.boot),
+    }
+}
+
+/// `cordon contract`: the contract compiler on the host.
+fn contract(files: &[std::path::PathBuf], rust: bool) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let name = file.display().to_string();
+        let source = match std::fs::read_to_string(file) {
+            Ok(source) => source,
+            Err(err) => {
+                eprintln!("{name}: cannot read: {err}");
+                failed = true;
+                continue;
+            }
+        };
+        match contracts::compile(&source) {
+            Err(err) => {
+                eprint!("{}", err.render(&name, &source));
+                failed = true;
+            }
+            Ok(protocols) if rust => print!("{}", contracts::bindings::rust(&protocols)),
+            Ok(protocols) => {
+                for p in &protocols {
+                    let named = p.states.iter().filter(|s| !s.anonymous).count();
+                    println!(
+                        "{name}: contract {}: {} messages, {} states ({} inside sequences), {} transitions; \
+                         at most {} message(s) queued to the exporter and {} to the importer; largest message {} bytes",
+                        p.name,
+                        p.messages.len(),
+                        named,
+                        p.states.len() - named,
+                        p.transitions.len(),
+                        p.max_in_flight[contracts::Dir::ToExporter.index()],
+                        p.max_in_flight[contracts::Dir::ToImporter.index()],
+                        p.max_message_bytes()
+                    );
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -83,3 +83,42 @@ fn unknown_sip_names_the_available_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn contract_errors_carry_line_and_column() {
+    let dir = std::env::temp_dir().join(format!("cordon-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("ticker.contract");
+    std::fs::write(
+        &bad,
+        "contract Ticker {\n  message Tick;\n  initial state S { Tick! -> S; }\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["contract", bad.to_str().unwrap()])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ticker.contract:3:21: error: unbounded queue"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 |   initial state S { Tick! -> S; }"),
+        "{stderr}"
+    );
+
+    let echo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contracts/files/echo.contract"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["contract", echo])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("contract Echo: 5 messages"), "{stdout}");
+    std::fs::remove_dir_all(&dir).ok();
+}

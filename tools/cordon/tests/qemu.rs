@@ -129,6 +129,49 @@ fn sealed_process_invariants_hold() {
     );
 }
 
+fn system(name: &str) -> BootOptions {
+    BootOptions {
+        system: cordon::system::load(name).expect("shipped system"),
+        ..BootOptions::default()
+    }
+}
+
+#[test]
+fn contract_violation_terminates_the_sender_and_the_peer_goes_on() {
+    expect(
+        &run(system("violation")),
+        Verdict::Failed,
+        &[
+            "[echo-violator] sending Pong as the client",
+            "[kernel] SIP echo-violator (pid 2) terminated: bad kernel call: contract violation: contract Echo, importer in state Ready may not send Pong",
+            "[echo-server] served 0 requests; the client went away",
+            "[kernel] SIP echo-server (pid 1) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+            "1 of 2 SIPs did not exit with status 0",
+        ],
+    );
+}
+
+#[test]
+fn services_are_found_by_name_and_endpoints_travel_in_messages() {
+    expect(
+        &run(system("directory")),
+        Verdict::Passed,
+        &[
+            "[echo-binder] `nosuch` is not registered; my channel end came back",
+            "[echo-provider] receive timed out after",
+            "[directory] registered `echo`",
+            "[echo-provider] a client connected through the directory",
+            "[echo-binder] 3 pings answered over a channel found by name",
+            "[directory] answered",
+            "[kernel] SIP directory (pid 1) exited with status 0",
+            "[kernel] SIP echo-provider (pid 2) exited with status 0",
+            "[kernel] SIP echo-binder (pid 3) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+        ],
+    );
+}
+
 #[test]
 fn looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly() {
     let outcome = run(BootOptions {
