@@ -366,11 +366,13 @@ pub fn records() -> Vec<Record> {
 /// number that did not end cleanly.
 pub fn print_summary() -> usize {
     let records = records();
-    println!("pid  sip          verify   instantiate  create+start  abi calls  fuel        ended");
+    println!(
+        "pid  sip              verify   instantiate  create+start  abi calls  fuel        ended"
+    );
     for r in &records {
         let t = r.timings;
         println!(
-            "{:<4} {:<12} {:>8} {:>12} {:>13} {:>10} {:>11}  {}",
+            "{:<4} {:<14} {:>10} {:>12} {:>13} {:>10} {:>11}  {}",
             r.pid,
             r.name.as_str(),
             t.verify,

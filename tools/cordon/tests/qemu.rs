@@ -41,11 +41,10 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
             "[kernel] SIP hello (pid 1) exited with status 0",
             "[primes] 17984 primes below 200000",
             "[kernel] SIP primes (pid 2) exited with status 0",
-            "[echo-client] round trip, 16-byte message: median",
-            "[echo-client] round trip, 16 KiB exchange-heap buffer moved: median",
-            "[echo-server] served 603 requests; the client said Bye",
-            "[kernel] SIP echo-server (pid 3) exited with status 0",
-            "[kernel] SIP echo-client (pid 4) exited with status 0",
+            "[echo-binder] 3 pings answered over a channel found by name",
+            "[kernel] SIP directory (pid 3) exited with status 0",
+            "[kernel] SIP echo-provider (pid 4) exited with status 0",
+            "[kernel] SIP echo-binder (pid 5) exited with status 0",
             "0 endpoints and 0 exchange-heap blocks left",
             "powering off (success)",
         ],
@@ -137,6 +136,23 @@ fn system(name: &str) -> BootOptions {
 }
 
 #[test]
+fn echo_pair_measures_round_trips_and_moves_buffers() {
+    expect(
+        &run(system("echo")),
+        Verdict::Passed,
+        &[
+            "[echo-client] round trip, 16-byte message: median",
+            "[echo-client] round trip, 16 KiB copied as bytes: median",
+            "[echo-client] round trip, 16 KiB exchange-heap buffer moved: median",
+            "[echo-server] served 603 requests; the client said Bye",
+            "[kernel] SIP echo-server (pid 1) exited with status 0",
+            "[kernel] SIP echo-client (pid 2) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+        ],
+    );
+}
+
+#[test]
 fn contract_violation_terminates_the_sender_and_the_peer_goes_on() {
     expect(
         &run(system("violation")),
@@ -203,7 +219,7 @@ fn uefi_boot_reaches_the_same_system() {
         &[
             "booted: isolation=soft",
             "[kernel] SIP hello (pid 1) exited with status 0",
-            "[kernel] SIP echo-client (pid 4) exited with status 0",
+            "[kernel] SIP echo-binder (pid 5) exited with status 0",
             "powering off (success)",
         ],
     );
