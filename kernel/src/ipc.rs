@@ -107,6 +107,19 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
     }
 }
 
+/// Retries `attempt` on every channel event until it succeeds or `timeout` ticks pass
+/// (`None`: forever; `Some(0)`: once). Returns whether it succeeded.
+fn wait(timeout: Option<u64>, attempt: &mut impl FnMut() -> bool) -> bool {
+    match timeout {
+        None => {
+            EVENTS.wait_until(attempt);
+            true
+        }
+        Some(0) => attempt(),
+        Some(ticks) => EVENTS.wait_until_timeout(attempt, ticks),
+    }
+}
+
 /// Receives into `out`, blocking up to `timeout` ticks (`None`: forever; `Some(0)`: poll).
 pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String> {
     let mut outcome: Option<Result<usize, RecvError>> = None;
@@ -117,15 +130,7 @@ pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i
             true
         }
     };
-    let arrived = match timeout {
-        None => {
-            EVENTS.wait_until(&mut attempt);
-            true
-        }
-        Some(0) => attempt(),
-        Some(ticks) => EVENTS.wait_until_timeout(&mut attempt, ticks),
-    };
-    if !arrived {
+    if !wait(timeout, &mut attempt) {
         return Ok(status::TIMEOUT);
     }
     match outcome.expect("set when the wait ends") {
@@ -157,15 +162,7 @@ pub fn select(pid: Pid, eps: &[u32], timeout: Option<u64>) -> Result<i32, String
         outcome = ready;
         outcome.is_some()
     };
-    let arrived = match timeout {
-        None => {
-            EVENTS.wait_until(&mut attempt);
-            true
-        }
-        Some(0) => attempt(),
-        Some(ticks) => EVENTS.wait_until_timeout(&mut attempt, ticks),
-    };
-    if !arrived {
+    if !wait(timeout, &mut attempt) {
         return Ok(status::TIMEOUT);
     }
     outcome.expect("set when the wait ends").map(|i| i as i32)
