@@ -305,46 +305,83 @@ pub fn start_with(
 fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, metering: Metering) {
     let ending = match verifier::verify(&module, &verifier::Policy::default()) {
         Err(rejection) => Ending::Refused(format!("{rejection}")),
-        Ok(verified) if let Err(why) = check_endpoints(pid, &verified.manifest) => {
-            Ending::LoadFailed(why)
-        }
         Ok(verified) => {
             let verify = cycles::stop() - created;
-            let kernel = SoftKernel {
-                name: name.clone(),
-                created,
-                first_call: None,
-                at_line_start: true,
-                pid,
-            };
-            match Sip::with_metering(&module, &verified.manifest.limits, kernel, metering) {
-                Err(err) => Ending::LoadFailed(format!("{err}")),
-                Ok(mut sip) => {
-                    let instantiate = cycles::stop() - created;
-                    drop(module);
-                    let entered = cycles::start();
-                    let exit = sip.run();
-                    let run = cycles::stop() - entered;
-                    let stats = sip.stats();
-                    let first_call = sip.kernel().first_call;
-                    update(pid, |record| {
-                        record.timings = Timings {
-                            verify,
-                            instantiate,
-                            first_call,
-                            run,
-                        };
-                        record.abi_calls = stats.abi_calls;
-                        record.fuel_used = stats.fuel_used;
-                    });
-                    Ending::Ran(exit)
-                }
+            let limits = verified.manifest.limits;
+            match check_endpoints(pid, &verified.manifest)
+                .and_then(|()| reserve(&limits, module.len()))
+            {
+                Err(why) => Ending::LoadFailed(why),
+                // The reservation lives until the SIP and everything it allocated are gone.
+                Ok(_reservation) => execute(pid, &name, module, created, verify, &limits, metering),
             }
         }
     };
     ipc::release(pid);
     println!("[kernel] SIP {name} (pid {pid}) {ending}");
     update(pid, |record| record.ending = Some(ending));
+}
+
+/// Heap a SIP may need at most: its declared memory twice (growing a linear memory copies
+/// it into a larger block), its translated code, and its engine and store.
+fn worst_case_bytes(limits: &cordon_abi::Limits, module_bytes: usize) -> usize {
+    limits.max_memory_pages as usize * 65_536 * 2 + module_bytes * 32 + (1 << 20)
+}
+
+/// Promises the kernel heap a SIP's declared limits can use, or says why it cannot be.
+fn reserve(
+    limits: &cordon_abi::Limits,
+    module_bytes: usize,
+) -> Result<crate::mm::heap::Reservation, String> {
+    crate::mm::heap::Reservation::new(worst_case_bytes(limits, module_bytes)).map_err(|refused| {
+        format!(
+            "not enough kernel memory for its declared limits ({} pages of memory): needs up to {} KiB, {} KiB available",
+            limits.max_memory_pages,
+            refused.asked >> 10,
+            refused.available >> 10
+        )
+    })
+}
+
+/// Instantiates and runs a verified SIP, recording its costs.
+fn execute(
+    pid: Pid,
+    name: &str,
+    module: Vec<u8>,
+    created: u64,
+    verify: u64,
+    limits: &cordon_abi::Limits,
+    metering: Metering,
+) -> Ending {
+    let kernel = SoftKernel {
+        name: String::from(name),
+        created,
+        first_call: None,
+        at_line_start: true,
+        pid,
+    };
+    let mut sip = match Sip::with_metering(&module, limits, kernel, metering) {
+        Err(err) => return Ending::LoadFailed(format!("{err}")),
+        Ok(sip) => sip,
+    };
+    let instantiate = cycles::stop() - created;
+    drop(module);
+    let entered = cycles::start();
+    let exit = sip.run();
+    let run = cycles::stop() - entered;
+    let stats = sip.stats();
+    let first_call = sip.kernel().first_call;
+    update(pid, |record| {
+        record.timings = Timings {
+            verify,
+            instantiate,
+            first_call,
+            run,
+        };
+        record.abi_calls = stats.abi_calls;
+        record.fuel_used = stats.fuel_used;
+    });
+    Ending::Ran(exit)
 }
 
 /// Asks a SIP to stop; it ends at its next kernel call or fuel slice. Returns false for

@@ -1,7 +1,8 @@
 //! Hands the runner what it boots: the kernel ELF (built for x86_64-unknown-none as an
 //! artifact dependency), every Rust SIP (artifact dependencies built for
 //! wasm32-unknown-unknown), the hand-written probe modules in `sips/wat` (assembled here,
-//! with a manifest of default limits named after the file), and a work directory.
+//! with a manifest named after the file: default limits, or the memory limit a
+//! `;; memory-pages: N` line gives), and a work directory.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -34,9 +35,21 @@ fn main() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let mut module =
             wat::parse_file(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        // A probe may raise its memory limit with a `;; memory-pages: N` line.
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let mut limits = cordon_abi::Limits::default();
+        if let Some(pages) = text
+            .lines()
+            .find_map(|l| l.strip_prefix(";; memory-pages:"))
+        {
+            limits.max_memory_pages = pages
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{}: bad `;; memory-pages:` line", path.display()));
+        }
         let manifest = cordon_abi::Manifest {
             name: name.clone(),
-            limits: cordon_abi::Limits::default(),
+            limits,
             endpoints: Vec::new(),
             resources: Vec::new(),
         };

@@ -14,7 +14,7 @@ use super::phys_to_virt;
 
 const BOOT_ARENA_SIZE: usize = 1 << 20;
 /// Upper bound on the heap claimed at boot.
-const MAX_HEAP_BYTES: u64 = 64 << 20;
+const MAX_HEAP_BYTES: u64 = 1 << 30;
 
 #[repr(align(4096))]
 #[expect(dead_code, reason = "handed to talc by address")]
@@ -66,11 +66,12 @@ pub fn init_boot_arena() {
     });
 }
 
-/// Grows the heap to a quarter of usable memory (at most [`MAX_HEAP_BYTES`]) in blocks of
+/// Grows the heap to half of usable memory (at most [`MAX_HEAP_BYTES`]) in blocks of
 /// frames; a block adjacent to the previous one extends that heap, so large allocations
 /// can span blocks. Returns the bytes the heap holds in total.
 pub fn grow_from_frames(usable_bytes: u64) -> u64 {
-    let target = (usable_bytes / 4).min(MAX_HEAP_BYTES);
+    // SIP linear memories, translated code and exchange-heap blocks live here.
+    let target = (usable_bytes / 2).min(MAX_HEAP_BYTES);
     let mut claimed = 0u64;
     // (where the last claimed span ends in memory, talc's end-of-heap marker for it)
     let mut last: Option<(*mut u8, core::ptr::NonNull<u8>)> = None;
@@ -99,6 +100,59 @@ pub fn grow_from_frames(usable_bytes: u64) -> u64 {
         claimed += len as u64;
     }
     claimed + BOOT_ARENA_SIZE as u64
+}
+
+/// Heap kept for the kernel's own allocations, never promised to SIPs.
+const KERNEL_RESERVE: usize = 8 << 20;
+/// Bytes promised to running SIPs (see [`Reservation`]).
+static RESERVED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Heap promised to one SIP for its declared limits; given back when dropped. Because
+/// every SIP's worst case is reserved before it runs, no SIP can exhaust the heap the
+/// kernel itself allocates from.
+#[derive(Debug)]
+pub struct Reservation {
+    bytes: usize,
+}
+
+/// Why a reservation was refused: (bytes asked, bytes still available).
+#[derive(Clone, Copy, Debug)]
+pub struct Refused {
+    pub asked: usize,
+    pub available: usize,
+}
+
+impl Reservation {
+    /// Promises `bytes` of heap, or refuses if promises would exceed what the heap holds.
+    pub fn new(bytes: usize) -> Result<Reservation, Refused> {
+        use core::sync::atomic::Ordering;
+        let capacity = usage().1.saturating_sub(KERNEL_RESERVE);
+        let mut current = RESERVED.load(Ordering::Relaxed);
+        loop {
+            let available = capacity.saturating_sub(current);
+            if bytes > available {
+                return Err(Refused {
+                    asked: bytes,
+                    available,
+                });
+            }
+            match RESERVED.compare_exchange(
+                current,
+                current + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(Reservation { bytes }),
+                Err(now) => current = now,
+            }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        RESERVED.fetch_sub(self.bytes, core::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Heap statistics: (bytes allocated, bytes claimed).

@@ -82,6 +82,7 @@ fn misbehaving_sips_end_alone_with_their_reason() {
         "divide",
         "bad-pointer",
         "primes",
+        "hog",
     ]));
     expect(
         &outcome,
@@ -98,7 +99,8 @@ fn misbehaving_sips_end_alone_with_their_reason() {
             "[kernel] SIP divide (pid 8) terminated: integer division by zero",
             "[kernel] SIP bad-pointer (pid 9) terminated: bad kernel call: console_write(0xfde8, 4096) reaches outside linear memory",
             "[kernel] SIP primes (pid 10) exited with status 0",
-            "8 of 10 SIPs did not exit with status 0",
+            "[kernel] SIP hog (pid 11) could not be loaded: not enough kernel memory for its declared limits (4096 pages of memory)",
+            "9 of 11 SIPs did not exit with status 0",
         ],
     );
     assert!(
