@@ -166,6 +166,11 @@ impl BuddyAllocator {
         self.free_frames
     }
 
+    /// One past the highest frame number handed to the allocator.
+    pub fn end_frame(&self) -> u64 {
+        self.regions.iter().map(|&(_, end)| end).max().unwrap_or(0)
+    }
+
     /// Frames ever handed to the allocator.
     pub fn total_frames(&self) -> u64 {
         self.total_frames

@@ -347,6 +347,7 @@ pub fn init() {
 extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         vector::BREAKPOINT => log::warn!("breakpoint at rip={:#x}", frame.rip),
+        vector::PAGE_FAULT if crate::mm::vm::resolve_fault(Cr2::read_raw(), frame.error_code) => {}
         v if v < vector::IRQ_BASE => exception(frame),
         v if v < vector::IRQ_BASE + 16 => {
             let irq = (v - vector::IRQ_BASE) as u8;

@@ -19,6 +19,34 @@ pub fn free_frames() -> u64 {
     BUDDY.lock().free_frames()
 }
 
+/// One past the highest frame number managed.
+pub fn end_frame() -> u64 {
+    BUDDY.lock().end_frame()
+}
+
+/// One zeroed frame whose lifetime the caller manages (page tables, mapped pages).
+pub(super) fn alloc_frame() -> Option<PhysAddr> {
+    let frame = BUDDY.lock().alloc(0)?;
+    let start = PhysAddr::new(frame * FRAME_SIZE);
+    // SAFETY: the frame was just handed out by the buddy allocator to this caller alone and
+    // is mapped read-write through the physical-memory mapping.
+    unsafe {
+        core::ptr::write_bytes(
+            phys_to_virt(start).as_mut_ptr::<u8>(),
+            0,
+            FRAME_SIZE as usize,
+        )
+    };
+    Some(start)
+}
+
+/// Returns a frame from [`alloc_frame`].
+pub(super) fn free_frame(start: PhysAddr) {
+    if let Err(err) = BUDDY.lock().free(start.as_u64() / FRAME_SIZE, 0) {
+        panic!("frame allocator refused a page frame it handed out: {err}");
+    }
+}
+
 /// Frames managed in total.
 pub fn total_frames() -> u64 {
     BUDDY.lock().total_frames()

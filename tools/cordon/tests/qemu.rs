@@ -257,6 +257,20 @@ fn threads_switch_preempt_sleep_and_wait() {
 }
 
 #[test]
+fn copy_on_write_fork_isolates_and_copies_only_written_pages() {
+    expect(
+        &self_test("cow"),
+        Verdict::Passed,
+        &[
+            "fork_parent_and_child_see_their_own_writes_stack_included ... ok",
+            "fork_of_a_large_space_copies_only_written_pages ... ok",
+            "copy-on-write fault (fault + copy + invlpg):",
+            "ktest cow: 2 passed, 0 failed",
+        ],
+    );
+}
+
+#[test]
 fn frames_and_heap_are_allocated_and_returned() {
     expect(
         &self_test("memory"),

@@ -1,0 +1,369 @@
+//! Address spaces: page tables with a private user region, and copy-on-write fork.
+//!
+//! Every address space shares the kernel's top-level entries (the same lower-level tables,
+//! so kernel mappings are identical everywhere) and owns one top-level slot, unused by the
+//! bootloader's layout, as its user region. Pages there are mapped 4 KiB at a time from the
+//! frame allocator; each mapped frame has a reference count.
+//!
+//! [`AddressSpace::fork`] gives the child the same frames: every writable page of the parent
+//! becomes read-only with the copy-on-write mark (PTE bit 9) in both, and its count goes up.
+//! A write to such a page faults (error code P=1, W/R=1); [`resolve_fault`] copies the page
+//! into a fresh frame if others still share it, or just makes it writable again if the
+//! faulting space is the last holder. Every mapping change is followed by `invlpg` when
+//! the space is active. Dropping a space drops its references; frames whose count reaches
+//! zero, and its page tables, go back to the frame allocator.
+//!
+//! This is the memory half of hardware isolation; ring 3 and system calls come next.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use x86_64::instructions::tlb;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::page_table::PageTableEntry;
+use x86_64::structures::paging::{PageTable, PageTableFlags as Flags, PhysFrame};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::frames::{alloc_frame, free_frame};
+use super::{FRAME_SIZE, phys_to_virt};
+use crate::arch::irq::IrqMutex;
+
+/// The copy-on-write mark in a page-table entry (an OS-available bit).
+const COW: Flags = Flags::BIT_9;
+const PAGE: u64 = 4096;
+/// Flags of the page tables above user pages.
+const TABLE: Flags = Flags::PRESENT
+    .union(Flags::WRITABLE)
+    .union(Flags::USER_ACCESSIBLE);
+/// Flags of a private, writable user page.
+const USER_PAGE: Flags = Flags::PRESENT
+    .union(Flags::WRITABLE)
+    .union(Flags::USER_ACCESSIBLE);
+
+static USER_SLOT: AtomicUsize = AtomicUsize::new(0);
+static KERNEL_L4: AtomicU64 = AtomicU64::new(0);
+/// References to each frame mapped in some user region, by frame number.
+static REFS: IrqMutex<Vec<u16>> = IrqMutex::new(Vec::new());
+
+/// Copy-on-write faults resolved since boot.
+pub static COW_FAULTS: AtomicU64 = AtomicU64::new(0);
+/// Pages copied by those faults (a fault on a page no one else shares copies nothing).
+pub static PAGES_COPIED: AtomicU64 = AtomicU64::new(0);
+
+/// Finds the user slot and sizes the reference counts. Runs once, after `mm::init`.
+pub fn init() {
+    let (l4, _) = Cr3::read();
+    KERNEL_L4.store(l4.start_address().as_u64(), Ordering::Relaxed);
+    // SAFETY: CR3 holds the active top-level table, reachable through the physical
+    // mapping; it is only read here.
+    let kernel = unsafe { &*table(l4.start_address()) };
+    let slot = (1..256)
+        .find(|&i| kernel[i].is_unused())
+        .expect("a free top-level slot in the lower half for user space");
+    USER_SLOT.store(slot, Ordering::Relaxed);
+    *REFS.lock() = vec![0; super::frames::end_frame() as usize];
+}
+
+/// First address of every space's user region (512 GiB long).
+pub fn user_base() -> VirtAddr {
+    VirtAddr::new((USER_SLOT.load(Ordering::Relaxed) as u64) << 39)
+}
+
+fn in_user_region(addr: u64) -> bool {
+    let base = user_base().as_u64();
+    addr >= base && addr < base + (1 << 39)
+}
+
+fn table(phys: PhysAddr) -> *mut PageTable {
+    phys_to_virt(phys).as_mut_ptr::<PageTable>()
+}
+
+fn frame_number(addr: PhysAddr) -> usize {
+    (addr.as_u64() / FRAME_SIZE) as usize
+}
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// Outside the user region, or not page-aligned.
+    BadAddress,
+    /// Something is already mapped there.
+    Mapped,
+    OutOfMemory,
+}
+
+/// One address space.
+pub struct AddressSpace {
+    l4: PhysAddr,
+}
+
+impl AddressSpace {
+    /// A space with the kernel's mappings and an empty user region.
+    pub fn new() -> Option<AddressSpace> {
+        let l4 = alloc_frame()?;
+        let kernel = PhysAddr::new(KERNEL_L4.load(Ordering::Relaxed));
+        let slot = USER_SLOT.load(Ordering::Relaxed);
+        // SAFETY: both tables are mapped through the physical mapping; `l4` was just
+        // allocated for this space alone, the kernel table is only read.
+        unsafe {
+            let (src, dst) = (&*table(kernel), &mut *table(l4));
+            for i in (0..512).filter(|&i| i != slot) {
+                dst[i] = src[i].clone();
+            }
+        }
+        Some(AddressSpace { l4 })
+    }
+
+    /// Whether this space is loaded in CR3.
+    pub fn is_active(&self) -> bool {
+        Cr3::read().0.start_address() == self.l4
+    }
+
+    /// Loads this space. Kernel code and data stay where they were.
+    pub fn activate(&self) {
+        // SAFETY: the table maps the kernel exactly as the active one does (shared
+        // top-level entries), so execution continues unaffected.
+        unsafe { Cr3::write(PhysFrame::containing_address(self.l4), Cr3Flags::empty()) };
+    }
+
+    /// Loads the kernel's own space.
+    pub fn activate_kernel() {
+        let kernel = PhysAddr::new(KERNEL_L4.load(Ordering::Relaxed));
+        // SAFETY: the boot page table, from which every space copies its kernel entries.
+        unsafe { Cr3::write(PhysFrame::containing_address(kernel), Cr3Flags::empty()) };
+    }
+
+    /// The leaf entry for `addr`, creating the tables above it if `create`.
+    fn leaf(&mut self, addr: VirtAddr, create: bool) -> Option<&mut PageTableEntry> {
+        let indices = [addr.p4_index(), addr.p3_index(), addr.p2_index()];
+        let mut current = self.l4;
+        for index in indices {
+            // SAFETY: `current` is a page table of this space (its top level or one it
+            // allocated), mapped through the physical mapping; one reference at a time.
+            let entry = unsafe { &mut (&mut *table(current))[index] };
+            if entry.is_unused() {
+                if !create {
+                    return None;
+                }
+                entry.set_addr(alloc_frame()?, TABLE);
+            }
+            current = entry.addr();
+        }
+        // SAFETY: as above, for the last-level table.
+        Some(unsafe { &mut (&mut *table(current))[addr.p1_index()] })
+    }
+
+    /// Maps `pages` fresh zeroed pages at `addr` in the user region.
+    pub fn map_zeroed(&mut self, addr: VirtAddr, pages: usize) -> Result<(), MapError> {
+        let end = addr.as_u64() + pages as u64 * PAGE;
+        if !addr.is_aligned(PAGE) || !in_user_region(addr.as_u64()) || !in_user_region(end - 1) {
+            return Err(MapError::BadAddress);
+        }
+        for i in 0..pages as u64 {
+            let page = addr + i * PAGE;
+            let active = self.is_active();
+            let entry = self.leaf(page, true).ok_or(MapError::OutOfMemory)?;
+            if !entry.is_unused() {
+                return Err(MapError::Mapped);
+            }
+            let frame = alloc_frame().ok_or(MapError::OutOfMemory)?;
+            REFS.lock()[frame_number(frame)] = 1;
+            entry.set_addr(frame, USER_PAGE);
+            if active {
+                tlb::flush(page);
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` for every mapped user page: (address, leaf entry).
+    fn for_each_page(&mut self, mut f: impl FnMut(VirtAddr, &mut PageTableEntry)) {
+        let slot = USER_SLOT.load(Ordering::Relaxed);
+        // SAFETY (all four levels): the tables belong to this space and are reached through
+        // the physical mapping; each reference lives only inside its loop iteration.
+        let l4 = unsafe { &mut *table(self.l4) };
+        if l4[slot].is_unused() {
+            return;
+        }
+        let l3 = unsafe { &mut *table(l4[slot].addr()) };
+        for (i3, e3) in l3.iter_mut().enumerate().filter(|(_, e)| !e.is_unused()) {
+            let l2 = unsafe { &mut *table(e3.addr()) };
+            for (i2, e2) in l2.iter_mut().enumerate().filter(|(_, e)| !e.is_unused()) {
+                let l1 = unsafe { &mut *table(e2.addr()) };
+                for (i1, e1) in l1.iter_mut().enumerate().filter(|(_, e)| !e.is_unused()) {
+                    let addr = ((slot as u64) << 39)
+                        | ((i3 as u64) << 30)
+                        | ((i2 as u64) << 21)
+                        | ((i1 as u64) << 12);
+                    f(VirtAddr::new(addr), e1);
+                }
+            }
+        }
+    }
+
+    /// Pages mapped in the user region.
+    pub fn user_pages(&mut self) -> usize {
+        let mut count = 0;
+        self.for_each_page(|_, _| count += 1);
+        count
+    }
+
+    /// A copy of this space that shares every user page copy-on-write.
+    pub fn fork(&mut self) -> Option<AddressSpace> {
+        let mut child = AddressSpace::new()?;
+        let active = self.is_active();
+        let mut pages = Vec::new();
+        self.for_each_page(|addr, entry| {
+            let mut flags = entry.flags();
+            if flags.contains(Flags::WRITABLE) || flags.contains(COW) {
+                flags = (flags - Flags::WRITABLE) | COW;
+                entry.set_flags(flags);
+                if active {
+                    tlb::flush(addr);
+                }
+            }
+            pages.push((addr, entry.addr(), flags));
+        });
+        let mut refs = REFS.lock();
+        for (addr, frame, flags) in pages {
+            let Some(entry) = child.leaf(addr, true) else {
+                drop(refs);
+                return None; // `child` drops what it has mapped so far
+            };
+            entry.set_addr(frame, flags);
+            refs[frame_number(frame)] += 1;
+        }
+        Some(child)
+    }
+
+    /// Runs `f` with this space loaded, then reloads the one that was active.
+    fn with_active<R>(&self, f: impl FnOnce() -> R) -> R {
+        let previous = Cr3::read();
+        self.activate();
+        let result = f();
+        // SAFETY: restores the table that was active on entry, which still exists: spaces
+        // are only dropped by their owner, who is running this.
+        unsafe { Cr3::write(previous.0, previous.1) };
+        result
+    }
+
+    fn check_mapped(&mut self, addr: VirtAddr) -> Result<(), MapError> {
+        if !addr.is_aligned(8u64) || !in_user_region(addr.as_u64()) {
+            return Err(MapError::BadAddress);
+        }
+        match self.leaf(addr, false) {
+            Some(entry) if !entry.is_unused() => Ok(()),
+            _ => Err(MapError::BadAddress),
+        }
+    }
+
+    /// Writes a word at user address `addr` of this space, through its own mapping (so a
+    /// copy-on-write page faults and is copied, as a user write would).
+    pub fn write_u64(&mut self, addr: VirtAddr, value: u64) -> Result<(), MapError> {
+        self.check_mapped(addr)?;
+        self.with_active(|| {
+            // SAFETY: the page is mapped in this space (checked), which is active; a
+            // copy-on-write page faults and `resolve_fault` makes it writable first.
+            unsafe { core::ptr::write_volatile(addr.as_mut_ptr::<u64>(), value) }
+        });
+        Ok(())
+    }
+
+    /// Reads a word at user address `addr` of this space.
+    pub fn read_u64(&mut self, addr: VirtAddr) -> Result<u64, MapError> {
+        self.check_mapped(addr)?;
+        // SAFETY: the page is mapped in this space (checked), which is active.
+        Ok(self.with_active(|| unsafe { core::ptr::read_volatile(addr.as_ptr::<u64>()) }))
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        if self.is_active() {
+            AddressSpace::activate_kernel();
+        }
+        let mut frames = Vec::new();
+        self.for_each_page(|_, entry| frames.push(entry.addr()));
+        {
+            let mut refs = REFS.lock();
+            frames.retain(|frame| {
+                let count = &mut refs[frame_number(*frame)];
+                *count -= 1;
+                *count == 0
+            });
+        }
+        for frame in frames {
+            free_frame(frame);
+        }
+        // Page tables of the user region, bottom up, then the top level.
+        let slot = USER_SLOT.load(Ordering::Relaxed);
+        // SAFETY: the space is no longer active and its tables are no longer reachable
+        // from anywhere else; each is read once before being freed.
+        unsafe {
+            let l4 = &mut *table(self.l4);
+            if !l4[slot].is_unused() {
+                let l3 = &mut *table(l4[slot].addr());
+                for e3 in l3.iter().filter(|e| !e.is_unused()) {
+                    let l2 = &*table(e3.addr());
+                    for e2 in l2.iter().filter(|e| !e.is_unused()) {
+                        free_frame(e2.addr());
+                    }
+                    free_frame(e3.addr());
+                }
+                free_frame(l4[slot].addr());
+            }
+        }
+        free_frame(self.l4);
+    }
+}
+
+/// Resolves a page fault at `addr` with error `code` if it is a write to a copy-on-write
+/// page of the active space. Returns false for any other fault.
+pub fn resolve_fault(addr: u64, code: u64) -> bool {
+    const PRESENT: u64 = 1;
+    const WRITE: u64 = 2;
+    if code & (PRESENT | WRITE) != PRESENT | WRITE || !in_user_region(addr) {
+        return false;
+    }
+    let l4 = Cr3::read().0.start_address();
+    if l4.as_u64() == KERNEL_L4.load(Ordering::Relaxed) {
+        return false;
+    }
+    let page = VirtAddr::new(addr).align_down(PAGE);
+    // A temporary handle on the active space; forgotten below, never dropped.
+    let mut space = core::mem::ManuallyDrop::new(AddressSpace { l4 });
+    let Some(entry) = space.leaf(page, false) else {
+        return false;
+    };
+    let flags = entry.flags();
+    if !flags.contains(COW) {
+        return false;
+    }
+    let old = entry.addr();
+    let writable = (flags - COW) | Flags::WRITABLE;
+    let mut refs = REFS.lock();
+    if refs[frame_number(old)] == 1 {
+        // The last holder: no copy needed.
+        entry.set_flags(writable);
+    } else {
+        let Some(new) = alloc_frame() else {
+            return false;
+        };
+        // SAFETY: both frames are mapped through the physical mapping; `new` was just
+        // allocated, `old` is a live user frame only read here.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(old).as_ptr::<u8>(),
+                phys_to_virt(new).as_mut_ptr::<u8>(),
+                PAGE as usize,
+            );
+        }
+        refs[frame_number(old)] -= 1;
+        refs[frame_number(new)] = 1;
+        entry.set_addr(new, writable);
+        PAGES_COPIED.fetch_add(1, Ordering::Relaxed);
+    }
+    tlb::flush(page);
+    COW_FAULTS.fetch_add(1, Ordering::Relaxed);
+    true
+}
