@@ -48,22 +48,12 @@ pub fn start(suite: &str) -> Result<(), String> {
     .map_err(|err| format!("cannot start the benchmark: {err:?}"))
 }
 
-fn module(name: &str) -> Result<Vec<u8>, String> {
-    crate::boot_package()
-        .file(name)
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| format!("the boot package has no `{name}` module"))
-}
-
 /// Runs SIP `name` alone to its end and returns its record.
 fn run_alone(name: &str, metering: Metering) -> Result<Record, String> {
-    let (pid, thread) =
-        process::start_with(name, module(name)?, metering).map_err(|e| format!("{e:?}"))?;
+    let (pid, thread) = process::start_with(name, crate::boot_module(name)?, metering)
+        .map_err(|e| format!("{e:?}"))?;
     thread.join();
-    let record = process::records()
-        .into_iter()
-        .find(|r| r.pid == pid)
-        .ok_or("record vanished")?;
+    let record = process::record(pid).ok_or("record vanished")?;
     match &record.ending {
         Some(Ending::Ran(Exit::Status(0))) => Ok(record),
         other => Err(format!("SIP {name} ended {other:?}")),
@@ -80,7 +70,10 @@ fn median(mut samples: Vec<u64>) -> (u64, u64, u64) {
 }
 
 fn create_start(name: &str, runs: usize) -> Result<(), String> {
-    let module_bytes = module(name)?.len();
+    let module_bytes = crate::boot_package()
+        .file(name)
+        .map(<[u8]>::len)
+        .ok_or_else(|| format!("the boot package has no `{name}` module"))?;
     // One warm-up run so kernel tables have their working size.
     run_alone(name, Metering::Fuel)?;
     let mut total = Vec::new();
@@ -146,18 +139,15 @@ fn metering_cost() -> Result<(), String> {
 }
 
 fn channel_round_trip() -> Result<(), String> {
-    let (server, server_thread) =
-        process::start("echo-server", module("echo-server")?).map_err(|e| format!("{e:?}"))?;
-    let (client, client_thread) =
-        process::start("echo-client", module("echo-client")?).map_err(|e| format!("{e:?}"))?;
+    let (server, server_thread) = process::start("echo-server", crate::boot_module("echo-server")?)
+        .map_err(|e| format!("{e:?}"))?;
+    let (client, client_thread) = process::start("echo-client", crate::boot_module("echo-client")?)
+        .map_err(|e| format!("{e:?}"))?;
     crate::ipc::connect("Echo", (server, "clients"), (client, "server"))?;
     client_thread.join();
     server_thread.join();
     for pid in [server, client] {
-        let record = process::records()
-            .into_iter()
-            .find(|r| r.pid == pid)
-            .ok_or("record vanished")?;
+        let record = process::record(pid).ok_or("record vanished")?;
         if record.ending != Some(Ending::Ran(Exit::Status(0))) {
             return Err(format!(
                 "{} ended {:?}",

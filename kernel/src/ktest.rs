@@ -331,25 +331,15 @@ fn reaping() -> TestResult {
 
 // --- sips --------------------------------------------------------------------------
 
-fn module(name: &str) -> Result<Vec<u8>, String> {
-    crate::boot_package()
-        .file(name)
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| format!("the boot package has no `{name}` module (boot with --sip {name})"))
-}
-
 fn ending(pid: process::Pid) -> Option<process::Ending> {
-    process::records()
-        .into_iter()
-        .find(|r| r.pid == pid)?
-        .ending
+    process::record(pid)?.ending
 }
 
 fn kill_looping_sip() -> TestResult {
     let (forever, forever_thread) =
-        process::start("forever", module("forever")?).map_err(|e| format!("{e:?}"))?;
+        process::start("forever", crate::boot_module("forever")?).map_err(|e| format!("{e:?}"))?;
     let (hello, hello_thread) =
-        process::start("hello", module("hello")?).map_err(|e| format!("{e:?}"))?;
+        process::start("hello", crate::boot_module("hello")?).map_err(|e| format!("{e:?}"))?;
     // `forever` never calls the kernel; `hello` must still run to completion.
     hello_thread.join();
     check(
@@ -373,7 +363,8 @@ fn kill_looping_sip() -> TestResult {
 fn sip_reclaim() -> TestResult {
     let run_all = |names: &[&str]| -> Result<(), String> {
         for name in names {
-            let (_, thread) = process::start(name, module(name)?).map_err(|e| format!("{e:?}"))?;
+            let (_, thread) =
+                process::start(name, crate::boot_module(name)?).map_err(|e| format!("{e:?}"))?;
             thread.join();
         }
         sched::yield_now();

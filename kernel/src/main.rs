@@ -51,6 +51,16 @@ pub fn boot_package() -> &'static BootPackage {
     PACKAGE.get().expect("the boot package was read at boot")
 }
 
+/// A copy of the SIP module called `name` from the boot package.
+pub fn boot_module(name: &str) -> Result<alloc::vec::Vec<u8>, String> {
+    boot_package()
+        .file(name)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| {
+            alloc::format!("the boot package has no `{name}` module (boot with --sip {name})")
+        })
+}
+
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::serial::init();
     mm::heap::init_boot_arena();

@@ -399,6 +399,11 @@ pub fn records() -> Vec<Record> {
     PROCESSES.lock().clone()
 }
 
+/// A copy of the record of `pid`.
+pub fn record(pid: Pid) -> Option<Record> {
+    PROCESSES.lock().iter().find(|r| r.pid == pid).cloned()
+}
+
 /// Prints one line per SIP: how it ended, its start-up cost and its work. Returns the
 /// number that did not end cleanly.
 pub fn print_summary() -> usize {
