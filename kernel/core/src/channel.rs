@@ -104,6 +104,20 @@ pub struct Channels {
     blocks: Vec<Option<Block>>,
 }
 
+/// Puts `item` in the first free slot of `table` (or a new one) and returns its handle:
+/// the slot index plus one, so that 0 is never a handle.
+fn insert<T>(table: &mut Vec<Option<T>>, item: T) -> u32 {
+    let index = match table.iter().position(Option::is_none) {
+        Some(free) => free,
+        None => {
+            table.push(None);
+            table.len() - 1
+        }
+    };
+    table[index] = Some(item);
+    index as u32 + 1
+}
+
 fn fault<T>(message: String) -> Result<T, Fault> {
     Err(Fault(message))
 }
@@ -159,16 +173,7 @@ impl Channels {
             head: 0,
             queued: 0,
         };
-        match self.endpoints.iter().position(Option::is_none) {
-            Some(i) => {
-                self.endpoints[i] = Some(endpoint);
-                i as EndpointId + 1
-            }
-            None => {
-                self.endpoints.push(Some(endpoint));
-                self.endpoints.len() as EndpointId
-            }
-        }
+        insert(&mut self.endpoints, endpoint)
     }
 
     /// Creates a channel of contract `contract`: (exporter end, importer end).
@@ -462,16 +467,7 @@ impl Channels {
             data,
             holder: Holder::Process(owner),
         };
-        match self.blocks.iter().position(Option::is_none) {
-            Some(i) => {
-                self.blocks[i] = Some(block);
-                i as BufferId + 1
-            }
-            None => {
-                self.blocks.push(Some(block));
-                self.blocks.len() as BufferId
-            }
-        }
+        insert(&mut self.blocks, block)
     }
 
     /// The bytes of `owner`'s block, for reading or writing.
