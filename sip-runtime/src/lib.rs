@@ -21,7 +21,7 @@ use core::fmt;
 
 use cordon_abi::{Limits, OPS, Op};
 use wasmi::{
-    Caller, Config, Engine, Error, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
+    Caller, Config, Engine, Error, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
     TrapCode, TypedFunc, TypedResumableCall,
 };
 
@@ -177,6 +177,9 @@ struct State<K> {
     /// Reused copy of an outgoing message for `chan_call` (whose message and reply buffer
     /// both live in linear memory), so calls do not allocate once warm.
     scratch: alloc::vec::Vec<u8>,
+    /// The SIP's exported linear memory, looked up once at instantiation rather than by
+    /// name in every kernel call that touches memory.
+    memory: Option<wasmi::Memory>,
 }
 
 /// Counters for one SIP run.
@@ -244,7 +247,7 @@ fn bad_call(why: String) -> Error {
 fn memory<'a, K: Kernel>(
     caller: &'a mut Caller<'_, State<K>>,
 ) -> Result<(&'a mut [u8], &'a mut State<K>), Error> {
-    let Some(Extern::Memory(memory)) = caller.get_export(cordon_abi::MEMORY) else {
+    let Some(memory) = caller.data().memory else {
         return Err(bad_call("the SIP has no memory".into()));
     };
     Ok(memory.data_and_store_mut(caller))
@@ -565,11 +568,8 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
                 op.name,
                 |mut caller: Caller<'_, State<K>>, ptr: i32, len: i32| -> Result<i32, Error> {
                     enter(&mut caller, &cordon_abi::CONSOLE_WRITE)?;
-                    let Some(Extern::Memory(memory)) = caller.get_export(cordon_abi::MEMORY) else {
-                        return Err(bad_call("console_write: the SIP has no memory".into()));
-                    };
                     let (start, count) = (ptr as u32 as usize, len as u32 as usize);
-                    let (data, state) = memory.data_and_store_mut(&mut caller);
+                    let (data, state) = memory(&mut caller)?;
                     let Some(bytes) = start.checked_add(count).and_then(|end| data.get(start..end)) else {
                         return Err(bad_call(format!(
                             "console_write({ptr:#x}, {count}) reaches outside linear memory ({} bytes)",
@@ -695,6 +695,7 @@ impl<K: Kernel + 'static> Sip<K> {
                 limits: store_limits,
                 abi_calls: 0,
                 scratch: alloc::vec::Vec::new(),
+                memory: None,
             },
         );
         store.limiter(|state| &mut state.limits);
@@ -705,6 +706,7 @@ impl<K: Kernel + 'static> Sip<K> {
         let instance = linker
             .instantiate_and_start(&mut store, &module)
             .map_err(|e| load("instantiating", e))?;
+        store.data_mut().memory = instance.get_memory(&store, cordon_abi::MEMORY);
         let main = instance
             .get_typed_func::<(), ()>(&store, cordon_abi::ENTRY)
             .map_err(|e| load("finding the entry point", e))?;
