@@ -261,7 +261,13 @@ pub mod status {
     pub const NOT_FOUND: i32 = -4;
     /// The kernel has no memory for the channel or block.
     pub const OUT_OF_MEMORY: i32 = -5;
+    /// A system call named memory its caller may not use (hard isolation: a pointer or
+    /// length outside the caller's user pages). Never seen by a SIP: its runtime checks
+    /// wasm pointers first, so this means the runtime itself misbehaved.
+    pub const BAD_ADDRESS: i32 = -6;
 }
+
+pub mod hosted;
 
 /// Looks an operation up by import name.
 pub fn op_by_name(name: &str) -> Option<&'static Op> {

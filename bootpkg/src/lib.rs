@@ -21,27 +21,93 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
-/// How SIPs are isolated from the kernel and from each other.
+/// How SIPs are isolated from the kernel and from each other: the five configurations of
+/// Singularity's "unsafe code tax" experiment (Figure 5 of *Rethinking the Software
+/// Stack*), from none to a full microkernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Isolation {
-    /// Software isolation: every SIP in ring 0, one address space.
+    /// Software isolation only: every SIP run by the kernel itself in ring 0, on the
+    /// kernel heap (physical memory through the bootloader's large-page mapping).
     Soft,
-    /// Hardware isolation: per-SIP page tables, ring 3, system calls.
+    /// Every SIP's runtime in one system-wide address space of 4 KiB pages, ring 0.
+    Paged,
+    /// As `paged`, but the client SIP has an address space of its own (a CR3 load on
+    /// every switch to or from it), still in ring 0.
+    ClientSpace,
+    /// As `client-space`, with the client SIP in ring 3 (system calls).
+    ClientRing3,
+    /// Hardware isolation: every SIP in its own ring-3 address space.
     Hard,
 }
 
+/// Where one SIP runs under a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Run by the kernel directly (software isolation).
+    Kernel,
+    /// The hosted runtime in the shared system-wide space, ring 0.
+    SharedSpace,
+    /// The hosted runtime in a space of its own, in ring 0 or ring 3.
+    OwnSpace { ring3: bool },
+}
+
 impl Isolation {
-    /// Every mode, in the order the command line lists them.
-    pub const ALL: [Isolation; 2] = [Isolation::Soft, Isolation::Hard];
+    /// Every mode, in the order the command line lists them (Figure 5's order).
+    pub const ALL: [Isolation; 5] = [
+        Isolation::Soft,
+        Isolation::Paged,
+        Isolation::ClientSpace,
+        Isolation::ClientRing3,
+        Isolation::Hard,
+    ];
 
     /// The name used on the command line and on the kernel console.
     pub fn name(self) -> &'static str {
         match self {
             Isolation::Soft => "soft",
+            Isolation::Paged => "paged",
+            Isolation::ClientSpace => "client-space",
+            Isolation::ClientRing3 => "client-ring3",
             Isolation::Hard => "hard",
         }
+    }
+
+    /// What the configuration is, in Figure 5's terms.
+    pub fn description(self) -> &'static str {
+        match self {
+            Isolation::Soft => {
+                "physical memory (large pages), one address space, all SIPs in ring 0 (Singularity's baseline)"
+            }
+            Isolation::Paged => "4 KiB pages, one system-wide address space, all SIPs in ring 0",
+            Isolation::ClientSpace => {
+                "4 KiB pages; the client SIP in its own address space, still in ring 0"
+            }
+            Isolation::ClientRing3 => {
+                "4 KiB pages; the client SIP in its own address space in ring 3"
+            }
+            Isolation::Hard => "every SIP in its own ring-3 address space (a full microkernel)",
+        }
+    }
+
+    /// Where a SIP runs; `client` says whether it is the system's client SIP.
+    pub fn placement(self, client: bool) -> Placement {
+        match (self, client) {
+            (Isolation::Soft, _) => Placement::Kernel,
+            (Isolation::Paged, _) | (Isolation::ClientSpace | Isolation::ClientRing3, false) => {
+                Placement::SharedSpace
+            }
+            (Isolation::ClientSpace, true) => Placement::OwnSpace { ring3: false },
+            (Isolation::ClientRing3, true) | (Isolation::Hard, _) => {
+                Placement::OwnSpace { ring3: true }
+            }
+        }
+    }
+
+    /// Whether the configuration treats one SIP differently (it needs a client).
+    pub fn needs_client(self) -> bool {
+        matches!(self, Isolation::ClientSpace | Isolation::ClientRing3)
     }
 
     /// Parses a command-line name; `None` for anything but the names in [`Isolation::ALL`].
@@ -53,6 +119,43 @@ impl Isolation {
 impl fmt::Display for Isolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A position-independent x86_64 program (the hosted SIP runtime, the system-call probe),
+/// taken apart by the runner so the kernel only copies and relocates: its loadable
+/// segments, at addresses relative to wherever the kernel loads it, and the words the
+/// kernel must add the load address to (`R_X86_64_RELATIVE`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub name: String,
+    pub entry: u64,
+    pub segments: Vec<Segment>,
+    /// (offset of a word, addend): the word becomes load address + addend.
+    pub relocations: Vec<(u64, u64)>,
+}
+
+/// One loadable segment of a [`Program`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub address: u64,
+    /// Bytes in memory; past `data.len()` they are zero.
+    pub size: u64,
+    pub writable: bool,
+    pub executable: bool,
+    pub data: Vec<u8>,
+}
+
+impl Program {
+    /// Bytes the program spans from offset 0, rounded up to whole pages.
+    pub fn span(&self) -> u64 {
+        let end = self
+            .segments
+            .iter()
+            .map(|s| s.address + s.size)
+            .max()
+            .unwrap_or(0);
+        end.div_ceil(4096) * 4096
     }
 }
 
@@ -135,6 +238,10 @@ pub struct BootPackage {
     /// Named files: SIP modules, and contract sources (`*.contract`) that the kernel
     /// compiles at boot.
     pub files: Vec<File>,
+    /// Index into `sips` of the client SIP, which the `client-*` configurations isolate.
+    pub client: Option<u32>,
+    /// Programs the kernel runs in SIP address spaces: `sip-hosted`, `syscall-probe`.
+    pub programs: Vec<Program>,
 }
 
 /// One end of a system-manifest channel: which SIP (index into `sips`) and the name the
@@ -215,6 +322,11 @@ impl BootPackage {
         postcard::from_bytes(&bytes[HEADER_LEN..]).map_err(DecodeError::Body)
     }
 
+    /// The program called `name`, if the package has one.
+    pub fn program(&self, name: &str) -> Option<&Program> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+
     /// The file called `name`, if the package has one.
     pub fn file(&self, name: &str) -> Option<&[u8]> {
         self.files
@@ -251,6 +363,19 @@ mod tests {
             files: vec![File {
                 name: "hello.wasm".into(),
                 data: vec![0, 97, 115, 109],
+            }],
+            client: Some(1),
+            programs: vec![Program {
+                name: "sip-hosted".into(),
+                entry: 0x1000,
+                segments: vec![Segment {
+                    address: 0x1000,
+                    size: 0x2001,
+                    writable: false,
+                    executable: true,
+                    data: vec![0xcc],
+                }],
+                relocations: vec![(0x1008, 0x1000)],
             }],
         }
     }
@@ -296,5 +421,33 @@ mod tests {
             assert_eq!(LogLevel::from_name(level.name()), Some(level));
         }
         assert_eq!(Isolation::from_name("foo"), None);
+    }
+
+    #[test]
+    fn placements_follow_figure_5() {
+        use Placement::*;
+        let row = |mode: Isolation| (mode.placement(true), mode.placement(false));
+        assert_eq!(row(Isolation::Soft), (Kernel, Kernel));
+        assert_eq!(row(Isolation::Paged), (SharedSpace, SharedSpace));
+        assert_eq!(
+            row(Isolation::ClientSpace),
+            (OwnSpace { ring3: false }, SharedSpace)
+        );
+        assert_eq!(
+            row(Isolation::ClientRing3),
+            (OwnSpace { ring3: true }, SharedSpace)
+        );
+        assert_eq!(
+            row(Isolation::Hard),
+            (OwnSpace { ring3: true }, OwnSpace { ring3: true })
+        );
+        let needs: Vec<_> = Isolation::ALL.iter().map(|m| m.needs_client()).collect();
+        assert_eq!(needs, [false, false, true, true, false]);
+    }
+
+    #[test]
+    fn program_span_covers_bss() {
+        let p = sample().programs.remove(0);
+        assert_eq!(p.span(), 0x4000);
     }
 }

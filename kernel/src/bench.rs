@@ -50,7 +50,11 @@ pub fn start(suite: &str) -> Result<(), String> {
 
 /// Runs SIP `name` alone to its end and returns its record.
 fn run_alone(name: &str, metering: Metering) -> Result<Record, String> {
-    let (pid, thread) = process::start_with(name, crate::boot_module(name)?, metering)
+    let options = process::StartOptions {
+        metering,
+        client: true,
+    };
+    let (pid, thread) = process::start_with(name, crate::boot_module(name)?, options)
         .map_err(|e| format!("{e:?}"))?;
     thread.join();
     let record = process::record(pid).ok_or("record vanished")?;
@@ -141,8 +145,16 @@ fn metering_cost() -> Result<(), String> {
 fn channel_round_trip() -> Result<(), String> {
     let (server, server_thread) = process::start("echo-server", crate::boot_module("echo-server")?)
         .map_err(|e| format!("{e:?}"))?;
-    let (client, client_thread) = process::start("echo-client", crate::boot_module("echo-client")?)
-        .map_err(|e| format!("{e:?}"))?;
+    let client_options = process::StartOptions {
+        client: true,
+        ..Default::default()
+    };
+    let (client, client_thread) = process::start_with(
+        "echo-client",
+        crate::boot_module("echo-client")?,
+        client_options,
+    )
+    .map_err(|e| format!("{e:?}"))?;
     crate::ipc::connect("Echo", (server, "clients"), (client, "server"))?;
     client_thread.join();
     server_thread.join();

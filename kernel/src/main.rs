@@ -18,17 +18,19 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod hosted;
 mod ipc;
 mod ktest;
 mod mm;
 mod process;
 mod sched;
+mod syscall;
 mod time;
 
 use alloc::string::String;
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
-use bootpkg::{BootPackage, Isolation, LogLevel};
+use bootpkg::{BootPackage, LogLevel};
 use spin::Once;
 
 use arch::qemu::{ExitCode, exit};
@@ -67,6 +69,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::serial::init_logger(log::LevelFilter::Info);
     arch::init();
 
+    // Memory first: the boot package (with the hosted runtime) outgrows the boot arena.
+    let memory = mm::init(boot_info);
     let package = match mm::ramdisk(boot_info).map(BootPackage::decode) {
         Some(Ok(package)) => PACKAGE.call_once(|| package),
         Some(Err(err)) => fail(format_args!("cannot read the boot package: {err}")),
@@ -82,7 +86,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         ktest::run_early(name);
     }
 
-    let memory = mm::init(boot_info);
     println!(
         "Cordon {} booted: isolation={}, {} MiB usable memory, {} MiB heap, {} of {} frames free, timer {} Hz",
         env!("CARGO_PKG_VERSION"),
@@ -94,10 +97,22 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         time::TICK_HZ,
     );
 
-    if config.isolation == Isolation::Hard {
+    syscall::check_table();
+    println!(
+        "isolation={}: {}; PCID {} (not used: every CR3 load flushes the TLB), NX {}",
+        config.isolation,
+        config.isolation.description(),
+        if arch::has_pcid() {
+            "available"
+        } else {
+            "not available"
+        },
+        if mm::vm::nx_enabled() { "on" } else { "off" },
+    );
+    if config.isolation.needs_client() && package.client.is_none() {
         fail(format_args!(
-            "isolation=hard is not available: this kernel has no hardware isolation yet \
-             (per-SIP page tables, ring 3, system calls). Boot with --isolation soft."
+            "isolation={} isolates the client SIP, and the system manifest names none",
+            config.isolation
         ));
     }
 
@@ -187,11 +202,15 @@ fn start_system(package: &BootPackage) -> Result<(), String> {
         return Err("the system manifest starts no SIPs".into());
     }
     let mut pids = alloc::vec::Vec::new();
-    for name in &package.sips {
+    for (index, name) in package.sips.iter().enumerate() {
         let module = package
             .file(name)
             .ok_or_else(|| alloc::format!("SIP `{name}` is not in the boot package"))?;
-        let (pid, _) = process::start(name, module.to_vec())
+        let options = process::StartOptions {
+            client: package.client == Some(index as u32),
+            ..Default::default()
+        };
+        let (pid, _) = process::start_with(name, module.to_vec(), options)
             .map_err(|err| alloc::format!("cannot start SIP `{name}`: {err:?}"))?;
         pids.push(pid);
     }

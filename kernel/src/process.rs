@@ -14,6 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use bootpkg::Placement;
 use sip_runtime::{Exit, Metering, Sip};
 
 use crate::arch::{cycles, irq::IrqMutex, serial};
@@ -119,8 +120,10 @@ pub struct Record {
 
 static PROCESSES: IrqMutex<Vec<Record>> = IrqMutex::new(Vec::new());
 
-/// The kernel side of the SIP ABI in soft isolation: direct calls.
-struct SoftKernel {
+/// The kernel side of the SIP ABI: what every operation does for one SIP. In soft
+/// isolation the runtime calls it directly; under the other configurations the
+/// system-call table (`crate::syscall`) calls the same methods.
+pub(crate) struct SipKernel {
     name: String,
     created: u64,
     first_call: Option<u64>,
@@ -128,7 +131,28 @@ struct SoftKernel {
     pid: Pid,
 }
 
-impl sip_runtime::Kernel for SoftKernel {
+impl SipKernel {
+    fn new(pid: Pid, name: &str, created: u64) -> SipKernel {
+        SipKernel {
+            name: String::from(name),
+            created,
+            first_call: None,
+            at_line_start: true,
+            pid,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Cycles from creation to the SIP's first kernel call, once it made one.
+    pub(crate) fn first_call(&self) -> Option<u64> {
+        self.first_call
+    }
+}
+
+impl sip_runtime::Kernel for SipKernel {
     fn on_kernel_call(&mut self, _op: &'static cordon_abi::Op) {
         if self.first_call.is_none() {
             self.first_call = Some(cycles::stop() - self.created);
@@ -251,22 +275,41 @@ fn check_endpoints(pid: Pid, manifest: &cordon_abi::Manifest) -> Result<(), Stri
     Ok(())
 }
 
-fn update(pid: Pid, f: impl FnOnce(&mut Record)) {
+pub(crate) fn update(pid: Pid, f: impl FnOnce(&mut Record)) {
     if let Some(record) = PROCESSES.lock().iter_mut().find(|r| r.pid == pid) {
         f(record);
     }
 }
 
-/// Creates and starts a SIP from `module`. `name` labels its output.
-pub fn start(name: &str, module: Vec<u8>) -> Result<(Pid, JoinHandle), StartError> {
-    start_with(name, module, Metering::Fuel)
+/// How to start a SIP.
+#[derive(Clone, Copy, Debug)]
+pub struct StartOptions {
+    /// Fuel metering (benchmarks compare on and off).
+    pub metering: Metering,
+    /// Whether this is the system's client SIP, which the `client-*` isolation
+    /// configurations place apart from the others.
+    pub client: bool,
 }
 
-/// [`start`] with a choice of metering (benchmarks compare the two).
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            metering: Metering::Fuel,
+            client: false,
+        }
+    }
+}
+
+/// Creates and starts a SIP from `module`. `name` labels its output.
+pub fn start(name: &str, module: Vec<u8>) -> Result<(Pid, JoinHandle), StartError> {
+    start_with(name, module, StartOptions::default())
+}
+
+/// [`start`] with options.
 pub fn start_with(
     name: &str,
     module: Vec<u8>,
-    metering: Metering,
+    options: StartOptions,
 ) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
     let pid = {
@@ -290,7 +333,7 @@ pub fn start_with(
     let thread_name = format!("sip:{name}");
     let name = String::from(name);
     match sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, move || {
-        run(pid, name, module, created, metering)
+        run(pid, name, module, created, options)
     }) {
         Ok(thread) => Ok((pid, thread)),
         Err(err) => {
@@ -302,18 +345,44 @@ pub fn start_with(
     }
 }
 
-fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, metering: Metering) {
+fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOptions) {
+    let placement = crate::boot_package()
+        .config
+        .isolation
+        .placement(options.client);
     let ending = match verifier::verify(&module, &verifier::Policy::default()) {
         Err(rejection) => Ending::Refused(format!("{rejection}")),
         Ok(verified) => {
             let verify = cycles::stop() - created;
             let limits = verified.manifest.limits;
-            match check_endpoints(pid, &verified.manifest)
-                .and_then(|()| reserve(&limits, module.len()))
-            {
-                Err(why) => Ending::LoadFailed(why),
-                // The reservation lives until the SIP and everything it allocated are gone.
-                Ok(_reservation) => execute(pid, &name, module, created, verify, &limits, metering),
+            match (check_endpoints(pid, &verified.manifest), placement) {
+                (Err(why), _) => Ending::LoadFailed(why),
+                (Ok(()), Placement::Kernel) => match reserve(&limits, module.len()) {
+                    Err(why) => Ending::LoadFailed(why),
+                    // The reservation lives until the SIP and everything it allocated are
+                    // gone.
+                    Ok(_reservation) => execute(
+                        pid,
+                        &name,
+                        module,
+                        created,
+                        verify,
+                        &limits,
+                        options.metering,
+                    ),
+                },
+                (Ok(()), placement) => crate::hosted::execute(
+                    SipKernel::new(pid, &name, created),
+                    &module,
+                    crate::hosted::Setup {
+                        placement,
+                        limits,
+                        metering: options.metering,
+                        created,
+                        verify,
+                        probe: 0,
+                    },
+                ),
             }
         }
     };
@@ -324,7 +393,7 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, metering: Metering
 
 /// Heap a SIP may need at most: its declared memory twice (growing a linear memory copies
 /// it into a larger block), its translated code, and its engine and store.
-fn worst_case_bytes(limits: &cordon_abi::Limits, module_bytes: usize) -> usize {
+pub(crate) fn worst_case_bytes(limits: &cordon_abi::Limits, module_bytes: usize) -> usize {
     limits.max_memory_pages as usize * 65_536 * 2 + module_bytes * 32 + (1 << 20)
 }
 
@@ -353,13 +422,7 @@ fn execute(
     limits: &cordon_abi::Limits,
     metering: Metering,
 ) -> Ending {
-    let kernel = SoftKernel {
-        name: String::from(name),
-        created,
-        first_call: None,
-        at_line_start: true,
-        pid,
-    };
+    let kernel = SipKernel::new(pid, name, created);
     let mut sip = match Sip::with_metering(&module, limits, kernel, metering) {
         Err(err) => return Ending::LoadFailed(format!("{err}")),
         Ok(sip) => sip,

@@ -141,6 +141,56 @@ impl fmt::Display for Exit {
     }
 }
 
+impl Exit {
+    /// The words of an [`cordon_abi::hosted::ExitReport`] for this exit: (value, detail,
+    /// message). The hosted runtime reports its SIP's end this way.
+    pub fn to_report(&self) -> (u64, u64, Option<&str>) {
+        match self {
+            Exit::Status(status) => (0, *status as u32 as u64, None),
+            Exit::Killed => (1, 0, None),
+            Exit::Fault(fault) => {
+                let (code, detail, text) = match fault {
+                    Fault::OutOfBoundsMemory => (0, 0, None),
+                    Fault::OutOfBoundsTable => (1, 0, None),
+                    Fault::Unreachable => (2, 0, None),
+                    Fault::StackOverflow => (3, 0, None),
+                    Fault::DivisionByZero => (4, 0, None),
+                    Fault::IntegerOverflow => (5, 0, None),
+                    Fault::BadConversion => (6, 0, None),
+                    Fault::IndirectCallMismatch => (7, 0, None),
+                    Fault::FuelExhausted { budget } => (8, *budget, None),
+                    Fault::LimitExceeded => (9, 0, None),
+                    Fault::BadAbiCall(why) => (10, 0, Some(why.as_str())),
+                    Fault::Other(why) => (11, 0, Some(why.as_str())),
+                };
+                (2 + code, detail, text)
+            }
+        }
+    }
+
+    /// The inverse of [`Exit::to_report`]; `None` for words no runtime would write.
+    pub fn from_report(value: u64, detail: u64, message: &str) -> Option<Exit> {
+        let text = || String::from(message);
+        Some(match value {
+            0 => Exit::Status(u32::try_from(detail).ok()? as i32),
+            1 => Exit::Killed,
+            2 => Exit::Fault(Fault::OutOfBoundsMemory),
+            3 => Exit::Fault(Fault::OutOfBoundsTable),
+            4 => Exit::Fault(Fault::Unreachable),
+            5 => Exit::Fault(Fault::StackOverflow),
+            6 => Exit::Fault(Fault::DivisionByZero),
+            7 => Exit::Fault(Fault::IntegerOverflow),
+            8 => Exit::Fault(Fault::BadConversion),
+            9 => Exit::Fault(Fault::IndirectCallMismatch),
+            10 => Exit::Fault(Fault::FuelExhausted { budget: detail }),
+            11 => Exit::Fault(Fault::LimitExceeded),
+            12 => Exit::Fault(Fault::BadAbiCall(text())),
+            13 => Exit::Fault(Fault::Other(text())),
+            _ => return None,
+        })
+    }
+}
+
 /// Why a module could not be instantiated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadError(pub String);

@@ -355,3 +355,28 @@ fn every_abi_operation_has_a_host_function() {
         format!(r#"(module {imports} (memory (export "memory") 1) (func (export "cordon_main")))"#);
     assert_eq!(run(&wat), Exit::Status(0));
 }
+
+#[test]
+fn exits_survive_the_hosted_report() {
+    use sip_runtime::{Exit, Fault};
+    let exits = [
+        Exit::Status(0),
+        Exit::Status(-7),
+        Exit::Status(i32::MAX),
+        Exit::Killed,
+        Exit::Fault(Fault::OutOfBoundsMemory),
+        Exit::Fault(Fault::FuelExhausted { budget: 1 << 40 }),
+        Exit::Fault(Fault::BadAbiCall("contract says no".into())),
+        Exit::Fault(Fault::Other("engine".into())),
+        Exit::Fault(Fault::IndirectCallMismatch),
+    ];
+    for exit in exits {
+        let (value, detail, text) = exit.to_report();
+        assert_eq!(
+            Exit::from_report(value, detail, text.unwrap_or("")),
+            Some(exit.clone())
+        );
+    }
+    assert_eq!(Exit::from_report(99, 0, ""), None);
+    assert_eq!(Exit::from_report(0, 1 << 33, ""), None);
+}

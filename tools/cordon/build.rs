@@ -12,6 +12,14 @@ fn main() {
         "cargo builds the kernel artifact (nightly with -Zbindeps, see .cargo/config.toml)",
     );
     println!("cargo:rustc-env=CORDON_KERNEL_ELF={kernel}");
+    for (bin, var) in [
+        ("sip-hosted", "CORDON_SIP_HOSTED_ELF"),
+        ("syscall-probe", "CORDON_SYSCALL_PROBE_ELF"),
+    ] {
+        let key = format!("CARGO_BIN_FILE_SIP_HOSTED_{bin}");
+        let path = std::env::var(&key).unwrap_or_else(|_| panic!("cargo sets {key}"));
+        println!("cargo:rustc-env={var}={path}");
+    }
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     println!("cargo:rustc-env=CORDON_WORK_DIR={out}");
 

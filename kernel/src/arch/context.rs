@@ -22,8 +22,11 @@ const SAVED_REGISTERS: usize = 6;
 /// Interrupts must be disabled. `save_rsp` must be valid for a write. `next_rsp` must be a
 /// stack pointer saved by an earlier `switch` or made by [`prepare_stack`], whose stack is
 /// still allocated.
+///
+/// A non-zero `next_cr3` is loaded between the two stacks: a thread running a program in
+/// ring 0 may be suspended on a stack that only its own address space maps.
 #[unsafe(naked)]
-pub unsafe extern "C" fn switch(save_rsp: *mut u64, next_rsp: u64) {
+pub unsafe extern "C" fn switch(save_rsp: *mut u64, next_rsp: u64, next_cr3: u64) {
     naked_asm!(
         "push rbp",
         "push rbx",
@@ -32,6 +35,10 @@ pub unsafe extern "C" fn switch(save_rsp: *mut u64, next_rsp: u64) {
         "push r14",
         "push r15",
         "mov [rdi], rsp",
+        "test rdx, rdx",
+        "jz 2f",
+        "mov cr3, rdx",
+        "2:",
         "mov rsp, rsi",
         "pop r15",
         "pop r14",
@@ -96,6 +103,11 @@ const STACK_CANARY: u64 = 0x5741_434b_4f56_4552; // "WACKOVER"
 struct Slot {
     rsp: u64,
     stack: Option<FrameBlock>,
+    /// The thread's address space (its top-level table), or 0: any will do (kernel
+    /// threads run in whichever space is loaded).
+    cr3: u64,
+    /// System-call stack and program session (see `arch::user`).
+    user: super::user::ThreadState,
 }
 
 struct Table {
@@ -103,6 +115,7 @@ struct Table {
     threads: Vec<Option<Box<Slot>>>,
     running: ContextId,
     switches: u64,
+    cr3_loads: u64,
 }
 
 impl Table {
@@ -126,10 +139,13 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
         idle: Box::new(Slot {
             rsp: 0,
             stack: None,
+            cr3: 0,
+            user: Default::default(),
         }),
         threads: Vec::new(),
         running: ContextId::Idle,
         switches: 0,
+        cr3_loads: 0,
     }))
 }
 
@@ -147,6 +163,8 @@ pub fn create(index: usize, mut stack: FrameBlock, entry: extern "C" fn(u64) -> 
         table.threads[index] = Some(Box::new(Slot {
             rsp,
             stack: Some(stack),
+            cr3: 0,
+            user: Default::default(),
         }));
     });
 }
@@ -174,6 +192,38 @@ pub fn switches() -> u64 {
     with_table(|table| table.switches)
 }
 
+/// CR3 loads by the context switch so far.
+pub fn cr3_loads() -> u64 {
+    with_table(|table| table.cr3_loads)
+}
+
+/// Gives the running thread the address space whose top-level table is at `l4` (0: none
+/// of its own) and loads it.
+pub fn set_address_space(l4: u64) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        with_table(|table| {
+            let running = table.running;
+            table.slot(running).cr3 = l4;
+        });
+        if l4 != 0 {
+            load_cr3(l4);
+        }
+    });
+}
+
+fn load_cr3(l4: u64) {
+    use x86_64::registers::control::{Cr3, Cr3Flags};
+    use x86_64::structures::paging::PhysFrame;
+    // SAFETY: `l4` is the top-level table of a live address space, which maps the kernel
+    // exactly as every other space does (shared kernel entries).
+    unsafe {
+        Cr3::write(
+            PhysFrame::containing_address(x86_64::PhysAddr::new(l4)),
+            Cr3Flags::empty(),
+        )
+    };
+}
+
 /// Suspends the running context and resumes `next`. Returns when something switches back.
 /// Must be called with interrupts disabled.
 pub fn switch_to(next: ContextId) {
@@ -181,7 +231,7 @@ pub fn switch_to(next: ContextId) {
         !x86_64::instructions::interrupts::are_enabled(),
         "context switch with interrupts enabled"
     );
-    let (save, next_rsp) = with_table(|table| {
+    let (save, next_rsp, next_cr3) = with_table(|table| {
         let from = table.running;
         assert_ne!(from, next, "switch to the running context");
         if let ContextId::Thread(i) = from {
@@ -191,16 +241,29 @@ pub fn switch_to(next: ContextId) {
                 panic!("kernel stack overflow in thread {i}");
             }
         }
-        let next_rsp = table.slot(next).rsp;
+        table.slot(from).user = super::user::save_thread();
+        let (next_rsp, next_cr3, next_user) = {
+            let slot = table.slot(next);
+            (slot.rsp, slot.cr3, slot.user)
+        };
+        super::user::restore_thread(next_user);
+        let current_cr3 = x86_64::registers::control::Cr3::read_raw()
+            .0
+            .start_address();
+        let load_cr3 = next_cr3 != 0 && next_cr3 != current_cr3.as_u64();
+        if load_cr3 {
+            table.cr3_loads += 1;
+        }
         let save: *mut u64 = &mut table.slot(from).rsp;
         table.running = next;
         table.switches += 1;
-        (save, next_rsp)
+        (save, next_rsp, if load_cr3 { next_cr3 } else { 0 })
     });
     // SAFETY: interrupts are disabled and there is one processor, so nothing runs between
     // releasing the table lock and the switch. `save` points into the boxed slot of the
     // running context, which `destroy` refuses to free while it runs. `next_rsp` was
     // saved by an earlier switch away from `next` or made by `prepare_stack`, and `next`'s
     // stack is owned by its slot, still in the table.
-    unsafe { switch(save, next_rsp) }
+    // A non-zero `next_cr3` is a live space mapping the kernel like every other.
+    unsafe { switch(save, next_rsp, next_cr3) }
 }

@@ -13,7 +13,7 @@
 //! The TSS holds the interrupt stack table: the double fault, NMI and machine check run on
 //! stacks of their own, so a kernel stack overflow still produces a report instead of a
 //! triple fault. `RSP0` (the stack used when an interrupt arrives in ring 3) is set per
-//! thread once ring 3 exists.
+//! thread: by `arch::user` when a thread enters a program, by the context switch after.
 
 use spin::Once;
 use x86_64::VirtAddr;
@@ -36,13 +36,16 @@ const IST_STACK_SIZE: usize = 20 * 1024;
 struct IstStack([u8; IST_STACK_SIZE]);
 
 static mut IST_STACKS: [IstStack; 3] = [const { IstStack([0; IST_STACK_SIZE]) }; 3];
-static mut TSS: TaskStateSegment = TaskStateSegment::new();
+/// The task-state segment (`arch::user` writes `RSP0` from assembly as well).
+pub(super) static mut TSS: TaskStateSegment = TaskStateSegment::new();
 
 /// The selectors of the loaded GDT.
 #[derive(Clone, Copy, Debug)]
 pub struct Selectors {
     pub kernel_code: SegmentSelector,
     pub kernel_data: SegmentSelector,
+    pub user_data: SegmentSelector,
+    pub user_code: SegmentSelector,
     pub tss: SegmentSelector,
 }
 
@@ -72,14 +75,16 @@ pub fn init() {
         let kernel_code = gdt.append(Descriptor::kernel_code_segment());
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
         // Ring-3 descriptors, in the order sysret expects (data, then code).
-        gdt.append(Descriptor::user_data_segment());
-        gdt.append(Descriptor::user_code_segment());
+        let user_data = gdt.append(Descriptor::user_data_segment());
+        let user_code = gdt.append(Descriptor::user_code_segment());
         let tss = gdt.append(Descriptor::tss_segment(tss));
         (
             gdt,
             Selectors {
                 kernel_code,
                 kernel_data,
+                user_data,
+                user_code,
                 tss,
             },
         )
@@ -93,6 +98,17 @@ pub fn init() {
         DS::set_reg(selectors.kernel_data);
         ES::set_reg(selectors.kernel_data);
         load_tss(selectors.tss);
+    }
+}
+
+/// Sets `RSP0`, the stack the processor switches to when an interrupt arrives in ring 3.
+pub(super) fn set_kernel_stack(rsp: u64) {
+    // SAFETY: one processor, called with interrupts disabled (by the context switch), so
+    // nothing reads the TSS while the field is written; the processor reads it only on a
+    // later ring-3 interrupt.
+    unsafe {
+        let tss = &raw mut TSS;
+        (*tss).privilege_stack_table[0] = VirtAddr::new(rsp);
     }
 }
 

@@ -12,6 +12,7 @@ pub mod qemu;
 pub mod selftest;
 pub mod serial;
 pub mod trap;
+pub mod user;
 
 /// Brings up the processor tables and interrupt controllers, interrupts still masked.
 pub fn init() {
@@ -25,7 +26,13 @@ pub fn init() {
     }
     gdt::init();
     trap::init();
+    user::init();
     pic::init();
+}
+
+/// Whether the processor supports process-context identifiers (CPUID.1:ECX bit 17).
+pub fn has_pcid() -> bool {
+    core::arch::x86_64::__cpuid(1).ecx & (1 << 17) != 0
 }
 
 /// Waits for the next interrupt with interrupts enabled, then returns with them disabled

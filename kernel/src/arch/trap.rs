@@ -357,11 +357,30 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
         }
         v => log::warn!("unexpected interrupt vector {v}"),
     }
+    super::user::on_trap_return(frame);
 }
 
-/// A CPU exception. Until ring 3 exists every exception is the kernel's own: panic with a
-/// decoded report.
+/// A CPU exception: a program's ends that program (`arch::user`); the kernel's own panics
+/// with a decoded report.
 fn exception(frame: &TrapFrame) -> ! {
+    super::user::on_exception(frame, || {
+        let ring = frame.cpl();
+        if frame.vector == vector::PAGE_FAULT {
+            alloc::format!(
+                "page fault (#PF) in ring {ring} at rip={:#x}: CR2={:#x}, {}",
+                frame.rip,
+                Cr2::read_raw(),
+                PageFaultCode(frame.error_code)
+            )
+        } else {
+            alloc::format!(
+                "{} in ring {ring} at rip={:#x} (error code {:#x})",
+                exception_name(frame.vector),
+                frame.rip,
+                frame.error_code
+            )
+        }
+    });
     let origin = if frame.cpl() == 0 { "kernel" } else { "user" };
     if frame.vector == vector::PAGE_FAULT {
         let address = Cr2::read_raw();

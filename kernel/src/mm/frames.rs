@@ -103,3 +103,41 @@ impl Drop for FrameBlock {
         }
     }
 }
+
+/// Frames kept back from [`FramePromise`]s for the kernel's own needs (stacks, tables).
+const KERNEL_RESERVE_FRAMES: u64 = 2048;
+/// Frames promised to running programs.
+static PROMISED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Frames promised to one program in a SIP address space (its worst case, like the
+/// heap's `Reservation` in soft mode), so demand-zero faults of admitted programs always
+/// find a frame. Given back when dropped. Conservative: frames a program already uses
+/// count both as used and as promised.
+#[derive(Debug)]
+pub struct FramePromise {
+    frames: u64,
+}
+
+impl FramePromise {
+    /// Promises `frames`, or says how many could be: Err((asked, available)).
+    pub fn new(frames: u64) -> Result<FramePromise, (u64, u64)> {
+        use core::sync::atomic::Ordering;
+        let _guard = BUDDY.lock(); // one decision at a time
+        let promised = PROMISED.load(Ordering::Relaxed);
+        let free = _guard.free_frames();
+        let available = free
+            .saturating_sub(KERNEL_RESERVE_FRAMES)
+            .saturating_sub(promised);
+        if frames > available {
+            return Err((frames, available));
+        }
+        PROMISED.store(promised + frames, Ordering::Relaxed);
+        Ok(FramePromise { frames })
+    }
+}
+
+impl Drop for FramePromise {
+    fn drop(&mut self) {
+        PROMISED.fetch_sub(self.frames, core::sync::atomic::Ordering::Relaxed);
+    }
+}

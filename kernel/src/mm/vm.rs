@@ -13,11 +13,18 @@
 //! the space is active. Dropping a space drops its references; frames whose count reaches
 //! zero, and its page tables, go back to the frame allocator.
 //!
-//! This is the memory half of hardware isolation; ring 3 and system calls come next.
+//! Pages can also be reserved *demand-zero* ([`AddressSpace::reserve_lazy`]): nothing is
+//! mapped until the first touch faults, and [`resolve_fault`] then maps a zeroed frame.
+//! The hosted SIP runtime's heap (where its SIP's linear memory lives) works this way.
+//!
+//! System calls reach user memory only through [`UserAccess`], which checks that every
+//! page of a range is mapped in the caller's space (faulting in demand-zero and
+//! copy-on-write pages) before it hands out a slice.
 
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::ops::Range;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use x86_64::instructions::tlb;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::page_table::PageTableEntry;
@@ -41,6 +48,12 @@ const USER_PAGE: Flags = Flags::PRESENT
     .union(Flags::USER_ACCESSIBLE);
 
 static USER_SLOT: AtomicUsize = AtomicUsize::new(0);
+/// Whether EFER.NXE is on, so that non-executable pages can say so.
+static NX: AtomicBool = AtomicBool::new(false);
+/// Demand-zero ranges: (top-level table of the space, range, flags of the pages).
+static LAZY: IrqMutex<Vec<(u64, Range<u64>, Flags)>> = IrqMutex::new(Vec::new());
+/// Demand-zero pages mapped since boot.
+pub static DEMAND_FAULTS: AtomicU64 = AtomicU64::new(0);
 static KERNEL_L4: AtomicU64 = AtomicU64::new(0);
 /// References to each frame mapped in some user region, by frame number.
 static REFS: IrqMutex<Vec<u16>> = IrqMutex::new(Vec::new());
@@ -61,12 +74,47 @@ pub fn init() {
         .find(|&i| kernel[i].is_unused())
         .expect("a free top-level slot in the lower half for user space");
     USER_SLOT.store(slot, Ordering::Relaxed);
+    let efer = x86_64::registers::model_specific::Efer::read();
+    NX.store(
+        efer.contains(x86_64::registers::model_specific::EferFlags::NO_EXECUTE_ENABLE),
+        Ordering::Relaxed,
+    );
     *REFS.lock() = vec![0; super::frames::end_frame() as usize];
 }
 
 /// First address of every space's user region (512 GiB long).
 pub fn user_base() -> VirtAddr {
     VirtAddr::new((USER_SLOT.load(Ordering::Relaxed) as u64) << 39)
+}
+
+/// Whether pages can be marked non-executable (EFER.NXE).
+pub fn nx_enabled() -> bool {
+    NX.load(Ordering::Relaxed)
+}
+
+/// What a mapping allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub writable: bool,
+    pub executable: bool,
+    /// Reachable from ring 3 (otherwise ring 0 only).
+    pub user: bool,
+}
+
+impl Access {
+    fn flags(self) -> Flags {
+        let mut flags = Flags::PRESENT;
+        if self.writable {
+            flags |= Flags::WRITABLE;
+        }
+        if self.user {
+            flags |= Flags::USER_ACCESSIBLE;
+        }
+        if !self.executable && nx_enabled() {
+            flags |= Flags::NO_EXECUTE;
+        }
+        flags
+    }
 }
 
 fn in_user_region(addr: u64) -> bool {
@@ -112,6 +160,11 @@ impl AddressSpace {
             }
         }
         Some(AddressSpace { l4 })
+    }
+
+    /// Physical address of the top-level table (what CR3 holds for this space).
+    pub fn l4(&self) -> PhysAddr {
+        self.l4
     }
 
     /// Whether this space is loaded in CR3.
@@ -174,6 +227,107 @@ impl AddressSpace {
             }
         }
         Ok(())
+    }
+
+    /// Maps `pages` zeroed pages at `addr` with `access`. A page that is already mapped
+    /// keeps its frame and gains the rights `access` adds (segments may share a page).
+    pub fn map_pages(
+        &mut self,
+        addr: VirtAddr,
+        pages: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        let end = addr.as_u64() + pages * PAGE;
+        if !addr.is_aligned(PAGE) || !in_user_region(addr.as_u64()) || !in_user_region(end - 1) {
+            return Err(MapError::BadAddress);
+        }
+        let active = self.is_active();
+        let wanted = access.flags();
+        for i in 0..pages {
+            let page = addr + i * PAGE;
+            let entry = self.leaf(page, true).ok_or(MapError::OutOfMemory)?;
+            if entry.is_unused() {
+                let frame = alloc_frame().ok_or(MapError::OutOfMemory)?;
+                REFS.lock()[frame_number(frame)] = 1;
+                entry.set_addr(frame, wanted);
+            } else {
+                let mut flags = entry.flags() | (wanted - Flags::NO_EXECUTE);
+                if !wanted.contains(Flags::NO_EXECUTE) {
+                    flags -= Flags::NO_EXECUTE;
+                }
+                entry.set_flags(flags);
+            }
+            if active {
+                tlb::flush(page);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `addr` through the physical mapping (the space need not be
+    /// active, and read-only pages can be filled). Every page must be mapped.
+    pub fn write_bytes(&mut self, addr: VirtAddr, data: &[u8]) -> Result<(), MapError> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = addr + done as u64;
+            let in_page = (PAGE - at.as_u64() % PAGE) as usize;
+            let chunk = in_page.min(data.len() - done);
+            let entry = self
+                .leaf(at.align_down(PAGE), false)
+                .ok_or(MapError::BadAddress)?;
+            if entry.is_unused() {
+                return Err(MapError::BadAddress);
+            }
+            let target = phys_to_virt(entry.addr()) + at.as_u64() % PAGE;
+            // SAFETY: the frame is mapped in this space's user region, so it belongs to
+            // the frame allocator's user pages; `chunk` stays inside it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    data[done..].as_ptr(),
+                    target.as_mut_ptr::<u8>(),
+                    chunk,
+                );
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Reserves [`addr`, `addr + len`) demand-zero: pages appear, zeroed, on first touch.
+    pub fn reserve_lazy(
+        &mut self,
+        addr: VirtAddr,
+        len: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        let end = addr.as_u64().checked_add(len).ok_or(MapError::BadAddress)?;
+        if !addr.is_aligned(PAGE) || !in_user_region(addr.as_u64()) || !in_user_region(end - 1) {
+            return Err(MapError::BadAddress);
+        }
+        LAZY.lock()
+            .push((self.l4.as_u64(), addr.as_u64()..end, access.flags()));
+        Ok(())
+    }
+
+    /// Unmaps every page in [`start`, `end`) and drops its demand-zero reservations;
+    /// frames no other space shares go back to the allocator.
+    pub fn unmap_range(&mut self, start: VirtAddr, end: VirtAddr) {
+        let l4 = self.l4.as_u64();
+        LAZY.lock().retain(|(space, range, _)| {
+            *space != l4 || range.end <= start.as_u64() || range.start >= end.as_u64()
+        });
+        let active = self.is_active();
+        let mut freed = Vec::new();
+        self.for_each_page(|addr, entry| {
+            if addr >= start && addr < end {
+                freed.push(entry.addr());
+                entry.set_unused();
+                if active {
+                    tlb::flush(addr);
+                }
+            }
+        });
+        release_frames(freed);
     }
 
     /// Calls `f` for every mapped user page: (address, leaf entry).
@@ -282,19 +436,11 @@ impl Drop for AddressSpace {
         if self.is_active() {
             AddressSpace::activate_kernel();
         }
+        let l4 = self.l4.as_u64();
+        LAZY.lock().retain(|(space, _, _)| *space != l4);
         let mut frames = Vec::new();
         self.for_each_page(|_, entry| frames.push(entry.addr()));
-        {
-            let mut refs = REFS.lock();
-            frames.retain(|frame| {
-                let count = &mut refs[frame_number(*frame)];
-                *count -= 1;
-                *count == 0
-            });
-        }
-        for frame in frames {
-            free_frame(frame);
-        }
+        release_frames(frames);
         // Page tables of the user region, bottom up, then the top level.
         let slot = USER_SLOT.load(Ordering::Relaxed);
         // SAFETY: the space is no longer active and its tables are no longer reachable
@@ -317,21 +463,50 @@ impl Drop for AddressSpace {
     }
 }
 
-/// Resolves a page fault at `addr` with error `code` if it is a write to a copy-on-write
-/// page of the active space. Returns false for any other fault.
-pub fn resolve_fault(addr: u64, code: u64) -> bool {
-    const PRESENT: u64 = 1;
-    const WRITE: u64 = 2;
-    if code & (PRESENT | WRITE) != PRESENT | WRITE || !in_user_region(addr) {
-        return false;
+/// Drops one reference to each frame; frames nobody holds any more are freed.
+fn release_frames(mut frames: Vec<PhysAddr>) {
+    {
+        let mut refs = REFS.lock();
+        frames.retain(|frame| {
+            let count = &mut refs[frame_number(*frame)];
+            *count -= 1;
+            *count == 0
+        });
     }
+    for frame in frames {
+        free_frame(frame);
+    }
+}
+
+const PRESENT: u64 = 1;
+const WRITE: u64 = 2;
+
+/// A temporary handle on the active space (never dropped), or `None` for the kernel's.
+fn active_space() -> Option<core::mem::ManuallyDrop<AddressSpace>> {
     let l4 = Cr3::read().0.start_address();
     if l4.as_u64() == KERNEL_L4.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(core::mem::ManuallyDrop::new(AddressSpace { l4 }))
+}
+
+/// Resolves a page fault at `addr` with error `code` if it is a write to a copy-on-write
+/// page or the first touch of a demand-zero page of the active space. Returns false for
+/// any other fault.
+pub fn resolve_fault(addr: u64, code: u64) -> bool {
+    if !in_user_region(addr) {
         return false;
     }
+    let Some(mut space) = active_space() else {
+        return false;
+    };
     let page = VirtAddr::new(addr).align_down(PAGE);
-    // A temporary handle on the active space; forgotten below, never dropped.
-    let mut space = core::mem::ManuallyDrop::new(AddressSpace { l4 });
+    if code & PRESENT == 0 {
+        return map_demand_zero(&mut space, page);
+    }
+    if code & WRITE == 0 {
+        return false;
+    }
     let Some(entry) = space.leaf(page, false) else {
         return false;
     };
@@ -366,4 +541,106 @@ pub fn resolve_fault(addr: u64, code: u64) -> bool {
     tlb::flush(page);
     COW_FAULTS.fetch_add(1, Ordering::Relaxed);
     true
+}
+
+/// Maps a zeroed frame at `page` of the active `space` if a demand-zero reservation
+/// covers it.
+fn map_demand_zero(space: &mut AddressSpace, page: VirtAddr) -> bool {
+    let l4 = space.l4.as_u64();
+    let flags = LAZY
+        .lock()
+        .iter()
+        .find(|(s, range, _)| *s == l4 && range.contains(&page.as_u64()))
+        .map(|(_, _, flags)| *flags);
+    let Some(flags) = flags else {
+        return false;
+    };
+    let Some(entry) = space.leaf(page, true) else {
+        return false;
+    };
+    if !entry.is_unused() {
+        return false;
+    }
+    let Some(frame) = alloc_frame() else {
+        return false;
+    };
+    REFS.lock()[frame_number(frame)] = 1;
+    entry.set_addr(frame, flags);
+    tlb::flush(page);
+    DEMAND_FAULTS.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Access to the memory of the space that made the current system call. Created by the
+/// system-call entry for the duration of one call; slices it hands out live no longer.
+pub struct UserAccess {
+    _private: (),
+}
+
+impl UserAccess {
+    /// For `arch::user` only: one per system call.
+    pub(crate) fn new() -> UserAccess {
+        UserAccess { _private: () }
+    }
+
+    /// Checks that [`addr`, `addr + len`) lies in the user region of the active space and
+    /// is mapped (writable if `write`), faulting in demand-zero and copy-on-write pages.
+    fn check(&self, addr: u64, len: u64, write: bool) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        if !in_user_region(addr) || !in_user_region(end - 1) {
+            return false;
+        }
+        let Some(mut space) = active_space() else {
+            return false;
+        };
+        let mut page = addr & !(PAGE - 1);
+        while page < end {
+            let flags = match space.leaf(VirtAddr::new(page), false) {
+                Some(entry) if !entry.is_unused() => entry.flags(),
+                _ => {
+                    if !map_demand_zero(&mut space, VirtAddr::new(page)) {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            if write && !flags.contains(Flags::WRITABLE) && !resolve_fault(page, PRESENT | WRITE) {
+                return false;
+            }
+            page += PAGE;
+        }
+        true
+    }
+
+    /// The bytes [`addr`, `addr + len`) of the caller's memory, if it may read them.
+    pub fn bytes(&self, addr: u64, len: u64) -> Option<&[u8]> {
+        if !self.check(addr, len, false) {
+            return None;
+        }
+        if len == 0 {
+            return Some(&[]);
+        }
+        // SAFETY: every page of the range is mapped in the active space (checked), which
+        // stays loaded whenever this thread runs until the call returns; the caller's own
+        // thread is inside this call, so nothing of it changes the memory meanwhile.
+        Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) })
+    }
+
+    /// The bytes [`addr`, `addr + len`) of the caller's memory, if it may write them.
+    pub fn bytes_mut(&self, addr: u64, len: u64) -> Option<&mut [u8]> {
+        if !self.check(addr, len, true) {
+            return None;
+        }
+        if len == 0 {
+            return Some(&mut []);
+        }
+        // SAFETY: as in `bytes`, and the pages are writable. Callers never hold two
+        // overlapping slices (the system-call layer refuses overlapping ranges).
+        Some(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) })
+    }
 }

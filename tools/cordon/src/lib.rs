@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod image;
+pub mod program;
 pub mod qemu;
 pub mod sips;
 pub mod system;

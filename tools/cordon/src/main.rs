@@ -50,8 +50,9 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct BootArgs {
-    /// How SIPs are isolated: `soft` (ring 0, one address space) or `hard` (page tables,
-    /// ring 3).
+    /// How SIPs are isolated: one of the five configurations of Singularity's Figure 5,
+    /// from `soft` (software isolation only) to `hard` (every SIP in its own ring-3
+    /// address space). The client of `client-*` is the system manifest's `client`.
     #[arg(long, value_enum, default_value = "soft")]
     isolation: IsolationArg,
     /// QEMU accelerator. TCG (software emulation) works everywhere; KVM needs a host
@@ -92,7 +93,15 @@ struct BootArgs {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum IsolationArg {
+    /// Physical memory (large pages), one address space, every SIP in ring 0: the baseline.
     Soft,
+    /// 4 KiB pages, one system-wide address space, every SIP in ring 0.
+    Paged,
+    /// The client SIP in its own address space, still ring 0; the rest as `paged`.
+    ClientSpace,
+    /// The client SIP in its own ring-3 address space; the rest as `paged`.
+    ClientRing3,
+    /// Every SIP in its own ring-3 address space (a full microkernel).
     Hard,
 }
 
@@ -243,6 +252,9 @@ fn boot(cli: BootArgs) -> ExitCode {
     let options = BootOptions {
         isolation: match cli.isolation {
             IsolationArg::Soft => Isolation::Soft,
+            IsolationArg::Paged => Isolation::Paged,
+            IsolationArg::ClientSpace => Isolation::ClientSpace,
+            IsolationArg::ClientRing3 => Isolation::ClientRing3,
             IsolationArg::Hard => Isolation::Hard,
         },
         log_level: match cli.log {

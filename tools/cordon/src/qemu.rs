@@ -226,6 +226,8 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
         sips: options.system.sips.clone(),
         channels: options.system.channels.clone(),
         files,
+        client: options.system.client,
+        programs: crate::program::bundled()?,
     };
     let image = build_image(crate::kernel_elf(), &package, options.firmware)?;
 

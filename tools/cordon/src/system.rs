@@ -11,7 +11,9 @@
 //! importer = "echo-client.server"
 //! ```
 //!
-//! A SIP named twice is addressed as `name#2` for its second instance.
+//! A SIP named twice is addressed as `name#2` for its second instance. `client = "name"`
+//! names the SIP that the `client-space` and `client-ring3` isolation configurations
+//! isolate from the rest (Singularity's WebFiles client); by default the last SIP.
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,8 @@ struct SystemFile {
     sips: Vec<String>,
     #[serde(default)]
     channels: Vec<ChannelSpec>,
+    /// The SIP the `client-*` isolation configurations isolate (default: the last).
+    client: Option<String>,
 }
 
 /// A parsed system manifest.
@@ -40,6 +44,8 @@ struct SystemFile {
 pub struct System {
     pub sips: Vec<String>,
     pub channels: Vec<Connection>,
+    /// Index of the client SIP: the one Figure 5's `client-*` configurations isolate.
+    pub client: Option<u32>,
 }
 
 /// The repository's `systems/` directory.
@@ -65,6 +71,7 @@ pub fn of_sips(sips: &[String]) -> System {
     System {
         sips: sips.to_vec(),
         channels: Vec::new(),
+        client: sips.len().checked_sub(1).map(|i| i as u32),
     }
 }
 
@@ -83,6 +90,14 @@ fn attach(sips: &[String], spec: &str) -> anyhow::Result<Attach> {
     let Some((sip, endpoint)) = spec.split_once('.') else {
         bail!("`{spec}`: write an end as SIP.endpoint");
     };
+    Ok(Attach {
+        sip: find_sip(sips, sip).with_context(|| format!("in `{spec}`"))? as u32,
+        endpoint: endpoint.into(),
+    })
+}
+
+/// The index of `sip` (`name` or `name#N` for the Nth instance) in `sips`.
+fn find_sip(sips: &[String], sip: &str) -> anyhow::Result<usize> {
     let (name, nth) = match sip.split_once('#') {
         Some((name, n)) => (
             name,
@@ -97,11 +112,8 @@ fn attach(sips: &[String], spec: &str) -> anyhow::Result<Attach> {
         .filter(|(_, s)| s.as_str() == name)
         .nth(nth.saturating_sub(1))
         .map(|(i, _)| i)
-        .with_context(|| format!("`{spec}`: no SIP `{sip}` in sips = {sips:?}"))?;
-    Ok(Attach {
-        sip: index as u32,
-        endpoint: endpoint.into(),
-    })
+        .with_context(|| format!("no SIP `{sip}` in sips = {sips:?}"))?;
+    Ok(index)
 }
 
 /// Parses a system manifest.
@@ -118,9 +130,14 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
             importer: attach(&file.sips, &c.importer)?,
         });
     }
+    let client = match &file.client {
+        Some(name) => find_sip(&file.sips, name)?,
+        None => file.sips.len() - 1,
+    };
     Ok(System {
         sips: file.sips,
         channels,
+        client: Some(client as u32),
     })
 }
 
@@ -175,5 +192,9 @@ mod tests {
         assert!(err(text).contains("`b.x`: no SIP `b`"));
         let text = "sips = [\"a\", \"a\"]\n[[channels]]\ncontract = \"Echo\"\nexporter = \"a#2.x\"\nimporter = \"a.y\"";
         assert_eq!(parse(text).unwrap().channels[0].exporter.sip, 1);
+        assert!(err("sips = [\"a\"]\nclient = \"z\"").contains("no SIP `z`"));
+        assert_eq!(parse("sips = [\"a\", \"b\"]").unwrap().client, Some(1));
+        let text = "sips = [\"a\", \"b\"]\nclient = \"a\"";
+        assert_eq!(parse(text).unwrap().client, Some(0));
     }
 }

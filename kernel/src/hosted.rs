@@ -1,0 +1,319 @@
+//! SIPs run by the hosted runtime in an address space: every isolation configuration
+//! except `soft`.
+//!
+//! The kernel verifies the module as always, then builds the SIP's *window* in an address
+//! space: the `sip-hosted` program from the boot package (copied and relocated), its
+//! arguments, the module bytes (read-only), a stack, and a demand-zero heap sized by the
+//! manifest's limits. A SIP with a space of its own gets window 0 of a fresh space; the
+//! others share one system-wide space, one window each, and are torn down window by
+//! window (the space itself goes when its last SIP does). Then `arch::user::run` enters
+//! the program, in ring 3 or ring 0 as the configuration says, and the system-call table
+//! serves it until it reports its end, faults or is killed.
+//!
+//! Window layout (offsets from the window's base):
+//!
+//! | offset | what | mapping |
+//! |---|---|---|
+//! | 0 | arguments (`cordon_abi::hosted::HostedArgs`) | one read-only page |
+//! | 2 MiB | the program's segments | as the ELF says (text R+X, data R+W) |
+//! | 1 GiB | the module | read-only |
+//! | 2 GiB - 256 KiB | the stack, growing down to a guard gap | read-write |
+//! | 4 GiB | the heap | demand-zero read-write, up to 12 GiB |
+#![deny(unsafe_code)]
+
+use alloc::format;
+use alloc::string::String;
+
+use bootpkg::{Placement, Program};
+use cordon_abi::hosted::{ExitReport, HostedArgs};
+use sip_runtime::{Exit, Fault, Kernel, Metering};
+use x86_64::VirtAddr;
+
+use crate::arch::user::{self, Entry, UserAccess};
+use crate::arch::{context, cycles};
+use crate::mm::frames::FramePromise;
+use crate::mm::vm::{Access, AddressSpace, MapError, user_base};
+use crate::process::{Ending, SipKernel, Timings};
+use crate::syscall::{self, Outcome};
+
+const GIB: u64 = 1 << 30;
+const PAGE: u64 = 4096;
+/// Size of one SIP's window.
+const WINDOW: u64 = 16 * GIB;
+/// Windows in a space (the user region is 512 GiB; window slot 0 stays unused).
+const WINDOWS: usize = 31;
+const PROGRAM: u64 = 2 << 20;
+const MODULE: u64 = GIB;
+const STACK_TOP: u64 = 2 * GIB;
+const STACK_BYTES: u64 = 256 << 10;
+const HEAP: u64 = 4 * GIB;
+const HEAP_MAX: u64 = 12 * GIB;
+
+/// How to run one SIP.
+pub struct Setup {
+    pub placement: Placement,
+    pub limits: cordon_abi::Limits,
+    pub metering: Metering,
+    /// Cycle counter when the kernel began creating the SIP, and after verifying it.
+    pub created: u64,
+    pub verify: u64,
+    /// Non-zero: run the `syscall-probe` test program with this probe instead.
+    pub probe: u64,
+}
+
+/// The system-wide space of the `paged` configurations: (space, windows in use).
+static SHARED: spin::Mutex<Option<(AddressSpace, [bool; WINDOWS])>> = spin::Mutex::new(None);
+
+/// A SIP's place: its own space, or a window of the shared one.
+enum Home {
+    Own(AddressSpace),
+    Shared(usize),
+}
+
+impl Home {
+    fn new(placement: Placement) -> Result<Home, String> {
+        match placement {
+            Placement::Kernel => Err("the soft configuration runs SIPs in the kernel".into()),
+            Placement::OwnSpace { .. } => AddressSpace::new()
+                .map(Home::Own)
+                .ok_or_else(|| "no memory for an address space".into()),
+            Placement::SharedSpace => {
+                let mut shared = SHARED.lock();
+                if shared.is_none() {
+                    let space = AddressSpace::new().ok_or("no memory for the shared space")?;
+                    *shared = Some((space, [false; WINDOWS]));
+                }
+                let (_, used) = shared.as_mut().expect("just made");
+                let free = used
+                    .iter()
+                    .position(|u| !u)
+                    .ok_or_else(|| format!("the shared space holds at most {WINDOWS} SIPs"))?;
+                used[free] = true;
+                Ok(Home::Shared(free))
+            }
+        }
+    }
+
+    fn base(&self) -> VirtAddr {
+        let index = match self {
+            Home::Own(_) => 0,
+            Home::Shared(i) => *i as u64,
+        };
+        user_base() + (index + 1) * WINDOW
+    }
+
+    fn with_space<R>(&mut self, f: impl FnOnce(&mut AddressSpace) -> R) -> R {
+        match self {
+            Home::Own(space) => f(space),
+            Home::Shared(_) => f(&mut SHARED.lock().as_mut().expect("shared space").0),
+        }
+    }
+
+    /// Top-level table of the space, for the context switch.
+    fn l4(&mut self) -> u64 {
+        self.with_space(|space| space.l4().as_u64())
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if let Home::Shared(index) = *self {
+            let base = self.base();
+            let mut shared = SHARED.lock();
+            let (space, used) = shared.as_mut().expect("shared space");
+            space.unmap_range(base, base + WINDOW);
+            used[index] = false;
+            if used.iter().all(|u| !u) {
+                *shared = None;
+            }
+        }
+    }
+}
+
+/// Frames a SIP may use at most: program, module, stack, heap, their page tables.
+fn worst_case_frames(program: &Program, module: usize, heap: u64) -> u64 {
+    let pages = program.span() / PAGE + (module as u64).div_ceil(PAGE) + STACK_BYTES / PAGE + 1;
+    let heap_pages = heap / PAGE;
+    pages + heap_pages + (pages + heap_pages) / 512 + 8
+}
+
+/// Runs a verified SIP (or the probe) as `setup` says; returns how it ended.
+pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
+    let program_name = if setup.probe == 0 {
+        "sip-hosted"
+    } else {
+        "syscall-probe"
+    };
+    let Some(program) = crate::boot_package().program(program_name) else {
+        return Ending::LoadFailed(format!(
+            "the boot package has no `{program_name}` program (boot through the runner)"
+        ));
+    };
+    let heap = (crate::process::worst_case_bytes(&setup.limits, module.len()) as u64)
+        .next_multiple_of(PAGE);
+    if heap > HEAP_MAX {
+        return Ending::LoadFailed(format!(
+            "its limits need a {} MiB heap; a SIP window holds {} MiB",
+            heap >> 20,
+            HEAP_MAX >> 20
+        ));
+    }
+    let _promise = match FramePromise::new(worst_case_frames(program, module.len(), heap)) {
+        Ok(promise) => promise,
+        Err((asked, available)) => {
+            return Ending::LoadFailed(format!(
+                "not enough memory for its declared limits ({} pages of memory): needs up to {} KiB of frames, {} KiB available",
+                setup.limits.max_memory_pages,
+                asked * 4,
+                available * 4
+            ));
+        }
+    };
+    let ring3 = setup.placement == (Placement::OwnSpace { ring3: true });
+    let mut home = match Home::new(setup.placement) {
+        Ok(home) => home,
+        Err(why) => return Ending::LoadFailed(why),
+    };
+    let base = home.base();
+    let args = HostedArgs {
+        module: (base + MODULE).as_u64(),
+        module_len: module.len() as u64,
+        heap: (base + HEAP).as_u64(),
+        heap_len: heap,
+        max_memory_pages: setup.limits.max_memory_pages.into(),
+        max_table_elements: setup.limits.max_table_elements.into(),
+        max_call_depth: setup.limits.max_call_depth.into(),
+        fuel: setup.limits.fuel.unwrap_or(u64::MAX),
+        metering: u64::from(setup.metering == Metering::Fuel),
+        gate: if ring3 { 0 } else { user::gate_address() },
+        probe: setup.probe,
+    };
+    let built = home.with_space(|space| build(space, base, program, module, &args, ring3));
+    if let Err(err) = built {
+        return Ending::LoadFailed(format!("cannot build its address space: {err:?}"));
+    }
+    let entry = Entry {
+        rip: (base + PROGRAM).as_u64() + program.entry,
+        // As if called: rsp % 16 == 8 at the entry function's first instruction.
+        rsp: (base + STACK_TOP).as_u64() - 8,
+        arg: (base).as_u64(),
+        ring3,
+        program: (base.as_u64(), (base + WINDOW).as_u64()),
+    };
+    let pid = kernel.pid();
+    let mut sip = Hosted {
+        kernel,
+        ending: None,
+        report: None,
+    };
+    context::set_address_space(home.l4());
+    let entered = cycles::start();
+    user::run(entry, &mut sip);
+    let run = cycles::stop() - entered;
+    context::set_address_space(0);
+    drop(home);
+    let first_call = sip.kernel.first_call();
+    let report = sip.report.unwrap_or_default();
+    crate::process::update(pid, |record| {
+        record.timings = Timings {
+            verify: setup.verify,
+            instantiate: report.instantiated_at.saturating_sub(setup.created),
+            first_call,
+            run,
+        };
+        record.abi_calls = report.abi_calls;
+        record.fuel_used = report.fuel_used;
+    });
+    sip.ending
+        .unwrap_or_else(|| Ending::Ran(Exit::Fault(Fault::Other("ended without a report".into()))))
+}
+
+/// Maps the program, arguments, module, stack and heap of one window.
+fn build(
+    space: &mut AddressSpace,
+    base: VirtAddr,
+    program: &Program,
+    module: &[u8],
+    args: &HostedArgs,
+    ring3: bool,
+) -> Result<(), MapError> {
+    let user = ring3;
+    let read_only = Access {
+        writable: false,
+        executable: false,
+        user,
+    };
+    let load = base + PROGRAM;
+    for segment in &program.segments {
+        let start = (load + segment.address).align_down(PAGE);
+        let end = (load + segment.address + segment.size).align_up(PAGE);
+        let access = Access {
+            writable: segment.writable,
+            executable: segment.executable,
+            user,
+        };
+        space.map_pages(start, (end - start) / PAGE, access)?;
+        space.write_bytes(load + segment.address, &segment.data)?;
+    }
+    for &(offset, addend) in &program.relocations {
+        let value = load.as_u64() + addend;
+        space.write_bytes(load + offset, &value.to_le_bytes())?;
+    }
+    space.map_pages(base, 1, read_only)?;
+    let words: alloc::vec::Vec<u8> = args
+        .to_words()
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    space.write_bytes(base, &words)?;
+    if !module.is_empty() {
+        space.map_pages(
+            base + MODULE,
+            (module.len() as u64).div_ceil(PAGE),
+            read_only,
+        )?;
+        space.write_bytes(base + MODULE, module)?;
+    }
+    let data = Access {
+        writable: true,
+        executable: false,
+        user,
+    };
+    space.map_pages(base + STACK_TOP - STACK_BYTES, STACK_BYTES / PAGE, data)?;
+    space.reserve_lazy(base + HEAP, args.heap_len.max(PAGE), data)
+}
+
+/// The kernel's side of one hosted SIP: serves its system calls, records its end.
+struct Hosted {
+    kernel: SipKernel,
+    ending: Option<Ending>,
+    report: Option<ExitReport>,
+}
+
+impl user::Handler for Hosted {
+    fn syscall(&mut self, access: &UserAccess, op: u64, args: [u64; 6]) -> Option<[u64; 2]> {
+        if let Some(op) = syscall::op(op) {
+            self.kernel.on_kernel_call(op);
+        }
+        match syscall::dispatch(&mut self.kernel, access, op, args) {
+            Outcome::Return(first, second) => Some([first, second]),
+            Outcome::End(ending, report) => {
+                self.ending = Some(ending);
+                self.report = report;
+                None
+            }
+        }
+    }
+
+    fn fault(&mut self, report: String) {
+        self.ending = Some(Ending::Ran(Exit::Fault(Fault::Other(report))));
+    }
+
+    fn should_stop(&mut self) -> bool {
+        if self.kernel.kill_requested() {
+            self.ending = Some(Ending::Ran(Exit::Killed));
+            return true;
+        }
+        false
+    }
+}

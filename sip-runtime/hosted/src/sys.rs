@@ -1,0 +1,227 @@
+//! The machine interface of a hosted runtime: entry, heap, system calls, panics.
+//!
+//! The kernel enters [`_start`] (defined by the [`entry!`] macro in each executable) with
+//! a pointer to the `HostedArgs` words in `rdi`, a 16-byte aligned stack and interrupts
+//! on. System calls use the `syscall` instruction, or, when the kernel runs the runtime in
+//! ring 0 and hands it a gate, a plain call to that gate with the same registers.
+#![allow(unsafe_code)]
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use cordon_abi::hosted::{ExitReport, HostedArgs, exit_kind};
+use talc::TalcLock;
+use talc::source::Manual;
+
+/// The kernel's call gate (ring-0 configurations), or 0 to use `syscall`.
+static GATE: AtomicU64 = AtomicU64::new(0);
+
+struct Heap {
+    talc: TalcLock<spin::Mutex<()>, Manual>,
+}
+
+#[global_allocator]
+static HEAP: Heap = Heap {
+    talc: TalcLock::new(Manual),
+};
+
+// SAFETY: forwards to talc, which upholds GlobalAlloc's contract; the runtime has one
+// thread, and the lock makes even re-entry safe.
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged.
+        unsafe { self.talc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged.
+        unsafe { self.talc.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded unchanged.
+        unsafe { self.talc.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Reads the kernel's arguments and sets up the heap and the gate. Called once, first.
+pub fn init(args: *const u64) -> HostedArgs {
+    // SAFETY: the kernel maps `HostedArgs::WORDS` words at `args` (read-only) before
+    // entering the runtime, and never unmaps them while it runs.
+    let words = unsafe { &*args.cast::<[u64; HostedArgs::WORDS]>() };
+    let args = HostedArgs::from_words(words);
+    GATE.store(args.gate, Ordering::Relaxed);
+    if args.heap_len > 0 {
+        // SAFETY: the kernel reserves [heap, heap + heap_len) for this runtime alone
+        // (demand-zero pages), for as long as it runs.
+        unsafe {
+            HEAP.talc
+                .lock()
+                .claim(args.heap as *mut u8, args.heap_len as usize);
+        }
+    }
+    args
+}
+
+/// The module bytes the kernel mapped.
+pub fn module(args: &HostedArgs) -> &'static [u8] {
+    // SAFETY: the kernel maps the verified module read-only at `module` for `module_len`
+    // bytes and never changes it while the runtime runs.
+    unsafe { core::slice::from_raw_parts(args.module as *const u8, args.module_len as usize) }
+}
+
+/// The kernel's gate for ring-0 runtimes: `op` first, then the six arguments.
+type Gate = extern "sysv64" fn(u64, u64, u64, u64, u64, u64, u64) -> Pair;
+
+/// Two result registers (rax, rdx).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Pair {
+    pub first: u64,
+    pub second: u64,
+}
+
+/// One system call: ABI operation `op` with up to six arguments.
+#[inline]
+pub fn call(op: u32, a: [u64; 6]) -> Pair {
+    let gate = GATE.load(Ordering::Relaxed);
+    if gate != 0 {
+        // SAFETY: the kernel handed this address as its gate, a function with exactly
+        // this signature that is mapped (and callable: ring 0) while the runtime runs.
+        let gate: Gate = unsafe { core::mem::transmute::<u64, Gate>(gate) };
+        return gate(u64::from(op), a[0], a[1], a[2], a[3], a[4], a[5]);
+    }
+    let (first, second);
+    // SAFETY: `syscall` enters the kernel, which reads only the registers given here
+    // (pointers in them are validated there) and returns with rax/rdx set; rcx and r11
+    // are overwritten by the instruction, the other argument registers by the kernel.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") u64::from(op) => first,
+            inlateout("rdi") a[0] => _,
+            inlateout("rsi") a[1] => _,
+            inlateout("rdx") a[2] => second,
+            inlateout("r10") a[3] => _,
+            inlateout("r8") a[4] => _,
+            inlateout("r9") a[5] => _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    Pair { first, second }
+}
+
+/// The time-stamp counter, read in user mode (CR4.TSD is clear).
+pub fn cycles() -> u64 {
+    // SAFETY: lfence and rdtsc only order and read the counter; both exist on every
+    // x86_64 processor.
+    unsafe {
+        core::arch::x86_64::_mm_lfence();
+        core::arch::x86_64::_rdtsc()
+    }
+}
+
+/// Probe support: reads the word at `addr` (the kernel should kill the caller if it may
+/// not).
+pub fn probe_read(addr: u64) -> u64 {
+    // SAFETY: deliberately unsound in general: used only by the syscall probe to check
+    // that the hardware and kernel stop a ring-3 read of kernel memory.
+    unsafe { core::ptr::read_volatile(addr as *const u64) }
+}
+
+/// Probe support: writes `value` at `addr`.
+pub fn probe_write(addr: u64, value: u64) {
+    // SAFETY: as for `probe_read`: a deliberate violation the kernel must stop.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
+}
+
+/// Probe support: executes the privileged `hlt`.
+pub fn probe_halt() {
+    // SAFETY: in ring 3 `hlt` raises #GP, which is what the probe tests.
+    unsafe { core::arch::asm!("hlt") }
+}
+
+/// Ends the runtime with `report`; `message` is kept alive by the caller's frame.
+pub fn exit(report: &ExitReport) -> ! {
+    let words = report.to_words();
+    call(
+        cordon_abi::EXIT.number,
+        [words.as_ptr() as u64, 0, 0, 0, 0, 0],
+    );
+    // The kernel never returns from exit; if it did, stop here rather than run on.
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// A panic of the runtime itself (never of the SIP, whose faults are wasm traps): report
+/// it as the SIP's fault so the kernel records and cleans up as for any other.
+pub fn panicked(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::fmt::Write;
+    let mut text = Text::default();
+    let _ = write!(text, "the SIP runtime panicked: {}", info.message());
+    let exit = sip_runtime::Exit::Fault(sip_runtime::Fault::Other(alloc::string::String::new()));
+    let (value, detail, _) = exit.to_report();
+    exit_with_text(exit_kind::RAN, value, detail, text.as_str())
+}
+
+fn exit_with_text(kind: u64, value: u64, detail: u64, text: &str) -> ! {
+    exit(&ExitReport {
+        kind,
+        value,
+        detail,
+        message: text.as_ptr() as u64,
+        message_len: text.len() as u64,
+        ..ExitReport::default()
+    })
+}
+
+/// A fixed buffer for panic text (the heap may be what failed).
+struct Text {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text {
+            bytes: [0; 256],
+            len: 0,
+        }
+    }
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("(panic message not UTF-8)")
+    }
+}
+
+impl core::fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let mut take = s.len().min(self.bytes.len() - self.len);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.bytes[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+/// Defines `_start` (calling `$main` with the kernel's arguments) and the panic handler.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        extern "C" fn _start(args: *const u64) -> ! {
+            let args = $crate::sys::init(args);
+            $main(args)
+        }
+
+        #[panic_handler]
+        fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+            $crate::sys::panicked(info)
+        }
+    };
+}
