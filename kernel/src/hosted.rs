@@ -57,8 +57,8 @@ pub struct Setup {
     /// Cycle counter when the kernel began creating the SIP, and after verifying it.
     pub created: u64,
     pub verify: u64,
-    /// Non-zero: run the `syscall-probe` test program with this probe instead.
-    pub probe: u64,
+    /// Run the `syscall-probe` test program instead: (probe, kernel address it targets).
+    pub probe: Option<(u64, u64)>,
 }
 
 /// The system-wide space of the `paged` configurations: (space, windows in use).
@@ -139,7 +139,7 @@ fn worst_case_frames(program: &Program, module: usize, heap: u64) -> u64 {
 
 /// Runs a verified SIP (or the probe) as `setup` says; returns how it ended.
 pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
-    let program_name = if setup.probe == 0 {
+    let program_name = if setup.probe.is_none() {
         "sip-hosted"
     } else {
         "syscall-probe"
@@ -176,7 +176,10 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
     };
     let base = home.base();
     let args = HostedArgs {
-        module: (base + MODULE).as_u64(),
+        module: match setup.probe {
+            Some((_, target)) => target,
+            None => (base + MODULE).as_u64(),
+        },
         module_len: module.len() as u64,
         heap: (base + HEAP).as_u64(),
         heap_len: heap,
@@ -186,7 +189,7 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         fuel: setup.limits.fuel.unwrap_or(u64::MAX),
         metering: u64::from(setup.metering == Metering::Fuel),
         gate: if ring3 { 0 } else { user::gate_address() },
-        probe: setup.probe,
+        probe: setup.probe.map_or(0, |(probe, _)| probe),
     };
     let built = home.with_space(|space| build(space, base, program, module, &args, ring3));
     if let Err(err) = built {

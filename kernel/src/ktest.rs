@@ -8,6 +8,7 @@
 //! | `threads` | switching, preemption, sleep, wait-queue timeouts, reaping | success |
 //! | `memory` | buddy frames, heap, exhaustion, accounting back to baseline | success |
 //! | `sips` | SIP kill, preemption of a looping SIP, exact reclaim of heap and frames | success |
+//! | `ring3` | the system-call boundary: bad pointers refused, ring-3 faults kill only the program | success |
 //! | `cow` | copy-on-write fork: isolation, last-holder writes, copies only written pages, reclaim | success |
 //! | `page-fault` | write to an unmapped page is decoded (P=0, W/R=1, U/S=0) | panic |
 //! | `page-fault-protection` | write to a read-only page is decoded (P=1, W/R=1) | panic |
@@ -80,6 +81,33 @@ const COW: &[Test] = &[
     },
 ];
 
+const RING3: &[Test] = &[
+    Test {
+        name: "syscalls_with_bad_pointers_or_lengths_fail_cleanly",
+        run: bad_pointer_syscalls,
+    },
+    Test {
+        name: "ring3_read_of_kernel_memory_kills_only_that_program",
+        run: ring3_kernel_read,
+    },
+    Test {
+        name: "ring3_write_of_kernel_memory_kills_only_that_program",
+        run: ring3_kernel_write,
+    },
+    Test {
+        name: "privileged_instruction_in_ring3_kills_the_program",
+        run: ring3_privileged,
+    },
+    Test {
+        name: "unknown_system_call_ends_the_caller",
+        run: unknown_syscall,
+    },
+    Test {
+        name: "probe_address_spaces_are_reclaimed_exactly",
+        run: probe_reclaim,
+    },
+];
+
 const MEMORY: &[Test] = &[
     Test {
         name: "frame_blocks_are_zeroed_disjoint_and_returned",
@@ -101,6 +129,7 @@ pub const GROUPS: &[&str] = &[
     "memory",
     "sips",
     "cow",
+    "ring3",
     "page-fault",
     "page-fault-protection",
     "panic",
@@ -137,6 +166,7 @@ pub fn start(name: &str) -> Result<(), String> {
         "memory" => MEMORY,
         "sips" => SIPS,
         "cow" => COW,
+        "ring3" => RING3,
         "page-fault" => {
             spawn("ktest-page-fault", || {
                 println!(
@@ -378,6 +408,111 @@ fn sip_reclaim() -> TestResult {
     println!("  {}", before.compare(&after));
     check(after == before, || {
         format!("not reclaimed: {}", before.compare(&after))
+    })
+}
+
+// --- ring 3 and system calls -----------------------------------------------------------
+
+/// A kernel address for the probes to touch: one of this module's statics.
+fn kernel_target() -> u64 {
+    (&raw const FAILURES) as u64
+}
+
+/// Runs probe `n` and returns how it ended.
+fn probe(n: u64) -> Result<process::Ending, String> {
+    let (pid, thread) = process::start_probe(n, kernel_target()).map_err(|e| format!("{e:?}"))?;
+    thread.join();
+    ending(pid).ok_or_else(|| format!("probe {n} left no ending"))
+}
+
+/// Checks that probe `n` is killed with a fault report containing every needle, while a
+/// SIP running beside it is unaffected.
+fn probe_is_killed(n: u64, needles: &[&str]) -> TestResult {
+    let (hello, hello_thread) =
+        process::start("hello", crate::boot_module("hello")?).map_err(|e| format!("{e:?}"))?;
+    let ended = probe(n)?;
+    hello_thread.join();
+    let text = format!("{ended}");
+    println!("  probe {n}: {text}");
+    check(
+        matches!(ended, process::Ending::Ran(Exit::Fault(_))),
+        || format!("probe {n} was not killed: {ended:?}"),
+    )?;
+    if let Some(missing) = needles.iter().find(|n| !text.contains(**n)) {
+        return Err(format!("report lacks `{missing}`: {text}"));
+    }
+    check(
+        ending(hello) == Some(process::Ending::Ran(Exit::Status(0))),
+        || format!("hello beside the probe ended {:?}", ending(hello)),
+    )
+}
+
+fn bad_pointer_syscalls() -> TestResult {
+    let ended = probe(1)?;
+    check(ended == process::Ending::Ran(Exit::Status(0)), || {
+        format!("case {ended} of the bad-pointer probe was not refused with BAD_ADDRESS")
+    })
+}
+
+fn ring3_kernel_read() -> TestResult {
+    let target = format!("CR2={:#x}", kernel_target());
+    probe_is_killed(
+        2,
+        &[
+            "page fault (#PF) in ring 3",
+            &target,
+            "P=1 (protection violation) W/R=0 (read) U/S=1 (user)",
+        ],
+    )
+}
+
+fn ring3_kernel_write() -> TestResult {
+    probe_is_killed(
+        3,
+        &[
+            "page fault (#PF) in ring 3",
+            "P=1 (protection violation) W/R=1 (write) U/S=1 (user)",
+        ],
+    )
+}
+
+fn ring3_privileged() -> TestResult {
+    probe_is_killed(4, &["general protection fault (#GP) in ring 3"])
+}
+
+fn unknown_syscall() -> TestResult {
+    let ended = probe(5)?;
+    let text = format!("{ended}");
+    println!("  probe 5: {text}");
+    check(text.contains("system call 999 does not exist"), || {
+        format!("probe 5 ended {text}")
+    })
+}
+
+fn probe_reclaim() -> TestResult {
+    probe(1)?; // warm-up: kernel tables reach their working size
+    sched::yield_now();
+    let before = mm::Usage::now();
+    probe(1)?;
+    probe(1)?;
+    sched::yield_now();
+    let after = mm::Usage::now();
+    println!("  {}", before.compare(&after));
+    check(after == before, || {
+        format!("not reclaimed: {}", before.compare(&after))
+    })?;
+    // Killed programs give back every frame too (their records keep the fault reports,
+    // so only frames are compared).
+    for n in 2..=5 {
+        probe(n)?;
+    }
+    sched::yield_now();
+    let killed = mm::frames::free_frames();
+    check(killed == before.free_frames, || {
+        format!(
+            "killed programs kept frames: {} free before, {killed} after",
+            before.free_frames
+        )
     })
 }
 

@@ -312,7 +312,40 @@ pub fn start_with(
     options: StartOptions,
 ) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
-    let pid = {
+    let pid = new_record(name)?;
+    let thread_name = format!("sip:{name}");
+    let name = String::from(name);
+    spawn(pid, thread_name, move || {
+        run(pid, name, module, created, options)
+    })
+}
+
+/// Starts the kernel's system-call probe (a test program, not a SIP: see
+/// `sip-runtime/hosted/src/bin/syscall-probe.rs`) in its own ring-3 address space.
+/// `target` is the kernel address the read and write probes touch.
+pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartError> {
+    let created = cycles::start();
+    let name = format!("probe-{probe}");
+    let pid = new_record(&name)?;
+    spawn(pid, format!("sip:{name}"), move || {
+        let setup = crate::hosted::Setup {
+            placement: Placement::OwnSpace { ring3: true },
+            limits: cordon_abi::Limits::default(),
+            metering: Metering::Off,
+            created,
+            verify: 0,
+            probe: Some((probe, target)),
+        };
+        let ending = crate::hosted::execute(SipKernel::new(pid, &name, created), &[], setup);
+        ipc::release(pid);
+        println!("[kernel] {name} (pid {pid}) {ending}");
+        update(pid, |record| record.ending = Some(ending));
+    })
+}
+
+/// Adds the record of a new process.
+fn new_record(name: &str) -> Result<Pid, StartError> {
+    {
         let mut table = PROCESSES.lock();
         if table.len() >= MAX_PROCESSES {
             return Err(StartError::TableFull);
@@ -328,13 +361,17 @@ pub fn start_with(
             abi_calls: 0,
             fuel_used: 0,
         });
-        pid
-    };
-    let thread_name = format!("sip:{name}");
-    let name = String::from(name);
-    match sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, move || {
-        run(pid, name, module, created, options)
-    }) {
+        Ok(pid)
+    }
+}
+
+/// Runs `body` on a new SIP thread for `pid`; a thread that cannot be made ends the SIP.
+fn spawn(
+    pid: Pid,
+    thread_name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<(Pid, JoinHandle), StartError> {
+    match sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, body) {
         Ok(thread) => Ok((pid, thread)),
         Err(err) => {
             update(pid, |r| {
@@ -380,7 +417,7 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
                         metering: options.metering,
                         created,
                         verify,
-                        probe: 0,
+                        probe: None,
                     },
                 ),
             }
@@ -404,7 +441,7 @@ fn reserve(
 ) -> Result<crate::mm::heap::Reservation, String> {
     crate::mm::heap::Reservation::new(worst_case_bytes(limits, module_bytes)).map_err(|refused| {
         format!(
-            "not enough kernel memory for its declared limits ({} pages of memory): needs up to {} KiB, {} KiB available",
+            "not enough memory for its declared limits ({} pages of memory): needs up to {} KiB of kernel heap, {} KiB available",
             limits.max_memory_pages,
             refused.asked >> 10,
             refused.available >> 10

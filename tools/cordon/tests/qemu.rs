@@ -69,21 +69,43 @@ fn sips(names: &[&str]) -> BootOptions {
     }
 }
 
+/// The SIP and contract tests run in soft isolation and in hard isolation (every SIP in
+/// its own ring-3 address space, the same modules and runtime): the expectations are the
+/// same, word for word.
+fn in_mode(isolation: Isolation, options: BootOptions) -> BootOptions {
+    BootOptions {
+        isolation,
+        ..options
+    }
+}
+
 #[test]
 fn misbehaving_sips_end_alone_with_their_reason() {
-    let outcome = run(sips(&[
-        "hello",
-        "spin",
-        "oob",
-        "oom",
-        "trap",
-        "panic",
-        "recurse",
-        "divide",
-        "bad-pointer",
-        "primes",
-        "hog",
-    ]));
+    misbehaving_sips(Isolation::Soft);
+}
+
+#[test]
+fn misbehaving_sips_end_alone_with_their_reason_in_ring3() {
+    misbehaving_sips(Isolation::Hard);
+}
+
+fn misbehaving_sips(isolation: Isolation) {
+    let outcome = run(in_mode(
+        isolation,
+        sips(&[
+            "hello",
+            "spin",
+            "oob",
+            "oom",
+            "trap",
+            "panic",
+            "recurse",
+            "divide",
+            "bad-pointer",
+            "primes",
+            "hog",
+        ]),
+    ));
     expect(
         &outcome,
         Verdict::Failed,
@@ -99,7 +121,7 @@ fn misbehaving_sips_end_alone_with_their_reason() {
             "[kernel] SIP divide (pid 8) terminated: integer division by zero",
             "[kernel] SIP bad-pointer (pid 9) terminated: bad kernel call: console_write(0xfde8, 4096) reaches outside linear memory",
             "[kernel] SIP primes (pid 10) exited with status 0",
-            "[kernel] SIP hog (pid 11) could not be loaded: not enough kernel memory for its declared limits (4096 pages of memory)",
+            "[kernel] SIP hog (pid 11) could not be loaded: not enough memory for its declared limits (4096 pages of memory)",
             "9 of 11 SIPs did not exit with status 0",
         ],
     );
@@ -112,7 +134,19 @@ fn misbehaving_sips_end_alone_with_their_reason() {
 
 #[test]
 fn sealed_process_invariants_hold() {
-    let outcome = run(sips(&["load-code", "backdoor", "secret", "snoop"]));
+    sealed_process_invariants(Isolation::Soft);
+}
+
+#[test]
+fn sealed_process_invariants_hold_in_ring3() {
+    sealed_process_invariants(Isolation::Hard);
+}
+
+fn sealed_process_invariants(isolation: Isolation) {
+    let outcome = run(in_mode(
+        isolation,
+        sips(&["load-code", "backdoor", "secret", "snoop"]),
+    ));
     expect(
         &outcome,
         Verdict::Failed,
@@ -139,8 +173,17 @@ fn system(name: &str) -> BootOptions {
 
 #[test]
 fn echo_pair_measures_round_trips_and_moves_buffers() {
+    echo_pair(Isolation::Soft);
+}
+
+#[test]
+fn echo_pair_measures_round_trips_and_moves_buffers_in_ring3() {
+    echo_pair(Isolation::Hard);
+}
+
+fn echo_pair(isolation: Isolation) {
     expect(
-        &run(system("echo")),
+        &run(in_mode(isolation, system("echo"))),
         Verdict::Passed,
         &[
             "[echo-client] round trip, 16-byte message: median",
@@ -156,8 +199,17 @@ fn echo_pair_measures_round_trips_and_moves_buffers() {
 
 #[test]
 fn contract_violation_terminates_the_sender_and_the_peer_goes_on() {
+    contract_violation(Isolation::Soft);
+}
+
+#[test]
+fn contract_violation_terminates_the_sender_and_the_peer_goes_on_in_ring3() {
+    contract_violation(Isolation::Hard);
+}
+
+fn contract_violation(isolation: Isolation) {
     expect(
-        &run(system("violation")),
+        &run(in_mode(isolation, system("violation"))),
         Verdict::Failed,
         &[
             "[echo-violator] sending Pong as the client",
@@ -172,8 +224,17 @@ fn contract_violation_terminates_the_sender_and_the_peer_goes_on() {
 
 #[test]
 fn services_are_found_by_name_and_endpoints_travel_in_messages() {
+    directory(Isolation::Soft);
+}
+
+#[test]
+fn services_are_found_by_name_and_endpoints_travel_in_messages_in_ring3() {
+    directory(Isolation::Hard);
+}
+
+fn directory(isolation: Isolation) {
     expect(
-        &run(system("directory")),
+        &run(in_mode(isolation, system("directory"))),
         Verdict::Passed,
         &[
             "[echo-binder] `nosuch` is not registered; my channel end came back",
@@ -192,9 +253,18 @@ fn services_are_found_by_name_and_endpoints_travel_in_messages() {
 
 #[test]
 fn looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly() {
+    looping_sip_killed(Isolation::Soft);
+}
+
+#[test]
+fn looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_in_ring3() {
+    looping_sip_killed(Isolation::Hard);
+}
+
+fn looping_sip_killed(isolation: Isolation) {
     let outcome = run(BootOptions {
         self_test: Some("sips".into()),
-        ..sips(&["forever", "hello", "oob", "trap", "oom"])
+        ..in_mode(isolation, sips(&["forever", "hello", "oob", "trap", "oom"]))
     });
     expect(
         &outcome,
@@ -227,16 +297,72 @@ fn uefi_boot_reaches_the_same_system() {
     );
 }
 
+// Every configuration of Singularity's Figure 5 boots the default system, and the banner
+// names it (soft is `default_system_runs_its_sips_and_powers_off_cleanly`).
+
 #[test]
-fn hard_isolation_is_refused_honestly() {
-    let outcome = run(BootOptions {
-        isolation: Isolation::Hard,
-        ..BootOptions::default()
-    });
+fn default_system_runs_with_4k_pages_in_one_space() {
+    default_system_in(Isolation::Paged);
+}
+
+#[test]
+fn default_system_runs_with_the_client_in_its_own_ring0_space() {
+    default_system_in(Isolation::ClientSpace);
+}
+
+#[test]
+fn default_system_runs_with_the_client_in_ring3() {
+    default_system_in(Isolation::ClientRing3);
+}
+
+#[test]
+fn default_system_runs_with_every_sip_in_ring3() {
+    default_system_in(Isolation::Hard);
+}
+
+fn default_system_in(isolation: Isolation) {
+    {
+        let outcome = run(in_mode(isolation, BootOptions::default()));
+        let banner = format!(
+            "isolation={}: {}",
+            isolation.name(),
+            isolation.description()
+        );
+        expect(
+            &outcome,
+            Verdict::Passed,
+            &[
+                &banner,
+                "[hello] Hello from a SIP: ABI v2",
+                "[primes] 17984 primes below 200000",
+                "[echo-binder] 3 pings answered over a channel found by name",
+                "[kernel] SIP echo-binder (pid 5) exited with status 0",
+                "0 endpoints and 0 exchange-heap blocks left",
+                "powering off (success)",
+            ],
+        );
+        assert!(
+            outcome.console.contains("free frames") && !outcome.console.contains("KERNEL PANIC"),
+            "{}",
+            outcome.console
+        );
+    }
+}
+
+#[test]
+fn ring3_programs_cannot_cross_the_system_call_boundary() {
     expect(
-        &outcome,
-        Verdict::Failed,
-        &["booted: isolation=hard", "isolation=hard is not available"],
+        &self_test("ring3"),
+        Verdict::Passed,
+        &[
+            "syscalls_with_bad_pointers_or_lengths_fail_cleanly ... ok",
+            "ring3_read_of_kernel_memory_kills_only_that_program ... ok",
+            "ring3_write_of_kernel_memory_kills_only_that_program ... ok",
+            "privileged_instruction_in_ring3_kills_the_program ... ok",
+            "unknown_system_call_ends_the_caller ... ok",
+            "probe_address_spaces_are_reclaimed_exactly ... ok",
+            "ktest ring3: 6 passed, 0 failed",
+        ],
     );
 }
 

@@ -5,6 +5,7 @@
 //!    exits 0 if all did, else the number of the first case that did not.
 //! 2. read the kernel word at `HostedArgs::module`; 3. write it; 4. execute `hlt`.
 //!    Each must kill the probe (a decoded fault report) and nothing else.
+//! 5. system call 999, which does not exist: the kernel must end the probe.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -37,6 +38,10 @@ fn main(args: HostedArgs) -> ! {
         }
         4 => {
             sys::probe_halt();
+            exit(0)
+        }
+        5 => {
+            sys::call(999, [0; 6]);
             exit(0)
         }
         other => exit(1000 + other as i32),
