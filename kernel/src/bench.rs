@@ -1,13 +1,17 @@
 //! Kernel benchmarks: measured in the booted kernel, printed as numbers (never asserted).
 //!
-//! Suite `micro` (soft isolation):
+//! Suite `micro`, in whichever isolation configuration the kernel booted:
 //! - SIP create + start: from the kernel beginning to create a SIP (verify, compile,
 //!   instantiate, thread) to the SIP's first kernel call, each SIP alone on the processor;
 //! - the minimum kernel call from a SIP (printed by the `abi-bench` SIP itself);
 //! - the cost of fuel metering: the same CPU-bound SIP run with and without it;
 //! - a thread switch (semaphore round trip between two kernel threads, halved);
 //! - channel round trips between two SIPs over the Echo contract (printed by the
-//!   `echo-client` SIP): a small message, 16 KiB copied, 16 KiB exchange-heap buffer.
+//!   `echo-client` SIP): a small message, 16 KiB copied, 16 KiB exchange-heap buffer;
+//! - forking the prepared runtime image (how SIPs with a space of their own are made) and
+//!   the cost of one copy-on-write fault;
+//! - counters that explain the differences between configurations: system calls, CR3
+//!   loads, context switches, demand-zero and copy-on-write faults.
 //!
 //! Figures are TSC cycles: under QEMU's TCG they are emulated cost, good for ratios
 //! measured in one run, not for comparison with hardware.
@@ -22,6 +26,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use sip_runtime::{Exit, Metering};
 
 use crate::arch::cycles;
+use crate::mm::vm;
 use crate::println;
 use crate::process::{self, Ending, Record};
 use crate::sched::{self, sync::Semaphore};
@@ -171,14 +176,118 @@ fn channel_round_trip() -> Result<(), String> {
     Ok(())
 }
 
+/// Kernel event counts, read before and after a benchmark to explain its cost.
+#[derive(Clone, Copy, Debug)]
+struct Counters {
+    syscalls: u64,
+    cr3_loads: u64,
+    switches: u64,
+    demand_faults: u64,
+    cow_faults: u64,
+}
+
+impl Counters {
+    fn now() -> Counters {
+        Counters {
+            syscalls: crate::arch::user::SYSCALLS.load(Ordering::Relaxed),
+            cr3_loads: crate::arch::context::cr3_loads(),
+            switches: sched::context_switches(),
+            demand_faults: vm::DEMAND_FAULTS.load(Ordering::Relaxed),
+            cow_faults: vm::COW_FAULTS.load(Ordering::Relaxed),
+        }
+    }
+
+    fn print_since(&self, what: &str) {
+        let now = Counters::now();
+        println!(
+            "  counters ({what}): {} system calls, {} CR3 loads, {} context switches, {} demand-zero faults, {} copy-on-write faults",
+            now.syscalls - self.syscalls,
+            now.cr3_loads - self.cr3_loads,
+            now.switches - self.switches,
+            now.demand_faults - self.demand_faults,
+            now.cow_faults - self.cow_faults
+        );
+    }
+}
+
 fn micro() -> Result<(), String> {
-    println!("bench micro: soft isolation; TSC cycles (emulated cost under TCG)");
+    let isolation = crate::boot_package().config.isolation;
+    println!(
+        "bench micro: isolation={isolation} ({}); PCID {}; TSC cycles (emulated cost under TCG)",
+        isolation.description(),
+        if crate::arch::has_pcid() {
+            "available, not used"
+        } else {
+            "not available"
+        }
+    );
     create_start("startup", 9)?;
     create_start("hello", 9)?;
+    let counters = Counters::now();
     run_alone("abi-bench", Metering::Fuel)?;
+    counters.print_since("abi-bench");
     metering_cost()?;
     thread_switch()?;
+    let counters = Counters::now();
     channel_round_trip()?;
+    counters.print_since("echo pair");
+    fork_image()?;
+    cow_fault()?;
     println!("bench micro: done");
+    Ok(())
+}
+
+/// Forks the prepared runtime image, as creating a SIP with a space of its own does.
+fn fork_image() -> Result<(), String> {
+    const RUNS: usize = 9;
+    for ring3 in [true, false] {
+        let mut samples = Vec::new();
+        let mut pages = 0;
+        for _ in 0..RUNS {
+            let Some((child, shared, spent)) = crate::hosted::fork_image(ring3) else {
+                break;
+            };
+            drop(child);
+            samples.push(spent);
+            pages = shared;
+        }
+        if samples.is_empty() {
+            continue;
+        }
+        let (m, min, max) = median(samples);
+        println!(
+            "  SIP fork (ring-{} runtime image, {pages} pages shared copy-on-write, {RUNS} runs): median {m} cycles (min {min}, max {max}), {} per page",
+            if ring3 { 3 } else { 0 },
+            m / pages.max(1) as u64
+        );
+    }
+    Ok(())
+}
+
+/// One copy-on-write fault: a write to a page shared with a fork, minus the same write
+/// once the page is private.
+fn cow_fault() -> Result<(), String> {
+    const PAGES: u64 = 64;
+    let err = |e: vm::MapError| format!("{e:?}");
+    let region = vm::user_base() + 0x4000_0000u64;
+    let mut parent = vm::AddressSpace::new().ok_or("no memory")?;
+    parent.map_zeroed(region, PAGES as usize).map_err(err)?;
+    let mut child = parent.fork().ok_or("fork: no memory")?;
+    let mut faulting = Vec::new();
+    let mut plain = Vec::new();
+    for i in 0..PAGES {
+        let page = region + i * 4096;
+        let start = cycles::start();
+        child.write_u64(page, i).map_err(err)?;
+        faulting.push(cycles::stop() - start);
+        let start = cycles::start();
+        child.write_u64(page, i).map_err(err)?;
+        plain.push(cycles::stop() - start);
+    }
+    let (f, p) = (median(faulting).0, median(plain).0);
+    println!(
+        "  copy-on-write fault (fault, copy 4 KiB, invlpg; {PAGES} pages): median {} cycles",
+        f.saturating_sub(p)
+    );
     Ok(())
 }

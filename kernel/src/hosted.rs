@@ -6,7 +6,10 @@
 //! arguments, the module bytes (read-only), a stack, and a demand-zero heap sized by the
 //! manifest's limits. A SIP with a space of its own gets window 0 of a fresh space; the
 //! others share one system-wide space, one window each, and are torn down window by
-//! window (the space itself goes when its last SIP does). Then `arch::user::run` enters
+//! window (the space itself goes when its last SIP does). A space of its own is made by
+//! *forking* a prepared image ([`prepare`]): the program is loaded and relocated once at
+//! boot, and each SIP gets its pages copy-on-write (text stays shared for good; a data
+//! page is copied when the SIP first writes it). Then `arch::user::run` enters
 //! the program, in ring 3 or ring 0 as the configuration says, and the system-call table
 //! serves it until it reports its end, faults or is killed.
 //!
@@ -64,9 +67,46 @@ pub struct Setup {
 /// The system-wide space of the `paged` configurations: (space, windows in use).
 static SHARED: spin::Mutex<Option<(AddressSpace, [bool; WINDOWS])>> = spin::Mutex::new(None);
 
+/// Prepared runtime images for spaces of their own, by ring (0: ring 0, 1: ring 3): the
+/// program loaded and relocated in window 0, never run, only forked.
+static TEMPLATES: spin::Mutex<[Option<AddressSpace>; 2]> = spin::Mutex::new([None, None]);
+
+/// Loads the runtime image that SIPs in spaces of their own are forked from, for every
+/// ring the boot's isolation configuration uses. Runs once at boot, before the SIPs.
+pub fn prepare(isolation: bootpkg::Isolation) -> Result<(), String> {
+    let Some(program) = crate::boot_package().program("sip-hosted") else {
+        return Ok(()); // reported when a SIP needs it
+    };
+    for client in [false, true] {
+        if let Placement::OwnSpace { ring3 } = isolation.placement(client) {
+            let mut templates = TEMPLATES.lock();
+            if templates[usize::from(ring3)].is_none() {
+                let mut space = AddressSpace::new().ok_or("no memory for the runtime image")?;
+                let base = user_base() + WINDOW;
+                load_program(&mut space, base, program, ring3)
+                    .map_err(|e| format!("cannot load the runtime image: {e:?}"))?;
+                templates[usize::from(ring3)] = Some(space);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Forks the prepared image for `ring3`, if there is one: (space, pages shared, cycles).
+pub fn fork_image(ring3: bool) -> Option<(AddressSpace, usize, u64)> {
+    let mut templates = TEMPLATES.lock();
+    let template = templates[usize::from(ring3)].as_mut()?;
+    let start = cycles::start();
+    let child = template.fork()?;
+    let spent = cycles::stop() - start;
+    let pages = template.user_pages();
+    Some((child, pages, spent))
+}
+
 /// A SIP's place: its own space, or a window of the shared one.
 enum Home {
-    Own(AddressSpace),
+    /// A space of its own; true if forked from the prepared image (program in place).
+    Own(AddressSpace, bool),
     Shared(usize),
 }
 
@@ -75,7 +115,7 @@ impl Home {
         match placement {
             Placement::Kernel => Err("the soft configuration runs SIPs in the kernel".into()),
             Placement::OwnSpace { .. } => AddressSpace::new()
-                .map(Home::Own)
+                .map(|space| Home::Own(space, false))
                 .ok_or_else(|| "no memory for an address space".into()),
             Placement::SharedSpace => {
                 let mut shared = SHARED.lock();
@@ -96,7 +136,7 @@ impl Home {
 
     fn base(&self) -> VirtAddr {
         let index = match self {
-            Home::Own(_) => 0,
+            Home::Own(..) => 0,
             Home::Shared(i) => *i as u64,
         };
         user_base() + (index + 1) * WINDOW
@@ -104,7 +144,7 @@ impl Home {
 
     fn with_space<R>(&mut self, f: impl FnOnce(&mut AddressSpace) -> R) -> R {
         match self {
-            Home::Own(space) => f(space),
+            Home::Own(space, _) => f(space),
             Home::Shared(_) => f(&mut SHARED.lock().as_mut().expect("shared space").0),
         }
     }
@@ -170,10 +210,19 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         }
     };
     let ring3 = setup.placement == (Placement::OwnSpace { ring3: true });
-    let mut home = match Home::new(setup.placement) {
+    let forked = match setup.placement {
+        Placement::OwnSpace { ring3 } if setup.probe.is_none() => fork_image(ring3),
+        _ => None,
+    };
+    let home = match forked {
+        Some((space, _, _)) => Ok(Home::Own(space, true)),
+        None => Home::new(setup.placement),
+    };
+    let mut home = match home {
         Ok(home) => home,
         Err(why) => return Ending::LoadFailed(why),
     };
+    let program_loaded = matches!(home, Home::Own(_, true));
     let base = home.base();
     let args = HostedArgs {
         module: match setup.probe {
@@ -191,7 +240,12 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         gate: if ring3 { 0 } else { user::gate_address() },
         probe: setup.probe.map_or(0, |(probe, _)| probe),
     };
-    let built = home.with_space(|space| build(space, base, program, module, &args, ring3));
+    let built = home.with_space(|space| {
+        if !program_loaded {
+            load_program(space, base, program, ring3)?;
+        }
+        build(space, base, module, &args, ring3)
+    });
     if let Err(err) = built {
         return Ending::LoadFailed(format!("cannot build its address space: {err:?}"));
     }
@@ -231,21 +285,13 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         .unwrap_or_else(|| Ending::Ran(Exit::Fault(Fault::Other("ended without a report".into()))))
 }
 
-/// Maps the program, arguments, module, stack and heap of one window.
-fn build(
+/// Copies and relocates the program into the window at `base`.
+fn load_program(
     space: &mut AddressSpace,
     base: VirtAddr,
     program: &Program,
-    module: &[u8],
-    args: &HostedArgs,
-    ring3: bool,
+    user: bool,
 ) -> Result<(), MapError> {
-    let user = ring3;
-    let read_only = Access {
-        writable: false,
-        executable: false,
-        user,
-    };
     let load = base + PROGRAM;
     for segment in &program.segments {
         let start = (load + segment.address).align_down(PAGE);
@@ -262,6 +308,22 @@ fn build(
         let value = load.as_u64() + addend;
         space.write_bytes(load + offset, &value.to_le_bytes())?;
     }
+    Ok(())
+}
+
+/// Maps the arguments, module, stack and heap of one window.
+fn build(
+    space: &mut AddressSpace,
+    base: VirtAddr,
+    module: &[u8],
+    args: &HostedArgs,
+    user: bool,
+) -> Result<(), MapError> {
+    let read_only = Access {
+        writable: false,
+        executable: false,
+        user,
+    };
     space.map_pages(base, 1, read_only)?;
     let words: alloc::vec::Vec<u8> = args
         .to_words()

@@ -120,6 +120,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Err(err) = load_contracts(package) {
         fail(format_args!("{err}"));
     }
+    if let Err(err) = hosted::prepare(config.isolation) {
+        fail(format_args!("{err}"));
+    }
     let baseline = mm::Usage::now();
     let started = match (config.self_test.as_deref(), config.bench.as_deref()) {
         (Some(name), _) => ktest::start(name),

@@ -182,6 +182,10 @@ impl sip_runtime::Kernel for SipKernel {
         cycles::stop()
     }
 
+    fn abi_version(&mut self) -> i32 {
+        cordon_abi::VERSION
+    }
+
     fn kill_requested(&mut self) -> bool {
         KILL[self.pid - 1].load(Ordering::Relaxed)
     }

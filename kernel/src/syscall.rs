@@ -177,8 +177,8 @@ fn cycles(k: &mut SipKernel, _: &UserAccess, _: [u64; 6]) -> Outcome {
     ok(k.cycles())
 }
 
-fn abi_version(_: &mut SipKernel, _: &UserAccess, _: [u64; 6]) -> Outcome {
-    ok(abi::VERSION as u64)
+fn abi_version(k: &mut SipKernel, _: &UserAccess, _: [u64; 6]) -> Outcome {
+    ok(k.abi_version() as u64)
 }
 
 fn chan_create(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {

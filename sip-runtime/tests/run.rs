@@ -24,6 +24,9 @@ impl Kernel for Mock {
     fn cycles(&mut self) -> u64 {
         1234
     }
+    fn abi_version(&mut self) -> i32 {
+        cordon_abi::VERSION
+    }
     fn kill_requested(&mut self) -> bool {
         self.checks += 1;
         self.kill_after_checks.is_some_and(|n| self.checks > n)

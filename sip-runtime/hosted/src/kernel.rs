@@ -52,6 +52,10 @@ impl Kernel for SyscallKernel {
         call(&abi::CYCLES, [0; 6]).first
     }
 
+    fn abi_version(&mut self) -> i32 {
+        call(&abi::ABI_VERSION, [0; 6]).first as i32
+    }
+
     /// The kernel stops a hosted SIP itself, at its next kernel entry or timer tick.
     fn kill_requested(&mut self) -> bool {
         false

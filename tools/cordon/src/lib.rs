@@ -3,6 +3,7 @@
 //! and console into a verdict. The `cordon` binary and the in-QEMU tests both use it.
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod image;
 pub mod program;
 pub mod qemu;

@@ -43,6 +43,10 @@ enum Command {
     /// Boot the kernel's micro-benchmarks (SIP create+start, minimum kernel call, fuel
     /// metering, thread switch) and print what they measure.
     Bench {
+        /// Run the suite once in each of the five isolation configurations and print a
+        /// table of every figure side by side, as ratios to `soft`.
+        #[arg(long)]
+        compare: bool,
         #[command(flatten)]
         boot: BootArgs,
     },
@@ -129,7 +133,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Some(Command::Bench { mut boot }) => {
+        Some(Command::Bench { compare, mut boot }) => {
             boot.bench = Some("micro".into());
             boot.system = None;
             boot.sips = [
@@ -142,7 +146,11 @@ fn main() -> ExitCode {
             ]
             .map(String::from)
             .to_vec();
-            self::boot(boot)
+            if compare {
+                compare_configurations(boot)
+            } else {
+                self::boot(boot)
+            }
         }
         None => boot(cli.boot),
     }
@@ -237,19 +245,78 @@ fn verify(files: &[std::path::PathBuf]) -> ExitCode {
     }
 }
 
-fn boot(cli: BootArgs) -> ExitCode {
+/// `cordon bench --compare`: the micro suite in every configuration, then the table.
+fn compare_configurations(cli: BootArgs) -> ExitCode {
+    let base = match boot_options(&cli) {
+        Ok(options) => options,
+        Err(code) => return code,
+    };
+    let mut results = Vec::new();
+    for (i, isolation) in Isolation::ALL.into_iter().enumerate() {
+        eprintln!(
+            "[cordon] bench {}/{}: isolation={isolation} ({})",
+            i + 1,
+            Isolation::ALL.len(),
+            isolation.description()
+        );
+        let options = BootOptions {
+            isolation,
+            echo: false,
+            ..base.clone()
+        };
+        let outcome = match cordon::boot(&options) {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                eprintln!("[cordon] error: {err:#}");
+                return ExitCode::from(3);
+            }
+        };
+        let log = cordon::image::work_dir().join(format!("bench-{isolation}.log"));
+        let _ = std::fs::write(&log, &outcome.console);
+        if outcome.verdict != Verdict::Passed {
+            eprintln!(
+                "[cordon] isolation={isolation}: the suite did not finish ({:?}); console in {}",
+                outcome.verdict,
+                log.display()
+            );
+            return ExitCode::from(1);
+        }
+        eprintln!(
+            "[cordon]   done in {:.0} s; console in {}",
+            outcome.wall.as_secs_f64(),
+            log.display()
+        );
+        results.push((isolation, cordon::bench::parse(&outcome.console)));
+    }
+    println!(
+        "Isolation configurations side by side (Singularity's Figure 5 order), one boot each, \
+         accel={}; ratios are to soft in this run:",
+        match base.accel {
+            Accel::Tcg => "tcg (emulated cost: compare ratios, not absolute cycles)",
+            Accel::Kvm => "kvm",
+        }
+    );
+    print!("{}", cordon::bench::table(&results));
+    for isolation in Isolation::ALL {
+        println!("  {:<13} {}", isolation.name(), isolation.description());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Boot options from the command line (or the exit code for a bad system manifest).
+fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
     let system = if cli.sips.is_empty() {
         match cordon::system::load(cli.system.as_deref().unwrap_or("default")) {
             Ok(system) => system,
             Err(err) => {
                 eprintln!("[cordon] error: {err:#}");
-                return ExitCode::from(2);
+                return Err(ExitCode::from(2));
             }
         }
     } else {
         cordon::system::of_sips(&cli.sips)
     };
-    let options = BootOptions {
+    Ok(BootOptions {
         isolation: match cli.isolation {
             IsolationArg::Soft => Isolation::Soft,
             IsolationArg::Paged => Isolation::Paged,
@@ -264,8 +331,8 @@ fn boot(cli: BootArgs) -> ExitCode {
             LogArg::Debug => LogLevel::Debug,
             LogArg::Trace => LogLevel::Trace,
         },
-        self_test: cli.self_test,
-        bench: cli.bench,
+        self_test: cli.self_test.clone(),
+        bench: cli.bench.clone(),
         system,
         firmware: cli.firmware,
         accel: cli.accel,
@@ -273,6 +340,13 @@ fn boot(cli: BootArgs) -> ExitCode {
         memory_mib: cli.memory,
         echo: true,
         timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+    })
+}
+
+fn boot(cli: BootArgs) -> ExitCode {
+    let options = match boot_options(&cli) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
     eprintln!(
         "[cordon] isolation={} firmware={:?} accel={} memory={} MiB",
