@@ -148,19 +148,23 @@ fn metering_cost() -> Result<(), String> {
 }
 
 fn channel_round_trip() -> Result<(), String> {
-    let (server, server_thread) = process::start("echo-server", crate::boot_module("echo-server")?)
-        .map_err(|e| format!("{e:?}"))?;
-    let client_options = process::StartOptions {
-        client: true,
-        ..Default::default()
-    };
-    let (client, client_thread) = process::start_with(
-        "echo-client",
-        crate::boot_module("echo-client")?,
-        client_options,
-    )
-    .map_err(|e| format!("{e:?}"))?;
-    crate::ipc::connect("Echo", (server, "clients"), (client, "server"))?;
+    let server_module = crate::boot_module("echo-server")?;
+    let client_module = crate::boot_module("echo-client")?;
+    // Both SIPs and their channel exist before either runs: a SIP checks its endpoints
+    // as soon as it is verified, so the timer must not switch to it in between.
+    let ((server, server_thread), (client, client_thread)) =
+        x86_64::instructions::interrupts::without_interrupts(|| -> Result<_, String> {
+            let server =
+                process::start("echo-server", server_module).map_err(|e| format!("{e:?}"))?;
+            let client_options = process::StartOptions {
+                client: true,
+                ..Default::default()
+            };
+            let client = process::start_with("echo-client", client_module, client_options)
+                .map_err(|e| format!("{e:?}"))?;
+            crate::ipc::connect("Echo", (server.0, "clients"), (client.0, "server"))?;
+            Ok((server, client))
+        })?;
     client_thread.join();
     server_thread.join();
     for pid in [server, client] {

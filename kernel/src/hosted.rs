@@ -78,16 +78,19 @@ pub fn prepare(isolation: bootpkg::Isolation) -> Result<(), String> {
         return Ok(()); // reported when a SIP needs it
     };
     for client in [false, true] {
-        if let Placement::OwnSpace { ring3 } = isolation.placement(client) {
-            let mut templates = TEMPLATES.lock();
-            if templates[usize::from(ring3)].is_none() {
-                let mut space = AddressSpace::new().ok_or("no memory for the runtime image")?;
-                let base = user_base() + WINDOW;
-                load_program(&mut space, base, program, ring3)
-                    .map_err(|e| format!("cannot load the runtime image: {e:?}"))?;
-                templates[usize::from(ring3)] = Some(space);
-            }
+        let ring3 = match isolation.placement(client) {
+            Placement::Kernel => continue,
+            // The shared space takes its text from the ring-0 image.
+            Placement::SharedSpace => false,
+            Placement::OwnSpace { ring3 } => ring3,
+        };
+        if TEMPLATES.lock()[usize::from(ring3)].is_some() {
+            continue;
         }
+        let mut space = AddressSpace::new().ok_or("no memory for the runtime image")?;
+        load_program(&mut space, user_base() + WINDOW, program, ring3)
+            .map_err(|e| format!("cannot load the runtime image: {e:?}"))?;
+        TEMPLATES.lock()[usize::from(ring3)] = Some(space);
     }
     Ok(())
 }
@@ -285,7 +288,11 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         .unwrap_or_else(|| Ending::Ran(Exit::Fault(Fault::Other("ended without a report".into()))))
 }
 
-/// Copies and relocates the program into the window at `base`.
+/// Copies and relocates the program into the window at `base`. Read-only segments
+/// without relocations (text, constants) are not copied when the prepared ring-0 image
+/// exists and this is the shared space: their frames are mapped from the image, so every
+/// SIP runs the same physical code (less memory; under emulation, QEMU also reuses its
+/// translation of that code instead of translating each copy again).
 fn load_program(
     space: &mut AddressSpace,
     base: VirtAddr,
@@ -293,9 +300,25 @@ fn load_program(
     user: bool,
 ) -> Result<(), MapError> {
     let load = base + PROGRAM;
+    let mut templates = TEMPLATES.lock();
+    // Ring 3 is forked from its own image, never loaded here.
+    let mut image = if user { None } else { templates[0].as_mut() };
+    let image_load = user_base() + WINDOW + PROGRAM;
     for segment in &program.segments {
         let start = (load + segment.address).align_down(PAGE);
         let end = (load + segment.address + segment.size).align_up(PAGE);
+        let relocated = program.relocations.iter().any(|&(offset, _)| {
+            let at = load + offset;
+            at >= start && at < end
+        });
+        if let Some(image) = image.as_deref_mut()
+            && !segment.writable
+            && !relocated
+        {
+            let from = (image_load + segment.address).align_down(PAGE);
+            space.alias_from(image, from, start, (end - start) / PAGE)?;
+            continue;
+        }
         let access = Access {
             writable: segment.writable,
             executable: segment.executable,

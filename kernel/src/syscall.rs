@@ -117,7 +117,7 @@ fn handle(raw: u64) -> u32 {
 }
 
 /// Reads a string argument; `None` if it is not the caller's memory.
-fn text<'a>(access: &'a UserAccess, ptr: u64, len: u64) -> Option<Result<&'a str, String>> {
+fn text(access: &UserAccess, ptr: u64, len: u64) -> Option<Result<&str, String>> {
     let bytes = access.bytes(ptr, len)?;
     Some(core::str::from_utf8(bytes).map_err(|_| String::from("a name that is not UTF-8")))
 }
@@ -132,8 +132,8 @@ fn exit(_: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
         .bytes(a[0], (ExitReport::WORDS * 8) as u64)
         .map(|bytes| {
             let mut words = [0u64; ExitReport::WORDS];
-            for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-                *word = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+            for (word, chunk) in words.iter_mut().zip(bytes.as_chunks::<8>().0) {
+                *word = u64::from_le_bytes(*chunk);
             }
             words
         });
@@ -229,8 +229,10 @@ fn chan_select(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
         return bad_address();
     };
     let eps: alloc::vec::Vec<u32> = bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().expect("4-byte chunk")))
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|c| u32::from_le_bytes(*c))
         .collect();
     status(k.chan_select(&eps, timeout(a[2])))
 }

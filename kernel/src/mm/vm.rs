@@ -251,12 +251,49 @@ impl AddressSpace {
                 REFS.lock()[frame_number(frame)] = 1;
                 entry.set_addr(frame, wanted);
             } else {
+                if REFS.lock()[frame_number(entry.addr())] != 1 {
+                    return Err(MapError::Mapped); // never widen a shared frame's rights
+                }
                 let mut flags = entry.flags() | (wanted - Flags::NO_EXECUTE);
                 if !wanted.contains(Flags::NO_EXECUTE) {
                     flags -= Flags::NO_EXECUTE;
                 }
                 entry.set_flags(flags);
             }
+            if active {
+                tlb::flush(page);
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps the frames behind `pages` pages at `from` in `source` at `to` in this space as
+    /// well, read-only (shared text: one copy of a program's code for every SIP). Each
+    /// frame's reference count goes up; unmapping or dropping either space drops it.
+    pub fn alias_from(
+        &mut self,
+        source: &mut AddressSpace,
+        from: VirtAddr,
+        to: VirtAddr,
+        pages: u64,
+    ) -> Result<(), MapError> {
+        let end = to.as_u64() + pages * PAGE;
+        if !to.is_aligned(PAGE) || !in_user_region(to.as_u64()) || !in_user_region(end - 1) {
+            return Err(MapError::BadAddress);
+        }
+        let active = self.is_active();
+        for i in 0..pages {
+            let (frame, flags) = match source.leaf(from + i * PAGE, false) {
+                Some(entry) if !entry.is_unused() => (entry.addr(), entry.flags()),
+                _ => return Err(MapError::BadAddress),
+            };
+            let page = to + i * PAGE;
+            let entry = self.leaf(page, true).ok_or(MapError::OutOfMemory)?;
+            if !entry.is_unused() {
+                return Err(MapError::Mapped);
+            }
+            entry.set_addr(frame, flags - Flags::WRITABLE - COW);
+            REFS.lock()[frame_number(frame)] += 1;
             if active {
                 tlb::flush(page);
             }
@@ -632,6 +669,10 @@ impl UserAccess {
     }
 
     /// The bytes [`addr`, `addr + len`) of the caller's memory, if it may write them.
+    #[expect(
+        clippy::mut_from_ref,
+        reason = "the memory is the user's, not this token's; callers never overlap slices"
+    )]
     pub fn bytes_mut(&self, addr: u64, len: u64) -> Option<&mut [u8]> {
         if !self.check(addr, len, true) {
             return None;
