@@ -188,6 +188,8 @@ struct Counters {
     switches: u64,
     demand_faults: u64,
     cow_faults: u64,
+    messages: u64,
+    bytes_copied: u64,
 }
 
 impl Counters {
@@ -198,18 +200,22 @@ impl Counters {
             switches: sched::context_switches(),
             demand_faults: vm::DEMAND_FAULTS.load(Ordering::Relaxed),
             cow_faults: vm::COW_FAULTS.load(Ordering::Relaxed),
+            messages: crate::ipc::MESSAGES.load(Ordering::Relaxed),
+            bytes_copied: crate::ipc::BYTES_COPIED.load(Ordering::Relaxed),
         }
     }
 
     fn print_since(&self, what: &str) {
         let now = Counters::now();
         println!(
-            "  counters ({what}): {} system calls, {} CR3 loads, {} context switches, {} demand-zero faults, {} copy-on-write faults",
+            "  counters ({what}): {} system calls, {} CR3 loads, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages, {} bytes copied by the kernel",
             now.syscalls - self.syscalls,
             now.cr3_loads - self.cr3_loads,
             now.switches - self.switches,
             now.demand_faults - self.demand_faults,
-            now.cow_faults - self.cow_faults
+            now.cow_faults - self.cow_faults,
+            now.messages - self.messages,
+            now.bytes_copied - self.bytes_copied
         );
     }
 }

@@ -12,6 +12,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use cordon_abi::status;
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel_core::channel::{Channels, Counts, EndpointId, Owner, RecvError, SendError};
 
 use crate::arch::irq::IrqMutex;
@@ -21,6 +22,17 @@ use crate::sched::sync::WaitQueue;
 static CHANNELS: IrqMutex<Option<Channels>> = IrqMutex::new(None);
 /// Woken on every send and close.
 static EVENTS: WaitQueue = WaitQueue::new();
+/// Messages sent since boot.
+pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
+/// Bytes the kernel copied for channels and exchange-heap access since boot: messages into
+/// and out of queues, `buf_write` and `buf_read`. Moving a block in a message copies
+/// nothing: its handle changes owner.
+pub static BYTES_COPIED: AtomicU64 = AtomicU64::new(0);
+
+fn copied(bytes: usize) {
+    BYTES_COPIED.fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
 /// Largest exchange-heap block.
 const MAX_BLOCK: usize = 16 << 20;
 
@@ -99,6 +111,8 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
     let sent = with(|c| c.send(pid, ep, message));
     match sent {
         Ok(_) => {
+            MESSAGES.fetch_add(1, Ordering::Relaxed);
+            copied(message.len());
             EVENTS.notify_all_next();
             Ok(status::OK)
         }
@@ -134,7 +148,10 @@ pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i
         return Ok(status::TIMEOUT);
     }
     match outcome.expect("set when the wait ends") {
-        Ok(len) => Ok(len as i32),
+        Ok(len) => {
+            copied(len);
+            Ok(len as i32)
+        }
         Err(RecvError::PeerClosed) => Ok(status::PEER_CLOSED),
         Err(RecvError::TooSmall(_)) => Ok(status::BUFFER_TOO_SMALL),
         Err(RecvError::Fault(fault)) => Err(fault.0),
@@ -227,6 +244,7 @@ pub fn buf_write(pid: Pid, buf: u32, offset: u32, data: &[u8]) -> Result<i32, St
         let block = c.block_data(pid, buf).map_err(|f| f.0)?;
         let range = block_range(block.len(), offset, data.len(), buf)?;
         block[range].copy_from_slice(data);
+        copied(data.len());
         Ok(status::OK)
     })
 }
@@ -236,6 +254,7 @@ pub fn buf_read(pid: Pid, buf: u32, offset: u32, out: &mut [u8]) -> Result<i32, 
         let block = c.block_data(pid, buf).map_err(|f| f.0)?;
         let range = block_range(block.len(), offset, out.len(), buf)?;
         out.copy_from_slice(&block[range]);
+        copied(out.len());
         Ok(status::OK)
     })
 }

@@ -92,6 +92,16 @@ pub const METRICS: &[Metric] = &[
         "counters (echo pair)",
         " demand-zero faults",
     ),
+    before(
+        "echo pair: channel messages",
+        "counters (echo pair)",
+        " channel messages",
+    ),
+    before(
+        "echo pair: bytes copied by the kernel",
+        "counters (echo pair)",
+        " bytes copied by the kernel",
+    ),
 ];
 
 /// Rows whose figures are counts, not cycles (no ratio is printed for them).
