@@ -139,29 +139,57 @@ pub fn parse(console: &str) -> Vec<Option<u64>> {
         .collect()
 }
 
-/// The comparison table: one row per metric, one column per configuration, cycles with
-/// the ratio to the first column (soft) in parentheses.
-pub fn table(results: &[(Isolation, Vec<Option<u64>>)]) -> String {
-    let mut out = format!("{:<42}", "TSC cycles (median) / count");
+/// A figure over repeated runs: the median and the spread ((max - min) / median).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub median: u64,
+    pub spread: f64,
+}
+
+/// Summarises each metric over `runs` (each from [`parse`]); `None` where no run has it.
+pub fn summarise(runs: &[Vec<Option<u64>>]) -> Vec<Option<Summary>> {
+    (0..METRICS.len())
+        .map(|row| {
+            let mut values: Vec<u64> = runs.iter().filter_map(|r| r[row]).collect();
+            if values.is_empty() {
+                return None;
+            }
+            values.sort_unstable();
+            let median = values[values.len() / 2];
+            let spread = (values[values.len() - 1] - values[0]) as f64 / median.max(1) as f64;
+            Some(Summary { median, spread })
+        })
+        .collect()
+}
+
+/// The comparison table: one row per metric, one column per configuration: the median
+/// over runs, its ratio to the first column (soft) and the spread of the runs.
+pub fn table(results: &[(Isolation, Vec<Option<Summary>>)]) -> String {
+    const WIDTH: usize = 26;
+    let mut out = format!("{:<40}", "median TSC cycles (ratio to soft) ±spread");
     for (isolation, _) in results {
-        out.push_str(&format!(" {:>20}", isolation.name()));
+        out.push_str(&format!(" {:>WIDTH$}", isolation.name()));
     }
     out.push('\n');
     for (row, metric) in METRICS.iter().enumerate() {
         if results.iter().all(|(_, figures)| figures[row].is_none()) {
             continue;
         }
-        out.push_str(&format!("{:<42}", metric.label));
+        out.push_str(&format!("{:<40}", metric.label));
         let base = results.first().and_then(|(_, figures)| figures[row]);
         for (_, figures) in results {
             let cell = match (figures[row], base) {
                 (None, _) => "-".to_string(),
-                (Some(v), Some(b)) if !is_count(metric) && b > 0 => {
-                    format!("{v} ({:.2}x)", v as f64 / b as f64)
-                }
-                (Some(v), _) => v.to_string(),
+                (Some(v), _) if is_count(metric) => v.median.to_string(),
+                (Some(v), Some(b)) if b.median > 0 => format!(
+                    "{} ({:.2}x) ±{:.0}%",
+                    v.median,
+                    v.median as f64 / b.median as f64,
+                    v.spread * 100.0
+                ),
+                (Some(v), _) => format!("{} ±{:.0}%", v.median, v.spread * 100.0),
             };
-            out.push_str(&format!(" {cell:>20}"));
+            out.push_str(&format!(" {cell:>WIDTH$}"));
         }
         out.push('\n');
     }
@@ -200,11 +228,41 @@ mod tests {
         let soft = parse(CONSOLE);
         let mut hard = soft.clone();
         hard[0] = Some(6656);
-        let text = table(&[(Isolation::Soft, soft), (Isolation::Hard, hard)]);
-        assert!(text.contains("6656 (2.00x)"), "{text}");
-        assert!(text.contains("3328 (1.00x)"), "{text}");
+        let mut hard_again = hard.clone();
+        hard_again[0] = Some(7000);
+        let text = table(&[
+            (Isolation::Soft, summarise(&[soft])),
+            (
+                Isolation::Hard,
+                summarise(&[hard.clone(), hard, hard_again]),
+            ),
+        ]);
+        assert!(text.contains("6656 (2.00x) ±5%"), "{text}");
+        assert!(text.contains("3328 (1.00x) ±0%"), "{text}");
         // Counts carry no ratio; rows nobody measured are left out.
         assert!(text.contains(" 2629 "), "{text}");
         assert!(!text.contains("SIP fork (ring-0"), "{text}");
+    }
+
+    #[test]
+    fn summaries_take_the_median_and_spread() {
+        let runs = vec![
+            vec![Some(10); METRICS.len()],
+            vec![Some(30); METRICS.len()],
+            {
+                let mut r = vec![Some(20); METRICS.len()];
+                r[1] = None;
+                r
+            },
+        ];
+        let s = summarise(&runs);
+        assert_eq!(
+            s[0],
+            Some(Summary {
+                median: 20,
+                spread: 1.0
+            })
+        );
+        assert_eq!(s[1].unwrap().median, 30); // of the two runs that have it
     }
 }

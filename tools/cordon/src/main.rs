@@ -47,6 +47,10 @@ enum Command {
         /// table of every figure side by side, as ratios to `soft`.
         #[arg(long)]
         compare: bool,
+        /// With --compare: boots per configuration (interleaved, so host noise hits every
+        /// configuration alike); the table gives the median and the spread.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+        runs: u32,
         #[command(flatten)]
         boot: BootArgs,
     },
@@ -133,7 +137,11 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Some(Command::Bench { compare, mut boot }) => {
+        Some(Command::Bench {
+            compare,
+            runs,
+            mut boot,
+        }) => {
             boot.bench = Some("micro".into());
             boot.system = None;
             boot.sips = [
@@ -147,7 +155,7 @@ fn main() -> ExitCode {
             .map(String::from)
             .to_vec();
             if compare {
-                compare_configurations(boot)
+                compare_configurations(boot, runs)
             } else {
                 self::boot(boot)
             }
@@ -245,56 +253,62 @@ fn verify(files: &[std::path::PathBuf]) -> ExitCode {
     }
 }
 
-/// `cordon bench --compare`: the micro suite in every configuration, then the table.
-fn compare_configurations(cli: BootArgs) -> ExitCode {
+/// `cordon bench --compare`: the micro suite in every configuration, `runs` times each
+/// (interleaved), then the table.
+fn compare_configurations(cli: BootArgs, runs: u32) -> ExitCode {
     let base = match boot_options(&cli) {
         Ok(options) => options,
         Err(code) => return code,
     };
-    let mut results = Vec::new();
-    for (i, isolation) in Isolation::ALL.into_iter().enumerate() {
-        eprintln!(
-            "[cordon] bench {}/{}: isolation={isolation} ({})",
-            i + 1,
-            Isolation::ALL.len(),
-            isolation.description()
-        );
-        let options = BootOptions {
-            isolation,
-            echo: false,
-            ..base.clone()
-        };
-        let outcome = match cordon::boot(&options) {
-            Ok(outcome) => outcome,
-            Err(err) => {
-                eprintln!("[cordon] error: {err:#}");
-                return ExitCode::from(3);
-            }
-        };
-        let log = cordon::image::work_dir().join(format!("bench-{isolation}.log"));
-        let _ = std::fs::write(&log, &outcome.console);
-        if outcome.verdict != Verdict::Passed {
+    let total = Isolation::ALL.len() * runs as usize;
+    let mut figures: Vec<Vec<Vec<Option<u64>>>> = vec![Vec::new(); Isolation::ALL.len()];
+    let started = std::time::Instant::now();
+    for run in 0..runs as usize {
+        for (i, isolation) in Isolation::ALL.into_iter().enumerate() {
+            let n = run * Isolation::ALL.len() + i + 1;
             eprintln!(
-                "[cordon] isolation={isolation}: the suite did not finish ({:?}); console in {}",
-                outcome.verdict,
-                log.display()
+                "[cordon] bench {n}/{total} ({:.0} s so far): isolation={isolation}, run {}/{runs}",
+                started.elapsed().as_secs_f64(),
+                run + 1
             );
-            return ExitCode::from(1);
+            let options = BootOptions {
+                isolation,
+                echo: false,
+                ..base.clone()
+            };
+            let outcome = match cordon::boot(&options) {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    eprintln!("[cordon] error: {err:#}");
+                    return ExitCode::from(3);
+                }
+            };
+            let log = cordon::image::work_dir().join(format!("bench-{isolation}-{}.log", run + 1));
+            let _ = std::fs::write(&log, &outcome.console);
+            if outcome.verdict != Verdict::Passed {
+                eprintln!(
+                    "[cordon] isolation={isolation}: the suite did not finish ({:?}); console in {}",
+                    outcome.verdict,
+                    log.display()
+                );
+                return ExitCode::from(1);
+            }
+            figures[i].push(cordon::bench::parse(&outcome.console));
         }
-        eprintln!(
-            "[cordon]   done in {:.0} s; console in {}",
-            outcome.wall.as_secs_f64(),
-            log.display()
-        );
-        results.push((isolation, cordon::bench::parse(&outcome.console)));
     }
+    let results: Vec<_> = Isolation::ALL
+        .into_iter()
+        .zip(&figures)
+        .map(|(isolation, runs)| (isolation, cordon::bench::summarise(runs)))
+        .collect();
     println!(
-        "Isolation configurations side by side (Singularity's Figure 5 order), one boot each, \
-         accel={}; ratios are to soft in this run:",
+        "Isolation configurations side by side (Singularity's Figure 5 order), {runs} boot(s) each, \
+         accel={}; ratios are to soft in this run; consoles in {}:",
         match base.accel {
             Accel::Tcg => "tcg (emulated cost: compare ratios, not absolute cycles)",
             Accel::Kvm => "kvm",
-        }
+        },
+        cordon::image::work_dir().display()
     );
     print!("{}", cordon::bench::table(&results));
     for isolation in Isolation::ALL {
