@@ -42,10 +42,6 @@ const PAGE: u64 = 4096;
 const TABLE: Flags = Flags::PRESENT
     .union(Flags::WRITABLE)
     .union(Flags::USER_ACCESSIBLE);
-/// Flags of a private, writable user page.
-const USER_PAGE: Flags = Flags::PRESENT
-    .union(Flags::WRITABLE)
-    .union(Flags::USER_ACCESSIBLE);
 
 static USER_SLOT: AtomicUsize = AtomicUsize::new(0);
 /// Whether EFER.NXE is on, so that non-executable pages can say so.
@@ -120,6 +116,20 @@ impl Access {
 fn in_user_region(addr: u64) -> bool {
     let base = user_base().as_u64();
     addr >= base && addr < base + (1 << 39)
+}
+
+/// Checks that [`addr`, `addr + len`) is page-aligned at its start, does not wrap and lies
+/// in the user region.
+fn check_range(addr: VirtAddr, len: u64) -> Result<(), MapError> {
+    let end = addr.as_u64().checked_add(len).ok_or(MapError::BadAddress)?;
+    if len == 0
+        || !addr.is_aligned(PAGE)
+        || !in_user_region(addr.as_u64())
+        || !in_user_region(end - 1)
+    {
+        return Err(MapError::BadAddress);
+    }
+    Ok(())
 }
 
 fn table(phys: PhysAddr) -> *mut PageTable {
@@ -206,27 +216,14 @@ impl AddressSpace {
         Some(unsafe { &mut (&mut *table(current))[addr.p1_index()] })
     }
 
-    /// Maps `pages` fresh zeroed pages at `addr` in the user region.
+    /// Maps `pages` fresh zeroed pages at `addr` in the user region, writable from ring 3.
     pub fn map_zeroed(&mut self, addr: VirtAddr, pages: usize) -> Result<(), MapError> {
-        let end = addr.as_u64() + pages as u64 * PAGE;
-        if !addr.is_aligned(PAGE) || !in_user_region(addr.as_u64()) || !in_user_region(end - 1) {
-            return Err(MapError::BadAddress);
-        }
-        for i in 0..pages as u64 {
-            let page = addr + i * PAGE;
-            let active = self.is_active();
-            let entry = self.leaf(page, true).ok_or(MapError::OutOfMemory)?;
-            if !entry.is_unused() {
-                return Err(MapError::Mapped);
-            }
-            let frame = alloc_frame().ok_or(MapError::OutOfMemory)?;
-            REFS.lock()[frame_number(frame)] = 1;
-            entry.set_addr(frame, USER_PAGE);
-            if active {
-                tlb::flush(page);
-            }
-        }
-        Ok(())
+        let access = Access {
+            writable: true,
+            executable: true,
+            user: true,
+        };
+        self.map_pages(addr, pages as u64, access)
     }
 
     /// Maps `pages` zeroed pages at `addr` with `access`. A page that is already mapped
@@ -237,10 +234,7 @@ impl AddressSpace {
         pages: u64,
         access: Access,
     ) -> Result<(), MapError> {
-        let end = addr.as_u64() + pages * PAGE;
-        if !addr.is_aligned(PAGE) || !in_user_region(addr.as_u64()) || !in_user_region(end - 1) {
-            return Err(MapError::BadAddress);
-        }
+        check_range(addr, pages.checked_mul(PAGE).ok_or(MapError::BadAddress)?)?;
         let active = self.is_active();
         let wanted = access.flags();
         for i in 0..pages {
@@ -277,10 +271,7 @@ impl AddressSpace {
         to: VirtAddr,
         pages: u64,
     ) -> Result<(), MapError> {
-        let end = to.as_u64() + pages * PAGE;
-        if !to.is_aligned(PAGE) || !in_user_region(to.as_u64()) || !in_user_region(end - 1) {
-            return Err(MapError::BadAddress);
-        }
+        check_range(to, pages.checked_mul(PAGE).ok_or(MapError::BadAddress)?)?;
         let active = self.is_active();
         for i in 0..pages {
             let (frame, flags) = match source.leaf(from + i * PAGE, false) {
@@ -337,12 +328,12 @@ impl AddressSpace {
         len: u64,
         access: Access,
     ) -> Result<(), MapError> {
-        let end = addr.as_u64().checked_add(len).ok_or(MapError::BadAddress)?;
-        if !addr.is_aligned(PAGE) || !in_user_region(addr.as_u64()) || !in_user_region(end - 1) {
-            return Err(MapError::BadAddress);
-        }
-        LAZY.lock()
-            .push((self.l4.as_u64(), addr.as_u64()..end, access.flags()));
+        check_range(addr, len)?;
+        LAZY.lock().push((
+            self.l4.as_u64(),
+            addr.as_u64()..addr.as_u64() + len,
+            access.flags(),
+        ));
         Ok(())
     }
 
