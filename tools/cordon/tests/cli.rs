@@ -19,7 +19,10 @@ fn unknown_isolation_mode_names_the_valid_ones() {
     let (code, stderr) = cordon(&["--isolation", "foo"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("invalid value 'foo'"), "{stderr}");
-    assert!(stderr.contains("[possible values: soft, paged, client-space, client-ring3, hard]"), "{stderr}");
+    assert!(
+        stderr.contains("[possible values: soft, paged, client-space, client-ring3, hard]"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("[cordon]"), "nothing may start: {stderr}");
 }
 
