@@ -189,6 +189,7 @@ struct Counters {
     demand_faults: u64,
     cow_faults: u64,
     messages: u64,
+    direct: u64,
     bytes_copied: u64,
 }
 
@@ -201,6 +202,7 @@ impl Counters {
             demand_faults: vm::DEMAND_FAULTS.load(Ordering::Relaxed),
             cow_faults: vm::COW_FAULTS.load(Ordering::Relaxed),
             messages: crate::ipc::MESSAGES.load(Ordering::Relaxed),
+            direct: crate::ipc::DELIVERED_DIRECTLY.load(Ordering::Relaxed),
             bytes_copied: crate::ipc::BYTES_COPIED.load(Ordering::Relaxed),
         }
     }
@@ -208,13 +210,14 @@ impl Counters {
     fn print_since(&self, what: &str) {
         let now = Counters::now();
         println!(
-            "  counters ({what}): {} system calls, {} CR3 loads, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages, {} bytes copied by the kernel",
+            "  counters ({what}): {} system calls, {} CR3 loads, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages ({} delivered directly), {} bytes copied by the kernel",
             now.syscalls - self.syscalls,
             now.cr3_loads - self.cr3_loads,
             now.switches - self.switches,
             now.demand_faults - self.demand_faults,
             now.cow_faults - self.cow_faults,
             now.messages - self.messages,
+            now.direct - self.direct,
             now.bytes_copied - self.bytes_copied
         );
     }

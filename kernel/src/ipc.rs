@@ -24,9 +24,11 @@ static CHANNELS: IrqMutex<Option<Channels>> = IrqMutex::new(None);
 static EVENTS: WaitQueue = WaitQueue::new();
 /// Messages sent since boot.
 pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
+/// Of those, messages copied straight into a waiting receiver's buffer (one copy).
+pub static DELIVERED_DIRECTLY: AtomicU64 = AtomicU64::new(0);
 /// Bytes the kernel copied for channels and exchange-heap access since boot: messages into
-/// and out of queues, `buf_write` and `buf_read`. Moving a block in a message copies
-/// nothing: its handle changes owner.
+/// queues or straight into a waiting receiver's buffer, out of queues, `buf_write` and
+/// `buf_read`. Moving a block in a message copies nothing: its handle changes owner.
 pub static BYTES_COPIED: AtomicU64 = AtomicU64::new(0);
 
 fn copied(bytes: usize) {
@@ -108,7 +110,16 @@ pub fn create(pid: Pid, contract: &str) -> Result<(u32, u32), i32> {
 }
 
 pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
-    let sent = with(|c| c.send(pid, ep, message));
+    // A receiver blocked in another address space gets the message copied straight into
+    // its buffer (one copy); otherwise it waits in the queue.
+    let mut deliver = |landing, bytes: &[u8]| {
+        let done = crate::mm::vm::deliver(landing, bytes);
+        if done {
+            DELIVERED_DIRECTLY.fetch_add(1, Ordering::Relaxed);
+        }
+        done
+    };
+    let sent = with(|c| c.send_direct(pid, ep, message, &mut deliver));
     match sent {
         Ok(_) => {
             MESSAGES.fetch_add(1, Ordering::Relaxed);
@@ -135,23 +146,49 @@ fn wait(timeout: Option<u64>, attempt: &mut impl FnMut() -> bool) -> bool {
 }
 
 /// Receives into `out`, blocking up to `timeout` ticks (`None`: forever; `Some(0)`: poll).
+/// When `out` is user memory (a SIP in an address space), the receive is posted while it
+/// waits, so the sender can deliver into `out` directly.
 pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String> {
+    let landing = crate::mm::vm::landing(out);
+    let capacity = out.len();
     let mut outcome: Option<Result<usize, RecvError>> = None;
-    let mut attempt = || match with(|c| c.recv(pid, ep, out)) {
-        Err(RecvError::Empty) => false,
-        other => {
-            outcome = Some(other);
-            true
-        }
+    let mut attempt = || {
+        let result = with(|c| {
+            if let Some(len) = c.take_delivered(pid, ep) {
+                return Some(Ok(len));
+            }
+            match c.recv(pid, ep, out) {
+                Err(RecvError::Empty) => {
+                    if let Some(landing) = landing {
+                        // Fails only for a handle the SIP does not hold, which the
+                        // receive above already reported.
+                        let _ = c.post(pid, ep, capacity, landing);
+                    }
+                    None
+                }
+                Ok(len) => {
+                    copied(len);
+                    Some(Ok(len))
+                }
+                other => Some(other),
+            }
+        });
+        outcome = result;
+        outcome.is_some()
     };
-    if !wait(timeout, &mut attempt) {
-        return Ok(status::TIMEOUT);
-    }
-    match outcome.expect("set when the wait ends") {
-        Ok(len) => {
-            copied(len);
-            Ok(len as i32)
+    let arrived = wait(timeout, &mut attempt);
+    if landing.is_some() {
+        // Withdraw the post; a message delivered after the last attempt still arrived.
+        if let Some(len) = with(|c| c.take_delivered(pid, ep)) {
+            outcome = Some(Ok(len));
         }
+    }
+    let Some(outcome) = outcome else {
+        debug_assert!(!arrived);
+        return Ok(status::TIMEOUT);
+    };
+    match outcome {
+        Ok(len) => Ok(len as i32),
         Err(RecvError::PeerClosed) => Ok(status::PEER_CLOSED),
         Err(RecvError::TooSmall(_)) => Ok(status::BUFFER_TOO_SMALL),
         Err(RecvError::Fault(fault)) => Err(fault.0),

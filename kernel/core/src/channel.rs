@@ -81,7 +81,15 @@ struct Endpoint {
     slots: Vec<Slot>,
     head: usize,
     queued: usize,
+    /// A receive posted by the blocked holder: its buffer's capacity and where it is
+    /// (opaque to this module: the kernel's address space and address).
+    posted: Option<(usize, Landing)>,
+    /// A message a sender delivered straight into the posted buffer: its length.
+    delivered: Option<usize>,
 }
+
+/// Where a posted receive's buffer is, as the kernel describes it (opaque here).
+pub type Landing = [u64; 2];
 
 struct Block {
     data: Vec<u8>,
@@ -172,6 +180,8 @@ impl Channels {
             slots,
             head: 0,
             queued: 0,
+            posted: None,
+            delivered: None,
         };
         insert(&mut self.endpoints, endpoint)
     }
@@ -238,6 +248,22 @@ impl Channels {
         owner: Owner,
         id: EndpointId,
         bytes: &[u8],
+    ) -> Result<EndpointId, SendError> {
+        self.send_direct(owner, id, bytes, &mut |_, _| false)
+    }
+
+    /// [`Channels::send`], delivering straight into the receiver's buffer when it has
+    /// posted a receive ([`Channels::post`]) that the message fits and nothing is queued
+    /// before it: `deliver(landing, bytes)` copies the message there (the one copy of a
+    /// rendezvous) and returns true, and the receiver's side of the exchange (its state,
+    /// the handles it now holds) happens at once. If `deliver` returns false the message
+    /// is queued as usual.
+    pub fn send_direct(
+        &mut self,
+        owner: Owner,
+        id: EndpointId,
+        bytes: &[u8],
+        deliver: &mut dyn FnMut(Landing, &[u8]) -> bool,
     ) -> Result<EndpointId, SendError> {
         let ep = self.held(owner, id).map_err(SendError::Fault)?;
         let p = &self.protocols[ep.contract as usize];
@@ -320,15 +346,29 @@ impl Channels {
                 target.slots.len()
             ))));
         }
+        // A receiver waiting with room: one copy, straight into its buffer.
+        if let (Holder::Process(receiver), Some((capacity, landing)), 0, None) = (
+            target.holder,
+            target.posted,
+            target.queued,
+            target.delivered,
+        ) && capacity >= bytes.len()
+            && deliver(landing, bytes)
+        {
+            let received = p
+                .step(target.state, checked.message, target.role.peer().sends())
+                .expect("both ends follow the same state machine");
+            self.ep_mut(id).state = next;
+            let target = self.ep_mut(peer);
+            target.state = received;
+            target.posted = None;
+            target.delivered = Some(bytes.len());
+            self.move_handles(&checked.handles, Holder::Process(receiver));
+            return Ok(peer);
+        }
         // Commit: state, holders, copy into the peer's preallocated slot.
         self.ep_mut(id).state = next;
-        for h in &checked.handles {
-            if h.endpoint {
-                self.ep_mut(h.handle).holder = Holder::InTransit;
-            } else {
-                self.block_mut(h.handle).holder = Holder::InTransit;
-            }
-        }
+        self.move_handles(&checked.handles, Holder::InTransit);
         let target = self.ep_mut(peer);
         let at = (target.head + target.queued) % target.slots.len();
         target.slots[at].data[..bytes.len()].copy_from_slice(bytes);
@@ -337,10 +377,44 @@ impl Channels {
         Ok(peer)
     }
 
+    /// Gives every endpoint and block in `handles` to `holder`.
+    fn move_handles(&mut self, handles: &[wire::HandleField], holder: Holder) {
+        for h in handles {
+            if h.endpoint {
+                self.ep_mut(h.handle).holder = holder;
+            } else {
+                self.block_mut(h.handle).holder = holder;
+            }
+        }
+    }
+
     /// True if a receive on `owner`'s endpoint `id` would not block.
     pub fn ready(&self, owner: Owner, id: EndpointId) -> Result<bool, Fault> {
         let ep = self.held(owner, id)?;
-        Ok(ep.queued > 0 || ep.peer.is_none())
+        Ok(ep.queued > 0 || ep.delivered.is_some() || ep.peer.is_none())
+    }
+
+    /// Posts a receive of up to `capacity` bytes at `landing` on `owner`'s endpoint `id`,
+    /// whose holder is about to block: the next sender may deliver into it directly.
+    pub fn post(
+        &mut self,
+        owner: Owner,
+        id: EndpointId,
+        capacity: usize,
+        landing: Landing,
+    ) -> Result<(), Fault> {
+        self.held(owner, id)?;
+        self.ep_mut(id).posted = Some((capacity, landing));
+        Ok(())
+    }
+
+    /// Withdraws a posted receive and takes a message delivered into it meanwhile (its
+    /// length), which counts as received.
+    pub fn take_delivered(&mut self, owner: Owner, id: EndpointId) -> Option<usize> {
+        self.held(owner, id).ok()?;
+        let ep = self.ep_mut(id);
+        ep.posted = None;
+        ep.delivered.take()
     }
 
     /// Receives the next message for `owner`'s endpoint `id` into `out`; returns its length.
@@ -374,13 +448,7 @@ impl Channels {
         ep.state = next;
         ep.head = (ep.head + 1) % ep.slots.len();
         ep.queued -= 1;
-        for h in checked.handles {
-            if h.endpoint {
-                self.ep_mut(h.handle).holder = Holder::Process(owner);
-            } else {
-                self.block_mut(h.handle).holder = Holder::Process(owner);
-            }
-        }
+        self.move_handles(&checked.handles, Holder::Process(owner));
         Ok(len)
     }
 
@@ -706,5 +774,96 @@ mod tests {
         assert_eq!(ch.recv(CLIENT, imp, &mut buf), Err(RecvError::PeerClosed));
         ch.release_owner(CLIENT);
         assert_eq!(ch.counts(), Counts::default());
+    }
+
+    #[test]
+    fn a_posted_receive_takes_the_message_in_one_copy() {
+        let mut ch = channels();
+        let (exp, imp) = ch.create(0, SERVER, CLIENT);
+        let mut landed = Vec::new();
+        ch.post(SERVER, exp, 64, [7, 0x1000]).unwrap();
+        let sent = ch.send_direct(CLIENT, imp, &msg(0, 7, b"hi"), &mut |landing, bytes| {
+            assert_eq!(landing, [7, 0x1000]);
+            landed.extend_from_slice(bytes);
+            true
+        });
+        assert_eq!(sent, Ok(exp));
+        assert_eq!(landed, msg(0, 7, b"hi"));
+        // Nothing queued; the receive is complete and the receiver's state has moved on.
+        assert_eq!(ch.ready(SERVER, exp), Ok(true));
+        assert_eq!(ch.take_delivered(SERVER, exp), Some(landed.len()));
+        let mut buf = [0u8; 64];
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Err(RecvError::Empty));
+        assert_eq!(ch.send(SERVER, exp, &msg(1, 7, b"hi")), Ok(imp));
+    }
+
+    #[test]
+    fn direct_delivery_needs_a_posted_receive_with_room() {
+        let mut ch = channels();
+        let (exp, imp) = ch.create(0, SERVER, CLIENT);
+        let mut calls = 0;
+        // Not posted: queued as usual.
+        ch.send_direct(CLIENT, imp, &msg(0, 1, b""), &mut |_, _| {
+            calls += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
+        let mut buf = [0u8; 64];
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        ch.send(SERVER, exp, &msg(1, 1, b"")).unwrap();
+        ch.recv(CLIENT, imp, &mut buf).unwrap();
+        // Posted, but too small: queued, and the receive reports the size needed.
+        ch.post(SERVER, exp, 4, [0, 0]).unwrap();
+        ch.send_direct(CLIENT, imp, &msg(0, 2, b"12345678"), &mut |_, _| {
+            calls += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
+        assert_eq!(ch.take_delivered(SERVER, exp), None);
+        assert_eq!(
+            ch.recv(SERVER, exp, &mut [0u8; 4]),
+            Err(RecvError::TooSmall(18))
+        );
+        // A withdrawn post is not delivered into.
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        ch.send(SERVER, exp, &msg(1, 2, b"")).unwrap();
+        ch.recv(CLIENT, imp, &mut buf).unwrap();
+        ch.post(SERVER, exp, 64, [0, 0]).unwrap();
+        assert_eq!(ch.take_delivered(SERVER, exp), None);
+        ch.send_direct(CLIENT, imp, &msg(0, 3, b""), &mut |_, _| {
+            calls += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
+        // A deliver that fails falls back to the queue.
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        ch.send(SERVER, exp, &msg(1, 3, b"")).unwrap();
+        ch.recv(CLIENT, imp, &mut buf).unwrap();
+        ch.post(SERVER, exp, 64, [0, 0]).unwrap();
+        ch.send_direct(CLIENT, imp, &msg(0, 4, b""), &mut |_, _| false)
+            .unwrap();
+        assert_eq!(ch.take_delivered(SERVER, exp), None);
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Ok(msg(0, 4, b"").len()));
+    }
+
+    #[test]
+    fn handles_delivered_directly_belong_to_the_receiver() {
+        let mut ch = channels();
+        let (exp, imp) = ch.create(0, SERVER, CLIENT);
+        let (_other_exp, other_imp) = ch.create(0, CLIENT, CLIENT);
+        let block = ch.add_block(CLIENT, vec![1, 2, 3]);
+        let mut carry = 2u16.to_le_bytes().to_vec();
+        carry.extend(block.to_le_bytes());
+        carry.extend(other_imp.to_le_bytes());
+        ch.post(SERVER, exp, 64, [0, 0]).unwrap();
+        ch.send_direct(CLIENT, imp, &carry, &mut |_, _| true)
+            .unwrap();
+        assert!(ch.take_delivered(SERVER, exp).is_some());
+        assert_eq!(ch.block_data(SERVER, block).unwrap(), &[1, 2, 3]);
+        assert!(ch.block_data(CLIENT, block).is_err());
+        assert_eq!(ch.ready(SERVER, other_imp), Ok(false));
     }
 }

@@ -599,6 +599,44 @@ fn map_demand_zero(space: &mut AddressSpace, page: VirtAddr) -> bool {
     true
 }
 
+/// Where a receive into `out` can be delivered directly by a sender in another space:
+/// (top-level table, address), if `out` is user memory of the active space.
+pub fn landing(out: &[u8]) -> Option<[u64; 2]> {
+    let addr = out.as_ptr() as u64;
+    if out.is_empty() || !in_user_region(addr) {
+        return None;
+    }
+    let space = active_space()?;
+    Some([space.l4.as_u64(), addr])
+}
+
+/// Copies `bytes` to a [`landing`] in another (or the same) space, through the physical
+/// mapping: the one copy of a message delivered to a waiting receiver. False if any page
+/// of the range is not mapped writable there (it was checked when the receive was posted).
+pub fn deliver(landing: [u64; 2], bytes: &[u8]) -> bool {
+    let [l4, addr] = landing;
+    let Some(end) = addr.checked_add(bytes.len() as u64) else {
+        return false;
+    };
+    if bytes.is_empty() || !in_user_region(addr) || !in_user_region(end - 1) {
+        return bytes.is_empty();
+    }
+    // A handle on the receiver's space, which lives while its owner waits in the kernel
+    // for this message; never dropped here.
+    let mut space = core::mem::ManuallyDrop::new(AddressSpace {
+        l4: PhysAddr::new(l4),
+    });
+    let mut page = addr & !(PAGE - 1);
+    while page < end {
+        match space.leaf(VirtAddr::new(page), false) {
+            Some(entry) if entry.flags().contains(Flags::PRESENT | Flags::WRITABLE) => {}
+            _ => return false,
+        }
+        page += PAGE;
+    }
+    space.write_bytes(VirtAddr::new(addr), bytes).is_ok()
+}
+
 /// Access to the memory of the space that made the current system call. Created by the
 /// system-call entry for the duration of one call; slices it hands out live no longer.
 pub struct UserAccess {

@@ -98,6 +98,11 @@ pub const METRICS: &[Metric] = &[
         " channel messages",
     ),
     before(
+        "echo pair: messages delivered directly",
+        "counters (echo pair)",
+        " delivered directly",
+    ),
+    before(
         "echo pair: bytes copied by the kernel",
         "counters (echo pair)",
         " bytes copied by the kernel",
@@ -204,7 +209,7 @@ mod tests {
 [abi-bench] minimum kernel call (abi_version): median 3328 cycles/call, min 3003
   kernel thread switch (semaphore ping-pong, 2000 round trips): 2812 cycles per switch
 [echo-client] round trip, 16-byte message: median 1104068 cycles (201 calls)
-  counters (echo pair): 2629 system calls, 1228 CR3 loads, 1241 context switches, 319 demand-zero faults, 1 copy-on-write faults
+  counters (echo pair): 2629 system calls, 1228 CR3 loads, 1241 context switches, 319 demand-zero faults, 1 copy-on-write faults, 1207 channel messages (1200 delivered directly), 6621447 bytes copied by the kernel
 ";
 
     #[test]
@@ -220,6 +225,8 @@ mod tests {
         assert_eq!(get("echo pair: system calls"), Some(2629));
         assert_eq!(get("echo pair: CR3 loads"), Some(1228));
         assert_eq!(get("echo pair: demand-zero faults"), Some(319));
+        assert_eq!(get("echo pair: messages delivered directly"), Some(1200));
+        assert_eq!(get("echo pair: bytes copied by the kernel"), Some(6621447));
         assert_eq!(get("SIP fork (ring-3 runtime image)"), None);
     }
 
