@@ -28,24 +28,14 @@ const SAVED_REGISTERS: usize = 6;
 #[unsafe(naked)]
 pub unsafe extern "C" fn switch(save_rsp: *mut u64, next_rsp: u64, next_cr3: u64) {
     naked_asm!(
-        "push rbp",
-        "push rbx",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
+        push_callee_saved!(),
         "mov [rdi], rsp",
         "test rdx, rdx",
         "jz 2f",
         "mov cr3, rdx",
         "2:",
         "mov rsp, rsi",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
+        pop_callee_saved!(),
         "ret",
     )
 }

@@ -3,6 +3,21 @@
 //! Every `unsafe` block here carries a `// SAFETY:` comment. Code outside `arch` and `mm`
 //! reaches the hardware only through the safe functions these modules export.
 
+/// Pushes the callee-saved registers (System V) in the order `pop_callee_saved!` undoes:
+/// the saved kernel context of a context switch and of a program's entry.
+macro_rules! push_callee_saved {
+    () => {
+        "push rbp\npush rbx\npush r12\npush r13\npush r14\npush r15"
+    };
+}
+
+/// Pops what `push_callee_saved!` pushed.
+macro_rules! pop_callee_saved {
+    () => {
+        "pop r15\npop r14\npop r13\npop r12\npop rbx\npop rbp"
+    };
+}
+
 pub mod context;
 pub mod cycles;
 pub mod gdt;

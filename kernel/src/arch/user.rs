@@ -162,12 +162,7 @@ pub fn run(entry: Entry, handler: &mut dyn Handler) {
 #[unsafe(naked)]
 unsafe extern "C" fn enter(resume: *mut u64, frame: *const u64) {
     naked_asm!(
-        "push rbp",
-        "push rbx",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
+        push_callee_saved!(),
         "mov [rdi], rsp",
         // Kernel entries from the program land just below the saved context.
         "mov rax, rsp",
@@ -202,16 +197,7 @@ unsafe extern "C" fn enter(resume: *mut u64, frame: *const u64) {
 /// Restores the context `enter` saved at `resume_rsp`: `enter` returns.
 #[unsafe(naked)]
 unsafe extern "C" fn resume(resume_rsp: u64) -> ! {
-    naked_asm!(
-        "mov rsp, rdi",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
-        "ret",
-    )
+    naked_asm!("mov rsp, rdi", pop_callee_saved!(), "ret",)
 }
 
 /// Ends the running program: back to [`run`]'s caller. Interrupts off.
