@@ -472,3 +472,54 @@ fn unknown_self_test_is_rejected_with_the_list() {
         &["unknown self-test 'bogus'; known: threads, memory"],
     );
 }
+
+/// The micro-benchmark suite runs to completion with every SIP in ring 3, and the echo pair's
+/// messages cross address spaces in one copy: delivered straight into the waiting receiver.
+#[test]
+fn benchmarks_run_in_ring3_and_messages_cross_spaces_in_one_copy() {
+    let outcome = run(BootOptions {
+        isolation: Isolation::Hard,
+        bench: Some("micro".into()),
+        ..sips(&[
+            "startup",
+            "hello",
+            "abi-bench",
+            "primes",
+            "echo-server",
+            "echo-client",
+        ])
+    });
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "bench micro: isolation=hard",
+            "[abi-bench] minimum kernel call (abi_version): median",
+            "[echo-client] round trip, 16-byte message: median",
+            "SIP fork (ring-3 runtime image",
+            "copy-on-write fault (",
+            "bench micro: done",
+        ],
+    );
+    let figures = cordon::bench::parse(&outcome.console);
+    let figure = |label: &str| {
+        let row = cordon::bench::METRICS
+            .iter()
+            .position(|m| m.label == label)
+            .expect("a known metric");
+        figures[row].unwrap_or_else(|| panic!("no `{label}` in\n{}", outcome.console))
+    };
+    let messages = figure("echo pair: channel messages");
+    let direct = figure("echo pair: messages delivered directly");
+    let copied = figure("echo pair: bytes copied by the kernel");
+    assert!(messages > 1000, "{messages} messages");
+    // The client calls a server that is already waiting: nearly every message lands
+    // directly, so each byte is copied once.
+    assert!(
+        direct * 10 >= messages * 9,
+        "{direct} of {messages} delivered directly"
+    );
+    assert!(figure("echo pair: system calls") >= messages);
+    assert!(figure("echo pair: CR3 loads") > 0);
+    assert!(copied > 0);
+}
