@@ -22,6 +22,7 @@ mod hosted;
 mod ipc;
 mod ktest;
 mod mm;
+mod pci;
 mod process;
 mod sched;
 mod syscall;
@@ -98,6 +99,27 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
 
     syscall::check_table();
+    let devices = pci::scan();
+    for device in &devices {
+        log::debug!("PCI {device}");
+    }
+    let disks: alloc::vec::Vec<_> = devices
+        .iter()
+        .filter(|d| d.name() == "virtio-blk")
+        .collect();
+    println!(
+        "PCI: {} functions; {}",
+        devices.len(),
+        if disks.is_empty() {
+            alloc::string::String::from("no virtio-blk disk")
+        } else {
+            disks
+                .iter()
+                .map(|d| alloc::format!("{d}"))
+                .collect::<alloc::vec::Vec<_>>()
+                .join("; ")
+        }
+    );
     println!(
         "isolation={}: {}; PCID {} (not used: every CR3 load flushes the TLB), NX {}",
         config.isolation,

@@ -22,6 +22,7 @@ pub mod context;
 pub mod cycles;
 pub mod gdt;
 pub mod irq;
+pub mod pci;
 pub mod pic;
 pub mod qemu;
 pub mod selftest;

@@ -94,6 +94,10 @@ struct BootArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=16384))]
     memory: u32,
+    /// Attach this raw disk image as a virtio-blk PCI device, read-only (e.g. the WebFiles
+    /// image from `webfiles-gen`).
+    #[arg(long, value_name = "IMAGE")]
+    disk: Option<std::path::PathBuf>,
     /// Kill QEMU after this many seconds (0: never).
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -352,6 +356,7 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         accel: cli.accel,
         gdb: cli.gdb,
         memory_mib: cli.memory,
+        disk: cli.disk.clone(),
         echo: true,
         timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
     })

@@ -59,6 +59,8 @@ pub struct BootOptions {
     /// Start QEMU halted, waiting for a debugger on localhost:1234.
     pub gdb: bool,
     pub memory_mib: u32,
+    /// A raw disk image attached as a virtio-blk PCI device (e.g. the WebFiles image).
+    pub disk: Option<std::path::PathBuf>,
     /// Copy the console to this process's stdout as it arrives.
     pub echo: bool,
     /// Kill QEMU after this long (a safety net, not a measurement).
@@ -77,6 +79,7 @@ impl Default for BootOptions {
             accel: Accel::Tcg,
             gdb: false,
             memory_mib: 256,
+            disk: None,
             echo: false,
             timeout: Some(Duration::from_secs(300)),
         }
@@ -254,6 +257,18 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
         ));
         qemu.arg("-drive")
             .arg(format!("if=pflash,format=raw,file={}", vars_copy.display()));
+    }
+    if let Some(disk) = &options.disk {
+        if !disk.is_file() {
+            bail!("--disk {}: no such file", disk.display());
+        }
+        // Read-only for the guest: the image is an input, never changed by a run.
+        qemu.arg("-drive")
+            .arg(format!(
+                "if=none,id=disk0,format=raw,readonly=on,file={}",
+                disk.display()
+            ))
+            .args(["-device", "virtio-blk-pci,drive=disk0"]);
     }
     if options.gdb {
         qemu.args(["-s", "-S"]);

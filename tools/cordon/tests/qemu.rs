@@ -523,3 +523,22 @@ fn benchmarks_run_in_ring3_and_messages_cross_spaces_in_one_copy() {
     assert!(figure("echo pair: CR3 loads") > 0);
     assert!(copied > 0);
 }
+
+/// A disk image given with `--disk` appears to the kernel as a virtio-blk PCI device (the
+/// device the WebFiles driver SIP will drive); without one there is none.
+#[test]
+fn disk_image_appears_as_a_virtio_blk_pci_device() {
+    let disk = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pci-test-disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let with_disk = run(BootOptions {
+        disk: Some(disk),
+        ..sips(&["hello"])
+    });
+    expect(
+        &with_disk,
+        Verdict::Passed,
+        &["PCI: ", "virtio-blk (1af4:1001, class 01.00, I/O 0x"],
+    );
+    let without = run(sips(&["hello"]));
+    expect(&without, Verdict::Passed, &["no virtio-blk disk"]);
+}
