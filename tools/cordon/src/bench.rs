@@ -144,6 +144,27 @@ pub fn parse(console: &str) -> Vec<Option<u64>> {
         .collect()
 }
 
+/// Every raw figure as CSV: `configuration,run,metric,value`, one line per figure a run
+/// printed (runs numbered from 1).
+pub fn csv(results: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> String {
+    let mut out = String::from("configuration,run,metric,value\n");
+    for (isolation, runs) in results {
+        for (run, figures) in runs.iter().enumerate() {
+            for (metric, value) in METRICS.iter().zip(figures) {
+                if let Some(value) = value {
+                    out.push_str(&format!(
+                        "{},{},\"{}\",{value}\n",
+                        isolation.name(),
+                        run + 1,
+                        metric.label
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A figure over repeated runs: the median and the spread ((max - min) / median).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Summary {
@@ -249,6 +270,20 @@ mod tests {
         // Counts carry no ratio; rows nobody measured are left out.
         assert!(text.contains(" 2629 "), "{text}");
         assert!(!text.contains("SIP fork (ring-0"), "{text}");
+    }
+
+    #[test]
+    fn csv_has_every_raw_figure() {
+        let runs = vec![parse(CONSOLE), parse(CONSOLE)];
+        let text = csv(&[(Isolation::Hard, runs)]);
+        assert!(text.starts_with("configuration,run,metric,value\n"));
+        assert!(
+            text.contains("hard,2,\"kernel thread switch\",2812\n"),
+            "{text}"
+        );
+        let lines = text.lines().count() - 1;
+        let per_run = parse(CONSOLE).iter().flatten().count();
+        assert_eq!(lines, 2 * per_run);
     }
 
     #[test]

@@ -314,7 +314,20 @@ fn compare_configurations(cli: BootArgs, runs: u32) -> ExitCode {
         },
         cordon::image::work_dir().display()
     );
-    print!("{}", cordon::bench::table(&results));
+    let table = cordon::bench::table(&results);
+    print!("{table}");
+    let raw: Vec<_> = Isolation::ALL.into_iter().zip(figures).collect();
+    let csv = cordon::image::work_dir().join("bench-compare.csv");
+    let txt = cordon::image::work_dir().join("bench-compare.txt");
+    match std::fs::write(&csv, cordon::bench::csv(&raw)).and_then(|()| std::fs::write(&txt, &table))
+    {
+        Ok(()) => println!(
+            "every raw figure: {}; this table: {}",
+            csv.display(),
+            txt.display()
+        ),
+        Err(err) => eprintln!("[cordon] could not write {}: {err}", csv.display()),
+    }
     for isolation in Isolation::ALL {
         println!("  {:<13} {}", isolation.name(), isolation.description());
     }
