@@ -257,12 +257,12 @@ fn fork_image() -> Result<(), String> {
         let mut samples = Vec::new();
         let mut pages = 0;
         for _ in 0..RUNS {
-            let Some((child, shared, spent)) = crate::hosted::fork_image(ring3) else {
+            let start = cycles::start();
+            let Some(mut child) = crate::hosted::fork_image(ring3) else {
                 break;
             };
-            drop(child);
-            samples.push(spent);
-            pages = shared;
+            samples.push(cycles::stop() - start);
+            pages = child.user_pages();
         }
         if samples.is_empty() {
             continue;

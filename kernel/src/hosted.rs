@@ -95,15 +95,9 @@ pub fn prepare(isolation: bootpkg::Isolation) -> Result<(), String> {
     Ok(())
 }
 
-/// Forks the prepared image for `ring3`, if there is one: (space, pages shared, cycles).
-pub fn fork_image(ring3: bool) -> Option<(AddressSpace, usize, u64)> {
-    let mut templates = TEMPLATES.lock();
-    let template = templates[usize::from(ring3)].as_mut()?;
-    let start = cycles::start();
-    let child = template.fork()?;
-    let spent = cycles::stop() - start;
-    let pages = template.user_pages();
-    Some((child, pages, spent))
+/// Forks the prepared image for `ring3`, if there is one.
+pub fn fork_image(ring3: bool) -> Option<AddressSpace> {
+    TEMPLATES.lock()[usize::from(ring3)].as_mut()?.fork()
 }
 
 /// A SIP's place: its own space, or a window of the shared one.
@@ -218,7 +212,7 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         _ => None,
     };
     let home = match forked {
-        Some((space, _, _)) => Ok(Home::Own(space, true)),
+        Some(space) => Ok(Home::Own(space, true)),
         None => Home::new(setup.placement),
     };
     let mut home = match home {

@@ -341,9 +341,7 @@ pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartEr
             probe: Some((probe, target)),
         };
         let ending = crate::hosted::execute(SipKernel::new(pid, &name, created), &[], setup);
-        ipc::release(pid);
-        println!("[kernel] {name} (pid {pid}) {ending}");
-        update(pid, |record| record.ending = Some(ending));
+        finish(pid, format_args!("{name}"), ending);
     })
 }
 
@@ -427,8 +425,13 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
             }
         }
     };
+    finish(pid, format_args!("SIP {name}"), ending);
+}
+
+/// Ends process `pid`: its endpoints and blocks go, the console and its record say how.
+fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
     ipc::release(pid);
-    println!("[kernel] SIP {name} (pid {pid}) {ending}");
+    println!("[kernel] {what} (pid {pid}) {ending}");
     update(pid, |record| record.ending = Some(ending));
 }
 

@@ -282,22 +282,29 @@ fn user_rflags(rflags: u64) -> u64 {
     (rflags & ARITHMETIC) | RFlags::INTERRUPT_FLAG.bits() | 2
 }
 
-extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
+/// Serves one call of the running program, `syscall` or gate alike; returns rax, rdx, or
+/// does not return when the call (or a pending kill) ends the program.
+fn serve(via: &str, op: u64, args: [u64; 6]) -> [u64; 2] {
     SYSCALLS.fetch_add(1, Ordering::Relaxed);
     let Some((handler, _)) = session() else {
-        panic!("system call from a thread that runs no program: {frame:?}");
+        panic!("{via} from a thread that runs no program (operation {op})");
     };
-    x86_64::instructions::interrupts::enable();
     let access = UserAccess::new();
-    let args = [
-        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
-    ];
-    let Some([first, second]) = handler.syscall(&access, frame.rax, args) else {
+    let Some(result) = handler.syscall(&access, op, args) else {
         leave()
     };
     if handler.should_stop() {
         leave()
     }
+    result
+}
+
+extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
+    x86_64::instructions::interrupts::enable();
+    let args = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
+    let [first, second] = serve("system call", frame.rax, args);
     x86_64::instructions::interrupts::disable();
     frame.rax = first;
     frame.rdx = second;
@@ -310,10 +317,12 @@ extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
     frame.rflags = user_rflags(frame.rflags);
     // sysret to a non-canonical rip faults in ring 0 on Intel processors: refuse it.
     if VirtAddr::try_new(frame.rip).is_err() || frame.rip >= 1 << 47 {
-        handler.fault(alloc::format!(
-            "system call returning to a non-canonical address {:#x}",
-            frame.rip
-        ));
+        if let Some((handler, _)) = session() {
+            handler.fault(alloc::format!(
+                "system call returning to a non-canonical address {:#x}",
+                frame.rip
+            ));
+        }
         leave()
     }
 }
@@ -336,17 +345,7 @@ pub extern "sysv64" fn cordon_gate(
     a4: u64,
     a5: u64,
 ) -> Pair {
-    SYSCALLS.fetch_add(1, Ordering::Relaxed);
-    let Some((handler, _)) = session() else {
-        panic!("gate call from a thread that runs no program");
-    };
-    let access = UserAccess::new();
-    let Some([first, second]) = handler.syscall(&access, op, [a0, a1, a2, a3, a4, a5]) else {
-        leave()
-    };
-    if handler.should_stop() {
-        leave()
-    }
+    let [first, second] = serve("gate call", op, [a0, a1, a2, a3, a4, a5]);
     Pair { first, second }
 }
 
@@ -358,11 +357,7 @@ pub fn gate_address() -> u64 {
 /// Called by the trap path for an exception. Returns normally only if the exception is
 /// not a program's (the kernel's own: the caller panics); a program's ends it.
 pub(super) fn on_exception(frame: &TrapFrame, report: impl FnOnce() -> alloc::string::String) {
-    let Some((handler, entry)) = session() else {
-        return;
-    };
-    let in_program = frame.rip >= entry.program.0 && frame.rip < entry.program.1;
-    if frame.cpl() == 3 || in_program {
+    if let Some(handler) = interrupted_program(frame) {
         handler.fault(report());
         leave()
     }
@@ -371,11 +366,15 @@ pub(super) fn on_exception(frame: &TrapFrame, report: impl FnOnce() -> alloc::st
 /// Called at the end of every trap: a program about to be resumed is ended instead if
 /// the kernel wants it stopped.
 pub(super) fn on_trap_return(frame: &TrapFrame) {
-    let Some((handler, entry)) = session() else {
-        return;
-    };
-    let in_program = frame.rip >= entry.program.0 && frame.rip < entry.program.1;
-    if (frame.cpl() == 3 || in_program) && handler.should_stop() {
+    if interrupted_program(frame).is_some_and(|handler| handler.should_stop()) {
         leave()
     }
+}
+
+/// The running program's handler if the trap interrupted the program itself (ring 3, or
+/// ring 0 with rip in its window), not the kernel working on its behalf.
+fn interrupted_program(frame: &TrapFrame) -> Option<&'static mut dyn Handler> {
+    let (handler, entry) = session()?;
+    let in_program = frame.rip >= entry.program.0 && frame.rip < entry.program.1;
+    (frame.cpl() == 3 || in_program).then_some(handler)
 }

@@ -4,6 +4,16 @@
 
 use bootpkg::Isolation;
 
+/// The SIP modules the kernel's `micro` suite starts.
+pub const MICRO_SIPS: [&str; 6] = [
+    "startup",
+    "hello",
+    "abi-bench",
+    "primes",
+    "echo-server",
+    "echo-client",
+];
+
 /// How to find one figure on the console: the line containing `line`, then the number
 /// right after `after` (or right before `before`) in the rest of that line.
 pub struct Metric {

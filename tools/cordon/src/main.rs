@@ -148,16 +148,7 @@ fn main() -> ExitCode {
         }) => {
             boot.bench = Some("micro".into());
             boot.system = None;
-            boot.sips = [
-                "startup",
-                "hello",
-                "abi-bench",
-                "primes",
-                "echo-server",
-                "echo-client",
-            ]
-            .map(String::from)
-            .to_vec();
+            boot.sips = cordon::bench::MICRO_SIPS.map(String::from).to_vec();
             if compare {
                 compare_configurations(boot, runs)
             } else {

@@ -480,14 +480,7 @@ fn benchmarks_run_in_ring3_and_messages_cross_spaces_in_one_copy() {
     let outcome = run(BootOptions {
         isolation: Isolation::Hard,
         bench: Some("micro".into()),
-        ..sips(&[
-            "startup",
-            "hello",
-            "abi-bench",
-            "primes",
-            "echo-server",
-            "echo-client",
-        ])
+        ..sips(&cordon::bench::MICRO_SIPS)
     });
     expect(
         &outcome,
