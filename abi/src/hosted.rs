@@ -28,6 +28,9 @@
 //! | chan_check | ep, contract `[p, n]`, importer | 1, 0 or status |
 //! | buf_alloc, buf_free, buf_size | size or handle | handle, status or size |
 //! | buf_write, buf_read | buf, offset, data `[p, n]` | status or length |
+//! | dev_read, dev_write | resource, offset, width (, value) | value or status |
+//! | dev_wait | resource, timeout | status |
+//! | buf_dma | buf | physical address |
 
 /// What the kernel hands the hosted runtime, as consecutive little-endian words.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -220,6 +220,49 @@ pub const BUF_SIZE: Op = op(
     "size of an exchange-heap block",
 );
 
+/// `dev_read(resource, offset, width) -> value`: reads 1, 2 or 4 bytes from the I/O
+/// registers of device `resource` (an index into the manifest's `resources`) at `offset`.
+/// A resource the SIP was not granted, an offset outside the device's registers or another
+/// width faults the SIP.
+pub const DEV_READ: Op = op(
+    19,
+    "dev_read",
+    &[I32, I32, I32],
+    &[I64],
+    "read a granted device's I/O register (width 1, 2 or 4 bytes)",
+);
+/// `dev_write(resource, offset, width, value) -> status`: writes a device register, checked
+/// like [`DEV_READ`].
+pub const DEV_WRITE: Op = op(
+    20,
+    "dev_write",
+    &[I32, I32, I32, I32],
+    &[I32],
+    "write a granted device's I/O register (width 1, 2 or 4 bytes)",
+);
+/// `dev_wait(resource, timeout) -> status`: re-enables the device's interrupt line and
+/// waits until it fires (`OK`) or `timeout` ticks pass (`TIMEOUT`; negative = forever). An
+/// interrupt that came while the SIP was not waiting is not lost: the next wait returns at
+/// once. The kernel masks the line when it fires, until the driver waits again (after it
+/// has acknowledged the device).
+pub const DEV_WAIT: Op = op(
+    21,
+    "dev_wait",
+    &[I32, I64],
+    &[I32],
+    "unmask a granted device's interrupt and wait for it (timeout in ticks)",
+);
+/// `buf_dma(buf) -> address`: the physical address of an exchange-heap block the SIP
+/// holds, for a device to read or write it (blocks are physically contiguous). Only for a
+/// SIP that was granted a device.
+pub const BUF_DMA: Op = op(
+    22,
+    "buf_dma",
+    &[I32],
+    &[I64],
+    "physical address of an exchange-heap block (drivers only), for device DMA",
+);
+
 /// Every operation, indexed by number.
 pub const OPS: &[Op] = &[
     EXIT,
@@ -241,10 +284,14 @@ pub const OPS: &[Op] = &[
     BUF_READ,
     BUF_FREE,
     BUF_SIZE,
+    DEV_READ,
+    DEV_WRITE,
+    DEV_WAIT,
+    BUF_DMA,
 ];
 
 /// Revision returned by `abi_version`; bumped when [`OPS`] changes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// Negative results of kernel calls that a SIP is expected to handle. (Misuse — a handle
 /// the SIP does not own, a message its contract forbids, a buffer outside its memory —
@@ -324,11 +371,50 @@ pub struct EndpointDecl {
     pub role: Role,
 }
 
-/// A hardware resource requested by a driver SIP.
+/// A hardware resource requested by a driver SIP. The kernel grants it at start (the SIP
+/// does not start if the device is missing or already granted to another SIP); the SIP then
+/// names it by its index in [`Manifest::resources`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Resource {
-    /// A PCI device by vendor and device id.
+    /// A PCI device by vendor and device id: its I/O registers, its interrupt line, and
+    /// the right to learn exchange-heap blocks' physical addresses for DMA.
     PciDevice { vendor: u16, device: u16 },
+}
+
+impl core::fmt::Display for Resource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Resource::PciDevice { vendor, device } => {
+                write!(f, "PCI device {vendor:04x}:{device:04x}")
+            }
+        }
+    }
+}
+
+impl core::str::FromStr for Resource {
+    type Err = String;
+
+    /// Parses `pci:VVVV:DDDD` (hexadecimal vendor and device ids).
+    fn from_str(text: &str) -> Result<Resource, String> {
+        let bad = || {
+            alloc::format!(
+                "`{text}` is not a resource (expected `pci:VVVV:DDDD`, hexadecimal vendor and device ids)"
+            )
+        };
+        let rest = text.strip_prefix("pci:").ok_or_else(bad)?;
+        let (vendor, device) = rest.split_once(':').ok_or_else(bad)?;
+        let id = |s: &str| {
+            if s.len() == 4 {
+                u16::from_str_radix(s, 16).map_err(|_| bad())
+            } else {
+                Err(bad())
+            }
+        };
+        Ok(Resource::PciDevice {
+            vendor: id(vendor)?,
+            device: id(device)?,
+        })
+    }
 }
 
 impl Manifest {
@@ -407,5 +493,28 @@ mod tests {
         assert_eq!(section[0], 0, "custom section id");
         assert!(section.ends_with(&manifest.encode()));
         assert!(Manifest::decode(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn resources_parse_and_print() {
+        let r: Resource = "pci:1af4:1001".parse().unwrap();
+        assert_eq!(
+            r,
+            Resource::PciDevice {
+                vendor: 0x1af4,
+                device: 0x1001
+            }
+        );
+        assert_eq!(r.to_string(), "PCI device 1af4:1001");
+        for bad in [
+            "1af4:1001",
+            "pci:1af4",
+            "pci:1af:1001",
+            "pci:xyzw:1001",
+            "usb:1:2",
+        ] {
+            let err = bad.parse::<Resource>().unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 }

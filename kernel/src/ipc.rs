@@ -305,3 +305,18 @@ pub fn buf_free(pid: Pid, buf: u32) -> Result<i32, String> {
 pub fn buf_size(pid: Pid, buf: u32) -> Result<i32, String> {
     with(|c| c.block_data(pid, buf).map(|b| b.len() as i32)).map_err(|f| f.0)
 }
+
+/// The physical address of `pid`'s block `buf`, for a driver's device to DMA into.
+pub fn buf_dma(pid: Pid, buf: u32) -> Result<i64, String> {
+    if !crate::devices::is_driver(pid) {
+        return Err(alloc::format!(
+            "buf_dma({buf}): only a SIP granted a device may learn physical addresses"
+        ));
+    }
+    with(|c| {
+        let block = c.block_data(pid, buf).map_err(|f| f.0)?;
+        crate::mm::dma_address(block)
+            .map(|addr| addr as i64)
+            .ok_or_else(|| alloc::format!("buf_dma({buf}): the block is not physically contiguous"))
+    })
+}

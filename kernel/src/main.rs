@@ -18,6 +18,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod devices;
 mod hosted;
 mod ipc;
 mod ktest;
@@ -99,8 +100,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
 
     syscall::check_table();
-    let devices = pci::scan();
-    for device in &devices {
+    let devices = pci::devices();
+    for device in devices {
         log::debug!("PCI {device}");
     }
     let disks: alloc::vec::Vec<_> = devices

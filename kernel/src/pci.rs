@@ -7,7 +7,9 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::arch::pci::read_u32;
+use spin::Once;
+
+use crate::arch::pci::{read_u32, write_u32};
 
 /// One PCI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct Device {
     pub subclass: u8,
     /// Raw base address registers (bit 0 set: an I/O-port BAR).
     pub bars: [u32; 6],
+    /// Bytes decoded by the first I/O-port BAR (0 if none).
+    pub io_size: u16,
     pub irq_line: u8,
 }
 
@@ -51,6 +55,30 @@ impl Device {
     }
 }
 
+impl Device {
+    /// Turns on the device's I/O-space decoding and bus mastering (DMA), for its driver.
+    pub fn enable(&self) {
+        let command = read_u32(self.bus, self.device, self.function, 4) & 0xffff;
+        // The status half (upper 16 bits) is write-one-to-clear: write zeros there.
+        write_u32(self.bus, self.device, self.function, 4, command | 0b101);
+    }
+
+    /// The interrupt line, if the firmware routed one.
+    pub fn irq(&self) -> Option<u8> {
+        (self.irq_line != 0 && self.irq_line < 16).then_some(self.irq_line)
+    }
+}
+
+/// Bytes an I/O BAR decodes: write all ones, read back the size mask, restore.
+fn io_bar_size(bus: u8, device: u8, function: u8, index: usize, bar: u32) -> u16 {
+    let offset = 0x10 + 4 * index as u8;
+    write_u32(bus, device, function, offset, 0xffff_ffff);
+    let mask = read_u32(bus, device, function, offset);
+    write_u32(bus, device, function, offset, bar);
+    let size = (!(mask & 0xffff_fffc)).wrapping_add(1) & 0xffff;
+    size as u16
+}
+
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -66,7 +94,7 @@ impl fmt::Display for Device {
             self.subclass
         )?;
         if let Some(io) = self.io_base() {
-            write!(f, ", I/O {io:#x}")?;
+            write!(f, ", I/O {io:#x}+{:#x}", self.io_size)?;
         }
         if self.irq_line != 0 && self.irq_line != 0xff {
             write!(f, ", IRQ {}", self.irq_line)?;
@@ -83,9 +111,13 @@ fn probe(bus: u8, device: u8, function: u8) -> Option<Device> {
     let class = read_u32(bus, device, function, 8);
     let header = (read_u32(bus, device, function, 0x0c) >> 16) as u8 & 0x7f;
     let mut bars = [0; 6];
+    let mut io_size = 0;
     if header == 0 {
         for (i, bar) in bars.iter_mut().enumerate() {
             *bar = read_u32(bus, device, function, 0x10 + 4 * i as u8);
+        }
+        if let Some(i) = bars.iter().position(|bar| bar & 1 == 1 && bar & !3 != 0) {
+            io_size = io_bar_size(bus, device, function, i, bars[i]);
         }
     }
     Some(Device {
@@ -97,6 +129,7 @@ fn probe(bus: u8, device: u8, function: u8) -> Option<Device> {
         class: (class >> 24) as u8,
         subclass: (class >> 16) as u8,
         bars,
+        io_size,
         irq_line: read_u32(bus, device, function, 0x3c) as u8,
     })
 }
@@ -128,9 +161,13 @@ fn scan_bus(bus: u8, found: &mut Vec<Device>, depth: u32) {
     }
 }
 
-/// Every PCI function, in bus order.
-pub fn scan() -> Vec<Device> {
-    let mut found = Vec::new();
-    scan_bus(0, &mut found, 0);
-    found
+static DEVICES: Once<Vec<Device>> = Once::new();
+
+/// Every PCI function, in bus order (scanned on first use, at boot).
+pub fn devices() -> &'static [Device] {
+    DEVICES.call_once(|| {
+        let mut found = Vec::new();
+        scan_bus(0, &mut found, 0);
+        found
+    })
 }

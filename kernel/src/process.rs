@@ -18,8 +18,8 @@ use bootpkg::Placement;
 use sip_runtime::{Exit, Metering, Sip};
 
 use crate::arch::{cycles, irq::IrqMutex, serial};
-use crate::ipc;
 use crate::sched::{self, JoinHandle, SpawnError};
+use crate::{devices, ipc};
 use crate::{println, time};
 
 /// SIP threads get 256 KiB stacks: module compilation and the interpreter's host frames
@@ -251,6 +251,28 @@ impl sip_runtime::Kernel for SipKernel {
     fn buf_size(&mut self, buf: u32) -> Result<i32, String> {
         ipc::buf_size(self.pid, buf)
     }
+
+    fn dev_read(&mut self, resource: u32, offset: u32, width: u32) -> Result<i64, String> {
+        devices::read(self.pid, resource, offset, width)
+    }
+
+    fn dev_write(
+        &mut self,
+        resource: u32,
+        offset: u32,
+        width: u32,
+        value: u32,
+    ) -> Result<i32, String> {
+        devices::write(self.pid, resource, offset, width, value)
+    }
+
+    fn dev_wait(&mut self, resource: u32, timeout: Option<u64>) -> Result<i32, String> {
+        devices::wait(self.pid, resource, timeout)
+    }
+
+    fn buf_dma(&mut self, buf: u32) -> Result<i64, String> {
+        ipc::buf_dma(self.pid, buf)
+    }
 }
 
 /// Checks the system manifest's initial endpoints for `pid` against what the SIP's own
@@ -394,7 +416,9 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
         Ok(verified) => {
             let verify = cycles::stop() - created;
             let limits = verified.manifest.limits;
-            match (check_endpoints(pid, &verified.manifest), placement) {
+            let granted = check_endpoints(pid, &verified.manifest)
+                .and_then(|()| devices::claim(pid, &verified.manifest.resources));
+            match (granted, placement) {
                 (Err(why), _) => Ending::LoadFailed(why),
                 (Ok(()), Placement::Kernel) => match reserve(&limits, module.len()) {
                     Err(why) => Ending::LoadFailed(why),
@@ -431,6 +455,7 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
 /// Ends process `pid`: its endpoints and blocks go, the console and its record say how.
 fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
     ipc::release(pid);
+    devices::release(pid);
     println!("[kernel] {what} (pid {pid}) {ending}");
     update(pid, |record| record.ending = Some(ending));
 }

@@ -29,7 +29,7 @@ pub enum Outcome {
 type Entry = fn(&mut SipKernel, &UserAccess, [u64; 6]) -> Outcome;
 
 /// The table, in operation-number order (checked by [`check_table`]).
-const TABLE: [(&abi::Op, Entry); 19] = [
+const TABLE: [(&abi::Op, Entry); 23] = [
     (&abi::EXIT, exit),
     (&abi::CONSOLE_WRITE, console_write),
     (&abi::YIELD, yield_now),
@@ -49,6 +49,10 @@ const TABLE: [(&abi::Op, Entry); 19] = [
     (&abi::BUF_READ, buf_read),
     (&abi::BUF_FREE, buf_free),
     (&abi::BUF_SIZE, buf_size),
+    (&abi::DEV_READ, dev_read),
+    (&abi::DEV_WRITE, dev_write),
+    (&abi::DEV_WAIT, dev_wait),
+    (&abi::BUF_DMA, buf_dma),
 ];
 
 /// Panics at boot if the table and the ABI disagree (a kernel bug, not a SIP's).
@@ -283,4 +287,28 @@ fn buf_free(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
 
 fn buf_size(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
     status(k.buf_size(handle(a[0])))
+}
+
+/// A value result (a register, an address): negative never happens, misuse ends the caller.
+fn value(result: Result<i64, String>) -> Outcome {
+    match result {
+        Ok(value) => ok(value as u64),
+        Err(report) => violation(report),
+    }
+}
+
+fn dev_read(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
+    value(k.dev_read(handle(a[0]), handle(a[1]), handle(a[2])))
+}
+
+fn dev_write(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
+    status(k.dev_write(handle(a[0]), handle(a[1]), handle(a[2]), a[3] as u32))
+}
+
+fn dev_wait(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
+    status(k.dev_wait(handle(a[0]), timeout(a[1])))
+}
+
+fn buf_dma(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
+    value(k.buf_dma(handle(a[0])))
 }

@@ -75,6 +75,17 @@ pub trait Kernel {
     fn buf_read(&mut self, buf: u32, offset: u32, out: &mut [u8]) -> Result<i32, String>;
     fn buf_free(&mut self, buf: u32) -> Result<i32, String>;
     fn buf_size(&mut self, buf: u32) -> Result<i32, String>;
+    /// Device access for driver SIPs (`Err` = misuse: ungranted resource, bad register).
+    fn dev_read(&mut self, resource: u32, offset: u32, width: u32) -> Result<i64, String>;
+    fn dev_write(
+        &mut self,
+        resource: u32,
+        offset: u32,
+        width: u32,
+        value: u32,
+    ) -> Result<i32, String>;
+    fn dev_wait(&mut self, resource: u32, timeout: Option<u64>) -> Result<i32, String>;
+    fn buf_dma(&mut self, buf: u32) -> Result<i64, String>;
 }
 
 /// Why a SIP's execution stopped for good.
@@ -600,6 +611,82 @@ fn register_channels<K: Kernel + 'static>(
     Ok(true)
 }
 
+/// The driver operations: scalar arguments only, so no linear-memory checks.
+fn register_devices<K: Kernel + 'static>(
+    linker: &mut Linker<State<K>>,
+    op: &Op,
+) -> Result<bool, Error> {
+    use cordon_abi as abi;
+    let module = abi::MODULE;
+    match op.number {
+        n if n == abi::DEV_READ.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 res: i32,
+                 offset: i32,
+                 width: i32|
+                 -> Result<i64, Error> {
+                    enter(&mut caller, &abi::DEV_READ)?;
+                    caller
+                        .data_mut()
+                        .kernel
+                        .dev_read(res as u32, offset as u32, width as u32)
+                        .map_err(bad_call)
+                },
+            )?;
+        }
+        n if n == abi::DEV_WRITE.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 res: i32,
+                 offset: i32,
+                 width: i32,
+                 value: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::DEV_WRITE)?;
+                    answer(caller.data_mut().kernel.dev_write(
+                        res as u32,
+                        offset as u32,
+                        width as u32,
+                        value as u32,
+                    ))
+                },
+            )?;
+        }
+        n if n == abi::DEV_WAIT.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, res: i32, ticks: i64| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::DEV_WAIT)?;
+                    answer(
+                        caller
+                            .data_mut()
+                            .kernel
+                            .dev_wait(res as u32, timeout(ticks)),
+                    )
+                },
+            )?;
+        }
+        n if n == abi::BUF_DMA.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, h: i32| -> Result<i64, Error> {
+                    enter(&mut caller, &abi::BUF_DMA)?;
+                    caller.data_mut().kernel.buf_dma(h as u32).map_err(bad_call)
+                },
+            )?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// Registers the host function for `op`. Every operation of the ABI has exactly one arm;
 /// an operation without one is a runtime bug caught by the tests.
 fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Result<(), Error> {
@@ -676,7 +763,7 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
             )?;
         }
         _ => {
-            if !register_channels(linker, op)? {
+            if !register_channels(linker, op)? && !register_devices(linker, op)? {
                 unreachable!("ABI operation `{}` has no host function", op.name)
             }
         }

@@ -84,6 +84,18 @@ impl Kernel for Mock {
     fn buf_size(&mut self, _: u32) -> Result<i32, String> {
         Ok(0)
     }
+    fn dev_read(&mut self, _: u32, _: u32, _: u32) -> Result<i64, String> {
+        Err("no devices".into())
+    }
+    fn dev_write(&mut self, _: u32, _: u32, _: u32, _: u32) -> Result<i32, String> {
+        Err("no devices".into())
+    }
+    fn dev_wait(&mut self, _: u32, _: Option<u64>) -> Result<i32, String> {
+        Err("no devices".into())
+    }
+    fn buf_dma(&mut self, _: u32) -> Result<i64, String> {
+        Err("no devices".into())
+    }
 }
 
 fn run_with(wat: &str, limits: Limits, kernel: Mock) -> (Exit, Mock, sip_runtime::Stats) {

@@ -24,6 +24,7 @@ pub mod gdt;
 pub mod irq;
 pub mod pci;
 pub mod pic;
+pub mod port;
 pub mod qemu;
 pub mod selftest;
 pub mod serial;

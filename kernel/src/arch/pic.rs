@@ -34,6 +34,31 @@ pub fn init() {
     }
 }
 
+/// Masks (`true`) or unmasks one line, 0–15. The timer and the cascade are the kernel's:
+/// requests for them are ignored.
+pub fn set_masked(irq: u8, masked: bool) {
+    if irq == 0 || irq == 2 || irq >= 16 {
+        return;
+    }
+    let mut pics = PICS.lock();
+    // SAFETY: reading and writing the interrupt mask registers changes only which lines
+    // are delivered; the lock keeps the read-modify-write whole.
+    unsafe {
+        let [mut primary, mut secondary] = pics.read_masks();
+        let (mask, bit) = if irq < 8 {
+            (&mut primary, irq)
+        } else {
+            (&mut secondary, irq - 8)
+        };
+        if masked {
+            *mask |= 1 << bit;
+        } else {
+            *mask &= !(1 << bit);
+        }
+        pics.write_masks(primary, secondary);
+    }
+}
+
 /// Signals end of interrupt for `irq`. Returns false for a spurious IRQ 7/15, which must
 /// not be acknowledged as a real one.
 pub fn acknowledge(irq: u8) -> bool {

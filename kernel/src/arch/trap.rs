@@ -351,8 +351,16 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
         v if v < vector::IRQ_BASE => exception(frame),
         v if v < vector::IRQ_BASE + 16 => {
             let irq = (v - vector::IRQ_BASE) as u8;
-            if super::pic::acknowledge(irq) && v == vector::TIMER {
-                crate::time::on_timer_interrupt();
+            if v != vector::TIMER {
+                // A device line stays masked until its driver has acknowledged the device.
+                super::pic::set_masked(irq, true);
+            }
+            if super::pic::acknowledge(irq) {
+                if v == vector::TIMER {
+                    crate::time::on_timer_interrupt();
+                } else {
+                    crate::devices::on_interrupt(irq);
+                }
             }
         }
         v => log::warn!("unexpected interrupt vector {v}"),

@@ -114,7 +114,30 @@ pub fn ramdisk(boot_info: &BootInfo) -> Option<&'static [u8]> {
 /// The page-table flags of the 4 KiB page (or larger page) holding `addr` in the active
 /// address space; `None` if it is not mapped.
 pub fn page_flags(addr: VirtAddr) -> Option<x86_64::structures::paging::PageTableFlags> {
-    use x86_64::structures::paging::mapper::{MappedFrame, Translate, TranslateResult};
+    translate(addr).map(|(_, flags)| flags)
+}
+
+/// The physical address behind `bytes` (kernel memory, e.g. an exchange-heap block), if
+/// the whole range is mapped onto physically contiguous memory: what a device needs to
+/// DMA into it.
+pub fn dma_address(bytes: &[u8]) -> Option<u64> {
+    let start = bytes.as_ptr() as u64;
+    let (first, _) = translate(VirtAddr::new(start))?;
+    let mut page = start & !0xfff;
+    let end = start + bytes.len() as u64;
+    while page < end {
+        let (phys, _) = translate(VirtAddr::new(page.max(start)))?;
+        if phys.as_u64() - first.as_u64() != page.max(start) - start {
+            return None;
+        }
+        page += 0x1000;
+    }
+    Some(first.as_u64())
+}
+
+/// Physical address and flags of the page holding `addr` in the active address space.
+fn translate(addr: VirtAddr) -> Option<(PhysAddr, x86_64::structures::paging::PageTableFlags)> {
+    use x86_64::structures::paging::mapper::{Translate, TranslateResult};
     use x86_64::structures::paging::{OffsetPageTable, PageTable};
     let (l4_frame, _) = x86_64::registers::control::Cr3::read();
     let l4_virt = phys_to_virt(l4_frame.start_address());
@@ -127,10 +150,11 @@ pub fn page_flags(addr: VirtAddr) -> Option<x86_64::structures::paging::PageTabl
         )
     };
     match table.translate(addr) {
-        TranslateResult::Mapped { flags, frame, .. } => {
-            let _: MappedFrame = frame;
-            Some(flags)
-        }
+        TranslateResult::Mapped {
+            flags,
+            frame,
+            offset,
+        } => Some((frame.start_address() + offset, flags)),
         _ => None,
     }
 }

@@ -165,4 +165,38 @@ impl Kernel for SyscallKernel {
     fn buf_size(&mut self, buf: u32) -> Result<i32, String> {
         status(&abi::BUF_SIZE, [buf.into(), 0, 0, 0, 0, 0])
     }
+
+    fn dev_read(&mut self, resource: u32, offset: u32, width: u32) -> Result<i64, String> {
+        let args = [resource.into(), offset.into(), width.into(), 0, 0, 0];
+        Ok(call(&abi::DEV_READ, args).first as i64)
+    }
+
+    fn dev_write(
+        &mut self,
+        resource: u32,
+        offset: u32,
+        width: u32,
+        value: u32,
+    ) -> Result<i32, String> {
+        let args = [
+            resource.into(),
+            offset.into(),
+            width.into(),
+            value.into(),
+            0,
+            0,
+        ];
+        status(&abi::DEV_WRITE, args)
+    }
+
+    fn dev_wait(&mut self, resource: u32, ticks: Option<u64>) -> Result<i32, String> {
+        status(
+            &abi::DEV_WAIT,
+            [resource.into(), timeout(ticks), 0, 0, 0, 0],
+        )
+    }
+
+    fn buf_dma(&mut self, buf: u32) -> Result<i64, String> {
+        Ok(call(&abi::BUF_DMA, [buf.into(), 0, 0, 0, 0, 0]).first as i64)
+    }
 }

@@ -207,6 +207,11 @@ impl Buffer {
         Buffer(handle)
     }
 
+    /// The kernel's handle of the block (it stays this SIP's).
+    pub fn handle(&self) -> u32 {
+        self.0
+    }
+
     #[doc(hidden)]
     pub fn into_handle(self) -> u32 {
         let handle = self.0;

@@ -19,6 +19,7 @@
 #![no_std]
 
 pub mod channel;
+pub mod device;
 pub mod sys;
 
 use core::fmt::{self, Write};

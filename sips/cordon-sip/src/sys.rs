@@ -39,6 +39,10 @@ mod imports {
         pub fn buf_read(buf: u32, offset: usize, ptr: *mut u8, len: usize) -> i32;
         pub fn buf_free(buf: u32) -> i32;
         pub fn buf_size(buf: u32) -> i32;
+        pub fn dev_read(resource: u32, offset: u32, width: u32) -> i64;
+        pub fn dev_write(resource: u32, offset: u32, width: u32, value: u32) -> i32;
+        pub fn dev_wait(resource: u32, timeout: i64) -> i32;
+        pub fn buf_dma(buf: u32) -> i64;
     }
 }
 
@@ -172,6 +176,32 @@ pub fn abi_version() -> i32 {
     unsafe { imports::abi_version() }
 }
 
+#[cfg(target_family = "wasm")]
+pub fn dev_read(resource: u32, offset: u32, width: u32) -> u32 {
+    // SAFETY: scalar arguments only; the kernel checks the grant and the register range.
+    unsafe { imports::dev_read(resource, offset, width) as u32 }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn dev_write(resource: u32, offset: u32, width: u32, value: u32) {
+    // SAFETY: scalar arguments only; the kernel checks the grant and the register range.
+    unsafe {
+        imports::dev_write(resource, offset, width, value);
+    }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn dev_wait(resource: u32, timeout: Option<u64>) -> i32 {
+    // SAFETY: scalar arguments only.
+    unsafe { imports::dev_wait(resource, timeout_arg(timeout)) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn buf_dma(buf: u32) -> u64 {
+    // SAFETY: scalar argument only; the kernel checks the SIP holds the block.
+    unsafe { imports::buf_dma(buf) as u64 }
+}
+
 // Off WebAssembly (e.g. `cargo check` on the host) there is no kernel to call.
 #[cfg(not(target_family = "wasm"))]
 mod host {
@@ -233,6 +263,18 @@ mod host {
         no_kernel()
     }
     pub fn buf_size(_: u32) -> i32 {
+        no_kernel()
+    }
+    pub fn dev_read(_: u32, _: u32, _: u32) -> u32 {
+        no_kernel()
+    }
+    pub fn dev_write(_: u32, _: u32, _: u32, _: u32) {
+        no_kernel()
+    }
+    pub fn dev_wait(_: u32, _: Option<u64>) -> i32 {
+        no_kernel()
+    }
+    pub fn buf_dma(_: u32) -> u64 {
         no_kernel()
     }
 }

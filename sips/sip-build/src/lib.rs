@@ -31,6 +31,7 @@ const KEYS: &[&str] = &[
     "call-depth",
     "fuel",
     "endpoints",
+    "resources",
 ];
 
 fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, String> {
@@ -64,6 +65,23 @@ fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, String
                 contract,
                 role,
             })
+        })
+        .collect()
+}
+
+/// `resources = ["pci:1af4:1001"]`: the devices a driver SIP asks the kernel for.
+fn resources(meta: &toml::Table) -> Result<Vec<cordon_abi::Resource>, String> {
+    let bad = |why: &str| format!("[package.metadata.cordon]: resources: {why}");
+    let Some(value) = meta.get("resources") else {
+        return Ok(Vec::new());
+    };
+    let toml::Value::Array(list) = value else {
+        return Err(bad("must be an array of strings such as \"pci:1af4:1001\""));
+    };
+    list.iter()
+        .map(|item| match item {
+            toml::Value::String(text) => text.parse().map_err(|e: String| bad(&e)),
+            other => Err(bad(&format!("{other} is not a string"))),
         })
         .collect()
 }
@@ -119,7 +137,7 @@ pub fn manifest_from_cargo_toml(text: &str, package: &str) -> Result<Manifest, S
             fuel: meta.get("fuel").map(|_| int("fuel", 0)).transpose()?,
         },
         endpoints: endpoints(meta)?,
-        resources: Vec::new(),
+        resources: resources(meta)?,
     })
 }
 
@@ -234,6 +252,24 @@ mod tests {
                 .contains("role `boss`")
         );
         assert!(bad("endpoints = [{ name = \"x\" }]").contains("lacks a string `contract`"));
+        assert!(bad("resources = \"pci:1af4:1001\"").contains("must be an array"));
+        assert!(bad("resources = [\"pci:1af4\"]").contains("`pci:1af4` is not a resource"));
+    }
+
+    #[test]
+    fn reads_resources() {
+        let manifest = manifest_from_cargo_toml(
+            "[package.metadata.cordon]\nresources = [\"pci:1af4:1001\"]",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            manifest.resources,
+            vec![cordon_abi::Resource::PciDevice {
+                vendor: 0x1af4,
+                device: 0x1001
+            }]
+        );
     }
 
     #[test]

@@ -49,6 +49,11 @@ impl FileId {
         BASE * 10u64.pow(self.class) * u64::from(self.index + 1) / 10
     }
 
+    /// Position in [`FileSet::files`] order.
+    pub fn ordinal(&self) -> usize {
+        ((self.dir * CLASSES + self.class) * FILES_PER_CLASS + self.index) as usize
+    }
+
     /// Absolute path in the file system, e.g. `/dir00003/class2_5`.
     pub fn path(&self) -> String {
         format!("/dir{:05}/class{}_{}", self.dir, self.class, self.index)
@@ -177,9 +182,138 @@ pub struct Entry {
     pub crc32: u32,
 }
 
+/// The run the client SIP makes, stored on the volume as [`Workload::PATH`] next to the
+/// file set's checksums: the client learns what to read and what each file must contain
+/// from the disk it measures, so the image alone describes a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub set: FileSet,
+    /// Seed of the request stream ([`Requests`]).
+    pub request_seed: u64,
+    /// Reads before measuring (caches fill, code paths warm up).
+    pub warmup: u32,
+    /// Reads measured.
+    pub reads: u32,
+    /// CRC-32 of every file, in [`FileSet::files`] order ([`FileId::ordinal`]).
+    pub checksums: Vec<u32>,
+}
+
+impl Workload {
+    /// Where the workload lives on the volume.
+    pub const PATH: &'static str = "/webfiles.conf";
+
+    /// The text form: `key value` lines, then one `crc <hex>` line per file in order.
+    pub fn render(&self) -> String {
+        let mut text = format!(
+            "# WebFiles run (written by webfiles-gen; read by the webfiles client SIP)\n\
+             seed {}\ndirs {}\nrequest-seed {}\nwarmup {}\nreads {}\n",
+            self.set.seed, self.set.dirs, self.request_seed, self.warmup, self.reads
+        );
+        for crc in &self.checksums {
+            text.push_str(&format!("crc {crc:08x}\n"));
+        }
+        text
+    }
+
+    /// Reads the text form; the error names the line and what is wrong with it.
+    pub fn parse(text: &str) -> Result<Workload, String> {
+        let (mut seed, mut dirs, mut request_seed, mut warmup, mut reads) =
+            (None, None, None, None, None);
+        let mut checksums = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| format!("{}:{}: {why}: `{line}`", Self::PATH, n + 1);
+            let (key, value) = line
+                .split_once(' ')
+                .ok_or_else(|| bad("expected `key value`"))?;
+            let number = || value.trim().parse::<u64>().map_err(|_| bad("not a number"));
+            match key {
+                "seed" => seed = Some(number()?),
+                "dirs" => dirs = Some(number()?),
+                "request-seed" => request_seed = Some(number()?),
+                "warmup" => warmup = Some(number()?),
+                "reads" => reads = Some(number()?),
+                "crc" => checksums
+                    .push(u32::from_str_radix(value.trim(), 16).map_err(|_| bad("not a CRC-32"))?),
+                _ => return Err(bad("unknown key")),
+            }
+        }
+        let need =
+            |v: Option<u64>, key: &str| v.ok_or_else(|| format!("{}: no `{key}` line", Self::PATH));
+        let small = |v: Option<u64>, key: &str| {
+            u32::try_from(need(v, key)?).map_err(|_| format!("{}: `{key}` too large", Self::PATH))
+        };
+        let set = FileSet {
+            seed: need(seed, "seed")?,
+            dirs: small(dirs, "dirs")?,
+        };
+        if set.dirs == 0 {
+            return Err(format!("{}: `dirs` must be at least 1", Self::PATH));
+        }
+        let files = set.files().count();
+        if checksums.len() != files {
+            return Err(format!(
+                "{}: {} checksums for a set of {files} files",
+                Self::PATH,
+                checksums.len()
+            ));
+        }
+        Ok(Workload {
+            set,
+            request_seed: need(request_seed, "request-seed")?,
+            warmup: small(warmup, "warmup")?,
+            reads: small(reads, "reads")?,
+            checksums,
+        })
+    }
+
+    /// The checksum `file` must have.
+    pub fn checksum(&self, file: FileId) -> Option<u32> {
+        self.checksums.get(file.ordinal()).copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workload_round_trips_and_bad_text_is_located() {
+        let set = FileSet { seed: 3, dirs: 1 };
+        let w = Workload {
+            set,
+            request_seed: 9,
+            warmup: 2,
+            reads: 5,
+            checksums: set.files().map(|f| f.ordinal() as u32 * 7).collect(),
+        };
+        let back = Workload::parse(&w.render()).unwrap();
+        assert_eq!(back, w);
+        let f = FileId {
+            dir: 0,
+            class: 2,
+            index: 4,
+        };
+        assert_eq!(back.checksum(f), Some(((2 * 9 + 4) * 7) as u32));
+        assert_eq!(set.files().nth(f.ordinal()), Some(f));
+        let err = Workload::parse("seed 1\ndirs x\n").unwrap_err();
+        assert!(err.contains(":2:") && err.contains("not a number"), "{err}");
+        let err = Workload::parse(&w.render().replace("crc 00000000\n", "")).unwrap_err();
+        assert!(err.contains("35 checksums for a set of 36 files"), "{err}");
+        assert!(
+            Workload::parse("seed 1\n")
+                .unwrap_err()
+                .contains("no `dirs`")
+        );
+        assert!(
+            Workload::parse("colour blue\n")
+                .unwrap_err()
+                .contains("unknown key")
+        );
+    }
 
     #[test]
     fn sizes_follow_specweb99() {

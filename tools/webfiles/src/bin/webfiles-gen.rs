@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use webfiles::{Entry, FileSet};
+use webfiles::{Entry, FileSet, Workload};
 
 /// Generate a WebFiles file set and its ext4 disk image.
 #[derive(Parser, Debug)]
@@ -27,6 +27,15 @@ struct Args {
     /// Output directory (created if missing; its `tree/` is replaced).
     #[arg(long)]
     out: PathBuf,
+    /// Seed of the request stream the client SIP follows.
+    #[arg(long, default_value_t = 7)]
+    request_seed: u64,
+    /// Reads the client makes before it starts measuring.
+    #[arg(long, default_value_t = 20)]
+    warmup: u32,
+    /// Reads the client measures.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    reads: u32,
 }
 
 /// The file set's description, written next to the image.
@@ -48,6 +57,20 @@ fn main() -> anyhow::Result<()> {
         dirs: args.dirs,
     };
     let manifest = write_tree(&set, &args.out.join("tree"))?;
+    let workload = Workload {
+        set,
+        request_seed: args.request_seed,
+        warmup: args.warmup,
+        reads: args.reads,
+        checksums: manifest.files.iter().map(|f| f.crc32).collect(),
+    };
+    let conf = args
+        .out
+        .join("tree")
+        .join(Workload::PATH.trim_start_matches('/'));
+    std::fs::write(&conf, workload.render())
+        .with_context(|| format!("writing {}", conf.display()))?;
+    set_stamp(&conf)?;
     std::fs::write(
         args.out.join("webfiles.json"),
         serde_json::to_string_pretty(&manifest)?,
@@ -70,17 +93,13 @@ fn write_tree(set: &FileSet, tree: &Path) -> anyhow::Result<Manifest> {
     if tree.exists() {
         std::fs::remove_dir_all(tree).with_context(|| format!("removing {}", tree.display()))?;
     }
-    let stamp = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH);
     let mut files = Vec::new();
     for file in set.files() {
         let path = tree.join(file.path().trim_start_matches('/'));
         std::fs::create_dir_all(path.parent().expect("files live in directories"))?;
         let data = set.contents(file);
         std::fs::write(&path, &data).with_context(|| format!("writing {}", path.display()))?;
-        std::fs::File::options()
-            .write(true)
-            .open(&path)?
-            .set_modified(stamp)?;
+        set_stamp(&path)?;
         files.push(Entry {
             path: file.path(),
             size: file.size(),
@@ -92,6 +111,16 @@ fn write_tree(set: &FileSet, tree: &Path) -> anyhow::Result<Manifest> {
         total_bytes: set.total_bytes(),
         files,
     })
+}
+
+/// Gives a file the fixed clock, so the image does not depend on when it was made.
+fn set_stamp(path: &Path) -> anyhow::Result<()> {
+    let stamp = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH);
+    std::fs::File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(stamp)?;
+    Ok(())
 }
 
 fn make_image(tree: &Path, image: &Path, bytes: u64) -> anyhow::Result<()> {

@@ -1,0 +1,184 @@
+//! Devices granted to driver SIPs: the kernel side of `dev_read`, `dev_write`, `dev_wait`
+//! and `buf_dma`.
+//!
+//! A driver's manifest lists the devices it needs (`resources`); when the SIP starts, the
+//! kernel grants each one, or refuses to start it if the device is missing or already
+//! another SIP's. A grant is exactly: the device's I/O-port range (every access is checked
+//! against it), its interrupt line (masked when it fires until the driver waits again, so
+//! a level-triggered device the driver has not yet acknowledged cannot storm the
+//! processor), and the right to learn exchange-heap blocks' physical addresses so the
+//! device can DMA straight into them. Grants end with the SIP.
+//!
+//! What this does not give: protection from a driver that programs its device to DMA
+//! somewhere else. Without an IOMMU no software check can stop a bus-mastering device;
+//! Singularity had the same limit. The kernel hands out physical addresses only of blocks
+//! the driver holds, so a correct driver never needs another.
+#![deny(unsafe_code)]
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use cordon_abi::{Resource, status};
+
+use crate::arch::{irq::IrqMutex, pic, port};
+use crate::pci;
+use crate::process::Pid;
+use crate::sched::sync::WaitQueue;
+
+/// One granted device.
+#[derive(Clone, Copy, Debug)]
+struct Grant {
+    pid: Pid,
+    /// Index in the SIP's manifest `resources`.
+    index: u32,
+    device: pci::Device,
+}
+
+static GRANTS: IrqMutex<Vec<Grant>> = IrqMutex::new(Vec::new());
+
+/// Per interrupt line: fired since its driver last waited, and who waits.
+static PENDING: [AtomicBool; 16] = [const { AtomicBool::new(false) }; 16];
+static WAITERS: [WaitQueue; 16] = [const { WaitQueue::new() }; 16];
+
+/// Device interrupts delivered to drivers, and device register accesses made for them.
+pub static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+pub static REGISTER_ACCESSES: AtomicU64 = AtomicU64::new(0);
+
+/// Grants `pid` every resource its manifest lists, all or nothing.
+pub fn claim(pid: Pid, resources: &[Resource]) -> Result<(), String> {
+    let mut grants = GRANTS.lock();
+    let mut mine = Vec::new();
+    for (index, resource) in resources.iter().enumerate() {
+        let Resource::PciDevice { vendor, device } = *resource;
+        let taken = |d: &pci::Device| {
+            grants
+                .iter()
+                .chain(mine.iter())
+                .any(|g: &Grant| g.device == *d)
+        };
+        let candidates = || {
+            pci::devices()
+                .iter()
+                .filter(|d| d.vendor == vendor && d.id == device)
+        };
+        let Some(found) = candidates().find(|d| !taken(d)) else {
+            return Err(if candidates().next().is_some() {
+                format!(
+                    "resource {index} ({resource}): every such device is granted to another SIP"
+                )
+            } else {
+                format!("resource {index} ({resource}): no such device on this machine")
+            });
+        };
+        if found.io_base().is_none() || found.io_size == 0 {
+            return Err(format!(
+                "resource {index} ({resource}): the device has no I/O-port registers (only legacy I/O BARs are supported)"
+            ));
+        }
+        mine.push(Grant {
+            pid,
+            index: index as u32,
+            device: *found,
+        });
+    }
+    for grant in &mine {
+        grant.device.enable();
+        if let Some(irq) = grant.device.irq() {
+            PENDING[irq as usize].store(false, Ordering::Relaxed);
+        }
+    }
+    grants.extend(mine);
+    Ok(())
+}
+
+/// Ends `pid`'s grants (the SIP ended); their interrupt lines are masked again.
+pub fn release(pid: Pid) {
+    let mut grants = GRANTS.lock();
+    for grant in grants.iter().filter(|g| g.pid == pid) {
+        if let Some(irq) = grant.device.irq() {
+            pic::set_masked(irq, true);
+        }
+    }
+    grants.retain(|g| g.pid != pid);
+}
+
+/// Whether `pid` holds any device (and so may ask for DMA addresses).
+pub fn is_driver(pid: Pid) -> bool {
+    GRANTS.lock().iter().any(|g| g.pid == pid)
+}
+
+fn grant(pid: Pid, index: u32) -> Result<Grant, String> {
+    GRANTS
+        .lock()
+        .iter()
+        .find(|g| g.pid == pid && g.index == index)
+        .copied()
+        .ok_or_else(|| format!("resource {index} was not granted to this SIP"))
+}
+
+/// The port for an access of `width` bytes at `offset` into the device's registers.
+fn port(grant: &Grant, offset: u32, width: u32) -> Result<u16, String> {
+    if !matches!(width, 1 | 2 | 4) {
+        return Err(format!("register width {width} (1, 2 or 4 bytes)"));
+    }
+    let size = u32::from(grant.device.io_size);
+    if offset % width != 0 || offset.checked_add(width).is_none_or(|end| end > size) {
+        return Err(format!(
+            "register [{offset:#x}, +{width}) is not an aligned access inside the device's {size:#x} bytes of I/O space"
+        ));
+    }
+    let base = grant
+        .device
+        .io_base()
+        .expect("granted devices have I/O BARs");
+    Ok(base + offset as u16)
+}
+
+pub fn read(pid: Pid, index: u32, offset: u32, width: u32) -> Result<i64, String> {
+    let grant = grant(pid, index)?;
+    let port = port(&grant, offset, width)?;
+    REGISTER_ACCESSES.fetch_add(1, Ordering::Relaxed);
+    Ok(i64::from(port::read(port, width)))
+}
+
+pub fn write(pid: Pid, index: u32, offset: u32, width: u32, value: u32) -> Result<i32, String> {
+    let grant = grant(pid, index)?;
+    let port = port(&grant, offset, width)?;
+    REGISTER_ACCESSES.fetch_add(1, Ordering::Relaxed);
+    port::write(port, width, value);
+    Ok(status::OK)
+}
+
+/// Unmasks the device's line and waits for its interrupt.
+pub fn wait(pid: Pid, index: u32, timeout: Option<u64>) -> Result<i32, String> {
+    let grant = grant(pid, index)?;
+    let Some(irq) = grant.device.irq() else {
+        return Err(format!(
+            "resource {index}: the device has no interrupt line"
+        ));
+    };
+    let line = irq as usize;
+    let fired = || PENDING[line].swap(false, Ordering::AcqRel);
+    pic::set_masked(irq, false);
+    let arrived = match timeout {
+        None => {
+            WAITERS[line].wait_until(fired);
+            true
+        }
+        Some(ticks) => WAITERS[line].wait_until_timeout(fired, ticks),
+    };
+    Ok(if arrived { status::OK } else { status::TIMEOUT })
+}
+
+/// Interrupt `irq` (not the timer) fired: mask it until its driver has dealt with the
+/// device, and wake the driver. A line no driver holds stays masked.
+pub fn on_interrupt(irq: u8) {
+    pic::set_masked(irq, true);
+    if let Some(line) = PENDING.get(irq as usize) {
+        line.store(true, Ordering::Release);
+        INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+        WAITERS[irq as usize].notify_one();
+    }
+}

@@ -1,0 +1,192 @@
+//! SIP `webfiles`: the WebFiles client. It reads the run's description and the file set's
+//! checksums from `/webfiles.conf` on the volume, then makes the run's reads: each picks a
+//! file by SPECweb99's class mix and Zipf-distributed directory and file, opens it, reads
+//! it in 16 KiB blocks through one exchange-heap buffer that travels to the file system and
+//! back, and closes it. The first `warmup` reads are not measured. Every file read is
+//! checked against its CRC-32 after the file is closed (outside the measured time), and
+//! any mismatch fails the run.
+//!
+//! Output (one line, parsed by `cordon bench`):
+//! `webfiles: result reads=R bytes=B io_cycles=C verify_cycles=V total_cycles=T verified=R`.
+#![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use cordon_sip::channel::{Buffer, Error, RecvError};
+use cordon_sip::{cycles, println};
+use webfiles::{FileId, READ_BLOCK, Requests, Workload};
+
+cordon_sip::sip_main!(main);
+cordon_sip::contracts!();
+
+use file_system::{CloseFile, Imp, ImpOpenReplyIn, ImpReady1In, ImpReady3In, Open, Read, state};
+
+type Fs = Imp<state::Ready>;
+
+fn main() -> i32 {
+    match run() {
+        Ok(()) => 0,
+        Err(why) => {
+            println!("webfiles: FAILED: {why}");
+            1
+        }
+    }
+}
+
+/// Counts of one phase.
+#[derive(Default)]
+struct Tally {
+    reads: u64,
+    bytes: u64,
+    io_cycles: u64,
+    verify_cycles: u64,
+    by_class: [u64; 4],
+}
+
+fn run() -> Result<(), String> {
+    let fs: Fs = Imp::initial("fs").map_err(|e| format!("no `fs` endpoint: {e:?}"))?;
+    let mut buffer =
+        Some(Buffer::new(READ_BLOCK as usize).map_err(|e| format!("no exchange heap: {e:?}"))?);
+    let mut data = Vec::new();
+    let (fs, _) = read_file(fs, Workload::PATH, &mut buffer, &mut data)?;
+    let text =
+        core::str::from_utf8(&data).map_err(|_| format!("{} is not text", Workload::PATH))?;
+    let workload = Workload::parse(text)?;
+    println!(
+        "webfiles: {} directories ({} files, {} bytes), {} warm-up + {} measured reads, request seed {}",
+        workload.set.dirs,
+        workload.checksums.len(),
+        workload.set.total_bytes(),
+        workload.warmup,
+        workload.reads,
+        workload.request_seed
+    );
+    let mut requests = Requests::new(&workload.set, workload.request_seed);
+    let (fs, _) = phase(
+        fs,
+        &workload,
+        &mut requests,
+        workload.warmup,
+        &mut buffer,
+        &mut data,
+    )?;
+    let started = cycles();
+    let (fs, tally) = phase(
+        fs,
+        &workload,
+        &mut requests,
+        workload.reads,
+        &mut buffer,
+        &mut data,
+    )?;
+    let total = cycles() - started;
+    drop(fs);
+    println!(
+        "webfiles: classes read {:?}; {} cycles per read in I/O",
+        tally.by_class,
+        tally.io_cycles / tally.reads.max(1)
+    );
+    println!(
+        "webfiles: result reads={} bytes={} io_cycles={} verify_cycles={} total_cycles={} verified={}",
+        tally.reads, tally.bytes, tally.io_cycles, tally.verify_cycles, total, tally.reads
+    );
+    Ok(())
+}
+
+/// Makes `count` reads of the request stream; fails on the first wrong byte.
+fn phase(
+    mut fs: Fs,
+    workload: &Workload,
+    requests: &mut Requests,
+    count: u32,
+    buffer: &mut Option<Buffer>,
+    data: &mut Vec<u8>,
+) -> Result<(Fs, Tally), String> {
+    let mut tally = Tally::default();
+    for _ in 0..count {
+        let file: FileId = requests.next_file();
+        let path = file.path();
+        let start = cycles();
+        let (next, size) = read_file(fs, &path, buffer, data)?;
+        let read = cycles();
+        fs = next;
+        let crc = crc32fast::hash(data);
+        tally.verify_cycles += cycles() - read;
+        tally.io_cycles += read - start;
+        let want = workload.checksum(file).ok_or("file outside the set")?;
+        if size != file.size() || data.len() as u64 != size || crc != want {
+            return Err(format!(
+                "{path}: read {} bytes (file size {size}, set says {}) with CRC-32 {crc:08x}, expected {want:08x}",
+                data.len(),
+                file.size()
+            ));
+        }
+        tally.reads += 1;
+        tally.bytes += size;
+        tally.by_class[file.class as usize] += 1;
+    }
+    Ok((fs, tally))
+}
+
+/// Opens `path`, reads all of it into `data` 16 KiB at a time, closes it.
+fn read_file(
+    fs: Fs,
+    path: &str,
+    buffer: &mut Option<Buffer>,
+    data: &mut Vec<u8>,
+) -> Result<(Fs, u64), String> {
+    let open = Open {
+        path: path.as_bytes().to_vec(),
+    };
+    let (mut fs, opened) = match fs.call_open(open, None) {
+        Ok(ImpOpenReplyIn::Opened(fs, opened)) => (fs, opened),
+        Ok(ImpOpenReplyIn::NotFound(_, _)) => return Err(format!("{path}: not found")),
+        Err(e) => return Err(failed("opening", path, e)),
+    };
+    data.clear();
+    let mut block = buffer.take().ok_or("the read buffer was lost")?;
+    let mut offset = 0u64;
+    while offset < opened.size {
+        let read = Read {
+            file: opened.file,
+            offset,
+            into: block,
+        };
+        let (next, done) = match fs.call_read(read, None) {
+            Ok(ImpReady1In::ReadDone(fs, done)) => (fs, done),
+            Err(e) => return Err(failed("reading", path, e)),
+        };
+        fs = next;
+        block = done.into;
+        if done.bytes == 0 {
+            break;
+        }
+        let start = data.len();
+        data.resize(start + done.bytes as usize, 0);
+        block
+            .read(0, &mut data[start..])
+            .map_err(|e| format!("{path}: buffer: {e:?}"))?;
+        offset += u64::from(done.bytes);
+    }
+    *buffer = Some(block);
+    let fs = match fs.call_close_file(CloseFile { file: opened.file }, None) {
+        Ok(ImpReady3In::FileClosed(fs, _)) => fs,
+        Err(e) => return Err(failed("closing", path, e)),
+    };
+    Ok((fs, opened.size))
+}
+
+fn failed<S>(what: &str, path: &str, e: RecvError<S>) -> String {
+    match e {
+        RecvError::Failed(Error::PeerClosed) => {
+            format!("{what} {path}: the file system went away")
+        }
+        RecvError::Failed(e) => format!("{what} {path}: {e:?}"),
+        RecvError::Timeout(_) => format!("{what} {path}: timed out"),
+    }
+}
