@@ -26,6 +26,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use sip_runtime::{Exit, Metering};
 
 use crate::arch::cycles;
+use crate::counters::Counters;
 use crate::mm::vm;
 use crate::println;
 use crate::process::{self, Ending, Record};
@@ -178,49 +179,6 @@ fn channel_round_trip() -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Kernel event counts, read before and after a benchmark to explain its cost.
-#[derive(Clone, Copy, Debug)]
-struct Counters {
-    syscalls: u64,
-    cr3_loads: u64,
-    switches: u64,
-    demand_faults: u64,
-    cow_faults: u64,
-    messages: u64,
-    direct: u64,
-    bytes_copied: u64,
-}
-
-impl Counters {
-    fn now() -> Counters {
-        Counters {
-            syscalls: crate::arch::user::SYSCALLS.load(Ordering::Relaxed),
-            cr3_loads: crate::arch::context::cr3_loads(),
-            switches: sched::context_switches(),
-            demand_faults: vm::DEMAND_FAULTS.load(Ordering::Relaxed),
-            cow_faults: vm::COW_FAULTS.load(Ordering::Relaxed),
-            messages: crate::ipc::MESSAGES.load(Ordering::Relaxed),
-            direct: crate::ipc::DELIVERED_DIRECTLY.load(Ordering::Relaxed),
-            bytes_copied: crate::ipc::BYTES_COPIED.load(Ordering::Relaxed),
-        }
-    }
-
-    fn print_since(&self, what: &str) {
-        let now = Counters::now();
-        println!(
-            "  counters ({what}): {} system calls, {} CR3 loads, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages ({} delivered directly), {} bytes copied by the kernel",
-            now.syscalls - self.syscalls,
-            now.cr3_loads - self.cr3_loads,
-            now.switches - self.switches,
-            now.demand_faults - self.demand_faults,
-            now.cow_faults - self.cow_faults,
-            now.messages - self.messages,
-            now.direct - self.direct,
-            now.bytes_copied - self.bytes_copied
-        );
-    }
 }
 
 fn micro() -> Result<(), String> {

@@ -124,7 +124,7 @@ fn port(grant: &Grant, offset: u32, width: u32) -> Result<u16, String> {
         return Err(format!("register width {width} (1, 2 or 4 bytes)"));
     }
     let size = u32::from(grant.device.io_size);
-    if offset % width != 0 || offset.checked_add(width).is_none_or(|end| end > size) {
+    if !offset.is_multiple_of(width) || offset.checked_add(width).is_none_or(|end| end > size) {
         return Err(format!(
             "register [{offset:#x}, +{width}) is not an aligned access inside the device's {size:#x} bytes of I/O space"
         ));

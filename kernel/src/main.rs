@@ -18,6 +18,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod counters;
 mod devices;
 mod hosted;
 mod ipc;
@@ -147,6 +148,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         fail(format_args!("{err}"));
     }
     let baseline = mm::Usage::now();
+    let counters = counters::Counters::now();
     let started = match (config.self_test.as_deref(), config.bench.as_deref()) {
         (Some(name), _) => ktest::start(name),
         (None, Some(suite)) => bench::start(suite),
@@ -174,6 +176,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             fail(format_args!("{failures} self-test(s) failed"));
         }
     } else {
+        counters.print_since("system run");
         let unclean = process::print_summary();
         let after = mm::Usage::now();
         let channels = ipc::counts();

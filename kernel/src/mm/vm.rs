@@ -56,6 +56,14 @@ static REFS: IrqMutex<Vec<u16>> = IrqMutex::new(Vec::new());
 
 /// Copy-on-write faults resolved since boot.
 pub static COW_FAULTS: AtomicU64 = AtomicU64::new(0);
+/// Single-page TLB invalidations (`invlpg`) after mapping changes.
+pub static TLB_INVALIDATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Drops `page`'s translation from the TLB (every mapping change ends with this).
+fn invalidate(page: VirtAddr) {
+    TLB_INVALIDATIONS.fetch_add(1, Ordering::Relaxed);
+    tlb::flush(page);
+}
 /// Pages copied by those faults (a fault on a page no one else shares copies nothing).
 pub static PAGES_COPIED: AtomicU64 = AtomicU64::new(0);
 
@@ -255,7 +263,7 @@ impl AddressSpace {
                 entry.set_flags(flags);
             }
             if active {
-                tlb::flush(page);
+                invalidate(page);
             }
         }
         Ok(())
@@ -286,7 +294,7 @@ impl AddressSpace {
             entry.set_addr(frame, flags - Flags::WRITABLE - COW);
             REFS.lock()[frame_number(frame)] += 1;
             if active {
-                tlb::flush(page);
+                invalidate(page);
             }
         }
         Ok(())
@@ -351,7 +359,7 @@ impl AddressSpace {
                 freed.push(entry.addr());
                 entry.set_unused();
                 if active {
-                    tlb::flush(addr);
+                    invalidate(addr);
                 }
             }
         });
@@ -401,7 +409,7 @@ impl AddressSpace {
                 flags = (flags - Flags::WRITABLE) | COW;
                 entry.set_flags(flags);
                 if active {
-                    tlb::flush(addr);
+                    invalidate(addr);
                 }
             }
             pages.push((addr, entry.addr(), flags));
@@ -566,7 +574,7 @@ pub fn resolve_fault(addr: u64, code: u64) -> bool {
         entry.set_addr(new, writable);
         PAGES_COPIED.fetch_add(1, Ordering::Relaxed);
     }
-    tlb::flush(page);
+    invalidate(page);
     COW_FAULTS.fetch_add(1, Ordering::Relaxed);
     true
 }
@@ -594,7 +602,7 @@ fn map_demand_zero(space: &mut AddressSpace, page: VirtAddr) -> bool {
     };
     REFS.lock()[frame_number(frame)] = 1;
     entry.set_addr(frame, flags);
-    tlb::flush(page);
+    invalidate(page);
     DEMAND_FAULTS.fetch_add(1, Ordering::Relaxed);
     true
 }

@@ -1,6 +1,7 @@
-//! Comparing isolation configurations: the kernel's `micro` suite booted once per
-//! configuration, its figures read from the console and set side by side, each as a ratio
-//! to the soft baseline measured in the same run of this command.
+//! Comparing isolation configurations: a workload (the kernel's `micro` suite, or the
+//! WebFiles system) booted once per configuration and repetition, its figures read from the
+//! console and set side by side, each as a ratio to the soft baseline measured in the same
+//! run of this command.
 
 use bootpkg::Isolation;
 
@@ -20,6 +21,8 @@ pub struct Metric {
     pub label: &'static str,
     line: &'static str,
     find: Find,
+    /// A count of events (shown without a ratio), not a cost in cycles.
+    pub count: bool,
 }
 
 enum Find {
@@ -32,6 +35,7 @@ const fn after(label: &'static str, line: &'static str, marker: &'static str) ->
         label,
         line,
         find: Find::After(marker),
+        count: false,
     }
 }
 
@@ -40,11 +44,22 @@ const fn before(label: &'static str, line: &'static str, marker: &'static str) -
         label,
         line,
         find: Find::Before(marker),
+        count: false,
     }
 }
 
-/// Every figure the comparison reports, in table order.
-pub const METRICS: &[Metric] = &[
+/// A count found before `marker` on the line containing `line`.
+const fn count(label: &'static str, line: &'static str, marker: &'static str) -> Metric {
+    Metric {
+        label,
+        line,
+        find: Find::Before(marker),
+        count: true,
+    }
+}
+
+/// Every figure of the `micro` suite, in table order.
+pub const MICRO: &[Metric] = &[
     after(
         "minimum kernel call (abi_version), cycles",
         "[abi-bench] minimum kernel call",
@@ -86,47 +101,103 @@ pub const METRICS: &[Metric] = &[
         "median ",
     ),
     after("copy-on-write fault", "copy-on-write fault (", "median "),
-    before(
+    count(
         "echo pair: system calls",
         "counters (echo pair)",
         " system calls",
     ),
-    before("echo pair: CR3 loads", "counters (echo pair)", " CR3 loads"),
-    before(
+    count("echo pair: CR3 loads", "counters (echo pair)", " CR3 loads"),
+    count(
         "echo pair: context switches",
         "counters (echo pair)",
         " context switches",
     ),
-    before(
+    count(
         "echo pair: demand-zero faults",
         "counters (echo pair)",
         " demand-zero faults",
     ),
-    before(
+    count(
         "echo pair: channel messages",
         "counters (echo pair)",
         " channel messages",
     ),
-    before(
+    count(
         "echo pair: messages delivered directly",
         "counters (echo pair)",
         " delivered directly",
     ),
-    before(
+    count(
         "echo pair: bytes copied by the kernel",
         "counters (echo pair)",
         " bytes copied by the kernel",
     ),
 ];
 
-/// Rows whose figures are counts, not cycles (no ratio is printed for them).
-fn is_count(metric: &Metric) -> bool {
-    metric.label.starts_with("echo pair:")
-}
+/// The kernel's counter line for a whole system run.
+const RUN: &str = "counters (system run)";
 
-/// One configuration's figures, in [`METRICS`] order (`None`: not printed in this run).
-pub fn parse(console: &str) -> Vec<Option<u64>> {
-    METRICS
+/// Every figure of the WebFiles system, in table order. Cycle figures come from the client
+/// (its measured reads); counts cover the whole system run (start-up and warm-up too).
+pub const WEBFILES: &[Metric] = &[
+    before(
+        "I/O cycles per file read (open, 16 KiB reads, close)",
+        "[webfiles] webfiles: classes read",
+        " cycles per read in I/O",
+    ),
+    after(
+        "measured reads, total cycles (incl. checksums)",
+        "[webfiles] webfiles: result",
+        "total_cycles=",
+    ),
+    after(
+        "  of which checksum verification (client)",
+        "[webfiles] webfiles: result",
+        "verify_cycles=",
+    ),
+    count(
+        "file reads measured",
+        "[webfiles] webfiles: result",
+        " bytes=",
+    ),
+    count(
+        "bytes read (measured)",
+        "[webfiles] webfiles: result",
+        " io_cycles=",
+    ),
+    count(
+        "disk requests (DMA)",
+        "[virtio-blk] virtio-blk: ",
+        " requests,",
+    ),
+    count("run: system calls", RUN, " system calls"),
+    count("run: CR3 loads", RUN, " CR3 loads"),
+    count("run: TLB invalidations (invlpg)", RUN, " TLB invalidations"),
+    count("run: context switches", RUN, " context switches"),
+    count("run: demand-zero faults", RUN, " demand-zero faults"),
+    count("run: copy-on-write faults", RUN, " copy-on-write faults"),
+    count("run: channel messages", RUN, " channel messages"),
+    count(
+        "run: messages delivered directly",
+        RUN,
+        " delivered directly",
+    ),
+    count(
+        "run: bytes copied by the kernel",
+        RUN,
+        " bytes copied by the kernel",
+    ),
+    count("run: device interrupts", RUN, " device interrupts"),
+    count(
+        "run: device register accesses",
+        RUN,
+        " device register accesses",
+    ),
+];
+
+/// One configuration's figures, in `metrics` order (`None`: not printed in this run).
+pub fn parse(metrics: &[Metric], console: &str) -> Vec<Option<u64>> {
+    metrics
         .iter()
         .map(|metric| {
             let line = console.lines().find(|l| l.contains(metric.line))?;
@@ -156,17 +227,17 @@ pub fn parse(console: &str) -> Vec<Option<u64>> {
 
 /// Every raw figure as CSV: `configuration,run,metric,value`, one line per figure a run
 /// printed (runs numbered from 1).
-pub fn csv(results: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> String {
+pub fn csv(metrics: &[Metric], results: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> String {
     let mut out = String::from("configuration,run,metric,value\n");
     for (isolation, runs) in results {
         for (run, figures) in runs.iter().enumerate() {
-            for (metric, value) in METRICS.iter().zip(figures) {
+            for (metric, value) in metrics.iter().zip(figures) {
                 if let Some(value) = value {
                     out.push_str(&format!(
                         "{},{},\"{}\",{value}\n",
                         isolation.name(),
                         run + 1,
-                        metric.label
+                        metric.label.trim()
                     ));
                 }
             }
@@ -184,7 +255,8 @@ pub struct Summary {
 
 /// Summarises each metric over `runs` (each from [`parse`]); `None` where no run has it.
 pub fn summarise(runs: &[Vec<Option<u64>>]) -> Vec<Option<Summary>> {
-    (0..METRICS.len())
+    let rows = runs.iter().map(Vec::len).max().unwrap_or(0);
+    (0..rows)
         .map(|row| {
             let mut values: Vec<u64> = runs.iter().filter_map(|r| r[row]).collect();
             if values.is_empty() {
@@ -200,23 +272,23 @@ pub fn summarise(runs: &[Vec<Option<u64>>]) -> Vec<Option<Summary>> {
 
 /// The comparison table: one row per metric, one column per configuration: the median
 /// over runs, its ratio to the first column (soft) and the spread of the runs.
-pub fn table(results: &[(Isolation, Vec<Option<Summary>>)]) -> String {
+pub fn table(metrics: &[Metric], results: &[(Isolation, Vec<Option<Summary>>)]) -> String {
     const WIDTH: usize = 26;
-    let mut out = format!("{:<40}", "median TSC cycles (ratio to soft) ±spread");
+    let mut out = format!("{:<52}", "median TSC cycles (ratio to soft) ±spread");
     for (isolation, _) in results {
         out.push_str(&format!(" {:>WIDTH$}", isolation.name()));
     }
     out.push('\n');
-    for (row, metric) in METRICS.iter().enumerate() {
+    for (row, metric) in metrics.iter().enumerate() {
         if results.iter().all(|(_, figures)| figures[row].is_none()) {
             continue;
         }
-        out.push_str(&format!("{:<40}", metric.label));
+        out.push_str(&format!("{:<52}", metric.label));
         let base = results.first().and_then(|(_, figures)| figures[row]);
         for (_, figures) in results {
             let cell = match (figures[row], base) {
                 (None, _) => "-".to_string(),
-                (Some(v), _) if is_count(metric) => v.median.to_string(),
+                (Some(v), _) if metric.count => v.median.to_string(),
                 (Some(v), Some(b)) if b.median > 0 => format!(
                     "{} ({:.2}x) ±{:.0}%",
                     v.median,
@@ -245,9 +317,9 @@ mod tests {
 
     #[test]
     fn figures_are_read_from_the_console() {
-        let figures = parse(CONSOLE);
+        let figures = parse(MICRO, CONSOLE);
         let get = |label: &str| {
-            let i = METRICS.iter().position(|m| m.label == label).unwrap();
+            let i = MICRO.iter().position(|m| m.label == label).unwrap();
             figures[i]
         };
         assert_eq!(get("minimum kernel call (abi_version), cycles"), Some(3328));
@@ -263,18 +335,21 @@ mod tests {
 
     #[test]
     fn table_shows_ratios_to_the_first_configuration() {
-        let soft = parse(CONSOLE);
+        let soft = parse(MICRO, CONSOLE);
         let mut hard = soft.clone();
         hard[0] = Some(6656);
         let mut hard_again = hard.clone();
         hard_again[0] = Some(7000);
-        let text = table(&[
-            (Isolation::Soft, summarise(&[soft])),
-            (
-                Isolation::Hard,
-                summarise(&[hard.clone(), hard, hard_again]),
-            ),
-        ]);
+        let text = table(
+            MICRO,
+            &[
+                (Isolation::Soft, summarise(&[soft])),
+                (
+                    Isolation::Hard,
+                    summarise(&[hard.clone(), hard, hard_again]),
+                ),
+            ],
+        );
         assert!(text.contains("6656 (2.00x) ±5%"), "{text}");
         assert!(text.contains("3328 (1.00x) ±0%"), "{text}");
         // Counts carry no ratio; rows nobody measured are left out.
@@ -284,29 +359,25 @@ mod tests {
 
     #[test]
     fn csv_has_every_raw_figure() {
-        let runs = vec![parse(CONSOLE), parse(CONSOLE)];
-        let text = csv(&[(Isolation::Hard, runs)]);
+        let runs = vec![parse(MICRO, CONSOLE), parse(MICRO, CONSOLE)];
+        let text = csv(MICRO, &[(Isolation::Hard, runs)]);
         assert!(text.starts_with("configuration,run,metric,value\n"));
         assert!(
             text.contains("hard,2,\"kernel thread switch\",2812\n"),
             "{text}"
         );
         let lines = text.lines().count() - 1;
-        let per_run = parse(CONSOLE).iter().flatten().count();
+        let per_run = parse(MICRO, CONSOLE).iter().flatten().count();
         assert_eq!(lines, 2 * per_run);
     }
 
     #[test]
     fn summaries_take_the_median_and_spread() {
-        let runs = vec![
-            vec![Some(10); METRICS.len()],
-            vec![Some(30); METRICS.len()],
-            {
-                let mut r = vec![Some(20); METRICS.len()];
-                r[1] = None;
-                r
-            },
-        ];
+        let runs = vec![vec![Some(10); MICRO.len()], vec![Some(30); MICRO.len()], {
+            let mut r = vec![Some(20); MICRO.len()];
+            r[1] = None;
+            r
+        }];
         let s = summarise(&runs);
         assert_eq!(
             s[0],

@@ -9,6 +9,7 @@ pub mod program;
 pub mod qemu;
 pub mod sips;
 pub mod system;
+pub mod webfiles;
 
 pub use bootpkg::{Isolation, LogLevel};
 pub use image::{Firmware, build_image};

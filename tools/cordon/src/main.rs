@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+mod compare;
 use cordon::{Accel, BootOptions, Firmware, Isolation, LogLevel, Verdict};
 
 /// Boot Cordon in QEMU (with no subcommand), or work with SIP modules.
@@ -40,17 +42,32 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
-    /// Boot the kernel's micro-benchmarks (SIP create+start, minimum kernel call, fuel
-    /// metering, thread switch) and print what they measure.
+    /// The unsafe-code-tax benchmark: the WebFiles system (disk driver, file system and
+    /// client SIPs) booted in each of the five isolation configurations, checked, and
+    /// compared with Singularity's Figure 5 (table, CSV, JSON and SVG chart in --out). With
+    /// --micro: the kernel's micro-benchmarks instead.
     Bench {
-        /// Run the suite once in each of the five isolation configurations and print a
-        /// table of every figure side by side, as ratios to `soft`.
+        /// The micro-benchmarks (minimum kernel call, thread switch, channel round trips,
+        /// SIP create+start, fork, copy-on-write fault) instead of WebFiles.
         #[arg(long)]
-        compare: bool,
-        /// With --compare: boots per configuration (interleaved, so host noise hits every
-        /// configuration alike); the table gives the median and the spread.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
-        runs: u32,
+        micro: bool,
+        /// CI smoke test: a small file set, 100 reads, one boot per configuration; every
+        /// byte is still checked.
+        #[arg(long, conflicts_with = "micro")]
+        quick: bool,
+        /// Boots per configuration, interleaved (default 3; 1 with --quick). The table
+        /// gives the median and the spread.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
+        runs: Option<u32>,
+        /// WebFiles reads measured per boot (default 1000; 100 with --quick).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        reads: Option<u32>,
+        /// Only these configurations (comma-separated; default: all five).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<IsolationArg>,
+        /// Where the tables, CSV, JSON, chart and consoles go (default: target/bench).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
         #[command(flatten)]
         boot: BootArgs,
     },
@@ -103,7 +120,7 @@ struct BootArgs {
     timeout: u64,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum IsolationArg {
     /// Physical memory (large pages), one address space, every SIP in ring 0: the baseline.
     Soft,
@@ -142,19 +159,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Bench {
-            compare,
+            micro,
+            quick,
             runs,
-            mut boot,
-        }) => {
-            boot.bench = Some("micro".into());
-            boot.system = None;
-            boot.sips = cordon::bench::MICRO_SIPS.map(String::from).to_vec();
-            if compare {
-                compare_configurations(boot, runs)
-            } else {
-                self::boot(boot)
-            }
-        }
+            reads,
+            only,
+            out,
+            boot,
+        }) => bench(micro, quick, runs, reads, &only, out, boot),
         None => boot(cli.boot),
     }
 }
@@ -248,81 +260,67 @@ fn verify(files: &[std::path::PathBuf]) -> ExitCode {
     }
 }
 
-/// `cordon bench --compare`: the micro suite in every configuration, `runs` times each
-/// (interleaved), then the table.
-fn compare_configurations(cli: BootArgs, runs: u32) -> ExitCode {
-    let base = match boot_options(&cli) {
+/// `cordon bench`: WebFiles (or, with `micro`, the micro suite) in each configuration.
+fn bench(
+    micro: bool,
+    quick: bool,
+    runs: Option<u32>,
+    reads: Option<u32>,
+    only: &[IsolationArg],
+    out: Option<std::path::PathBuf>,
+    mut boot: BootArgs,
+) -> ExitCode {
+    let configs: Vec<Isolation> = if only.is_empty() {
+        Isolation::ALL.to_vec()
+    } else {
+        Isolation::ALL
+            .into_iter()
+            .filter(|i| only.iter().any(|o| isolation(*o) == *i))
+            .collect()
+    };
+    let out = out.unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench")
+    });
+    if let Err(err) = std::fs::create_dir_all(&out) {
+        eprintln!("[cordon] error: cannot create {}: {err}", out.display());
+        return ExitCode::from(2);
+    }
+    let out = out.canonicalize().unwrap_or(out);
+    let runs = runs.unwrap_or(if quick { 1 } else { 3 });
+    if micro {
+        boot.bench = Some("micro".into());
+        boot.system = None;
+        boot.sips = cordon::bench::MICRO_SIPS.map(String::from).to_vec();
+    } else {
+        boot.sips = Vec::new();
+        boot.system = Some("webfiles".into());
+    }
+    let base = match boot_options(&boot) {
         Ok(options) => options,
         Err(code) => return code,
     };
-    let total = Isolation::ALL.len() * runs as usize;
-    let mut figures: Vec<Vec<Vec<Option<u64>>>> = vec![Vec::new(); Isolation::ALL.len()];
-    let started = std::time::Instant::now();
-    for run in 0..runs as usize {
-        for (i, isolation) in Isolation::ALL.into_iter().enumerate() {
-            let n = run * Isolation::ALL.len() + i + 1;
-            eprintln!(
-                "[cordon] bench {n}/{total} ({:.0} s so far): isolation={isolation}, run {}/{runs}",
-                started.elapsed().as_secs_f64(),
-                run + 1
-            );
-            let options = BootOptions {
-                isolation,
-                echo: false,
-                ..base.clone()
-            };
-            let outcome = match cordon::boot(&options) {
-                Ok(outcome) => outcome,
-                Err(err) => {
-                    eprintln!("[cordon] error: {err:#}");
-                    return ExitCode::from(3);
-                }
-            };
-            let log = cordon::image::work_dir().join(format!("bench-{isolation}-{}.log", run + 1));
-            let _ = std::fs::write(&log, &outcome.console);
-            if outcome.verdict != Verdict::Passed {
-                eprintln!(
-                    "[cordon] isolation={isolation}: the suite did not finish ({:?}); console in {}",
-                    outcome.verdict,
-                    log.display()
-                );
-                return ExitCode::from(1);
-            }
-            figures[i].push(cordon::bench::parse(&outcome.console));
-        }
+    if micro {
+        return compare::micro(base, &configs, runs, &out);
     }
-    let results: Vec<_> = Isolation::ALL
-        .into_iter()
-        .zip(&figures)
-        .map(|(isolation, runs)| (isolation, cordon::bench::summarise(runs)))
-        .collect();
-    println!(
-        "Isolation configurations side by side (Singularity's Figure 5 order), {runs} boot(s) each, \
-         accel={}; ratios are to soft in this run; consoles in {}:",
-        match base.accel {
-            Accel::Tcg => "tcg (emulated cost: compare ratios, not absolute cycles)",
-            Accel::Kvm => "kvm",
-        },
-        cordon::image::work_dir().display()
-    );
-    let table = cordon::bench::table(&results);
-    print!("{table}");
-    let raw: Vec<_> = Isolation::ALL.into_iter().zip(figures).collect();
-    let csv = cordon::image::work_dir().join("bench-compare.csv");
-    let txt = cordon::image::work_dir().join("bench-compare.txt");
-    match std::fs::write(&csv, cordon::bench::csv(&raw)).and_then(|()| std::fs::write(&txt, &table))
-    {
-        Ok(()) => println!(
-            "every raw figure: {}; this table: {}",
-            csv.display(),
-            txt.display()
-        ),
-        Err(err) => eprintln!("[cordon] could not write {}: {err}", csv.display()),
+    let mut workload = if quick {
+        cordon::webfiles::Workload::QUICK
+    } else {
+        cordon::webfiles::Workload::DEFAULT
+    };
+    if let Some(reads) = reads {
+        workload.reads = reads;
     }
-    for isolation in Isolation::ALL {
-        println!("  {:<13} {}", isolation.name(), isolation.description());
+    compare::webfiles(base, &configs, runs, workload, &out)
+}
+
+fn isolation(arg: IsolationArg) -> Isolation {
+    match arg {
+        IsolationArg::Soft => Isolation::Soft,
+        IsolationArg::Paged => Isolation::Paged,
+        IsolationArg::ClientSpace => Isolation::ClientSpace,
+        IsolationArg::ClientRing3 => Isolation::ClientRing3,
+        IsolationArg::Hard => Isolation::Hard,
     }
-    ExitCode::SUCCESS
 }
 
 /// Boot options from the command line (or the exit code for a bad system manifest).
@@ -339,13 +337,7 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         cordon::system::of_sips(&cli.sips)
     };
     Ok(BootOptions {
-        isolation: match cli.isolation {
-            IsolationArg::Soft => Isolation::Soft,
-            IsolationArg::Paged => Isolation::Paged,
-            IsolationArg::ClientSpace => Isolation::ClientSpace,
-            IsolationArg::ClientRing3 => Isolation::ClientRing3,
-            IsolationArg::Hard => Isolation::Hard,
-        },
+        isolation: isolation(cli.isolation),
         log_level: match cli.log {
             LogArg::Error => LogLevel::Error,
             LogArg::Warn => LogLevel::Warn,

@@ -494,9 +494,9 @@ fn benchmarks_run_in_ring3_and_messages_cross_spaces_in_one_copy() {
             "bench micro: done",
         ],
     );
-    let figures = cordon::bench::parse(&outcome.console);
+    let figures = cordon::bench::parse(cordon::bench::MICRO, &outcome.console);
     let figure = |label: &str| {
-        let row = cordon::bench::METRICS
+        let row = cordon::bench::MICRO
             .iter()
             .position(|m| m.label == label)
             .expect("a known metric");

@@ -17,6 +17,12 @@
 
 extern crate alloc;
 
+#[cfg(feature = "generator")]
+extern crate std;
+
+#[cfg(feature = "generator")]
+pub mod generator;
+
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;

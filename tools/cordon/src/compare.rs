@@ -1,0 +1,250 @@
+//! `cordon bench`: boots a workload in several isolation configurations, `runs` times each
+//! (interleaved, so host noise hits every configuration alike), with progress, then writes
+//! the comparison: the WebFiles unsafe-code-tax benchmark by default, the kernel's micro
+//! suite with `--micro`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use cordon::bench::Metric;
+use cordon::webfiles::{self, Machine, Workload};
+use cordon::{Accel, BootOptions, Isolation, Verdict};
+
+/// Raw figures: per configuration, per run, per metric.
+type Raw = Vec<(Isolation, Vec<Vec<Option<u64>>>)>;
+
+/// Boots every configuration `runs` times; each console must pass `check`.
+fn boot_all(
+    base: &BootOptions,
+    configs: &[Isolation],
+    runs: u32,
+    metrics: &[Metric],
+    what: &str,
+    out: &Path,
+    check: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<(Raw, String), ExitCode> {
+    let total = configs.len() * runs as usize;
+    let mut raw: Raw = configs.iter().map(|&c| (c, Vec::new())).collect();
+    let started = Instant::now();
+    let mut last_console = String::new();
+    for run in 0..runs as usize {
+        for (i, &isolation) in configs.iter().enumerate() {
+            let n = run * configs.len() + i;
+            let elapsed = started.elapsed().as_secs_f64();
+            let eta = if n == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", about {:.0} s to go",
+                    elapsed / n as f64 * (total - n) as f64
+                )
+            };
+            eprintln!(
+                "[cordon] {what} {}/{total} ({elapsed:.0} s so far{eta}): isolation={isolation}, run {}/{runs}",
+                n + 1,
+                run + 1
+            );
+            let options = BootOptions {
+                isolation,
+                echo: false,
+                ..base.clone()
+            };
+            let outcome = match cordon::boot(&options) {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    eprintln!("[cordon] error: {err:#}");
+                    return Err(ExitCode::from(3));
+                }
+            };
+            let log = out.join(format!("{what}-{isolation}-{}.log", run + 1));
+            let _ = std::fs::write(&log, &outcome.console);
+            let checked = match outcome.verdict {
+                Verdict::Passed => check(&outcome.console),
+                other => Err(format!("the kernel's verdict: {other:?}")),
+            };
+            if let Err(why) = checked {
+                eprintln!(
+                    "[cordon] isolation={isolation}, run {}: {why}; console in {}",
+                    run + 1,
+                    log.display()
+                );
+                return Err(ExitCode::from(1));
+            }
+            raw[i]
+                .1
+                .push(cordon::bench::parse(metrics, &outcome.console));
+            last_console = outcome.console;
+        }
+    }
+    eprintln!(
+        "[cordon] {what}: {total} boots in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((raw, last_console))
+}
+
+fn accel_name(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Tcg => "tcg (software emulation: emulated cost, compare ratios not absolute cycles)",
+        Accel::Kvm => "kvm",
+    }
+}
+
+fn table(metrics: &[Metric], raw: &Raw) -> String {
+    let results: Vec<_> = raw
+        .iter()
+        .map(|(isolation, runs)| (*isolation, cordon::bench::summarise(runs)))
+        .collect();
+    cordon::bench::table(metrics, &results)
+}
+
+fn legend(configs: &[Isolation]) -> String {
+    configs
+        .iter()
+        .map(|i| format!("  {:<13} {}\n", i.name(), i.description()))
+        .collect()
+}
+
+/// Writes `files` (name, contents) into `out` and lists them.
+fn write_all(out: &Path, files: &[(&str, String)]) -> bool {
+    let mut ok = true;
+    for (name, contents) in files {
+        let path = out.join(name);
+        match std::fs::write(&path, contents) {
+            Ok(()) => println!("  wrote {}", path.display()),
+            Err(err) => {
+                eprintln!("[cordon] could not write {}: {err}", path.display());
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// The kernel's micro suite in each configuration.
+pub fn micro(base: BootOptions, configs: &[Isolation], runs: u32, out: &Path) -> ExitCode {
+    let (raw, _) = match boot_all(
+        &base,
+        configs,
+        runs,
+        cordon::bench::MICRO,
+        "micro",
+        out,
+        &|console| {
+            if console.contains("bench micro: done") {
+                Ok(())
+            } else {
+                Err("the suite did not finish".into())
+            }
+        },
+    ) {
+        Ok(raw) => raw,
+        Err(code) => return code,
+    };
+    let table = table(cordon::bench::MICRO, &raw);
+    println!(
+        "Micro-benchmarks, isolation configurations side by side (Singularity's Figure 5 order), \
+         {runs} boot(s) each, accel={}; ratios are to the first column, measured in this run:",
+        accel_name(base.accel)
+    );
+    print!("{table}{}", legend(configs));
+    let csv = cordon::bench::csv(cordon::bench::MICRO, &raw);
+    if write_all(out, &[("micro.txt", table), ("micro.csv", csv)]) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// WebFiles in each configuration: the unsafe-code tax.
+pub fn webfiles(
+    mut base: BootOptions,
+    configs: &[Isolation],
+    runs: u32,
+    workload: Workload,
+    out: &Path,
+) -> ExitCode {
+    eprintln!(
+        "[cordon] webfiles: generating the file set ({} directories, seed {}) and its ext4 image in {}",
+        workload.dirs,
+        workload.seed,
+        out.display()
+    );
+    let image = match webfiles::prepare(&workload, &out.join("webfiles")) {
+        Ok(image) => image,
+        Err(err) => {
+            eprintln!("[cordon] error: {err:#}");
+            return ExitCode::from(3);
+        }
+    };
+    base.disk = Some(image);
+    base.system = match cordon::system::load("webfiles") {
+        Ok(system) => system,
+        Err(err) => {
+            eprintln!("[cordon] error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let (raw, console) = match boot_all(
+        &base,
+        configs,
+        runs,
+        cordon::bench::WEBFILES,
+        "webfiles",
+        out,
+        &|console| webfiles::check(console, &workload),
+    ) {
+        Ok(raw) => raw,
+        Err(code) => return code,
+    };
+    let accel = match base.accel {
+        Accel::Tcg => "tcg",
+        Accel::Kvm => "kvm",
+    };
+    let machine = Machine::describe(accel, &console);
+    let summary = format!(
+        "WebFiles (Singularity's unsafe-code-tax experiment): {} measured reads after {} warm-up, \
+         {} directories (seed {}), {runs} boot(s) per configuration, every read checked against \
+         the generator's CRC-32.\nmachine: {} ({} cores), {}, accel={}, PCID {}\n",
+        workload.reads,
+        workload.warmup,
+        workload.dirs,
+        workload.seed,
+        machine.host_cpu,
+        machine.host_cores,
+        machine.qemu,
+        accel_name(base.accel),
+        machine.pcid
+    );
+    let text = format!(
+        "{summary}\n{}\n{}{}",
+        table(cordon::bench::WEBFILES, &raw),
+        webfiles::headline(&raw),
+        legend(configs)
+    );
+    print!("{text}");
+    let subtitle = format!(
+        "{} reads, {runs} boot(s) each; QEMU {accel}{}; figures are guest TSC cycles",
+        workload.reads,
+        if accel == "tcg" {
+            " (emulated cost)"
+        } else {
+            ""
+        }
+    );
+    let files = [
+        ("webfiles.txt", text.clone()),
+        (
+            "webfiles.csv",
+            cordon::bench::csv(cordon::bench::WEBFILES, &raw),
+        ),
+        ("webfiles.json", webfiles::json(&machine, &workload, &raw)),
+        ("webfiles.svg", webfiles::svg_chart(&raw, &subtitle)),
+    ];
+    if write_all(out, &files) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

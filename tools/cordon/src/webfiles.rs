@@ -1,0 +1,487 @@
+//! The unsafe-code-tax benchmark (Singularity's Figure 5 experiment) on Cordon: the
+//! WebFiles system (`systems/webfiles.toml`: disk driver, file system, client) booted in
+//! every isolation configuration, its results checked and set beside Singularity's
+//! published slowdowns, written as a table, CSV, JSON and an SVG bar chart.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bootpkg::Isolation;
+
+use crate::bench::{Summary, WEBFILES};
+
+/// Singularity's WebFiles run time in each configuration, relative to the soft baseline
+/// ("Singularity: Rethinking the Software Stack", Figure 5; real hardware, AMD Athlon 64).
+pub fn singularity_slowdown(isolation: Isolation) -> f64 {
+    match isolation {
+        Isolation::Soft => 0.0,
+        Isolation::Paged => 6.3,
+        Isolation::ClientSpace => 18.9,
+        Isolation::ClientRing3 => 33.0,
+        Isolation::Hard => 37.7,
+    }
+}
+
+/// The workload: which file set, and how many reads the client makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub seed: u64,
+    pub dirs: u32,
+    pub request_seed: u64,
+    pub warmup: u32,
+    pub reads: u32,
+}
+
+impl Workload {
+    /// The default run: 4 directories (144 files, 20 MB), 100 warm-up and 1,000 measured
+    /// reads.
+    pub const DEFAULT: Workload = Workload {
+        seed: 1999,
+        dirs: 4,
+        request_seed: 7,
+        warmup: 100,
+        reads: 1000,
+    };
+
+    /// The CI smoke test: a small set and few reads, every byte still checked.
+    pub const QUICK: Workload = Workload {
+        seed: 1999,
+        dirs: 2,
+        request_seed: 7,
+        warmup: 10,
+        reads: 100,
+    };
+}
+
+/// Generates the file set and its ext4 image in `dir`; returns the image.
+pub fn prepare(workload: &Workload, dir: &Path) -> anyhow::Result<PathBuf> {
+    let generated = webfiles::generator::generate(&webfiles::generator::Options {
+        set: webfiles::FileSet {
+            seed: workload.seed,
+            dirs: workload.dirs,
+        },
+        request_seed: workload.request_seed,
+        warmup: workload.warmup,
+        reads: workload.reads,
+        out: dir.to_path_buf(),
+    })
+    .with_context(|| format!("generating the WebFiles set in {}", dir.display()))?;
+    Ok(generated.image)
+}
+
+/// Checks that a run is sane: every SIP exited 0, the client made every read it was asked
+/// for, and every read returned the bytes the generator's checksums say.
+pub fn check(console: &str, workload: &Workload) -> Result<(), String> {
+    if let Some(line) = console.lines().find(|l| l.contains("webfiles: FAILED")) {
+        return Err(line.trim().to_string());
+    }
+    let result = console
+        .lines()
+        .find(|l| l.contains("[webfiles] webfiles: result"))
+        .ok_or("the client printed no result")?;
+    let field = |name: &str| -> Option<u64> {
+        let rest = &result[result.find(&format!(" {name}="))? + name.len() + 2..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let (reads, verified) = (field("reads"), field("verified"));
+    if reads != Some(u64::from(workload.reads)) || verified != reads {
+        return Err(format!(
+            "expected {} verified reads, the client reports reads={reads:?} verified={verified:?}",
+            workload.reads
+        ));
+    }
+    for sip in ["virtio-blk", "fs", "webfiles"] {
+        let exited = console.lines().any(|l| {
+            l.starts_with(&format!("[kernel] SIP {sip} (")) && l.ends_with("exited with status 0")
+        });
+        if !exited {
+            return Err(format!("SIP {sip} did not exit with status 0"));
+        }
+    }
+    Ok(())
+}
+
+/// What the host and the emulator were, for the record.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Machine {
+    pub host_cpu: String,
+    pub host_cores: usize,
+    pub qemu: String,
+    pub accel: String,
+    pub pcid: String,
+}
+
+impl Machine {
+    /// Reads the host's processor and QEMU's version; `pcid` from a kernel console.
+    pub fn describe(accel: &str, console: &str) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let host_cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let qemu = std::process::Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|v| v.lines().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into());
+        let pcid = if console.contains("PCID available") {
+            "available, not used"
+        } else if console.contains("PCID not available") {
+            "not available"
+        } else {
+            "unknown"
+        };
+        Machine {
+            host_cpu,
+            host_cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            qemu,
+            accel: accel.to_string(),
+            pcid: pcid.into(),
+        }
+    }
+}
+
+/// The row the chart and the headline use: I/O cycles per file read.
+pub const HEADLINE: usize = 0;
+
+/// Slowdown of each configuration against the first (soft): (median, lowest, highest), in
+/// percent, from the headline figure of every run.
+pub fn slowdowns(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<(Isolation, f64, f64, f64)> {
+    let values = |runs: &Vec<Vec<Option<u64>>>| -> Vec<u64> {
+        let mut v: Vec<u64> = runs.iter().filter_map(|r| r[HEADLINE]).collect();
+        v.sort_unstable();
+        v
+    };
+    let Some(base) = raw.first().map(|(_, runs)| values(runs)) else {
+        return Vec::new();
+    };
+    let Some(&base_median) = base.get(base.len() / 2) else {
+        return Vec::new();
+    };
+    let pct = |v: u64| (v as f64 / base_median.max(1) as f64 - 1.0) * 100.0;
+    raw.iter()
+        .filter_map(|(isolation, runs)| {
+            let v = values(runs);
+            let median = *v.get(v.len() / 2)?;
+            Some((*isolation, pct(median), pct(v[0]), pct(v[v.len() - 1])))
+        })
+        .collect()
+}
+
+/// The headline beside Singularity's: one line per configuration.
+pub fn headline(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> String {
+    let mut out = String::from(
+        "slowdown against soft (I/O cycles per file read)   Cordon median [lowest, highest run]   Singularity (Figure 5)\n",
+    );
+    for (isolation, median, low, high) in slowdowns(raw) {
+        let _ = writeln!(
+            out,
+            "  {:<48} {:>+7.1}%  [{:+.1}%, {:+.1}%]{:>18}",
+            isolation.name(),
+            median,
+            low,
+            high,
+            format!("{:+.1}%", singularity_slowdown(isolation))
+        );
+    }
+    out
+}
+
+/// Every raw figure, the summaries and the machine, as JSON.
+pub fn json(
+    machine: &Machine,
+    workload: &Workload,
+    raw: &[(Isolation, Vec<Vec<Option<u64>>>)],
+) -> String {
+    let configurations: Vec<serde_json::Value> = raw
+        .iter()
+        .map(|(isolation, runs)| {
+            let summaries = crate::bench::summarise(runs);
+            let figures: serde_json::Map<String, serde_json::Value> = WEBFILES
+                .iter()
+                .enumerate()
+                .map(|(row, metric)| {
+                    let values: Vec<Option<u64>> = runs.iter().map(|r| r[row]).collect();
+                    let summary = summaries.get(row).copied().flatten();
+                    (
+                        metric.label.trim().to_string(),
+                        serde_json::json!({
+                            "runs": values,
+                            "median": summary.map(|s: Summary| s.median),
+                            "spread": summary.map(|s: Summary| s.spread),
+                            "count": metric.count,
+                        }),
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "isolation": isolation.name(),
+                "description": isolation.description(),
+                "singularity_slowdown_percent": singularity_slowdown(*isolation),
+                "figures": figures,
+            })
+        })
+        .collect();
+    let slowdowns: Vec<serde_json::Value> = slowdowns(raw)
+        .into_iter()
+        .map(|(isolation, median, low, high)| {
+            serde_json::json!({
+                "isolation": isolation.name(),
+                "median_percent": median,
+                "lowest_percent": low,
+                "highest_percent": high,
+                "singularity_percent": singularity_slowdown(isolation),
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "benchmark": "WebFiles (Singularity's unsafe-code-tax experiment) on Cordon",
+        "units": "TSC cycles inside the guest; under TCG they are emulated cost: compare ratios measured in one run",
+        "machine": machine,
+        "workload": {
+            "seed": workload.seed,
+            "directories": workload.dirs,
+            "request_seed": workload.request_seed,
+            "warmup_reads": workload.warmup,
+            "measured_reads": workload.reads,
+            "read_block_bytes": webfiles::READ_BLOCK,
+        },
+        "slowdowns": slowdowns,
+        "configurations": configurations,
+    });
+    serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+}
+
+/// A bar chart like Singularity's Figure 5: per configuration, Cordon's median slowdown
+/// (with the range over runs) beside Singularity's published one.
+pub fn svg_chart(raw: &[(Isolation, Vec<Vec<Option<u64>>>)], subtitle: &str) -> String {
+    let bars = slowdowns(raw);
+    let (width, height) = (760.0, 420.0);
+    let (left, right, top, bottom) = (70.0, 20.0, 70.0, 80.0);
+    let plot_h = height - top - bottom;
+    let highest = bars
+        .iter()
+        .map(|b| b.3.max(singularity_slowdown(b.0)))
+        .fold(10.0f64, f64::max);
+    let lowest = bars.iter().map(|b| b.2).fold(0.0f64, f64::min);
+    let step = if highest - lowest > 100.0 { 20.0 } else { 10.0 };
+    let (y_min, y_max) = (
+        (lowest / step).floor() * step,
+        (highest / step).ceil() * step,
+    );
+    let y = |v: f64| top + plot_h * (y_max - v) / (y_max - y_min);
+    let group = (width - left - right) / bars.len().max(1) as f64;
+    let bar = group * 0.3;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" font-size=\"16\" text-anchor=\"middle\">The unsafe-code tax: WebFiles slowdown against soft isolation</text>\n\
+         <text x=\"{}\" y=\"42\" text-anchor=\"middle\" fill=\"#555\">{}</text>\n",
+        width / 2.0,
+        width / 2.0,
+        escape(subtitle)
+    );
+    let mut tick = y_min;
+    while tick <= y_max + 1e-9 {
+        let (x_end, ty, label_x) = (width - right, y(tick), left - 6.0);
+        let colour = if tick == 0.0 { "#000" } else { "#ddd" };
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" x2=\"{x_end}\" y1=\"{ty:.1}\" y2=\"{ty:.1}\" stroke=\"{colour}\"/><text x=\"{label_x}\" y=\"{:.1}\" text-anchor=\"end\">{tick:+.0}%</text>",
+            ty + 4.0
+        );
+        tick += step;
+    }
+    let _ = writeln!(
+        svg,
+        "<text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">slowdown (% of soft)</text>",
+        top + plot_h / 2.0
+    );
+    for (i, (isolation, median, low, high)) in bars.iter().enumerate() {
+        let x = left + group * i as f64 + group * 0.2;
+        let theirs = singularity_slowdown(*isolation);
+        for (j, (value, colour)) in [(*median, "#2b6cb0"), (theirs, "#bbbbbb")]
+            .into_iter()
+            .enumerate()
+        {
+            let bx = x + j as f64 * bar;
+            let (y0, y1) = (y(value.max(0.0)), y(value.min(0.0)));
+            let _ = writeln!(
+                svg,
+                "<rect x=\"{bx:.1}\" y=\"{y0:.1}\" width=\"{bar:.1}\" height=\"{:.1}\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\">{value:+.1}%</text>",
+                (y1 - y0).max(0.5),
+                bx + bar / 2.0,
+                y0 - 4.0
+                    - if j == 0 && *high > value {
+                        y0 - y(*high)
+                    } else {
+                        0.0
+                    }
+            );
+        }
+        let cx = x + bar / 2.0;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>",
+            y(*low),
+            y(*high)
+        );
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            x + bar,
+            height - bottom + 18.0,
+            isolation.name()
+        );
+    }
+    let ly = height - 30.0;
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{left}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#2b6cb0\"/><text x=\"{}\" y=\"{ly:.1}\">Cordon (median; line: lowest to highest run)</text>\
+         <rect x=\"{}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#bbbbbb\"/><text x=\"{}\" y=\"{ly:.1}\">Singularity, Figure 5 (real hardware)</text>",
+        ly - 10.0,
+        left + 18.0,
+        left + 340.0,
+        ly - 10.0,
+        left + 358.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSOLE: &str = "\
+PCI: 7 functions; 00:04.0 virtio-blk (1af4:1001, class 01.00, I/O 0xc000+0x80, IRQ 11)
+isolation=soft: physical memory; PCID not available (not used: every CR3 load flushes the TLB), NX on
+[webfiles] webfiles: classes read [13, 16, 1, 0]; 19819706 cycles per read in I/O
+[webfiles] webfiles: result reads=30 bytes=63687 io_cycles=594591184 verify_cycles=64216878 total_cycles=672538598 verified=30
+[kernel] SIP webfiles (pid 3) exited with status 0
+[kernel] SIP fs (pid 2) exited with status 0
+[virtio-blk] virtio-blk: 30 requests, 919040 bytes by DMA, 30 interrupts, 60 used-ring polls; the client went away
+[kernel] SIP virtio-blk (pid 1) exited with status 0
+  counters (system run): 2629 system calls, 1228 CR3 loads, 77 TLB invalidations, 510 context switches, 319 demand-zero faults, 1 copy-on-write faults, 218 channel messages (200 delivered directly), 6621447 bytes copied by the kernel, 30 device interrupts, 414 device register accesses
+";
+
+    fn workload(reads: u32) -> Workload {
+        Workload {
+            reads,
+            ..Workload::QUICK
+        }
+    }
+
+    #[test]
+    fn figures_are_read_from_the_console() {
+        let figures = crate::bench::parse(WEBFILES, CONSOLE);
+        let get = |label: &str| {
+            figures[WEBFILES
+                .iter()
+                .position(|m| m.label.trim() == label)
+                .unwrap()]
+        };
+        assert_eq!(
+            get("I/O cycles per file read (open, 16 KiB reads, close)"),
+            Some(19819706)
+        );
+        assert_eq!(
+            get("measured reads, total cycles (incl. checksums)"),
+            Some(672538598)
+        );
+        assert_eq!(
+            get("of which checksum verification (client)"),
+            Some(64216878)
+        );
+        assert_eq!(get("file reads measured"), Some(30));
+        assert_eq!(get("bytes read (measured)"), Some(63687));
+        assert_eq!(get("disk requests (DMA)"), Some(30));
+        assert_eq!(get("run: TLB invalidations (invlpg)"), Some(77));
+        assert_eq!(get("run: device interrupts"), Some(30));
+        assert_eq!(get("run: device register accesses"), Some(414));
+        assert!(figures.iter().all(Option::is_some), "{figures:?}");
+    }
+
+    #[test]
+    fn a_sane_run_passes_and_a_wrong_one_is_named() {
+        assert_eq!(check(CONSOLE, &workload(30)), Ok(()));
+        assert!(
+            check(CONSOLE, &workload(31))
+                .unwrap_err()
+                .contains("expected 31 verified reads")
+        );
+        let bad = CONSOLE.replace("verified=30", "verified=29");
+        assert!(check(&bad, &workload(30)).is_err());
+        let failed =
+            format!("{CONSOLE}[webfiles] webfiles: FAILED: /dir00000/class1_2: read 10 bytes\n");
+        assert!(
+            check(&failed, &workload(30))
+                .unwrap_err()
+                .contains("class1_2")
+        );
+        let crashed = CONSOLE.replace(
+            "SIP fs (pid 2) exited with status 0",
+            "SIP fs (pid 2) exited with status 2",
+        );
+        assert_eq!(
+            check(&crashed, &workload(30)),
+            Err("SIP fs did not exit with status 0".into())
+        );
+    }
+
+    fn runs(values: &[u64]) -> Vec<Vec<Option<u64>>> {
+        values
+            .iter()
+            .map(|&v| {
+                let mut row = vec![None; WEBFILES.len()];
+                row[HEADLINE] = Some(v);
+                row
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slowdowns_are_against_the_soft_median_and_charted() {
+        let raw = vec![
+            (Isolation::Soft, runs(&[90, 100, 110])),
+            (Isolation::Hard, runs(&[150, 140, 160])),
+        ];
+        let s = slowdowns(&raw);
+        assert_eq!(s[0].0, Isolation::Soft);
+        assert!((s[0].1 - 0.0).abs() < 1e-9 && (s[0].2 + 10.0).abs() < 1e-9);
+        assert!((s[1].1 - 50.0).abs() < 1e-9 && (s[1].3 - 60.0).abs() < 1e-9);
+        let text = headline(&raw);
+        assert!(text.contains("+50.0%") && text.contains("+37.7%"), "{text}");
+        let svg = svg_chart(&raw, "TCG <test>");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(
+            svg.contains("+50.0%") && svg.contains("+37.7%") && svg.contains("TCG &lt;test&gt;")
+        );
+        let machine = Machine {
+            host_cpu: "cpu".into(),
+            host_cores: 2,
+            qemu: "QEMU 7.2".into(),
+            accel: "tcg".into(),
+            pcid: "not available".into(),
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&json(&machine, &Workload::QUICK, &raw)).unwrap();
+        assert_eq!(json["slowdowns"][1]["singularity_percent"], 37.7);
+        assert_eq!(json["machine"]["accel"], "tcg");
+        assert_eq!(
+            json["configurations"][1]["figures"]["I/O cycles per file read (open, 16 KiB reads, close)"]
+                ["runs"][2],
+            160
+        );
+    }
+}
