@@ -2,7 +2,8 @@
 //! artifact dependency), every Rust SIP (artifact dependencies built for
 //! wasm32-unknown-unknown), the hand-written probe modules in `sips/wat` (assembled here,
 //! with a manifest named after the file: default limits, or the memory limit a
-//! `;; memory-pages: N` line gives), and a work directory.
+//! `;; memory-pages: N` line gives, and the devices a `;; resources:` line asks for), and a
+//! work directory.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -55,11 +56,24 @@ fn main() {
                 .parse()
                 .unwrap_or_else(|_| panic!("{}: bad `;; memory-pages:` line", path.display()));
         }
+        // A driver probe asks for devices with a `;; resources: pci:VVVV:DDDD ...` line.
+        let resources = text
+            .lines()
+            .find_map(|l| l.strip_prefix(";; resources:"))
+            .map(|list| {
+                list.split_whitespace()
+                    .map(|r| {
+                        r.parse()
+                            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let manifest = cordon_abi::Manifest {
             name: name.clone(),
             limits,
             endpoints: Vec::new(),
-            resources: Vec::new(),
+            resources,
         };
         module.extend(manifest.custom_section());
         let wasm = Path::new(&out).join(format!("{name}.wasm"));

@@ -39,7 +39,7 @@ impl Disk {
         let ep = block_device::Imp::initial("disk").map_err(|e| format!("no `disk`: {e:?}"))?;
         let ep = ep
             .send_get_info(block_device::GetInfo {})
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| format!("the driver did not answer GetInfo: {e:?}"))?;
         let (ep, info) = match ep.recv(None) {
             Ok(block_device::ImpStart1In::Info(ep, info)) => (ep, info),
             Err(e) => return Err(format!("the driver did not answer GetInfo: {e:?}")),

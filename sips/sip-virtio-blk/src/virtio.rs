@@ -150,7 +150,7 @@ impl Disk {
 
     pub fn stats(&self) -> String {
         format!(
-            "{} requests, {} bytes by DMA, {} interrupts, {} used-ring polls",
+            "served {} requests, {} bytes by DMA, {} interrupts, {} used-ring polls",
             self.requests, self.bytes, self.interrupts, self.polls
         )
     }

@@ -167,7 +167,7 @@ pub const WEBFILES: &[Metric] = &[
     ),
     count(
         "disk requests (DMA)",
-        "[virtio-blk] virtio-blk: ",
+        "[virtio-blk] virtio-blk: served",
         " requests,",
     ),
     count("run: system calls", RUN, " system calls"),

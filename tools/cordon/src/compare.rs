@@ -84,10 +84,15 @@ fn boot_all(
     Ok((raw, last_console))
 }
 
-fn accel_name(accel: Accel) -> &'static str {
-    match accel {
-        Accel::Tcg => "tcg (software emulation: emulated cost, compare ratios not absolute cycles)",
-        Accel::Kvm => "kvm",
+fn accel_name(options: &BootOptions) -> &'static str {
+    match (options.accel, options.icount) {
+        (Accel::Tcg, true) => {
+            "tcg with -icount (figures count guest instructions, not time: TLB refills and host noise are invisible)"
+        }
+        (Accel::Tcg, false) => {
+            "tcg (software emulation: emulated cost, compare ratios not absolute cycles)"
+        }
+        (Accel::Kvm, _) => "kvm",
     }
 }
 
@@ -146,7 +151,7 @@ pub fn micro(base: BootOptions, configs: &[Isolation], runs: u32, out: &Path) ->
     println!(
         "Micro-benchmarks, isolation configurations side by side (Singularity's Figure 5 order), \
          {runs} boot(s) each, accel={}; ratios are to the first column, measured in this run:",
-        accel_name(base.accel)
+        accel_name(&base)
     );
     print!("{table}{}", legend(configs));
     let csv = cordon::bench::csv(cordon::bench::MICRO, &raw);
@@ -163,6 +168,7 @@ pub fn webfiles(
     configs: &[Isolation],
     runs: u32,
     workload: Workload,
+    icount_pass: bool,
     out: &Path,
 ) -> ExitCode {
     eprintln!(
@@ -198,9 +204,32 @@ pub fn webfiles(
         Ok(raw) => raw,
         Err(code) => return code,
     };
-    let accel = match base.accel {
-        Accel::Tcg => "tcg",
-        Accel::Kvm => "kvm",
+    // Under TCG, one more pass per configuration counts guest instructions (-icount): a
+    // deterministic view that separates extra instructions from emulated TLB and ring cost.
+    let icount = if base.accel == Accel::Tcg && !base.icount && icount_pass {
+        let options = BootOptions {
+            icount: true,
+            ..base.clone()
+        };
+        match boot_all(
+            &options,
+            configs,
+            1,
+            cordon::bench::WEBFILES,
+            "webfiles-icount",
+            out,
+            &|console| webfiles::check(console, &workload),
+        ) {
+            Ok((raw, _)) => Some(raw),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    let accel = match (base.accel, base.icount) {
+        (Accel::Tcg, true) => "tcg -icount",
+        (Accel::Tcg, false) => "tcg",
+        (Accel::Kvm, _) => "kvm",
     };
     let machine = Machine::describe(accel, &console);
     let summary = format!(
@@ -214,34 +243,52 @@ pub fn webfiles(
         machine.host_cpu,
         machine.host_cores,
         machine.qemu,
-        accel_name(base.accel),
+        accel_name(&base),
         machine.pcid
     );
-    let text = format!(
+    let mut text = format!(
         "{summary}\n{}\n{}{}",
         table(cordon::bench::WEBFILES, &raw),
         webfiles::headline(&raw),
         legend(configs)
     );
+    if let Some(icount) = &icount {
+        text.push_str(&format!(
+            "\nThe same, counting guest instructions (QEMU -icount, one boot each): figures are \
+             proportional to instructions executed, so what costs time without costing \
+             instructions (TLB refills after CR3 loads, ring crossings) does not show here.\n\n{}\n{}",
+            table(cordon::bench::WEBFILES, icount),
+            webfiles::headline(icount)
+        ));
+    }
     print!("{text}");
     let subtitle = format!(
-        "{} reads, {runs} boot(s) each; QEMU {accel}{}; figures are guest TSC cycles",
+        "{} reads, {runs} boot(s) each; QEMU {accel}; {}",
         workload.reads,
-        if accel == "tcg" {
-            " (emulated cost)"
-        } else {
-            ""
+        match accel {
+            "tcg" => "guest TSC cycles (emulated cost)",
+            "tcg -icount" => "guest instruction counts (-icount)",
+            _ => "guest TSC cycles",
         }
     );
-    let files = [
+    let mut files = vec![
         ("webfiles.txt", text.clone()),
         (
             "webfiles.csv",
             cordon::bench::csv(cordon::bench::WEBFILES, &raw),
         ),
-        ("webfiles.json", webfiles::json(&machine, &workload, &raw)),
+        (
+            "webfiles.json",
+            webfiles::json(&machine, &workload, &raw, icount.as_deref()),
+        ),
         ("webfiles.svg", webfiles::svg_chart(&raw, &subtitle)),
     ];
+    if let Some(icount) = &icount {
+        files.push((
+            "webfiles-icount.csv",
+            cordon::bench::csv(cordon::bench::WEBFILES, icount),
+        ));
+    }
     if write_all(out, &files) {
         ExitCode::SUCCESS
     } else {

@@ -115,6 +115,11 @@ struct BootArgs {
     /// image from `webfiles-gen`).
     #[arg(long, value_name = "IMAGE")]
     disk: Option<std::path::PathBuf>,
+    /// Count guest instructions instead of emulated time: QEMU's `-icount`, under which the
+    /// guest's cycle counter advances with each instruction executed (deterministic; blind
+    /// to TLB refills and host noise). Benchmarks label their figures accordingly.
+    #[arg(long)]
+    icount: bool,
     /// Kill QEMU after this many seconds (0: never).
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -310,7 +315,7 @@ fn bench(
     if let Some(reads) = reads {
         workload.reads = reads;
     }
-    compare::webfiles(base, &configs, runs, workload, &out)
+    compare::webfiles(base, &configs, runs, workload, !quick, &out)
 }
 
 fn isolation(arg: IsolationArg) -> Isolation {
@@ -353,6 +358,7 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         gdb: cli.gdb,
         memory_mib: cli.memory,
         disk: cli.disk.clone(),
+        icount: cli.icount,
         echo: true,
         timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
     })

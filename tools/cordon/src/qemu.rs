@@ -61,6 +61,10 @@ pub struct BootOptions {
     pub memory_mib: u32,
     /// A raw disk image attached as a virtio-blk PCI device (e.g. the WebFiles image).
     pub disk: Option<std::path::PathBuf>,
+    /// TCG only: QEMU's `-icount shift=0`: the guest clock (and so its time-stamp counter)
+    /// advances with every guest instruction executed, so "cycles" become a deterministic
+    /// count proportional to guest instructions, blind to host noise and to TLB refills.
+    pub icount: bool,
     /// Copy the console to this process's stdout as it arrives.
     pub echo: bool,
     /// Kill QEMU after this long (a safety net, not a measurement).
@@ -80,6 +84,7 @@ impl Default for BootOptions {
             gdb: false,
             memory_mib: 256,
             disk: None,
+            icount: false,
             echo: false,
             timeout: Some(Duration::from_secs(300)),
         }
@@ -244,8 +249,12 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
         ]);
     match options.accel {
         Accel::Tcg => qemu.args(["-accel", "tcg", "-cpu", "max"]),
+        Accel::Kvm if options.icount => bail!("-icount needs TCG (--accel tcg)"),
         Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
     };
+    if options.icount {
+        qemu.args(["-icount", "shift=0,sleep=off"]);
+    }
     qemu.arg("-drive")
         .arg(format!("format=raw,file={}", image.path.display()));
     let vars_copy = work_dir().join(format!("ovmf-vars-{}.fd", std::process::id()));

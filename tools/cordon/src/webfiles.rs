@@ -191,14 +191,41 @@ pub fn headline(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> String {
     out
 }
 
-/// Every raw figure, the summaries and the machine, as JSON.
+/// Every raw figure, the summaries and the machine, as JSON; `icount` is the optional
+/// pass that counted guest instructions instead of time.
 pub fn json(
     machine: &Machine,
     workload: &Workload,
     raw: &[(Isolation, Vec<Vec<Option<u64>>>)],
+    icount: Option<&[(Isolation, Vec<Vec<Option<u64>>>)]>,
 ) -> String {
-    let configurations: Vec<serde_json::Value> = raw
-        .iter()
+    let doc = serde_json::json!({
+        "benchmark": "WebFiles (Singularity's unsafe-code-tax experiment) on Cordon",
+        "machine": machine,
+        "workload": {
+            "seed": workload.seed,
+            "directories": workload.dirs,
+            "request_seed": workload.request_seed,
+            "warmup_reads": workload.warmup,
+            "measured_reads": workload.reads,
+            "read_block_bytes": webfiles::READ_BLOCK,
+        },
+        "timed": {
+            "units": "guest TSC cycles; under TCG they are emulated cost: compare ratios measured in one run",
+            "slowdowns": slowdowns_json(raw),
+            "configurations": configurations_json(raw),
+        },
+        "icount": icount.map(|icount| serde_json::json!({
+            "units": "guest TSC under QEMU -icount shift=0: proportional to guest instructions executed",
+            "slowdowns": slowdowns_json(icount),
+            "configurations": configurations_json(icount),
+        })),
+    });
+    serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+}
+
+fn configurations_json(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<serde_json::Value> {
+    raw.iter()
         .map(|(isolation, runs)| {
             let summaries = crate::bench::summarise(runs);
             let figures: serde_json::Map<String, serde_json::Value> = WEBFILES
@@ -225,8 +252,11 @@ pub fn json(
                 "figures": figures,
             })
         })
-        .collect();
-    let slowdowns: Vec<serde_json::Value> = slowdowns(raw)
+        .collect()
+}
+
+fn slowdowns_json(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<serde_json::Value> {
+    slowdowns(raw)
         .into_iter()
         .map(|(isolation, median, low, high)| {
             serde_json::json!({
@@ -237,23 +267,7 @@ pub fn json(
                 "singularity_percent": singularity_slowdown(isolation),
             })
         })
-        .collect();
-    let doc = serde_json::json!({
-        "benchmark": "WebFiles (Singularity's unsafe-code-tax experiment) on Cordon",
-        "units": "TSC cycles inside the guest; under TCG they are emulated cost: compare ratios measured in one run",
-        "machine": machine,
-        "workload": {
-            "seed": workload.seed,
-            "directories": workload.dirs,
-            "request_seed": workload.request_seed,
-            "warmup_reads": workload.warmup,
-            "measured_reads": workload.reads,
-            "read_block_bytes": webfiles::READ_BLOCK,
-        },
-        "slowdowns": slowdowns,
-        "configurations": configurations,
-    });
-    serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+        .collect()
 }
 
 /// A bar chart like Singularity's Figure 5: per configuration, Cordon's median slowdown
@@ -370,7 +384,7 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
 [webfiles] webfiles: result reads=30 bytes=63687 io_cycles=594591184 verify_cycles=64216878 total_cycles=672538598 verified=30
 [kernel] SIP webfiles (pid 3) exited with status 0
 [kernel] SIP fs (pid 2) exited with status 0
-[virtio-blk] virtio-blk: 30 requests, 919040 bytes by DMA, 30 interrupts, 60 used-ring polls; the client went away
+[virtio-blk] virtio-blk: served 30 requests, 919040 bytes by DMA, 30 interrupts, 60 used-ring polls; the client went away
 [kernel] SIP virtio-blk (pid 1) exited with status 0
   counters (system run): 2629 system calls, 1228 CR3 loads, 77 TLB invalidations, 510 context switches, 319 demand-zero faults, 1 copy-on-write faults, 218 channel messages (200 delivered directly), 6621447 bytes copied by the kernel, 30 device interrupts, 414 device register accesses
 ";
@@ -475,11 +489,12 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
             pcid: "not available".into(),
         };
         let json: serde_json::Value =
-            serde_json::from_str(&json(&machine, &Workload::QUICK, &raw)).unwrap();
-        assert_eq!(json["slowdowns"][1]["singularity_percent"], 37.7);
+            serde_json::from_str(&json(&machine, &Workload::QUICK, &raw, Some(&raw))).unwrap();
+        assert_eq!(json["timed"]["slowdowns"][1]["singularity_percent"], 37.7);
+        assert_eq!(json["icount"]["slowdowns"][1]["median_percent"], 50.0);
         assert_eq!(json["machine"]["accel"], "tcg");
         assert_eq!(
-            json["configurations"][1]["figures"]["I/O cycles per file read (open, 16 KiB reads, close)"]
+            json["timed"]["configurations"][1]["figures"]["I/O cycles per file read (open, 16 KiB reads, close)"]
                 ["runs"][2],
             160
         );

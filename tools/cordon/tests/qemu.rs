@@ -37,7 +37,7 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
         Verdict::Passed,
         &[
             "booted: isolation=soft",
-            "[hello] Hello from a SIP: ABI v2",
+            "[hello] Hello from a SIP: ABI v3",
             "[kernel] SIP hello (pid 1) exited with status 0",
             "[primes] 17984 primes below 200000",
             "[kernel] SIP primes (pid 2) exited with status 0",
@@ -333,7 +333,7 @@ fn default_system_in(isolation: Isolation) {
             Verdict::Passed,
             &[
                 &banner,
-                "[hello] Hello from a SIP: ABI v2",
+                "[hello] Hello from a SIP: ABI v3",
                 "[primes] 17984 primes below 200000",
                 "[echo-binder] 3 pings answered over a channel found by name",
                 "[kernel] SIP echo-binder (pid 5) exited with status 0",
@@ -534,4 +534,147 @@ fn disk_image_appears_as_a_virtio_blk_pci_device() {
     );
     let without = run(sips(&["hello"]));
     expect(&without, Verdict::Passed, &["no virtio-blk disk"]);
+}
+
+/// A WebFiles set for the tests: one directory, a few reads (every byte still checked).
+fn webfiles_disk(name: &str) -> (cordon::webfiles::Workload, std::path::PathBuf) {
+    let workload = cordon::webfiles::Workload {
+        dirs: 1,
+        warmup: 2,
+        reads: 25,
+        ..cordon::webfiles::Workload::QUICK
+    };
+    let dir = std::env::temp_dir().join(format!("cordon-test-{name}-{}", std::process::id()));
+    let image = cordon::webfiles::prepare(&workload, &dir).expect("webfiles-gen works");
+    (workload, image)
+}
+
+fn webfiles_system(isolation: Isolation, disk: Option<std::path::PathBuf>) -> BootOptions {
+    BootOptions {
+        isolation,
+        disk,
+        ..system("webfiles")
+    }
+}
+
+#[test]
+fn webfiles_reads_every_byte_right_through_driver_and_file_system_sips() {
+    webfiles(Isolation::Soft);
+}
+
+#[test]
+fn webfiles_reads_every_byte_right_through_driver_and_file_system_sips_in_ring3() {
+    webfiles(Isolation::Hard);
+}
+
+/// The three WebFiles SIPs: the driver gets the disk's registers, interrupt and DMA, the
+/// file system mounts the ext4 image through it, and the client checks every file it reads
+/// against the generator's CRC-32.
+fn webfiles(isolation: Isolation) {
+    let (workload, image) = webfiles_disk(isolation.name());
+    let outcome = run(webfiles_system(isolation, Some(image)));
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "[virtio-blk] virtio-blk: 45056 sectors (22 MiB), read-only, queue of 256",
+            "[fs] fs: mounted ext4 volume \"webfiles\"",
+            "[webfiles] webfiles: 1 directories (36 files, ",
+            "2 warm-up + 25 measured reads",
+            "verified=25",
+            "device interrupts",
+            "0 endpoints and 0 exchange-heap blocks left",
+        ],
+    );
+    cordon::webfiles::check(&outcome.console, &workload)
+        .unwrap_or_else(|why| panic!("{why}\n{}", outcome.console));
+    // Every figure is there (whether the driver ever had to wait for an interrupt depends
+    // on how fast the emulated disk completes, so its count is not asserted).
+    let figures = cordon::bench::parse(cordon::bench::WEBFILES, &outcome.console);
+    assert!(
+        figures.iter().all(Option::is_some),
+        "every WebFiles figure is printed: {figures:?}\n{}",
+        outcome.console
+    );
+}
+
+#[test]
+fn a_volume_that_is_not_ext4_ends_only_the_file_system_sip() {
+    let dir = std::env::temp_dir().join(format!("cordon-test-zeros-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zeros = dir.join("zeros.img");
+    std::fs::write(&zeros, vec![0u8; 4 << 20]).unwrap();
+    let outcome = run(webfiles_system(Isolation::Hard, Some(zeros)));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[fs] fs: the volume (4194304 bytes) does not mount as ext4",
+            "[kernel] SIP fs (pid 2) exited with status 2",
+            "[webfiles] webfiles: FAILED: opening /webfiles.conf: the file system went away",
+            "[kernel] SIP virtio-blk (pid 1) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+            "2 of 3 SIPs did not exit with status 0",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("KERNEL PANIC"),
+        "{}",
+        outcome.console
+    );
+}
+
+#[test]
+fn a_driver_whose_device_is_missing_is_not_started() {
+    let outcome = run(webfiles_system(Isolation::Soft, None));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "PCI: 6 functions; no virtio-blk disk",
+            "[kernel] SIP virtio-blk (pid 1) could not be loaded: resource 0 (PCI device 1af4:1001): no such device on this machine",
+            "[fs] fs: the driver did not answer GetInfo",
+            "3 of 3 SIPs did not exit with status 0",
+        ],
+    );
+}
+
+#[test]
+fn sips_reach_only_the_device_registers_they_were_granted() {
+    device_grants(Isolation::Soft);
+}
+
+#[test]
+fn sips_reach_only_the_device_registers_they_were_granted_in_ring3() {
+    device_grants(Isolation::Hard);
+}
+
+fn device_grants(isolation: Isolation) {
+    let dir = std::env::temp_dir().join(format!("cordon-test-grants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join(format!("{}.img", isolation.name()));
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let outcome = run(BootOptions {
+        disk: Some(disk),
+        ..in_mode(
+            isolation,
+            sips(&["dev-ungranted", "dma-ungranted", "dev-outside", "hello"]),
+        )
+    });
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP dev-ungranted (pid 1) terminated: bad kernel call: resource 0 was not granted to this SIP",
+            "[kernel] SIP dma-ungranted (pid 2) terminated: bad kernel call: buf_dma(1): only a SIP granted a device may learn physical addresses",
+            "[kernel] SIP dev-outside (pid 3) terminated: bad kernel call: register [0x1000, +4) is not an aligned access inside the device's 0x80 bytes of I/O space",
+            "[kernel] SIP hello (pid 4) exited with status 0",
+            "3 of 4 SIPs did not exit with status 0",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("KERNEL PANIC"),
+        "{}",
+        outcome.console
+    );
 }
