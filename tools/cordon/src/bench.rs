@@ -30,7 +30,7 @@ enum Find {
     Before(&'static str),
 }
 
-const fn after(label: &'static str, line: &'static str, marker: &'static str) -> Metric {
+pub(crate) const fn after(label: &'static str, line: &'static str, marker: &'static str) -> Metric {
     Metric {
         label,
         line,
@@ -39,7 +39,11 @@ const fn after(label: &'static str, line: &'static str, marker: &'static str) ->
     }
 }
 
-const fn before(label: &'static str, line: &'static str, marker: &'static str) -> Metric {
+pub(crate) const fn before(
+    label: &'static str,
+    line: &'static str,
+    marker: &'static str,
+) -> Metric {
     Metric {
         label,
         line,
@@ -49,11 +53,25 @@ const fn before(label: &'static str, line: &'static str, marker: &'static str) -
 }
 
 /// A count found before `marker` on the line containing `line`.
-const fn count(label: &'static str, line: &'static str, marker: &'static str) -> Metric {
+pub(crate) const fn count(label: &'static str, line: &'static str, marker: &'static str) -> Metric {
     Metric {
         label,
         line,
         find: Find::Before(marker),
+        count: true,
+    }
+}
+
+/// A count found right after `marker` on the line containing `line`.
+pub(crate) const fn count_after(
+    label: &'static str,
+    line: &'static str,
+    marker: &'static str,
+) -> Metric {
+    Metric {
+        label,
+        line,
+        find: Find::After(marker),
         count: true,
     }
 }
@@ -227,7 +245,30 @@ pub fn parse(metrics: &[Metric], console: &str) -> Vec<Option<u64>> {
 
 /// Every raw figure as CSV: `configuration,run,metric,value`, one line per figure a run
 /// printed (runs numbered from 1).
-pub fn csv(metrics: &[Metric], results: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> String {
+/// What heads a column: an isolation configuration, or another system (e.g. `linux`).
+pub trait Column {
+    fn column(&self) -> &str;
+}
+
+impl Column for Isolation {
+    fn column(&self) -> &str {
+        self.name()
+    }
+}
+
+impl Column for String {
+    fn column(&self) -> &str {
+        self
+    }
+}
+
+impl Column for &str {
+    fn column(&self) -> &str {
+        self
+    }
+}
+
+pub fn csv<C: Column>(metrics: &[Metric], results: &[(C, Vec<Vec<Option<u64>>>)]) -> String {
     let mut out = String::from("configuration,run,metric,value\n");
     for (isolation, runs) in results {
         for (run, figures) in runs.iter().enumerate() {
@@ -235,7 +276,7 @@ pub fn csv(metrics: &[Metric], results: &[(Isolation, Vec<Vec<Option<u64>>>)]) -
                 if let Some(value) = value {
                     out.push_str(&format!(
                         "{},{},\"{}\",{value}\n",
-                        isolation.name(),
+                        isolation.column(),
                         run + 1,
                         metric.label.trim()
                     ));
@@ -272,11 +313,11 @@ pub fn summarise(runs: &[Vec<Option<u64>>]) -> Vec<Option<Summary>> {
 
 /// The comparison table: one row per metric, one column per configuration: the median
 /// over runs, its ratio to the first column (soft) and the spread of the runs.
-pub fn table(metrics: &[Metric], results: &[(Isolation, Vec<Option<Summary>>)]) -> String {
+pub fn table<C: Column>(metrics: &[Metric], results: &[(C, Vec<Option<Summary>>)]) -> String {
     const WIDTH: usize = 26;
     let mut out = format!("{:<52}", "median TSC cycles (ratio to soft) ±spread");
     for (isolation, _) in results {
-        out.push_str(&format!(" {:>WIDTH$}", isolation.name()));
+        out.push_str(&format!(" {:>WIDTH$}", isolation.column()));
     }
     out.push('\n');
     for (row, metric) in metrics.iter().enumerate() {

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use cordon::bench::Metric;
+use cordon::bench::{Metric, Summary};
 use cordon::webfiles::{self, Machine, Workload};
 use cordon::{Accel, BootOptions, Isolation, Verdict};
 
@@ -127,8 +127,32 @@ fn write_all(out: &Path, files: &[(&str, String)]) -> bool {
     ok
 }
 
-/// The kernel's micro suite in each configuration.
-pub fn micro(base: BootOptions, configs: &[Isolation], runs: u32, out: &Path) -> ExitCode {
+/// The kernel's micro suite in each configuration, and (with `linux`) the same operations
+/// on Linux booted in the same QEMU configuration, as one more column.
+pub fn micro(
+    base: BootOptions,
+    configs: &[Isolation],
+    runs: u32,
+    linux: bool,
+    out: &Path,
+) -> ExitCode {
+    let prepared = if linux {
+        if base.accel != Accel::Tcg {
+            eprintln!("[cordon] error: the Linux comparison boots under TCG only; add --no-linux");
+            return ExitCode::from(2);
+        }
+        match cordon::linux::prepare(&out.join("linux")) {
+            Ok(prepared) => Some(prepared),
+            Err(err) => {
+                eprintln!(
+                    "[cordon] error: preparing Linux for the comparison: {err:#}\n(--no-linux skips it)"
+                );
+                return ExitCode::from(3);
+            }
+        }
+    } else {
+        None
+    };
     let (raw, _) = match boot_all(
         &base,
         configs,
@@ -147,15 +171,69 @@ pub fn micro(base: BootOptions, configs: &[Isolation], runs: u32, out: &Path) ->
         Ok(raw) => raw,
         Err(code) => return code,
     };
-    let table = table(cordon::bench::MICRO, &raw);
+    let mut columns: Vec<(String, Vec<Option<Summary>>)> = raw
+        .iter()
+        .map(|(isolation, runs)| (isolation.name().to_string(), cordon::bench::summarise(runs)))
+        .collect();
+    let mut csv = cordon::bench::csv(cordon::bench::MICRO, &raw);
+    let mut notes = String::new();
+    if let Some(prepared) = &prepared {
+        let mut linux_runs = Vec::new();
+        let mut console = String::new();
+        for run in 0..runs {
+            eprintln!(
+                "[cordon] micro: Linux ({}) in the same QEMU configuration, run {}/{runs}",
+                prepared.package,
+                run + 1
+            );
+            let timeout = base.timeout.unwrap_or(Duration::from_secs(600));
+            match cordon::linux::boot(prepared, base.memory_mib, base.icount, timeout) {
+                Ok(text) => {
+                    let _ = std::fs::write(out.join(format!("micro-linux-{}.log", run + 1)), &text);
+                    linux_runs.push(cordon::bench::parse(cordon::linux::METRICS, &text));
+                    console = text;
+                }
+                Err(err) => {
+                    eprintln!("[cordon] error: {err:#}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        let summaries = cordon::bench::summarise(&linux_runs);
+        let by_row = cordon::bench::MICRO
+            .iter()
+            .map(|m| {
+                cordon::linux::METRICS
+                    .iter()
+                    .position(|l| l.label == m.label)
+                    .and_then(|i| summaries.get(i).copied().flatten())
+            })
+            .collect();
+        columns.push(("linux".to_string(), by_row));
+        csv.push_str(
+            cordon::bench::csv(cordon::linux::METRICS, &[("linux", linux_runs)])
+                .trim_start_matches("configuration,run,metric,value\n"),
+        );
+        let meltdown = console
+            .lines()
+            .find_map(|l| l.strip_prefix("linux: meltdown: "))
+            .unwrap_or("unknown");
+        notes = format!(
+            "  linux         {} with a static benchmark as /init (tools/cordon/linux/bench.c): getpid via syscall(2), \
+             pipe ping-pong between two processes, fork+exec+wait; its meltdown mitigation here: {meltdown}\n",
+            prepared.package
+        );
+    }
+    let table = cordon::bench::table(cordon::bench::MICRO, &columns);
     println!(
-        "Micro-benchmarks, isolation configurations side by side (Singularity's Figure 5 order), \
+        "Micro-benchmarks, isolation configurations side by side (Singularity's Figure 5 order){}, \
          {runs} boot(s) each, accel={}; ratios are to the first column, measured in this run:",
+        if prepared.is_some() { " and Linux" } else { "" },
         accel_name(&base)
     );
-    print!("{table}{}", legend(configs));
-    let csv = cordon::bench::csv(cordon::bench::MICRO, &raw);
-    if write_all(out, &[("micro.txt", table), ("micro.csv", csv)]) {
+    let text = format!("{table}{}{notes}", legend(configs));
+    print!("{text}");
+    if write_all(out, &[("micro.txt", text), ("micro.csv", csv)]) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

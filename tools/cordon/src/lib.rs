@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod image;
+pub mod linux;
 pub mod program;
 pub mod qemu;
 pub mod sips;

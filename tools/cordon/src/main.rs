@@ -51,11 +51,16 @@ enum Command {
         /// SIP create+start, fork, copy-on-write fault) instead of WebFiles.
         #[arg(long)]
         micro: bool,
+        /// With --micro: leave out the Linux column (Debian's kernel booted in the same
+        /// QEMU configuration with a static benchmark as its init).
+        #[arg(long)]
+        no_linux: bool,
         /// CI smoke test: a small file set, 100 reads, one boot per configuration; every
         /// byte is still checked.
         #[arg(long, conflicts_with = "micro")]
         quick: bool,
-        /// Boots per configuration, interleaved (default 3; 1 with --quick). The table
+        /// Boots per configuration, interleaved (default 5 for WebFiles, 3 with --micro, 1
+        /// with --quick). The table
         /// gives the median and the spread.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
         runs: Option<u32>,
@@ -165,13 +170,14 @@ fn main() -> ExitCode {
         }
         Some(Command::Bench {
             micro,
+            no_linux,
             quick,
             runs,
             reads,
             only,
             out,
             boot,
-        }) => bench(micro, quick, runs, reads, &only, out, boot),
+        }) => bench(micro, !no_linux, quick, runs, reads, &only, out, boot),
         None => boot(cli.boot),
     }
 }
@@ -266,8 +272,10 @@ fn verify(files: &[std::path::PathBuf]) -> ExitCode {
 }
 
 /// `cordon bench`: WebFiles (or, with `micro`, the micro suite) in each configuration.
+#[allow(clippy::too_many_arguments)]
 fn bench(
     micro: bool,
+    linux: bool,
     quick: bool,
     runs: Option<u32>,
     reads: Option<u32>,
@@ -291,7 +299,12 @@ fn bench(
         return ExitCode::from(2);
     }
     let out = out.canonicalize().unwrap_or(out);
-    let runs = runs.unwrap_or(if quick { 1 } else { 3 });
+    // WebFiles varies more from boot to boot than the micro suite's medians: 5 boots each.
+    let runs = runs.unwrap_or(match (quick, micro) {
+        (true, _) => 1,
+        (false, true) => 3,
+        (false, false) => 5,
+    });
     if micro {
         boot.bench = Some("micro".into());
         boot.system = None;
@@ -305,7 +318,7 @@ fn bench(
         Err(code) => return code,
     };
     if micro {
-        return compare::micro(base, &configs, runs, &out);
+        return compare::micro(base, &configs, runs, linux, &out);
     }
     let mut workload = if quick {
         cordon::webfiles::Workload::QUICK

@@ -123,12 +123,12 @@ const BANNER_WORD: &str = " booted: ";
 
 static SETUP: Mutex<()> = Mutex::new(());
 
-fn on_path(program: &str) -> bool {
+pub(crate) fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -136,7 +136,7 @@ fn is_root() -> bool {
 }
 
 /// Installs Debian packages when running as root with apt; otherwise explains how.
-fn install(packages: &[&str], missing: &str) -> anyhow::Result<()> {
+pub(crate) fn install(packages: &[&str], missing: &str) -> anyhow::Result<()> {
     let command = format!("apt-get install -y {}", packages.join(" "));
     if !(is_root() && on_path("apt-get")) {
         bail!("{missing} is not installed. Install it with:\n    sudo {command}");

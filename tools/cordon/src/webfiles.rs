@@ -11,6 +11,9 @@ use bootpkg::Isolation;
 
 use crate::bench::{Summary, WEBFILES};
 
+/// Raw figures: per configuration, per run, per metric (in [`WEBFILES`] order).
+pub type Raw = [(Isolation, Vec<Vec<Option<u64>>>)];
+
 /// Singularity's WebFiles run time in each configuration, relative to the soft baseline
 /// ("Singularity: Rethinking the Software Stack", Figure 5; real hardware, AMD Athlon 64).
 pub fn singularity_slowdown(isolation: Isolation) -> f64 {
@@ -150,7 +153,7 @@ pub const HEADLINE: usize = 0;
 
 /// Slowdown of each configuration against the first (soft): (median, lowest, highest), in
 /// percent, from the headline figure of every run.
-pub fn slowdowns(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<(Isolation, f64, f64, f64)> {
+pub fn slowdowns(raw: &Raw) -> Vec<(Isolation, f64, f64, f64)> {
     let values = |runs: &Vec<Vec<Option<u64>>>| -> Vec<u64> {
         let mut v: Vec<u64> = runs.iter().filter_map(|r| r[HEADLINE]).collect();
         v.sort_unstable();
@@ -173,7 +176,7 @@ pub fn slowdowns(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<(Isolation, 
 }
 
 /// The headline beside Singularity's: one line per configuration.
-pub fn headline(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> String {
+pub fn headline(raw: &Raw) -> String {
     let mut out = String::from(
         "slowdown against soft (I/O cycles per file read)   Cordon median [lowest, highest run]   Singularity (Figure 5)\n",
     );
@@ -193,12 +196,7 @@ pub fn headline(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> String {
 
 /// Every raw figure, the summaries and the machine, as JSON; `icount` is the optional
 /// pass that counted guest instructions instead of time.
-pub fn json(
-    machine: &Machine,
-    workload: &Workload,
-    raw: &[(Isolation, Vec<Vec<Option<u64>>>)],
-    icount: Option<&[(Isolation, Vec<Vec<Option<u64>>>)]>,
-) -> String {
+pub fn json(machine: &Machine, workload: &Workload, raw: &Raw, icount: Option<&Raw>) -> String {
     let doc = serde_json::json!({
         "benchmark": "WebFiles (Singularity's unsafe-code-tax experiment) on Cordon",
         "machine": machine,
@@ -224,7 +222,7 @@ pub fn json(
     serde_json::to_string_pretty(&doc).expect("JSON values serialise")
 }
 
-fn configurations_json(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<serde_json::Value> {
+fn configurations_json(raw: &Raw) -> Vec<serde_json::Value> {
     raw.iter()
         .map(|(isolation, runs)| {
             let summaries = crate::bench::summarise(runs);
@@ -255,7 +253,7 @@ fn configurations_json(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<serde_
         .collect()
 }
 
-fn slowdowns_json(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<serde_json::Value> {
+fn slowdowns_json(raw: &Raw) -> Vec<serde_json::Value> {
     slowdowns(raw)
         .into_iter()
         .map(|(isolation, median, low, high)| {
@@ -272,7 +270,7 @@ fn slowdowns_json(raw: &[(Isolation, Vec<Vec<Option<u64>>>)]) -> Vec<serde_json:
 
 /// A bar chart like Singularity's Figure 5: per configuration, Cordon's median slowdown
 /// (with the range over runs) beside Singularity's published one.
-pub fn svg_chart(raw: &[(Isolation, Vec<Vec<Option<u64>>>)], subtitle: &str) -> String {
+pub fn svg_chart(raw: &Raw, subtitle: &str) -> String {
     let bars = slowdowns(raw);
     let (width, height) = (760.0, 420.0);
     let (left, right, top, bottom) = (70.0, 20.0, 70.0, 80.0);

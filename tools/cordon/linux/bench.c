@@ -1,0 +1,130 @@
+/* The micro-benchmarks of `cordon bench --micro`, for Linux booted in the same QEMU
+ * configuration as Cordon: the same operations, timed with the same serialised time-stamp
+ * counter, so the two kernels can be compared as ratios measured in one run.
+ *
+ * Runs as /init of a small initramfs (built by the runner), prints one line per figure on
+ * the serial console in the form `cordon bench` parses, then powers the machine off.
+ *   - minimum system call: getpid through syscall(2) (never cached by libc);
+ *   - pipe round trip: two processes ping-pong one byte over two pipes (two switches);
+ *   - pipe round trip with 16 KiB: the same carrying 16 KiB each way (copied twice);
+ *   - process create+start: fork, exec of this program in "child" mode (which exits at
+ *     once), wait;
+ * Each figure is the median of several trials. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static inline uint64_t cycles(void) {
+    uint32_t lo, hi;
+    /* lfence orders rdtsc after earlier instructions, like the kernel's serialised read. */
+    __asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi)::"memory");
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static int by_value(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static uint64_t median(uint64_t *v, int n) {
+    qsort(v, n, sizeof *v, by_value);
+    return v[n / 2];
+}
+
+#define TRIALS 7
+
+static void min_syscall(void) {
+    enum { CALLS = 20000 };
+    uint64_t t[TRIALS], empty[TRIALS];
+    for (int k = 0; k < TRIALS; k++) {
+        uint64_t s = cycles();
+        for (int i = 0; i < CALLS; i++) syscall(SYS_getpid);
+        t[k] = (cycles() - s) / CALLS;
+        s = cycles();
+        for (volatile int i = 0; i < CALLS; i++) {}
+        empty[k] = (cycles() - s) / CALLS;
+    }
+    uint64_t call = median(t, TRIALS), loop = median(empty, TRIALS);
+    printf("linux: minimum system call (getpid): median %llu cycles/call (empty loop %llu subtracted)\n",
+           (unsigned long long)(call > loop ? call - loop : 0), (unsigned long long)loop);
+}
+
+static void ping_pong(size_t bytes, const char *what) {
+    enum { ROUNDS = 200 };
+    int to_child[2], to_parent[2];
+    static char buf[16384];
+    if (pipe(to_child) || pipe(to_parent)) { perror("pipe"); return; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < ROUNDS + 1; i++) {
+            size_t got = 0;
+            while (got < bytes) got += read(to_child[0], buf + got, bytes - got);
+            size_t put = 0;
+            while (put < bytes) put += write(to_parent[1], buf + put, bytes - put);
+        }
+        _exit(0);
+    }
+    uint64_t t[ROUNDS];
+    for (int i = 0; i < ROUNDS + 1; i++) {
+        uint64_t s = cycles();
+        size_t put = 0;
+        while (put < bytes) put += write(to_child[1], buf + put, bytes - put);
+        size_t got = 0;
+        while (got < bytes) got += read(to_parent[0], buf + got, bytes - got);
+        if (i > 0) t[i - 1] = cycles() - s; /* the first round warms up */
+    }
+    waitpid(pid, NULL, 0);
+    close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
+    printf("linux: pipe round trip, %s: median %llu cycles (%d round trips)\n", what,
+           (unsigned long long)median(t, ROUNDS), ROUNDS);
+}
+
+static void create_start(const char *self) {
+    enum { RUNS = 9 };
+    uint64_t t[RUNS];
+    for (int i = 0; i < RUNS; i++) {
+        uint64_t s = cycles();
+        pid_t pid = fork();
+        if (pid == 0) {
+            execl(self, self, "child", (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        t[i] = cycles() - s;
+    }
+    printf("linux: process create+start (fork, exec, exit, wait; %d runs): median %llu cycles\n",
+           RUNS, (unsigned long long)median(t, RUNS));
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "child") == 0) return 0;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    printf("linux: bench start (pid %d)\n", getpid());
+    /* Whether the kernel isolates its page tables (PTI: a CR3 switch on every entry). */
+    char meltdown[128] = "unknown";
+    if (mount("sysfs", "/sys", "sysfs", 0, NULL) == 0) {
+        FILE *f = fopen("/sys/devices/system/cpu/vulnerabilities/meltdown", "r");
+        if (f) {
+            if (fgets(meltdown, sizeof meltdown, f)) meltdown[strcspn(meltdown, "\n")] = 0;
+            fclose(f);
+        }
+    }
+    printf("linux: meltdown: %s\n", meltdown);
+    printf("linux: page-table isolation: %d\n", strstr(meltdown, "PTI") != NULL);
+    min_syscall();
+    ping_pong(1, "1 byte");
+    ping_pong(16384, "16 KiB copied");
+    create_start(argv[0]);
+    printf("linux: bench done\n");
+    sync();
+    reboot(RB_POWER_OFF);
+    return 0;
+}
