@@ -62,6 +62,18 @@ pub enum RecvError<E> {
     Failed(Error),
 }
 
+impl<E> RecvError<E> {
+    /// For receives made without a timeout (servers' reply-and-wait loops), where the
+    /// timeout variant cannot happen: folds it into `Failed(Timeout)` so results of
+    /// different endpoint states share one type.
+    pub fn without_timeout<F>(self) -> RecvError<F> {
+        match self {
+            RecvError::Failed(e) => RecvError::Failed(e),
+            RecvError::Timeout(_) => RecvError::Failed(Error::Timeout),
+        }
+    }
+}
+
 /// Which end of a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

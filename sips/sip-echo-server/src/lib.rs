@@ -12,15 +12,6 @@ cordon_sip::contracts!();
 
 use echo::{ExpReadyIn, Pong, PongBuf};
 
-/// Replies wait without a timeout, so a timeout cannot happen; fold the endpoint-carrying
-/// variant into the error so every arm has one type.
-fn no_timeout<E, F>(e: RecvError<E>) -> RecvError<F> {
-    match e {
-        RecvError::Failed(e) => RecvError::Failed(e),
-        RecvError::Timeout(_) => RecvError::Failed(Error::Timeout),
-    }
-}
-
 fn main() -> i32 {
     let clients = match echo::Exp::initial("clients") {
         Ok(ep) => ep,
@@ -42,7 +33,7 @@ fn main() -> i32 {
                     },
                     None,
                 )
-                .map_err(no_timeout)
+                .map_err(RecvError::without_timeout)
             }
             Ok(ExpReadyIn::PingBuf(ep, ping)) => {
                 served += 1;
@@ -53,7 +44,7 @@ fn main() -> i32 {
                     },
                     None,
                 )
-                .map_err(no_timeout)
+                .map_err(RecvError::without_timeout)
             }
             Ok(ExpReadyIn::Bye(_, _)) => {
                 println!("served {served} requests; the client said Bye");

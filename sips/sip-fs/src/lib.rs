@@ -62,7 +62,7 @@ fn main() -> i32 {
         scratch: Vec::new(),
         served: 0,
     };
-    let mut next = clients.recv(None).map_err(no_timeout);
+    let mut next = clients.recv(None).map_err(RecvError::without_timeout);
     loop {
         next = match next {
             Ok(request) => {
@@ -103,7 +103,7 @@ impl Server {
                 Some((file, size)) => ep.reply_opened(Opened { file, size }, None),
                 None => ep.reply_not_found(NotFound {}, None),
             }
-            .map_err(no_timeout),
+            .map_err(RecvError::without_timeout),
             ExpReadyIn::Read(ep, read) => {
                 let mut into = read.into;
                 let bytes = self.read_file(read.file, read.offset, into.len());
@@ -112,7 +112,7 @@ impl Server {
                     Err(_) => 0,
                 };
                 ep.reply_read_done(ReadDone { into, bytes }, None)
-                    .map_err(no_timeout)
+                    .map_err(RecvError::without_timeout)
             }
             ExpReadyIn::Stat(ep, stat) => {
                 let reply = match path(&stat.path).and_then(|p| self.fs.metadata(p).ok()) {
@@ -127,19 +127,20 @@ impl Server {
                         is_dir: false,
                     },
                 };
-                ep.reply_stat_reply(reply, None).map_err(no_timeout)
+                ep.reply_stat_reply(reply, None)
+                    .map_err(RecvError::without_timeout)
             }
             ExpReadyIn::List(ep, list) => match self.entry(&list.path, list.cursor) {
                 Some(entry) => ep.reply_entry(entry, None),
                 None => ep.reply_end_of_list(EndOfList {}, None),
             }
-            .map_err(no_timeout),
+            .map_err(RecvError::without_timeout),
             ExpReadyIn::CloseFile(ep, close) => {
                 if let Some(slot) = self.open.get_mut((close.file as usize).wrapping_sub(1)) {
                     *slot = None;
                 }
                 ep.reply_file_closed(FileClosed {}, None)
-                    .map_err(no_timeout)
+                    .map_err(RecvError::without_timeout)
             }
         }
     }
@@ -208,12 +209,4 @@ impl Server {
 /// A request's path as text (ext4-view checks the rest: absolute, no NUL, length).
 fn path(raw: &[u8]) -> Option<&str> {
     core::str::from_utf8(raw).ok()
-}
-
-/// Replies wait without a timeout: fold the timeout variant into the error.
-fn no_timeout<E, F>(e: RecvError<E>) -> RecvError<F> {
-    match e {
-        RecvError::Failed(e) => RecvError::Failed(e),
-        RecvError::Timeout(_) => RecvError::Failed(Error::Timeout),
-    }
 }

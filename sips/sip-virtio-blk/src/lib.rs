@@ -53,7 +53,7 @@ fn main() -> i32 {
                 },
                 None,
             )
-            .map_err(no_timeout),
+            .map_err(RecvError::without_timeout),
         Err(_) => {
             println!("virtio-blk: the client went away before asking for the disk's size");
             return 0;
@@ -68,7 +68,8 @@ fn main() -> i32 {
                     into: read.into,
                     status,
                 };
-                ep.reply_read_done(done, None).map_err(no_timeout)
+                ep.reply_read_done(done, None)
+                    .map_err(RecvError::without_timeout)
             }
             Ok(ExpReadyIn::Write(ep, write)) => {
                 let status = disk.transfer(Direction::Write, write.block, write.count, &write.from);
@@ -76,7 +77,8 @@ fn main() -> i32 {
                     from: write.from,
                     status,
                 };
-                ep.reply_write_done(done, None).map_err(no_timeout)
+                ep.reply_write_done(done, None)
+                    .map_err(RecvError::without_timeout)
             }
             Ok(ExpReadyIn::Close(_, _)) => {
                 println!("virtio-blk: {}", disk.stats());
@@ -91,13 +93,5 @@ fn main() -> i32 {
                 return 1;
             }
         };
-    }
-}
-
-/// Replies wait without a timeout: fold the timeout variant into the error.
-fn no_timeout<E, F>(e: RecvError<E>) -> RecvError<F> {
-    match e {
-        RecvError::Failed(e) => RecvError::Failed(e),
-        RecvError::Timeout(_) => RecvError::Failed(Error::Timeout),
     }
 }

@@ -30,49 +30,40 @@ enum Find {
     Before(&'static str),
 }
 
+/// A cost in cycles found right after `marker` on the line containing `line`.
 pub(crate) const fn after(label: &'static str, line: &'static str, marker: &'static str) -> Metric {
-    Metric {
-        label,
-        line,
-        find: Find::After(marker),
-        count: false,
-    }
+    metric(label, line, Find::After(marker), false)
 }
 
+/// A cost in cycles found right before `marker`.
 pub(crate) const fn before(
     label: &'static str,
     line: &'static str,
     marker: &'static str,
 ) -> Metric {
-    Metric {
-        label,
-        line,
-        find: Find::Before(marker),
-        count: false,
-    }
+    metric(label, line, Find::Before(marker), false)
 }
 
-/// A count found before `marker` on the line containing `line`.
+/// A count found right before `marker`.
 pub(crate) const fn count(label: &'static str, line: &'static str, marker: &'static str) -> Metric {
-    Metric {
-        label,
-        line,
-        find: Find::Before(marker),
-        count: true,
-    }
+    metric(label, line, Find::Before(marker), true)
 }
 
-/// A count found right after `marker` on the line containing `line`.
+/// A count found right after `marker`.
 pub(crate) const fn count_after(
     label: &'static str,
     line: &'static str,
     marker: &'static str,
 ) -> Metric {
+    metric(label, line, Find::After(marker), true)
+}
+
+const fn metric(label: &'static str, line: &'static str, find: Find, count: bool) -> Metric {
     Metric {
         label,
         line,
-        find: Find::After(marker),
-        count: true,
+        find,
+        count,
     }
 }
 
