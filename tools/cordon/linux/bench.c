@@ -9,12 +9,21 @@
  *   - pipe round trip with 16 KiB: the same carrying 16 KiB each way (copied twice);
  *   - process create+start: fork, exec of this program in "child" mode (which exits at
  *     once), wait;
+ *   - thread switch: two threads of one process pinned to one CPU ping-pong through two
+ *     POSIX semaphores, like the kernel's semaphore ping-pong (each switch here also pays
+ *     for the futex system calls, which Cordon's kernel threads do not make);
+ *   - copy-on-write fault: after fork, the child's first write to each of 64 shared pages,
+ *     minus the same write once the page is its own, like the kernel's figure.
  * Each figure is the median of several trials. */
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/syscall.h>
@@ -104,6 +113,70 @@ static void create_start(const char *self) {
            RUNS, (unsigned long long)median(t, RUNS));
 }
 
+static sem_t ping, pong;
+enum { SWITCH_ROUNDS = 2000 };
+
+static void pin_to_first_cpu(void) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof one, &one);
+}
+
+static void *ponger(void *unused) {
+    (void)unused;
+    pin_to_first_cpu();
+    for (int i = 0; i < SWITCH_ROUNDS; i++) {
+        sem_wait(&ping);
+        sem_post(&pong);
+    }
+    return NULL;
+}
+
+static void thread_switch(void) {
+    pthread_t partner;
+    pin_to_first_cpu();
+    sem_init(&ping, 0, 0);
+    sem_init(&pong, 0, 0);
+    if (pthread_create(&partner, NULL, ponger, NULL)) { perror("pthread_create"); return; }
+    uint64_t s = cycles();
+    for (int i = 0; i < SWITCH_ROUNDS; i++) {
+        sem_post(&ping);
+        sem_wait(&pong);
+    }
+    uint64_t spent = cycles() - s;
+    pthread_join(partner, NULL);
+    printf("linux: thread switch (semaphore ping-pong, %d round trips): %llu cycles per switch\n",
+           SWITCH_ROUNDS, (unsigned long long)(spent / (2 * SWITCH_ROUNDS)));
+}
+
+static void cow_fault(void) {
+    enum { PAGES = 64, PAGE = 4096 };
+    volatile uint64_t *region = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) { perror("mmap"); return; }
+    for (int i = 0; i < PAGES; i++) region[i * PAGE / 8] = i; /* present in the parent */
+    pid_t pid = fork();
+    if (pid == 0) {
+        uint64_t faulting[PAGES], plain[PAGES];
+        for (int i = 0; i < PAGES; i++) {
+            volatile uint64_t *page = region + i * PAGE / 8;
+            uint64_t s = cycles();
+            *page = i + 1;
+            faulting[i] = cycles() - s;
+            s = cycles();
+            *page = i + 2;
+            plain[i] = cycles() - s;
+        }
+        uint64_t f = median(faulting, PAGES), p = median(plain, PAGES);
+        printf("linux: copy-on-write fault (fault, copy 4 KiB; %d pages): median %llu cycles\n",
+               PAGES, (unsigned long long)(f > p ? f - p : 0));
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    munmap((void *)region, PAGES * PAGE);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "child") == 0) return 0;
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -123,6 +196,8 @@ int main(int argc, char **argv) {
     ping_pong(1, "1 byte");
     ping_pong(16384, "16 KiB copied");
     create_start(argv[0]);
+    thread_switch();
+    cow_fault();
     printf("linux: bench done\n");
     sync();
     reboot(RB_POWER_OFF);

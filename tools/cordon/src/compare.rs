@@ -220,7 +220,8 @@ pub fn micro(
             .unwrap_or("unknown");
         notes = format!(
             "  linux         {} with a static benchmark as /init (tools/cordon/linux/bench.c): getpid via syscall(2), \
-             pipe ping-pong between two processes, fork+exec+wait; its meltdown mitigation here: {meltdown}\n",
+             pipe ping-pong between two processes, fork+exec+wait, semaphore ping-pong between two threads \
+             on one CPU (futex calls included), CoW faults after fork; its meltdown mitigation here: {meltdown}\n",
             prepared.package
         );
     }

@@ -1,7 +1,8 @@
 //! Linux in the same QEMU configuration, for the micro-benchmark table: Debian's
 //! `linux-image-amd64` kernel booted with a one-file initramfs whose `/init` is a static
 //! benchmark program (`tools/cordon/linux/bench.c`: getpid, pipe ping-pong between two
-//! processes, fork+exec+wait, timed with the same serialised TSC read as Cordon's).
+//! processes, fork+exec+wait, semaphore ping-pong between two threads, copy-on-write
+//! faults after fork, timed with the same serialised TSC read as Cordon's).
 //!
 //! The kernel comes from the Debian archive (`apt-get download`, unpacked with `dpkg-deb`)
 //! and the program is compiled with the host's C compiler (`cc -static`); both are cached
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::bench::{Metric, after, count_after};
+use crate::bench::{Metric, after, before, count_after};
 
 /// The benchmark program's source, compiled on the host.
 const SOURCE: &str = include_str!("../linux/bench.c");
@@ -39,6 +40,16 @@ pub const METRICS: &[Metric] = &[
     after(
         "SIP create+start (hello)",
         "linux: process create+start",
+        "median ",
+    ),
+    before(
+        "kernel thread switch",
+        "linux: thread switch",
+        " cycles per switch",
+    ),
+    after(
+        "copy-on-write fault",
+        "linux: copy-on-write fault",
         "median ",
     ),
     count_after(
@@ -292,6 +303,8 @@ linux: minimum system call (getpid): median 2290 cycles/call (empty loop 7 subtr
 linux: pipe round trip, 1 byte: median 306642 cycles (200 round trips)
 linux: pipe round trip, 16 KiB copied: median 1077044 cycles (200 round trips)
 linux: process create+start (fork, exec, exit, wait; 9 runs): median 15523739 cycles
+linux: thread switch (semaphore ping-pong, 2000 round trips): 41234 cycles per switch
+linux: copy-on-write fault (fault, copy 4 KiB; 64 pages): median 30511 cycles
 linux: page-table isolation: 1
 ";
         let figures = crate::bench::parse(METRICS, console);
@@ -302,10 +315,12 @@ linux: page-table isolation: 1
                 Some(306642),
                 Some(1077044),
                 Some(15523739),
+                Some(41234),
+                Some(30511),
                 Some(1)
             ]
         );
-        for metric in &METRICS[..4] {
+        for metric in &METRICS[..METRICS.len() - 1] {
             assert!(
                 crate::bench::MICRO.iter().any(|m| m.label == metric.label),
                 "{}",
