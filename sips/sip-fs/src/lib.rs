@@ -2,7 +2,9 @@
 //! `disk` (the `BlockDevice` contract) with `ext4-view`, and serves the `FileSystem`
 //! contract on `clients`: open, read into the client's exchange-heap buffer, stat, list,
 //! close. A volume that does not mount (not ext4, corrupt) ends this SIP with a message and
-//! status 2, and its client sees the channel closed; nothing else is affected.
+//! status 2, and its client sees the channel closed; nothing else is affected. Damage found
+//! later (a corrupt inode, a failed disk read) fails only the request that met it: the
+//! client gets `Failed`/`ReadFailed` with ext4-view's reason, and the console says it too.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -11,18 +13,21 @@ extern crate alloc;
 mod disk;
 
 use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use cordon_sip::channel::{Error, RecvError};
 use cordon_sip::println;
-use ext4_view::{Ext4, File};
+use ext4_view::{Ext4, Ext4Error, File};
 
 cordon_sip::sip_main!(main);
 cordon_sip::contracts!();
 
 use file_system::{
-    EndOfList, Entry, ExpReadyIn, FileClosed, NotFound, Opened, ReadDone, StatReply,
+    EndOfList, Entry, ExpReadyIn, Failed, FileClosed, NotFound, Opened, ReadDone, ReadFailed,
+    StatReply,
 };
 
 /// Most files open at once (per client; there is one).
@@ -95,44 +100,77 @@ struct Server {
     served: u64,
 }
 
+/// Why a request got no data: no such file, or a reason in words (the `Failed` messages).
+enum Refusal {
+    NotFound,
+    Failed(String),
+}
+
+impl Refusal {
+    /// Classifies an `ext4-view` error about `path` (the reason leaves the path to the
+    /// client, who sent it); errors that say the volume itself is damaged or unreadable
+    /// are also logged, since they concern more than this request.
+    fn of(path: &str, e: Ext4Error) -> Self {
+        match e {
+            Ext4Error::NotFound => Self::NotFound,
+            Ext4Error::Corrupt(_) | Ext4Error::Io(_) | Ext4Error::Incompatible(_) => {
+                println!("fs: {path}: {e}");
+                Self::Failed(format!("{e}"))
+            }
+            e => Self::Failed(format!("{e}")),
+        }
+    }
+}
+
+/// A reason as a `why` field: at most the contract's 160 bytes, cut at a character.
+fn why(text: String) -> Vec<u8> {
+    const MAX: usize = 160;
+    let mut end = text.len().min(MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.as_bytes()[..end].to_vec()
+}
+
 impl Server {
     /// Answers one request and waits for the next (reply-and-wait: one kernel entry).
     fn serve(&mut self, request: ExpReadyIn) -> Next {
         match request {
             ExpReadyIn::Open(ep, open) => match self.open_file(&open.path) {
-                Some((file, size)) => ep.reply_opened(Opened { file, size }, None),
-                None => ep.reply_not_found(NotFound {}, None),
+                Ok((file, size)) => ep.reply_opened(Opened { file, size }, None),
+                Err(Refusal::NotFound) => ep.reply_not_found(NotFound {}, None),
+                Err(Refusal::Failed(reason)) => ep.reply_failed(Failed { why: why(reason) }, None),
             }
             .map_err(RecvError::without_timeout),
             ExpReadyIn::Read(ep, read) => {
                 let mut into = read.into;
-                let bytes = self.read_file(read.file, read.offset, into.len());
-                let bytes = match into.write(0, &self.scratch[..bytes]) {
-                    Ok(()) => bytes as u32,
-                    Err(_) => 0,
-                };
-                ep.reply_read_done(ReadDone { into, bytes }, None)
-                    .map_err(RecvError::without_timeout)
+                let done = self
+                    .read_file(read.file, read.offset, into.len())
+                    .and_then(|bytes| match into.write(0, &self.scratch[..bytes]) {
+                        Ok(()) => Ok(bytes as u32),
+                        Err(e) => Err(format!("writing the client's buffer: {e:?}")),
+                    });
+                match done {
+                    Ok(bytes) => ep.reply_read_done(ReadDone { into, bytes }, None),
+                    Err(reason) => ep.reply_read_failed(
+                        ReadFailed {
+                            into,
+                            why: why(reason),
+                        },
+                        None,
+                    ),
+                }
+                .map_err(RecvError::without_timeout)
             }
-            ExpReadyIn::Stat(ep, stat) => {
-                let reply = match path(&stat.path).and_then(|p| self.fs.metadata(p).ok()) {
-                    Some(meta) => StatReply {
-                        found: true,
-                        size: meta.len(),
-                        is_dir: meta.is_dir(),
-                    },
-                    None => StatReply {
-                        found: false,
-                        size: 0,
-                        is_dir: false,
-                    },
-                };
-                ep.reply_stat_reply(reply, None)
-                    .map_err(RecvError::without_timeout)
+            ExpReadyIn::Stat(ep, stat) => match self.stat(&stat.path) {
+                Ok(reply) => ep.reply_stat_reply(reply, None),
+                Err(reason) => ep.reply_failed(Failed { why: why(reason) }, None),
             }
+            .map_err(RecvError::without_timeout),
             ExpReadyIn::List(ep, list) => match self.entry(&list.path, list.cursor) {
-                Some(entry) => ep.reply_entry(entry, None),
-                None => ep.reply_end_of_list(EndOfList {}, None),
+                Ok(Some(entry)) => ep.reply_entry(entry, None),
+                Ok(None) => ep.reply_end_of_list(EndOfList {}, None),
+                Err(reason) => ep.reply_failed(Failed { why: why(reason) }, None),
             }
             .map_err(RecvError::without_timeout),
             ExpReadyIn::CloseFile(ep, close) => {
@@ -145,8 +183,9 @@ impl Server {
         }
     }
 
-    fn open_file(&mut self, raw: &[u8]) -> Option<(u32, u64)> {
-        let file = self.fs.open(path(raw)?).ok()?;
+    fn open_file(&mut self, raw: &[u8]) -> Result<(u32, u64), Refusal> {
+        let path = path(raw).map_err(Refusal::Failed)?;
+        let file = self.fs.open(path).map_err(|e| Refusal::of(path, e))?;
         let size = file.metadata().len();
         let slot = match self.open.iter().position(Option::is_none) {
             Some(slot) => slot,
@@ -154,20 +193,25 @@ impl Server {
                 self.open.push(None);
                 self.open.len() - 1
             }
-            None => return None,
+            None => {
+                return Err(Refusal::Failed(format!(
+                    "{MAX_OPEN} files are open already"
+                )));
+            }
         };
         self.open[slot] = Some(file);
-        Some((slot as u32 + 1, size))
+        Ok((slot as u32 + 1, size))
     }
 
-    /// Reads up to `max` bytes of open file `id` at `offset` into `scratch`; 0 at the end
-    /// of the file or for an unknown id or a failed read.
-    fn read_file(&mut self, id: u32, offset: u64, max: usize) -> usize {
+    /// Reads up to `max` bytes of open file `id` at `offset` into `scratch` (0 at the end
+    /// of the file).
+    fn read_file(&mut self, id: u32, offset: u64, max: usize) -> Result<usize, String> {
         let Some(Some(file)) = self.open.get_mut((id as usize).wrapping_sub(1)) else {
-            return 0;
+            return Err(format!("no open file has id {id}"));
         };
-        if file.position() != offset && file.seek_to(offset).is_err() {
-            return 0;
+        if file.position() != offset {
+            file.seek_to(offset)
+                .map_err(|e| format!("file {id}: seeking to {offset}: {e}"))?;
         }
         if self.scratch.len() < max {
             self.scratch = vec![0; max];
@@ -178,35 +222,64 @@ impl Server {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) => {
-                    println!("fs: reading file {id} at {}: {e}", offset + done as u64);
-                    break;
+                    let at = offset + done as u64;
+                    println!("fs: reading file {id} at {at}: {e}");
+                    return Err(format!("file {id} at byte {at}: {e}"));
                 }
             }
         }
-        done
+        Ok(done)
     }
 
-    /// Entry number `cursor` of a directory (`.` and `..` not counted).
-    fn entry(&self, raw: &[u8], cursor: u32) -> Option<Entry> {
-        let entries = self.fs.read_dir(path(raw)?).ok()?;
-        let entry = entries
-            .filter_map(Result::ok)
-            .filter(|e| {
-                let name = e.file_name();
-                name.as_ref() != b"." && name.as_ref() != b".."
-            })
-            .nth(cursor as usize)?;
-        let meta = entry.metadata().ok()?;
-        Some(Entry {
-            name: entry.file_name().as_ref().to_vec(),
-            is_dir: meta.is_dir(),
-            size: meta.len(),
-            next: cursor + 1,
-        })
+    fn stat(&self, raw: &[u8]) -> Result<StatReply, String> {
+        let path = path(raw)?;
+        match self.fs.metadata(path).map_err(|e| Refusal::of(path, e)) {
+            Ok(meta) => Ok(StatReply {
+                found: true,
+                size: meta.len(),
+                is_dir: meta.is_dir(),
+            }),
+            Err(Refusal::NotFound) => Ok(StatReply {
+                found: false,
+                size: 0,
+                is_dir: false,
+            }),
+            Err(Refusal::Failed(reason)) => Err(reason),
+        }
+    }
+
+    /// Entry number `cursor` of a directory (`.` and `..` not counted); `None` past the
+    /// last.
+    fn entry(&self, raw: &[u8], cursor: u32) -> Result<Option<Entry>, String> {
+        let path = path(raw)?;
+        let failed = |e: Ext4Error| match Refusal::of(path, e) {
+            Refusal::NotFound => String::from("no such directory"),
+            Refusal::Failed(reason) => reason,
+        };
+        let mut listed = 0;
+        for entry in self.fs.read_dir(path).map_err(failed)? {
+            let entry = entry.map_err(failed)?;
+            let name = entry.file_name();
+            if name.as_ref() == b"." || name.as_ref() == b".." {
+                continue;
+            }
+            if listed < cursor {
+                listed += 1;
+                continue;
+            }
+            let meta = entry.metadata().map_err(failed)?;
+            return Ok(Some(Entry {
+                name: name.as_ref().to_vec(),
+                is_dir: meta.is_dir(),
+                size: meta.len(),
+                next: cursor + 1,
+            }));
+        }
+        Ok(None)
     }
 }
 
 /// A request's path as text (ext4-view checks the rest: absolute, no NUL, length).
-fn path(raw: &[u8]) -> Option<&str> {
-    core::str::from_utf8(raw).ok()
+fn path(raw: &[u8]) -> Result<&str, String> {
+    core::str::from_utf8(raw).map_err(|_| String::from("the path is not UTF-8"))
 }

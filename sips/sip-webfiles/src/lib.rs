@@ -24,7 +24,7 @@ use webfiles::{FileId, READ_BLOCK, Requests, Workload};
 cordon_sip::sip_main!(main);
 cordon_sip::contracts!();
 
-use file_system::{CloseFile, Imp, ImpOpenReplyIn, ImpReady1In, ImpReady3In, Open, Read, state};
+use file_system::{CloseFile, Imp, ImpOpenReplyIn, ImpReadReplyIn, ImpReady1In, Open, Read, state};
 
 type Fs = Imp<state::Ready>;
 
@@ -146,6 +146,9 @@ fn read_file(
     let (mut fs, opened) = match fs.call_open(open, None) {
         Ok(ImpOpenReplyIn::Opened(fs, opened)) => (fs, opened),
         Ok(ImpOpenReplyIn::NotFound(_, _)) => return Err(format!("{path}: not found")),
+        Ok(ImpOpenReplyIn::Failed(_, refused)) => {
+            return Err(format!("opening {path}: {}", text(&refused.why)));
+        }
         Err(e) => return Err(failed("opening", path, e)),
     };
     data.clear();
@@ -158,7 +161,11 @@ fn read_file(
             into: block,
         };
         let (next, done) = match fs.call_read(read, None) {
-            Ok(ImpReady1In::ReadDone(fs, done)) => (fs, done),
+            Ok(ImpReadReplyIn::ReadDone(fs, done)) => (fs, done),
+            Ok(ImpReadReplyIn::ReadFailed(_, refused)) => {
+                *buffer = Some(refused.into);
+                return Err(format!("reading {path}: {}", text(&refused.why)));
+            }
             Err(e) => return Err(failed("reading", path, e)),
         };
         fs = next;
@@ -175,10 +182,15 @@ fn read_file(
     }
     *buffer = Some(block);
     let fs = match fs.call_close_file(CloseFile { file: opened.file }, None) {
-        Ok(ImpReady3In::FileClosed(fs, _)) => fs,
+        Ok(ImpReady1In::FileClosed(fs, _)) => fs,
         Err(e) => return Err(failed("closing", path, e)),
     };
     Ok((fs, opened.size))
+}
+
+/// A `why` field as text.
+fn text(why: &[u8]) -> &str {
+    core::str::from_utf8(why).unwrap_or("(not UTF-8)")
 }
 
 fn failed<S>(what: &str, path: &str, e: RecvError<S>) -> String {

@@ -624,6 +624,55 @@ fn a_volume_that_is_not_ext4_ends_only_the_file_system_sip() {
     );
 }
 
+/// Overwrites the first block of group 0's inode table (inodes 1 to 16, the root
+/// directory's among them) with a fixed pattern, leaving the superblock intact: a volume
+/// that mounts and then lies.
+fn damage_first_inodes(image: &std::path::Path) {
+    let mut bytes = std::fs::read(image).unwrap();
+    let le32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let superblock = 1024;
+    let block_size = 1024 << le32(superblock + 24);
+    let first_data_block = le32(superblock + 20);
+    let descriptors = (first_data_block + 1) * block_size;
+    let inode_table = le32(descriptors + 8) * block_size;
+    for (i, byte) in bytes[inode_table..inode_table + block_size]
+        .iter_mut()
+        .enumerate()
+    {
+        *byte = (i as u8).wrapping_mul(167).wrapping_add(13);
+    }
+    std::fs::write(image, bytes).unwrap();
+}
+
+/// Corrupt metadata found after mounting fails the request that met it, with the
+/// reason, in the client's console and the file system's; the file system keeps serving
+/// and exits cleanly, and nothing else is hurt.
+#[test]
+fn a_corrupt_inode_fails_the_request_with_its_reason() {
+    let (_, image) = webfiles_disk("corrupt");
+    damage_first_inodes(&image);
+    let outcome = run(webfiles_system(Isolation::Hard, Some(image)));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[fs] fs: mounted ext4 volume \"webfiles\"",
+            "[fs] fs: /webfiles.conf: corrupt filesystem: ",
+            "[webfiles] webfiles: FAILED: opening /webfiles.conf: corrupt filesystem: ",
+            "[fs] fs: served 1 requests; the client went away",
+            "[kernel] SIP fs (pid 2) exited with status 0",
+            "[kernel] SIP virtio-blk (pid 1) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+            "1 of 3 SIPs did not exit with status 0",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("KERNEL PANIC"),
+        "{}",
+        outcome.console
+    );
+}
+
 #[test]
 fn a_driver_whose_device_is_missing_is_not_started() {
     let outcome = run(webfiles_system(Isolation::Soft, None));
