@@ -343,6 +343,12 @@ pub struct Limits {
     pub max_call_depth: u32,
     /// Total fuel (roughly: wasm instructions) the SIP may use; `None` for no budget.
     pub fuel: Option<u64>,
+    /// Most kernel objects (channel endpoints and exchange-heap blocks) charged to the SIP
+    /// at once.
+    pub max_kernel_objects: u32,
+    /// Most bytes of kernel memory those objects may take at once (queue slots, block
+    /// contents, a fixed overhead per object).
+    pub max_kernel_bytes: u64,
 }
 
 impl Default for Limits {
@@ -352,6 +358,8 @@ impl Default for Limits {
             max_table_elements: 1024,
             max_call_depth: 1024,
             fuel: None,
+            max_kernel_objects: 128,
+            max_kernel_bytes: 2 << 20,
         }
     }
 }

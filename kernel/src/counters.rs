@@ -1,6 +1,8 @@
 //! Event counters that explain what an isolation configuration costs: kernel entries,
-//! address-space switches, TLB work, faults, messages and copies, device activity. A
-//! snapshot is taken before something runs; [`Counters::print_since`] prints the
+//! address-space switches, TLB work, faults, messages and copies, device activity, time
+//! spent halted with nothing to run and the rest (busy: under `-icount`, instructions), and
+//! the longest section any lock kept interrupts masked. A snapshot is taken before
+//! something runs (and starts the longest-section measurement anew); [`Counters::print_since`] prints the
 //! difference on one line that `cordon bench` reads.
 #![deny(unsafe_code)]
 
@@ -21,6 +23,11 @@ pub struct Counters {
     bytes_copied: u64,
     interrupts: u64,
     registers: u64,
+    idle_cycles: u64,
+    /// The time-stamp counter when the snapshot was taken.
+    at: u64,
+    /// The longest interrupts-masked lock section since the previous snapshot.
+    longest_masked: (u64, Option<&'static core::panic::Location<'static>>),
 }
 
 impl Counters {
@@ -37,6 +44,9 @@ impl Counters {
             bytes_copied: crate::ipc::BYTES_COPIED.load(Ordering::Relaxed),
             interrupts: crate::devices::INTERRUPTS.load(Ordering::Relaxed),
             registers: crate::devices::REGISTER_ACCESSES.load(Ordering::Relaxed),
+            idle_cycles: sched::IDLE_CYCLES.load(Ordering::Relaxed),
+            at: crate::arch::cycles::start(),
+            longest_masked: crate::arch::irq::take_longest_masked(),
         }
     }
 
@@ -44,7 +54,7 @@ impl Counters {
     pub fn print_since(&self, what: &str) {
         let now = Counters::now();
         println!(
-            "  counters ({what}): {} system calls, {} CR3 loads, {} TLB invalidations, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages ({} delivered directly), {} bytes copied by the kernel, {} device interrupts, {} device register accesses",
+            "  counters ({what}): {} system calls, {} CR3 loads, {} TLB invalidations, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages ({} delivered directly), {} bytes copied by the kernel, {} device interrupts, {} device register accesses, {} idle cycles, {} busy cycles, {} cycles longest interrupts-masked lock section (lock taken at {})",
             now.syscalls - self.syscalls,
             now.cr3_loads - self.cr3_loads,
             now.tlb_invalidations - self.tlb_invalidations,
@@ -56,6 +66,13 @@ impl Counters {
             now.bytes_copied - self.bytes_copied,
             now.interrupts - self.interrupts,
             now.registers - self.registers,
+            now.idle_cycles - self.idle_cycles,
+            (now.at - self.at).saturating_sub(now.idle_cycles - self.idle_cycles),
+            now.longest_masked.0,
+            now.longest_masked.1.map_or_else(
+                || alloc::string::String::from("-"),
+                |l| alloc::format!("{}:{}", l.file(), l.line())
+            ),
         );
     }
 }

@@ -93,15 +93,37 @@ pub fn claim(pid: Pid, resources: &[Resource]) -> Result<(), String> {
     Ok(())
 }
 
-/// Ends `pid`'s grants (the SIP ended); their interrupt lines are masked again.
+/// Ends `pid`'s grants (the SIP ended): each device is quiesced (bus mastering off, reset
+/// where the kernel knows how) and its interrupt line masked again. The caller frees the
+/// SIP's blocks only after this, so a device cannot DMA into memory that was given back.
 pub fn release(pid: Pid) {
-    let mut grants = GRANTS.lock();
-    for grant in grants.iter().filter(|g| g.pid == pid) {
-        if let Some(irq) = grant.device.irq() {
-            pic::set_masked(irq, true);
+    let mut ended = Vec::new();
+    {
+        let mut grants = GRANTS.lock();
+        for grant in grants.iter().filter(|g| g.pid == pid) {
+            grant.device.quiesce();
+            if let Some(irq) = grant.device.irq() {
+                pic::set_masked(irq, true);
+                PENDING[irq as usize].store(false, Ordering::Relaxed);
+            }
+            ended.push(grant.device);
         }
+        grants.retain(|g| g.pid != pid);
     }
-    grants.retain(|g| g.pid != pid);
+    for d in ended {
+        crate::println!(
+            "[kernel] {} at {:02x}:{:02x}.{} quiesced before pid {pid}'s blocks are freed: bus mastering off{}",
+            d.name(),
+            d.bus,
+            d.device,
+            d.function,
+            if d.vendor == 0x1af4 {
+                ", device reset"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 /// Whether `pid` holds any device (and so may ask for DMA addresses).
@@ -160,16 +182,27 @@ pub fn wait(pid: Pid, index: u32, timeout: Option<u64>) -> Result<i32, String> {
         ));
     };
     let line = irq as usize;
-    let fired = || PENDING[line].swap(false, Ordering::AcqRel);
-    pic::set_masked(irq, false);
-    let arrived = match timeout {
-        None => {
-            WAITERS[line].wait_until(fired);
-            true
-        }
-        Some(ticks) => WAITERS[line].wait_until_timeout(fired, ticks),
+    let mut arrived = false;
+    // A kill ends the wait too (the runtime then ends the SIP).
+    let mut fired = || {
+        arrived = PENDING[line].swap(false, Ordering::AcqRel);
+        arrived || crate::process::kill_requested(pid)
     };
+    pic::set_masked(irq, false);
+    match timeout {
+        None => WAITERS[line].wait_until(&mut fired),
+        Some(ticks) => {
+            WAITERS[line].wait_until_timeout(&mut fired, ticks);
+        }
+    }
     Ok(if arrived { status::OK } else { status::TIMEOUT })
+}
+
+/// Wakes every driver waiting for an interrupt, to re-check (a kill was requested).
+pub fn wake_waiters() {
+    for waiters in &WAITERS {
+        waiters.notify_all();
+    }
 }
 
 /// Interrupt `irq` (not the timer) fired: mask it until its driver has dealt with the

@@ -199,8 +199,9 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         Ok(promise) => promise,
         Err((asked, available)) => {
             return Ending::LoadFailed(format!(
-                "not enough memory for its declared limits ({} pages of memory): needs up to {} KiB of frames, {} KiB available",
+                "not enough memory for its declared limits ({} pages of memory, {} KiB of kernel objects): needs up to {} KiB of frames, {} KiB available",
                 setup.limits.max_memory_pages,
+                setup.limits.max_kernel_bytes >> 10,
                 asked * 4,
                 available * 4
             ));

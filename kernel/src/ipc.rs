@@ -7,13 +7,20 @@
 //! contract when the channel was made. Contract violations and handles a SIP does not
 //! hold come back as `Err(report)`: the runtime terminates that SIP, the peer sees the
 //! channel closed when the SIP's endpoints are released.
+//!
+//! Every endpoint and block is charged to a SIP's account (its quota comes from its
+//! manifest, within the kernel's policy); running out is `OUT_OF_MEMORY` for that SIP only.
+//! Destruction runs in steps of at most [`STEP`] objects, with interrupts let in between
+//! steps, so closing a chain of any length never masks interrupts for long.
 #![deny(unsafe_code)]
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use cordon_abi::status;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel_core::channel::{Channels, Counts, EndpointId, Owner, RecvError, SendError};
+use kernel_core::channel::{
+    Channels, Counts, CreateError, EndpointId, Owner, Quota, RecvError, SendError, Usage,
+};
 
 use crate::arch::irq::IrqMutex;
 use crate::process::Pid;
@@ -37,13 +44,19 @@ fn copied(bytes: usize) {
 
 /// Largest exchange-heap block.
 const MAX_BLOCK: usize = 16 << 20;
+/// Objects handled per interrupts-masked step when destroying or releasing.
+const STEP: usize = 8;
 
 /// Initial endpoints handed out by the system manifest: (pid, name, handle).
 static INITIAL: IrqMutex<Vec<(Pid, String, EndpointId)>> = IrqMutex::new(Vec::new());
 
 /// Installs the compiled contracts. Runs once at boot.
 pub fn init(protocols: Vec<contracts::Protocol>) {
-    *CHANNELS.lock() = Some(Channels::new(protocols));
+    let mut channels = Channels::new(protocols);
+    channels
+        .reserve_accounts(crate::process::MAX_PROCESSES + 1)
+        .expect("boot-time heap for the process accounts");
+    *CHANNELS.lock() = Some(channels);
 }
 
 fn with<R>(f: impl FnOnce(&mut Channels) -> R) -> R {
@@ -65,7 +78,8 @@ pub fn counts() -> Counts {
 pub fn connect(contract: &str, exporter: (Pid, &str), importer: (Pid, &str)) -> Result<(), String> {
     let index = with(|c| c.contract_index(contract))
         .ok_or_else(|| alloc::format!("unknown contract `{contract}`"))?;
-    let (exp, imp) = with(|c| c.create(index, exporter.0, importer.0));
+    let (exp, imp) = with(|c| c.connect(index, exporter.0, importer.0))
+        .map_err(|_| alloc::string::String::from("no kernel memory for the channel"))?;
     let mut initial = INITIAL.lock();
     initial.push((exporter.0, exporter.1.into(), exp));
     initial.push((importer.0, importer.1.into(), imp));
@@ -104,9 +118,36 @@ pub fn initial_names(pid: Pid) -> Vec<String> {
         .collect()
 }
 
+/// Opens `pid`'s account with the default quota (a new process; its manifest's quota
+/// replaces it once verified).
+pub fn open_account(pid: Pid) -> Result<(), ()> {
+    with(|c| c.open_account(pid, quota(&cordon_abi::Limits::default()))).map_err(|_| ())
+}
+
+/// The channel quota `limits` ask for.
+pub fn quota(limits: &cordon_abi::Limits) -> Quota {
+    Quota {
+        objects: limits.max_kernel_objects,
+        bytes: limits.max_kernel_bytes,
+    }
+}
+
+/// Sets `pid`'s quota from its verified manifest.
+pub fn set_quota(pid: Pid, limits: &cordon_abi::Limits) {
+    with(|c| c.set_quota(pid, quota(limits)));
+}
+
+/// What `pid` is charged for now, and the most it ever was.
+pub fn usage(pid: Pid) -> (Usage, Usage) {
+    with(|c| (c.usage(pid), c.peak(pid)))
+}
+
 pub fn create(pid: Pid, contract: &str) -> Result<(u32, u32), i32> {
     let index = with(|c| c.contract_index(contract)).ok_or(status::NOT_FOUND)?;
-    Ok(with(|c| c.create(index, pid, pid)))
+    with(|c| c.create(index, pid)).map_err(|e| match e {
+        CreateError::NoContract => status::NOT_FOUND,
+        CreateError::OutOfMemory => status::OUT_OF_MEMORY,
+    })
 }
 
 pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
@@ -119,7 +160,14 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
         }
         done
     };
-    let sent = with(|c| c.send_direct(pid, ep, message, &mut deliver));
+    let (sent, doomed) = with(|c| {
+        let sent = c.send_direct(pid, ep, message, &mut deliver);
+        (sent, c.has_doomed())
+    });
+    if doomed {
+        // The message closed a cycle of endpoints in transit: free it.
+        reap();
+    }
     match sent {
         Ok(_) => {
             MESSAGES.fetch_add(1, Ordering::Relaxed);
@@ -132,9 +180,16 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
     }
 }
 
-/// Retries `attempt` on every channel event until it succeeds or `timeout` ticks pass
-/// (`None`: forever; `Some(0)`: once). Returns whether it succeeded.
-fn wait(timeout: Option<u64>, attempt: &mut impl FnMut() -> bool) -> bool {
+/// Wakes every thread waiting for a channel event, to re-check (a kill was requested).
+pub fn wake_waiters() {
+    EVENTS.notify_all();
+}
+
+/// Retries `attempt` on every channel event until it succeeds, `timeout` ticks pass
+/// (`None`: forever; `Some(0)`: once) or `pid` is asked to stop. Returns whether it
+/// succeeded.
+fn wait(pid: Pid, timeout: Option<u64>, attempt: &mut impl FnMut() -> bool) -> bool {
+    let mut attempt = || attempt() || crate::process::kill_requested(pid);
     match timeout {
         None => {
             EVENTS.wait_until(attempt);
@@ -176,21 +231,22 @@ pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i
         outcome = result;
         outcome.is_some()
     };
-    let arrived = wait(timeout, &mut attempt);
+    wait(pid, timeout, &mut attempt);
     if landing.is_some() {
         // Withdraw the post; a message delivered after the last attempt still arrived.
         if let Some(len) = with(|c| c.take_delivered(pid, ep)) {
             outcome = Some(Ok(len));
         }
     }
+    // Nothing: the time ran out, or the SIP is being killed (its runtime ends it next).
     let Some(outcome) = outcome else {
-        debug_assert!(!arrived);
         return Ok(status::TIMEOUT);
     };
     match outcome {
         Ok(len) => Ok(len as i32),
         Err(RecvError::PeerClosed) => Ok(status::PEER_CLOSED),
         Err(RecvError::TooSmall(_)) => Ok(status::BUFFER_TOO_SMALL),
+        Err(RecvError::OverQuota) => Ok(status::OUT_OF_MEMORY),
         Err(RecvError::Fault(fault)) => Err(fault.0),
         Err(RecvError::Empty) => unreachable!("an empty queue keeps waiting"),
     }
@@ -216,16 +272,23 @@ pub fn select(pid: Pid, eps: &[u32], timeout: Option<u64>) -> Result<i32, String
         outcome = ready;
         outcome.is_some()
     };
-    if !wait(timeout, &mut attempt) {
-        return Ok(status::TIMEOUT);
+    wait(pid, timeout, &mut attempt);
+    match outcome {
+        Some(ready) => ready.map(|i| i as i32),
+        None => Ok(status::TIMEOUT),
     }
-    outcome.expect("set when the wait ends").map(|i| i as i32)
 }
 
 pub fn close(pid: Pid, ep: u32) -> Result<i32, String> {
     with(|c| c.close(pid, ep)).map_err(|f| f.0)?;
+    reap();
     EVENTS.notify_all();
     Ok(status::OK)
+}
+
+/// Frees doomed endpoints, [`STEP`] at a time with interrupts let in between.
+fn reap() {
+    while with(|c| c.reap(STEP)) {}
 }
 
 pub fn is(pid: Pid, ep: u32, contract: &str, importer: bool) -> Result<i32, String> {
@@ -240,25 +303,34 @@ pub fn is(pid: Pid, ep: u32, contract: &str, importer: bool) -> Result<i32, Stri
 }
 
 /// Frees every endpoint and block `pid` holds (the SIP ended) and tells the peers.
+/// Scans the tables in steps of [`STEP`] entries, so no masked section grows with what
+/// other SIPs hold.
 pub fn release(pid: Pid) {
-    let woken = with(|c| c.release_owner(pid as Owner));
-    INITIAL.lock().retain(|(p, _, _)| *p != pid);
-    if !woken.is_empty() {
-        EVENTS.notify_all();
+    let mut cursor = Some(0);
+    while let Some(at) = cursor {
+        cursor = with(|c| c.release_step(pid as Owner, at, STEP));
     }
+    reap();
+    INITIAL.lock().retain(|(p, _, _)| *p != pid);
+    EVENTS.notify_all();
 }
 
 pub fn buf_alloc(pid: Pid, size: u32) -> Result<i32, String> {
     let size = size as usize;
-    if size > MAX_BLOCK {
+    if size > MAX_BLOCK || with(|c| c.charge_block(pid, size)).is_err() {
         return Ok(status::OUT_OF_MEMORY);
     }
+    // Charged first, then allocated and zeroed with interrupts on.
     let mut data = Vec::new();
     if data.try_reserve_exact(size).is_err() {
+        with(|c| c.cancel_block(pid, size));
         return Ok(status::OUT_OF_MEMORY);
     }
     data.resize(size, 0);
-    Ok(with(|c| c.add_block(pid, data)) as i32)
+    match with(|c| c.add_block(pid, data)) {
+        Ok(id) => Ok(id as i32),
+        Err(_) => Ok(status::OUT_OF_MEMORY),
+    }
 }
 
 fn block_range(

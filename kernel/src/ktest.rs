@@ -68,6 +68,10 @@ const SIPS: &[Test] = &[
         name: "sip_memory_and_stack_are_reclaimed_exactly",
         run: sip_reclaim,
     },
+    Test {
+        name: "a_sip_blocked_in_the_kernel_is_killed",
+        run: kill_blocked_sip,
+    },
 ];
 
 const COW: &[Test] = &[
@@ -388,6 +392,22 @@ fn kill_looping_sip() -> TestResult {
     check(!process::kill(9999), || {
         "kill accepted an unknown pid".into()
     })
+}
+
+fn kill_blocked_sip() -> TestResult {
+    let (blocked, thread) =
+        process::start("blocked", crate::boot_module("blocked")?).map_err(|e| format!("{e:?}"))?;
+    // Long enough to create its channel and block in `chan_recv` with no timeout.
+    sched::sleep_ticks(30);
+    check(!thread.is_finished(), || {
+        format!("blocked ended on its own: {:?}", ending(blocked))
+    })?;
+    check(process::kill(blocked), || "kill refused a live pid".into())?;
+    thread.join();
+    check(
+        ending(blocked) == Some(process::Ending::Ran(Exit::Killed)),
+        || format!("blocked ended {:?}", ending(blocked)),
+    )
 }
 
 fn sip_reclaim() -> TestResult {

@@ -116,6 +116,8 @@ pub struct Record {
     pub timings: Timings,
     pub abi_calls: u64,
     pub fuel_used: u64,
+    /// The most kernel objects (endpoints, blocks) and bytes of them charged to it at once.
+    pub kernel_peak: (u32, u64),
 }
 
 static PROCESSES: IrqMutex<Vec<Record>> = IrqMutex::new(Vec::new());
@@ -377,6 +379,7 @@ fn new_record(name: &str) -> Result<Pid, StartError> {
         let room = MAX_PROCESSES - table.len();
         table.reserve_exact(room);
         let pid = table.len() + 1;
+        ipc::open_account(pid).map_err(|()| StartError::TableFull)?;
         table.push(Record {
             pid,
             name: Name::new(name),
@@ -384,6 +387,7 @@ fn new_record(name: &str) -> Result<Pid, StartError> {
             timings: Timings::default(),
             abi_calls: 0,
             fuel_used: 0,
+            kernel_peak: (0, 0),
         });
         Ok(pid)
     }
@@ -416,25 +420,23 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
         Ok(verified) => {
             let verify = cycles::stop() - created;
             let limits = verified.manifest.limits;
+            ipc::set_quota(pid, &limits);
             let granted = check_endpoints(pid, &verified.manifest)
-                .and_then(|()| devices::claim(pid, &verified.manifest.resources));
+                .and_then(|()| devices::claim(pid, &verified.manifest.resources))
+                .and_then(|()| reserve(&limits, module.len(), placement));
             match (granted, placement) {
                 (Err(why), _) => Ending::LoadFailed(why),
-                (Ok(()), Placement::Kernel) => match reserve(&limits, module.len()) {
-                    Err(why) => Ending::LoadFailed(why),
-                    // The reservation lives until the SIP and everything it allocated are
-                    // gone.
-                    Ok(_reservation) => execute(
-                        pid,
-                        &name,
-                        module,
-                        created,
-                        verify,
-                        &limits,
-                        options.metering,
-                    ),
-                },
-                (Ok(()), placement) => crate::hosted::execute(
+                // The reservation lives until the SIP and everything it allocated are gone.
+                (Ok(_reservation), Placement::Kernel) => execute(
+                    pid,
+                    &name,
+                    module,
+                    created,
+                    verify,
+                    &limits,
+                    options.metering,
+                ),
+                (Ok(_reservation), placement) => crate::hosted::execute(
                     SipKernel::new(pid, &name, created),
                     &module,
                     crate::hosted::Setup {
@@ -454,31 +456,57 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
 
 /// Ends process `pid`: its endpoints and blocks go, the console and its record say how.
 fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
-    ipc::release(pid);
+    // Devices first: once quiesced they cannot DMA into the blocks freed next.
     devices::release(pid);
+    ipc::release(pid);
+    let (_, peak) = ipc::usage(pid);
     println!("[kernel] {what} (pid {pid}) {ending}");
-    update(pid, |record| record.ending = Some(ending));
+    update(pid, |record| {
+        record.ending = Some(ending);
+        record.kernel_peak = (peak.objects, peak.bytes);
+    });
 }
 
-/// Heap a SIP may need at most: its declared memory twice (growing a linear memory copies
-/// it into a larger block), its translated code, and its engine and store.
+/// Heap a SIP's runtime may need at most: its declared memory twice (growing a linear
+/// memory copies it into a larger block), its translated code, and its engine and store.
+/// In `soft` it comes from the kernel heap; elsewhere from the SIP's own window.
 pub(crate) fn worst_case_bytes(limits: &cordon_abi::Limits, module_bytes: usize) -> usize {
-    limits.max_memory_pages as usize * 65_536 * 2 + module_bytes * 32 + (1 << 20)
+    (limits.max_memory_pages as usize * 65_536 * 2)
+        .saturating_add(module_bytes.saturating_mul(32))
+        .saturating_add(1 << 20)
+}
+
+/// Kernel heap a SIP may cause to be used: its runtime's (in the kernel's space) and, in
+/// any placement, the kernel objects its quota allows.
+fn kernel_heap_bytes(
+    limits: &cordon_abi::Limits,
+    module_bytes: usize,
+    placement: Placement,
+) -> usize {
+    let objects = usize::try_from(limits.max_kernel_bytes).unwrap_or(usize::MAX);
+    match placement {
+        Placement::Kernel => worst_case_bytes(limits, module_bytes).saturating_add(objects),
+        _ => objects,
+    }
 }
 
 /// Promises the kernel heap a SIP's declared limits can use, or says why it cannot be.
 fn reserve(
     limits: &cordon_abi::Limits,
     module_bytes: usize,
+    placement: Placement,
 ) -> Result<crate::mm::heap::Reservation, String> {
-    crate::mm::heap::Reservation::new(worst_case_bytes(limits, module_bytes)).map_err(|refused| {
-        format!(
-            "not enough memory for its declared limits ({} pages of memory): needs up to {} KiB of kernel heap, {} KiB available",
-            limits.max_memory_pages,
-            refused.asked >> 10,
-            refused.available >> 10
-        )
-    })
+    crate::mm::heap::Reservation::new(kernel_heap_bytes(limits, module_bytes, placement)).map_err(
+        |refused| {
+            format!(
+                "not enough memory for its declared limits ({} pages of memory, {} KiB of kernel objects): needs up to {} KiB of kernel heap, {} KiB available",
+                limits.max_memory_pages,
+                limits.max_kernel_bytes >> 10,
+                refused.asked >> 10,
+                refused.available >> 10
+            )
+        },
+    )
 }
 
 /// Instantiates and runs a verified SIP, recording its costs.
@@ -518,12 +546,22 @@ fn execute(
 
 /// Asks a SIP to stop; it ends at its next kernel call or fuel slice. Returns false for
 /// an unknown pid.
+/// A SIP blocked in the kernel (receive, select, device wait) is woken and its wait ends
+/// at once, so a kill takes effect within bounded time whatever the SIP is doing.
 pub fn kill(pid: Pid) -> bool {
     let known = PROCESSES.lock().iter().any(|r| r.pid == pid);
     if known {
-        KILL[pid - 1].store(true, Ordering::Relaxed);
+        KILL[pid - 1].store(true, Ordering::Release);
+        ipc::wake_waiters();
+        devices::wake_waiters();
     }
     known
+}
+
+/// Whether `pid` has been asked to stop (blocking waits give up when it has).
+pub fn kill_requested(pid: Pid) -> bool {
+    KILL.get(pid.wrapping_sub(1))
+        .is_some_and(|k| k.load(Ordering::Acquire))
 }
 
 /// A copy of every process record.
@@ -541,12 +579,12 @@ pub fn record(pid: Pid) -> Option<Record> {
 pub fn print_summary() -> usize {
     let records = records();
     println!(
-        "pid  sip              verify   instantiate  create+start  abi calls  fuel        ended"
+        "pid  sip              verify   instantiate  create+start  abi calls  fuel        kernel objects (peak)  ended"
     );
     for r in &records {
         let t = r.timings;
         println!(
-            "{:<4} {:<14} {:>10} {:>12} {:>13} {:>10} {:>11}  {}",
+            "{:<4} {:<14} {:>10} {:>12} {:>13} {:>10} {:>11}  {:>5} {:>9} KiB  {}",
             r.pid,
             r.name.as_str(),
             t.verify,
@@ -555,6 +593,8 @@ pub fn print_summary() -> usize {
                 .map_or_else(|| String::from("-"), |c| format!("{c}")),
             r.abi_calls,
             r.fuel_used,
+            r.kernel_peak.0,
+            r.kernel_peak.1.div_ceil(1024),
             r.ending
                 .as_ref()
                 .map_or_else(|| String::from("still running"), |e| format!("{e}")),

@@ -348,6 +348,15 @@ fn answer(result: Result<i32, String>) -> Result<i32, Error> {
     result.map_err(bad_call)
 }
 
+/// The answer of an operation that may block: a kill that ended the wait ends the SIP now,
+/// not at its next kernel call.
+fn after_wait<K: Kernel>(kernel: &mut K, result: Result<i32, String>) -> Result<i32, Error> {
+    if kernel.kill_requested() {
+        return Err(Error::host(Stop::Killed));
+    }
+    answer(result)
+}
+
 /// Registers the host functions of the channel and exchange-heap operations.
 fn register_channels<K: Kernel + 'static>(
     linker: &mut Linker<State<K>>,
@@ -413,11 +422,10 @@ fn register_channels<K: Kernel + 'static>(
                     enter(&mut caller, &abi::CHAN_RECV)?;
                     let (data, state) = memory(&mut caller)?;
                     let out = range(data.len(), ptr, cap, "chan_recv")?;
-                    answer(
-                        state
-                            .kernel
-                            .chan_recv(ep as u32, &mut data[out], timeout(ticks)),
-                    )
+                    let result = state
+                        .kernel
+                        .chan_recv(ep as u32, &mut data[out], timeout(ticks));
+                    after_wait(&mut state.kernel, result)
                 },
             )?;
         }
@@ -439,12 +447,13 @@ fn register_channels<K: Kernel + 'static>(
                     let out = range(data.len(), buf, cap, "chan_call")?;
                     state.scratch.clear();
                     state.scratch.extend_from_slice(&data[msg]);
-                    answer(state.kernel.chan_call(
+                    let result = state.kernel.chan_call(
                         ep as u32,
                         &state.scratch,
                         &mut data[out],
                         timeout(ticks),
-                    ))
+                    );
+                    after_wait(&mut state.kernel, result)
                 },
             )?;
         }
@@ -469,11 +478,10 @@ fn register_channels<K: Kernel + 'static>(
                     for (i, chunk) in data[list].as_chunks::<4>().0.iter().enumerate() {
                         eps[i] = u32::from_le_bytes(*chunk);
                     }
-                    answer(
-                        state
-                            .kernel
-                            .chan_select(&eps[..count as usize], timeout(ticks)),
-                    )
+                    let result = state
+                        .kernel
+                        .chan_select(&eps[..count as usize], timeout(ticks));
+                    after_wait(&mut state.kernel, result)
                 },
             )?;
         }
@@ -663,12 +671,9 @@ fn register_devices<K: Kernel + 'static>(
                 op.name,
                 |mut caller: Caller<'_, State<K>>, res: i32, ticks: i64| -> Result<i32, Error> {
                     enter(&mut caller, &abi::DEV_WAIT)?;
-                    answer(
-                        caller
-                            .data_mut()
-                            .kernel
-                            .dev_wait(res as u32, timeout(ticks)),
-                    )
+                    let kernel = &mut caller.data_mut().kernel;
+                    let result = kernel.dev_wait(res as u32, timeout(ticks));
+                    after_wait(kernel, result)
                 },
             )?;
         }

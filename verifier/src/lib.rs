@@ -49,6 +49,10 @@ pub struct Policy {
     pub max_table_elements: u32,
     pub max_call_depth: u32,
     pub max_module_bytes: usize,
+    /// Most channel endpoints and exchange-heap blocks one SIP may hold at once.
+    pub max_kernel_objects: u32,
+    /// Most kernel memory those may take.
+    pub max_kernel_bytes: u64,
 }
 
 impl Default for Policy {
@@ -58,6 +62,8 @@ impl Default for Policy {
             max_table_elements: 65_536,
             max_call_depth: 16_384,
             max_module_bytes: 16 << 20,
+            max_kernel_objects: 4096,
+            max_kernel_bytes: 64 << 20,
         }
     }
 }
@@ -421,6 +427,20 @@ pub fn verify(module: &[u8], policy: &Policy) -> Result<Verified, Rejection> {
             "call depth",
             limits.max_call_depth.into(),
             policy.max_call_depth.into(),
+        )?;
+    }
+    if limits.max_kernel_objects > policy.max_kernel_objects {
+        over(
+            "kernel objects",
+            limits.max_kernel_objects.into(),
+            policy.max_kernel_objects.into(),
+        )?;
+    }
+    if limits.max_kernel_bytes > policy.max_kernel_bytes {
+        over(
+            "bytes of kernel objects",
+            limits.max_kernel_bytes,
+            policy.max_kernel_bytes,
         )?;
     }
 

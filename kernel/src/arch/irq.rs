@@ -7,7 +7,34 @@
 //! exclusion with the handlers.
 
 use core::ops::{Deref, DerefMut};
+use core::panic::Location;
+use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::interrupts;
+
+/// The longest time (TSC cycles) any [`IrqMutex`] kept interrupts masked, since the last
+/// [`take_longest_masked`]. Only the outermost lock of a nest counts (it is the one that
+/// masked them); interrupt handlers themselves are not included.
+static LONGEST_MASKED: AtomicU64 = AtomicU64::new(0);
+/// Where the lock of that section was taken.
+static LONGEST_AT: spin::Mutex<Option<&'static Location<'static>>> = spin::Mutex::new(None);
+
+/// The longest interrupts-masked lock section since the last call and where its lock was
+/// taken, and starts anew.
+pub fn take_longest_masked() -> (u64, Option<&'static Location<'static>>) {
+    interrupts::without_interrupts(|| {
+        let at = LONGEST_AT.lock().take();
+        (LONGEST_MASKED.swap(0, Ordering::Relaxed), at)
+    })
+}
+
+fn record_masked(cycles: u64, at: &'static Location<'static>) {
+    if LONGEST_MASKED.fetch_max(cycles, Ordering::Relaxed) < cycles {
+        // Interrupts are still masked here, so the handler cannot find this lock held.
+        if let Some(mut slot) = LONGEST_AT.try_lock() {
+            *slot = Some(at);
+        }
+    }
+}
 
 /// A mutex that disables interrupts while locked.
 pub struct IrqMutex<T> {
@@ -18,6 +45,9 @@ pub struct IrqMutex<T> {
 pub struct IrqGuard<'a, T> {
     guard: Option<spin::MutexGuard<'a, T>>,
     were_enabled: bool,
+    /// When this guard masked interrupts (only if they were enabled before), and where.
+    masked_at: u64,
+    taken_at: &'static Location<'static>,
 }
 
 impl<T> IrqMutex<T> {
@@ -27,17 +57,25 @@ impl<T> IrqMutex<T> {
         }
     }
 
+    #[track_caller]
     pub fn lock(&self) -> IrqGuard<'_, T> {
         let were_enabled = interrupts::are_enabled();
         interrupts::disable();
         IrqGuard {
             guard: Some(self.inner.lock()),
             were_enabled,
+            masked_at: if were_enabled {
+                super::cycles::now()
+            } else {
+                0
+            },
+            taken_at: Location::caller(),
         }
     }
 
     /// Locks unless already locked (used by the panic path, which must not spin on a lock
     /// its own thread may hold).
+    #[track_caller]
     pub fn try_lock(&self) -> Option<IrqGuard<'_, T>> {
         let were_enabled = interrupts::are_enabled();
         interrupts::disable();
@@ -45,6 +83,12 @@ impl<T> IrqMutex<T> {
             Some(guard) => Some(IrqGuard {
                 guard: Some(guard),
                 were_enabled,
+                masked_at: if were_enabled {
+                    super::cycles::now()
+                } else {
+                    0
+                },
+                taken_at: Location::caller(),
             }),
             None => {
                 if were_enabled {
@@ -73,6 +117,8 @@ impl<T> Drop for IrqGuard<'_, T> {
     fn drop(&mut self) {
         drop(self.guard.take());
         if self.were_enabled {
+            let masked = super::cycles::now().wrapping_sub(self.masked_at);
+            record_masked(masked, self.taken_at);
             interrupts::enable();
         }
     }

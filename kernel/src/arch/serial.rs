@@ -53,9 +53,15 @@ pub fn print_fmt(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
+/// Bytes written per console-lock section: the lock masks interrupts, so a SIP's long
+/// write is cut into pieces with interrupts let in between.
+const WRITE_CHUNK: usize = 64;
+
 /// Writes raw bytes (a SIP's output) to the console.
 pub fn write_bytes(bytes: &[u8]) {
-    CONSOLE.lock().write_bytes(bytes);
+    for chunk in bytes.chunks(WRITE_CHUNK) {
+        CONSOLE.lock().write_bytes(chunk);
+    }
 }
 
 /// Console output for the panic path: takes the console if it is free, else opens COM1

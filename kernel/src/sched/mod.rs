@@ -16,7 +16,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel_core::sched::{RoundRobin, ThreadId, ThreadState};
 use kernel_core::timer::{TimerHandle, TimerWheel};
 use x86_64::instructions::interrupts;
@@ -280,6 +280,10 @@ fn schedule() {
     });
 }
 
+/// TSC cycles the processor spent halted in the idle loop, waiting for an interrupt
+/// because no thread could run (for a disk, or a timer), interrupt handlers included.
+pub static IDLE_CYCLES: AtomicU64 = AtomicU64::new(0);
+
 /// Runs the idle loop on the boot context until every thread has exited.
 pub fn run_until_all_exited() {
     loop {
@@ -290,7 +294,13 @@ pub fn run_until_all_exited() {
             interrupts::enable();
             return;
         }
+        let switches = context_switches();
+        let halted = crate::arch::cycles::start();
         crate::arch::wait_for_interrupt();
+        // Counted only if the wake-up did not switch away, so no thread's time is in it.
+        if context_switches() == switches {
+            IDLE_CYCLES.fetch_add(crate::arch::cycles::stop() - halted, Ordering::Relaxed);
+        }
     }
 }
 

@@ -20,6 +20,8 @@ fn main(args: HostedArgs) -> ! {
         max_table_elements: args.max_table_elements as u32,
         max_call_depth: args.max_call_depth as u32,
         fuel: (args.fuel != u64::MAX).then_some(args.fuel),
+        // Kernel objects are counted and limited by the kernel, not by this runtime.
+        ..Limits::default()
     };
     let metering = if args.metering == 1 {
         Metering::Fuel

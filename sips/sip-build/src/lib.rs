@@ -11,6 +11,8 @@
 //! table-elements = 1024
 //! call-depth = 1024
 //! fuel = 50_000_000         # total fuel budget; omit for none
+//! kernel-objects = 128      # endpoints and exchange-heap blocks held at once
+//! kernel-bytes = 2_097_152  # kernel memory those may take (queues, blocks)
 //! # channel ends the system manifest hands this SIP at start
 //! endpoints = [{ name = "server", contract = "Echo", role = "importer" }]
 //! ```
@@ -30,6 +32,8 @@ const KEYS: &[&str] = &[
     "table-elements",
     "call-depth",
     "fuel",
+    "kernel-objects",
+    "kernel-bytes",
     "endpoints",
     "resources",
 ];
@@ -135,6 +139,8 @@ pub fn manifest_from_cargo_toml(text: &str, package: &str) -> Result<Manifest, S
             max_table_elements: small("table-elements", defaults.max_table_elements)?,
             max_call_depth: small("call-depth", defaults.max_call_depth)?,
             fuel: meta.get("fuel").map(|_| int("fuel", 0)).transpose()?,
+            max_kernel_objects: small("kernel-objects", defaults.max_kernel_objects)?,
+            max_kernel_bytes: int("kernel-bytes", defaults.max_kernel_bytes)?,
         },
         endpoints: endpoints(meta)?,
         resources: resources(meta)?,

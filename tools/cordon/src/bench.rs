@@ -202,6 +202,17 @@ pub const WEBFILES: &[Metric] = &[
         RUN,
         " device register accesses",
     ),
+    count(
+        "run: idle cycles (halted, nothing to run)",
+        RUN,
+        " idle cycles",
+    ),
+    before("run: busy cycles (not halted)", RUN, " busy cycles"),
+    before(
+        "run: longest interrupts-masked lock section, cycles",
+        RUN,
+        " cycles longest interrupts-masked",
+    ),
 ];
 
 /// One configuration's figures, in `metrics` order (`None`: not printed in this run).

@@ -333,9 +333,12 @@ pub fn webfiles(
     );
     if let Some(icount) = &icount {
         text.push_str(&format!(
-            "\nThe same, counting guest instructions (QEMU -icount, one boot each): figures are \
-             proportional to instructions executed, so what costs time without costing \
-             instructions (TLB refills after CR3 loads, ring crossings) does not show here.\n\n{}\n{}",
+            "\nThe same, counting guest instructions (QEMU -icount, one boot each): the clock advances \
+             one cycle per instruction executed, so what costs time without costing instructions \
+             (TLB refills after CR3 loads, ring crossings) does not show here. While the processor \
+             is halted waiting for the disk the clock jumps to the next event instead, so I/O \
+             figures also hold halted time that depends on where completions fall (the idle row); \
+             the checksum row is computation only.\n\n{}\n{}",
             table(cordon::bench::WEBFILES, icount),
             webfiles::headline(icount)
         ));

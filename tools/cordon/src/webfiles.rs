@@ -384,7 +384,7 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
 [kernel] SIP fs (pid 2) exited with status 0
 [virtio-blk] virtio-blk: served 30 requests, 919040 bytes by DMA, 30 interrupts, 60 used-ring polls; the client went away
 [kernel] SIP virtio-blk (pid 1) exited with status 0
-  counters (system run): 2629 system calls, 1228 CR3 loads, 77 TLB invalidations, 510 context switches, 319 demand-zero faults, 1 copy-on-write faults, 218 channel messages (200 delivered directly), 6621447 bytes copied by the kernel, 30 device interrupts, 414 device register accesses
+  counters (system run): 2629 system calls, 1228 CR3 loads, 77 TLB invalidations, 510 context switches, 319 demand-zero faults, 1 copy-on-write faults, 218 channel messages (200 delivered directly), 6621447 bytes copied by the kernel, 30 device interrupts, 414 device register accesses, 1234567 idle cycles, 987654321 busy cycles, 4321 cycles longest interrupts-masked lock section
 ";
 
     fn workload(reads: u32) -> Workload {
@@ -421,6 +421,15 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
         assert_eq!(get("run: TLB invalidations (invlpg)"), Some(77));
         assert_eq!(get("run: device interrupts"), Some(30));
         assert_eq!(get("run: device register accesses"), Some(414));
+        assert_eq!(
+            get("run: idle cycles (halted, nothing to run)"),
+            Some(1234567)
+        );
+        assert_eq!(get("run: busy cycles (not halted)"), Some(987654321));
+        assert_eq!(
+            get("run: longest interrupts-masked lock section, cycles"),
+            Some(4321)
+        );
         assert!(figures.iter().all(Option::is_some), "{figures:?}");
     }
 

@@ -50,16 +50,7 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
         ],
     );
     assert!(outcome.banner_after.is_some(), "no banner line");
-    let reclaim = outcome
-        .console
-        .lines()
-        .find(|l| l.starts_with("reclaim: "))
-        .expect("reclaim line");
-    // "... free frames A -> B; N endpoints ..." with A == B.
-    let frames = reclaim.rsplit("free frames ").next().unwrap();
-    let frames: Vec<&str> = frames.split(';').next().unwrap().split(" -> ").collect();
-    assert_eq!(frames.len(), 2, "{reclaim}");
-    assert_eq!(frames[0], frames[1], "{reclaim}");
+    assert_frames_back(&outcome);
 }
 
 fn sips(names: &[&str]) -> BootOptions {
@@ -121,7 +112,7 @@ fn misbehaving_sips(isolation: Isolation) {
             "[kernel] SIP divide (pid 8) terminated: integer division by zero",
             "[kernel] SIP bad-pointer (pid 9) terminated: bad kernel call: console_write(0xfde8, 4096) reaches outside linear memory",
             "[kernel] SIP primes (pid 10) exited with status 0",
-            "[kernel] SIP hog (pid 11) could not be loaded: not enough memory for its declared limits (4096 pages of memory)",
+            "[kernel] SIP hog (pid 11) could not be loaded: not enough memory for its declared limits (4096 pages of memory, 2048 KiB of kernel objects)",
             "9 of 11 SIPs did not exit with status 0",
         ],
     );
@@ -251,6 +242,65 @@ fn directory(isolation: Isolation) {
     );
 }
 
+/// The free-frame counts of the `reclaim:` line must match exactly.
+#[track_caller]
+fn assert_frames_back(outcome: &Outcome) {
+    let reclaim = outcome
+        .console
+        .lines()
+        .find(|l| l.starts_with("reclaim: "))
+        .expect("reclaim line");
+    let frames = reclaim.rsplit("free frames ").next().unwrap();
+    let frames: Vec<&str> = frames.split(';').next().unwrap().split(" -> ").collect();
+    assert_eq!(frames.len(), 2, "{reclaim}");
+    assert_eq!(frames[0], frames[1], "{reclaim}");
+}
+
+#[test]
+fn resource_floods_end_in_out_of_memory_for_the_attacker_alone() {
+    resource_floods(Isolation::Soft);
+}
+
+#[test]
+fn resource_floods_end_in_out_of_memory_for_the_attacker_alone_in_ring3() {
+    resource_floods(Isolation::Hard);
+}
+
+/// `flood` creates channels and blocks until refused, nests endpoints 1,500 deep in
+/// transit, closes a cycle of endpoints in transit and exits with another chain in flight,
+/// beside SIPs whose results are checked. Before quotas the channel flood panicked the
+/// kernel and the block flood never ended.
+fn resource_floods(isolation: Isolation) {
+    let outcome = run(in_mode(isolation, sips(&["hello", "flood", "primes"])));
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "[hello] Hello from a SIP",
+            "channels, then OutOfMemory",
+            "[flood] after closing them, chan_create: Ok(())",
+            "[flood] buf_alloc(1): 4096 blocks, then OutOfMemory",
+            "closed from the top: 1500 senders saw PeerClosed",
+            "a cycle of 9 endpoints in transit: 9 of 9 senders saw PeerClosed",
+            "[kernel] SIP flood (pid 2) exited with status 0",
+            "[primes] 17984 primes below 200000",
+            "[kernel] SIP primes (pid 3) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+            "powering off (success)",
+        ],
+    );
+    assert_frames_back(&outcome);
+    let flood = outcome
+        .console
+        .lines()
+        .find(|l| l.starts_with("2    flood"))
+        .expect("flood's summary row");
+    assert!(
+        flood.contains(" 4096 "),
+        "peak objects at the quota: {flood}"
+    );
+}
+
 #[test]
 fn looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly() {
     looping_sip_killed(Isolation::Soft);
@@ -264,7 +314,10 @@ fn looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_in_ring3() {
 fn looping_sip_killed(isolation: Isolation) {
     let outcome = run(BootOptions {
         self_test: Some("sips".into()),
-        ..in_mode(isolation, sips(&["forever", "hello", "oob", "trap", "oom"]))
+        ..in_mode(
+            isolation,
+            sips(&["forever", "hello", "oob", "trap", "oom", "blocked"]),
+        )
     });
     expect(
         &outcome,
@@ -274,7 +327,8 @@ fn looping_sip_killed(isolation: Isolation) {
             "looping_sip_does_not_stop_others_and_is_killed ... ok",
             "back to their values before the SIPs started",
             "sip_memory_and_stack_are_reclaimed_exactly ... ok",
-            "ktest sips: 2 passed, 0 failed",
+            "a_sip_blocked_in_the_kernel_is_killed ... ok",
+            "ktest sips: 3 passed, 0 failed",
         ],
     );
 }

@@ -1,0 +1,1401 @@
+//! Channels governed by contracts: the kernel's channel manager without the blocking.
+//!
+//! A channel has two endpoints, exporter and importer. Each endpoint has exactly one holder
+//! at a time (a process, or the message it travels in), knows its contract state, and owns
+//! the queue of messages travelling *to* it. The queue is allocated when the channel is
+//! created, with as many slots as the contract lets pile up in that direction and each
+//! slot as large as the contract's largest message, so [`Channels::send`] never allocates
+//! and never blocks.
+//!
+//! Every send is checked: the sender must hold the endpoint, the bytes must be one
+//! well-formed message, the contract must allow that message from the sender's side in
+//! the endpoint's state, and every endpoint or exchange-heap block named in it must be
+//! held by the sender (typed endpoint fields: of the declared contract and role, in its
+//! initial state). Anything else is the sender's fault ([`Fault`]); the caller terminates
+//! that SIP. Endpoints and blocks in a message change holder with it; the sender loses
+//! them on send, the receiver gets them on receive.
+//!
+//! **Resources.** Every endpoint and block is charged to an account ([`quota`]): its
+//! holder's, and while it travels, its sender's until a receiver takes it (the receive is
+//! refused with [`RecvError::OverQuota`] if the receiver's quota cannot take it). Handles
+//! come from generation-checked tables ([`table`]), so a closed handle stays dead.
+//!
+//! **Destruction in bounded steps.** Closing an endpoint (or a process ending) only marks
+//! it doomed and detaches its peer; [`Channels::reap`] then frees doomed endpoints a few
+//! at a time, dooming what their queues carried, so destroying a chain of any length is a
+//! loop of constant-size steps with no recursion, and the kernel can let interrupts in
+//! between steps. A send that would close a cycle of endpoints in transit (each inside
+//! another's queue, so nobody can ever receive them) dooms the cycle at once; a send into
+//! an endpoint buried deeper than [`MAX_NESTING`] messages is refused.
+//!
+//! Ownership is by process id; handles are useless to anyone who does not hold them. The
+//! kernel wraps this with wait queues for blocking receive and select.
+
+pub mod quota;
+pub mod table;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use contracts::protocol::{FieldType, Protocol, Role};
+use contracts::wire;
+
+use quota::Accounts;
+pub use quota::{OverQuota, Quota, Usage};
+use table::Table;
+
+/// A process id.
+pub type Owner = usize;
+/// An endpoint handle (never 0).
+pub type EndpointId = u32;
+/// An exchange-heap block handle (never 0).
+pub type BufferId = u32;
+
+/// Most endpoints a chain of messages may nest: sending into an endpoint that sits inside
+/// a message inside a message ... this deep is refused (as Linux refuses to nest file
+/// descriptors in transit), which bounds the kernel's cycle check.
+pub const MAX_NESTING: usize = 32;
+/// Bytes charged for an endpoint's or block's record beside its queue or contents.
+pub const OBJECT_OVERHEAD: u64 = 128;
+
+/// Who holds an endpoint or a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    Process(Owner),
+    /// Inside a message queued for this endpoint.
+    InTransit(EndpointId),
+    /// Closed; freed by [`Channels::reap`].
+    Doomed,
+}
+
+/// Something the calling SIP did wrong: the kernel terminates it with this report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault(pub String);
+
+/// Outcomes of a send that are not faults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    Fault(Fault),
+    /// The peer has closed; the message was not sent.
+    PeerClosed,
+}
+
+/// Outcomes of a receive other than a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecvError {
+    Fault(Fault),
+    /// Nothing queued (the caller may block).
+    Empty,
+    /// Nothing queued and the peer has closed.
+    PeerClosed,
+    /// The next message needs this many bytes; nothing was received.
+    TooSmall(usize),
+    /// The endpoints and blocks the next message carries do not fit the receiver's quota;
+    /// nothing was received.
+    OverQuota,
+}
+
+/// Why a channel or block could not be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    /// No such contract.
+    NoContract,
+    /// The caller's quota or the kernel heap cannot take it.
+    OutOfMemory,
+}
+
+struct Endpoint {
+    contract: u16,
+    role: Role,
+    state: u16,
+    peer: Option<EndpointId>,
+    holder: Holder,
+    /// The account this endpoint is charged to, and how much.
+    charged: Owner,
+    cost: u64,
+    /// Messages to this endpoint: a ring of preallocated slots of `slot_size` bytes.
+    slots: Vec<u8>,
+    lens: Vec<u32>,
+    slot_size: usize,
+    head: usize,
+    queued: usize,
+    /// A receive posted by the blocked holder: its buffer's capacity and where it is
+    /// (opaque to this module: the kernel's address space and address).
+    posted: Option<(usize, Landing)>,
+    /// A message a sender delivered straight into the posted buffer: its length.
+    delivered: Option<usize>,
+    /// The next doomed endpoint (an intrusive list, so dooming never allocates).
+    next_doomed: Option<EndpointId>,
+}
+
+impl Endpoint {
+    fn message(&self, k: usize) -> &[u8] {
+        let at = (self.head + k) % self.lens.len();
+        &self.slots[at * self.slot_size..][..self.lens[at] as usize]
+    }
+}
+
+/// Where a posted receive's buffer is, as the kernel describes it (opaque here).
+pub type Landing = [u64; 2];
+
+struct Block {
+    data: Vec<u8>,
+    holder: Holder,
+    charged: Owner,
+}
+
+impl Block {
+    fn cost(&self) -> u64 {
+        block_cost(self.data.len())
+    }
+}
+
+/// What a block of `size` bytes is charged.
+pub fn block_cost(size: usize) -> u64 {
+    size as u64 + OBJECT_OVERHEAD
+}
+
+/// Counts, for tests and reclaim checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub endpoints: usize,
+    pub blocks: usize,
+    pub block_bytes: usize,
+}
+
+/// The channel manager's state.
+#[derive(Default)]
+pub struct Channels {
+    protocols: Vec<Protocol>,
+    endpoints: Table<Endpoint>,
+    blocks: Table<Block>,
+    accounts: Accounts,
+    /// Doomed endpoints waiting for [`Channels::reap`].
+    doomed: Option<EndpointId>,
+}
+
+fn fault<T>(message: String) -> Result<T, Fault> {
+    Err(Fault(message))
+}
+
+/// A zeroed vector, or `None` if the heap cannot give it.
+fn zeroed<T: Clone + Default>(len: usize) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, T::default());
+    Some(v)
+}
+
+impl Channels {
+    pub fn new(protocols: Vec<Protocol>) -> Channels {
+        Channels {
+            protocols,
+            ..Channels::default()
+        }
+    }
+
+    /// The contracts this manager knows.
+    pub fn protocols(&self) -> &[Protocol] {
+        &self.protocols
+    }
+
+    pub fn contract_index(&self, name: &str) -> Option<u16> {
+        self.protocols
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as u16)
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            endpoints: self.endpoints.len(),
+            blocks: self.blocks.len(),
+            block_bytes: self.blocks.iter().map(|b| b.data.len()).sum(),
+        }
+    }
+
+    // --- accounts ------------------------------------------------------------------
+
+    /// Makes room for the accounts of owners `0..owners` (done once, at boot).
+    pub fn reserve_accounts(&mut self, owners: usize) -> Result<(), OverQuota> {
+        self.accounts.reserve(owners)
+    }
+
+    /// Opens `owner`'s account (a new process) with `quota`, emptied.
+    pub fn open_account(&mut self, owner: Owner, quota: Quota) -> Result<(), OverQuota> {
+        self.accounts.open(owner, quota)
+    }
+
+    /// Sets `owner`'s quota (from its manifest, once verified).
+    pub fn set_quota(&mut self, owner: Owner, quota: Quota) {
+        self.accounts.set_quota(owner, quota)
+    }
+
+    /// What `owner` is charged for now.
+    pub fn usage(&self, owner: Owner) -> Usage {
+        self.accounts.usage(owner)
+    }
+
+    /// The most `owner` was ever charged for at once.
+    pub fn peak(&self, owner: Owner) -> Usage {
+        self.accounts.peak(owner)
+    }
+
+    /// Bytes an endpoint of `contract` receiving from `role`'s peer is charged.
+    fn endpoint_shape(&self, contract: u16, role: Role) -> (usize, usize) {
+        let p = &self.protocols[contract as usize];
+        // Messages *to* this endpoint travel in the direction its peer sends.
+        let depth = p.max_in_flight[role.peer().sends().index()].max(1) as usize;
+        (depth, p.max_message_bytes() as usize)
+    }
+
+    fn endpoint_cost(&self, contract: u16, role: Role) -> u64 {
+        let (depth, size) = self.endpoint_shape(contract, role);
+        (depth * size + depth * 4) as u64 + OBJECT_OVERHEAD
+    }
+
+    fn new_endpoint(
+        &mut self,
+        contract: u16,
+        role: Role,
+        holder: Owner,
+    ) -> Result<EndpointId, CreateError> {
+        let (depth, size) = self.endpoint_shape(contract, role);
+        let slots = depth
+            .checked_mul(size)
+            .and_then(zeroed)
+            .ok_or(CreateError::OutOfMemory)?;
+        let lens = zeroed(depth).ok_or(CreateError::OutOfMemory)?;
+        let endpoint = Endpoint {
+            contract,
+            role,
+            state: self.protocols[contract as usize].initial,
+            peer: None,
+            holder: Holder::Process(holder),
+            charged: holder,
+            cost: self.endpoint_cost(contract, role),
+            slots,
+            lens,
+            slot_size: size,
+            head: 0,
+            queued: 0,
+            posted: None,
+            delivered: None,
+            next_doomed: None,
+        };
+        self.endpoints
+            .insert(endpoint)
+            .map_err(|_| CreateError::OutOfMemory)
+    }
+
+    /// Makes both ends of a channel; charges each to its holder (already checked).
+    fn make_channel(
+        &mut self,
+        contract: u16,
+        exporter: Owner,
+        importer: Owner,
+    ) -> Result<(EndpointId, EndpointId), CreateError> {
+        let exp = self.new_endpoint(contract, Role::Exporter, exporter)?;
+        let imp = match self.new_endpoint(contract, Role::Importer, importer) {
+            Ok(imp) => imp,
+            Err(e) => {
+                self.endpoints.remove(exp);
+                return Err(e);
+            }
+        };
+        self.ep_mut(exp).peer = Some(imp);
+        self.ep_mut(imp).peer = Some(exp);
+        for id in [exp, imp] {
+            let ep = self.ep(id).expect("just made");
+            let (owner, cost) = (ep.charged, ep.cost);
+            self.accounts.force(owner, 1, cost);
+        }
+        Ok((exp, imp))
+    }
+
+    /// A SIP creates a channel of `contract` holding both ends, within its quota:
+    /// (exporter end, importer end).
+    pub fn create(
+        &mut self,
+        contract: u16,
+        owner: Owner,
+    ) -> Result<(EndpointId, EndpointId), CreateError> {
+        if contract as usize >= self.protocols.len() {
+            return Err(CreateError::NoContract);
+        }
+        let bytes = self.endpoint_cost(contract, Role::Exporter)
+            + self.endpoint_cost(contract, Role::Importer);
+        if !self.accounts.fits(owner, 2, bytes) {
+            return Err(CreateError::OutOfMemory);
+        }
+        self.make_channel(contract, owner, owner)
+    }
+
+    /// The kernel connects two processes on the system manifest's word: each end is
+    /// charged to its holder whatever its quota.
+    pub fn connect(
+        &mut self,
+        contract: u16,
+        exporter: Owner,
+        importer: Owner,
+    ) -> Result<(EndpointId, EndpointId), CreateError> {
+        if contract as usize >= self.protocols.len() {
+            return Err(CreateError::NoContract);
+        }
+        self.make_channel(contract, exporter, importer)
+    }
+
+    fn ep(&self, id: EndpointId) -> Option<&Endpoint> {
+        self.endpoints.get(id)
+    }
+
+    fn ep_mut(&mut self, id: EndpointId) -> &mut Endpoint {
+        self.endpoints.get_mut(id).expect("live endpoint")
+    }
+
+    /// The endpoint `id` if `owner` holds it.
+    fn held(&self, owner: Owner, id: EndpointId) -> Result<&Endpoint, Fault> {
+        match self.ep(id) {
+            Some(ep) if ep.holder == Holder::Process(owner) => Ok(ep),
+            _ => fault(format!("endpoint handle {id} is not held by this SIP")),
+        }
+    }
+
+    /// Describes an endpoint for error reports: `Echo/importer in state Ready`.
+    fn describe(&self, ep: &Endpoint) -> String {
+        let p = &self.protocols[ep.contract as usize];
+        format!(
+            "contract {}, {} in state {}",
+            p.name,
+            ep.role.name(),
+            p.states[ep.state as usize].name
+        )
+    }
+
+    /// Whether `owner`'s endpoint `id` is of `contract`/`role` and in its initial state.
+    pub fn is(
+        &self,
+        owner: Owner,
+        id: EndpointId,
+        contract: &str,
+        role: Role,
+    ) -> Result<bool, Fault> {
+        let ep = self.held(owner, id)?;
+        let p = &self.protocols[ep.contract as usize];
+        Ok(p.name == contract && ep.role == role && ep.state == p.initial)
+    }
+
+    /// Sends `bytes` on `owner`'s endpoint `id`. Returns the peer endpoint (to wake).
+    pub fn send(
+        &mut self,
+        owner: Owner,
+        id: EndpointId,
+        bytes: &[u8],
+    ) -> Result<EndpointId, SendError> {
+        self.send_direct(owner, id, bytes, &mut |_, _| false)
+    }
+
+    /// [`Channels::send`], delivering straight into the receiver's buffer when it has
+    /// posted a receive ([`Channels::post`]) that the message fits, nothing is queued
+    /// before it and its quota can take what the message carries: `deliver(landing,
+    /// bytes)` copies the message there (the one copy of a rendezvous) and returns true,
+    /// and the receiver's side of the exchange (its state, the handles it now holds)
+    /// happens at once. If `deliver` returns false the message is queued as usual.
+    pub fn send_direct(
+        &mut self,
+        owner: Owner,
+        id: EndpointId,
+        bytes: &[u8],
+        deliver: &mut dyn FnMut(Landing, &[u8]) -> bool,
+    ) -> Result<EndpointId, SendError> {
+        let ep = self.held(owner, id).map_err(SendError::Fault)?;
+        let p = &self.protocols[ep.contract as usize];
+        let checked = wire::check(p, bytes).map_err(|why| {
+            SendError::Fault(Fault(format!(
+                "malformed message on {}: {why}",
+                self.describe(ep)
+            )))
+        })?;
+        let message = &p.messages[checked.message as usize];
+        let Some(next) = p.step(ep.state, checked.message, ep.role.sends()) else {
+            return Err(SendError::Fault(Fault(format!(
+                "contract violation: {} may not send {}",
+                self.describe(ep),
+                message.name
+            ))));
+        };
+        // Every endpoint and block the message carries must be the sender's to give.
+        for h in &checked.handles {
+            let field = &message.fields[h.field];
+            if h.endpoint {
+                let carried = match self.ep(h.handle) {
+                    Some(c) if c.holder == Holder::Process(owner) => c,
+                    _ => {
+                        return Err(SendError::Fault(Fault(format!(
+                            "{}.{}: endpoint handle {} is not held by this SIP",
+                            message.name, field.name, h.handle
+                        ))));
+                    }
+                };
+                if h.handle == id || Some(h.handle) == ep.peer {
+                    return Err(SendError::Fault(Fault(format!(
+                        "{}.{}: an endpoint cannot travel over its own channel",
+                        message.name, field.name
+                    ))));
+                }
+                if let FieldType::Endpoint {
+                    contract: Some(want),
+                    role: Some(role),
+                } = &field.ty
+                {
+                    let cp = &self.protocols[carried.contract as usize];
+                    if &cp.name != want || carried.role != *role || carried.state != cp.initial {
+                        return Err(SendError::Fault(Fault(format!(
+                            "{}.{} must be a {} end of {want} in its initial state, not {}",
+                            message.name,
+                            field.name,
+                            role.name(),
+                            self.describe(carried)
+                        ))));
+                    }
+                }
+            } else if !matches!(self.blocks.get(h.handle), Some(b) if b.holder == Holder::Process(owner))
+            {
+                return Err(SendError::Fault(Fault(format!(
+                    "{}.{}: buffer handle {} is not held by this SIP",
+                    message.name, field.name, h.handle
+                ))));
+            }
+        }
+        if checked.handles.iter().enumerate().any(|(i, a)| {
+            checked.handles[..i]
+                .iter()
+                .any(|b| b.endpoint == a.endpoint && b.handle == a.handle)
+        }) {
+            return Err(SendError::Fault(Fault(format!(
+                "{}: the same handle twice in one message",
+                message.name
+            ))));
+        }
+        let Some(peer) = ep.peer else {
+            return Err(SendError::PeerClosed);
+        };
+        let target = self.ep(peer).expect("peer of a live endpoint is live");
+        if target.queued == target.lens.len() {
+            // The contract's bound makes this impossible; refuse rather than allocate.
+            return Err(SendError::Fault(Fault(format!(
+                "queue of {} is full ({} messages): the contract bound was exceeded",
+                self.describe(target),
+                target.lens.len()
+            ))));
+        }
+        if bytes.len() > target.slot_size {
+            return Err(SendError::Fault(Fault(format!(
+                "{}: {} bytes exceed the contract's largest message",
+                message.name,
+                bytes.len()
+            ))));
+        }
+        // Where the target sits: held by a process, or inside messages. Carrying an
+        // endpoint into a queue inside that endpoint's own queue closes a cycle.
+        let cycle = if checked.handles.iter().any(|h| h.endpoint) {
+            self.closes_cycle(peer, &checked.handles)
+                .map_err(SendError::Fault)?
+        } else {
+            None
+        };
+        // A receiver waiting with room: one copy, straight into its buffer.
+        if let (Holder::Process(receiver), Some((capacity, landing)), 0, None) = (
+            target.holder,
+            target.posted,
+            target.queued,
+            target.delivered,
+        ) && capacity >= bytes.len()
+            && self.carried_fits(receiver, &checked.handles)
+            && deliver(landing, bytes)
+        {
+            let received = p
+                .step(target.state, checked.message, target.role.peer().sends())
+                .expect("both ends follow the same state machine");
+            self.ep_mut(id).state = next;
+            let target = self.ep_mut(peer);
+            target.state = received;
+            target.posted = None;
+            target.delivered = Some(bytes.len());
+            self.take_handles(&checked.handles, receiver);
+            return Ok(peer);
+        }
+        // Commit: state, holders, copy into the peer's preallocated slot.
+        self.ep_mut(id).state = next;
+        for h in &checked.handles {
+            let holder = Holder::InTransit(peer);
+            if h.endpoint {
+                self.ep_mut(h.handle).holder = holder;
+            } else if let Some(b) = self.blocks.get_mut(h.handle) {
+                b.holder = holder;
+            }
+        }
+        let target = self.ep_mut(peer);
+        let at = (target.head + target.queued) % target.lens.len();
+        target.slots[at * target.slot_size..][..bytes.len()].copy_from_slice(bytes);
+        target.lens[at] = bytes.len() as u32;
+        target.queued += 1;
+        if let Some(member) = cycle {
+            // Nobody can ever receive from the cycle: free it now (the peers see it closed).
+            self.doom(member);
+        }
+        Ok(peer)
+    }
+
+    /// If carrying `handles` into `target`'s queue closes a cycle of endpoints in transit,
+    /// an endpoint of the cycle. Faults the sender if `target` is nested too deep.
+    fn closes_cycle(
+        &self,
+        target: EndpointId,
+        handles: &[wire::HandleField],
+    ) -> Result<Option<EndpointId>, Fault> {
+        let mut at = target;
+        for _ in 0..MAX_NESTING {
+            match self.ep(at).map(|e| e.holder) {
+                Some(Holder::InTransit(container)) => {
+                    if handles.iter().any(|h| h.endpoint && h.handle == container) {
+                        return Ok(Some(container));
+                    }
+                    at = container;
+                }
+                _ => return Ok(None),
+            }
+        }
+        fault(format!(
+            "the receiving endpoint is nested more than {MAX_NESTING} messages deep in transit"
+        ))
+    }
+
+    /// Cost of the carried objects not already charged to `receiver`: (objects, bytes).
+    fn carried_cost(&self, receiver: Owner, handles: &[wire::HandleField]) -> (u32, u64) {
+        let mut total = (0, 0);
+        for h in handles {
+            let (charged, cost) = if h.endpoint {
+                self.ep(h.handle)
+                    .map_or((receiver, 0), |e| (e.charged, e.cost))
+            } else {
+                self.blocks
+                    .get(h.handle)
+                    .map_or((receiver, 0), |b| (b.charged, b.cost()))
+            };
+            if charged != receiver {
+                total.0 += 1;
+                total.1 += cost;
+            }
+        }
+        total
+    }
+
+    fn carried_fits(&self, receiver: Owner, handles: &[wire::HandleField]) -> bool {
+        let (objects, bytes) = self.carried_cost(receiver, handles);
+        objects == 0 || self.accounts.fits(receiver, objects, bytes)
+    }
+
+    /// Gives every endpoint and block in `handles` to `receiver`, moving their charges.
+    fn take_handles(&mut self, handles: &[wire::HandleField], receiver: Owner) {
+        for h in handles {
+            let (from, cost) = if h.endpoint {
+                let ep = self.ep_mut(h.handle);
+                ep.holder = Holder::Process(receiver);
+                let from = core::mem::replace(&mut ep.charged, receiver);
+                (from, ep.cost)
+            } else {
+                let Some(b) = self.blocks.get_mut(h.handle) else {
+                    continue;
+                };
+                b.holder = Holder::Process(receiver);
+                let from = core::mem::replace(&mut b.charged, receiver);
+                (from, b.cost())
+            };
+            if from != receiver {
+                self.accounts.uncharge(from, 1, cost);
+                self.accounts.force(receiver, 1, cost);
+            }
+        }
+    }
+
+    /// True if a receive on `owner`'s endpoint `id` would not block.
+    pub fn ready(&self, owner: Owner, id: EndpointId) -> Result<bool, Fault> {
+        let ep = self.held(owner, id)?;
+        Ok(ep.queued > 0 || ep.delivered.is_some() || ep.peer.is_none())
+    }
+
+    /// Posts a receive of up to `capacity` bytes at `landing` on `owner`'s endpoint `id`,
+    /// whose holder is about to block: the next sender may deliver into it directly.
+    pub fn post(
+        &mut self,
+        owner: Owner,
+        id: EndpointId,
+        capacity: usize,
+        landing: Landing,
+    ) -> Result<(), Fault> {
+        self.held(owner, id)?;
+        self.ep_mut(id).posted = Some((capacity, landing));
+        Ok(())
+    }
+
+    /// Withdraws a posted receive and takes a message delivered into it meanwhile (its
+    /// length), which counts as received.
+    pub fn take_delivered(&mut self, owner: Owner, id: EndpointId) -> Option<usize> {
+        self.held(owner, id).ok()?;
+        let ep = self.ep_mut(id);
+        ep.posted = None;
+        ep.delivered.take()
+    }
+
+    /// Receives the next message for `owner`'s endpoint `id` into `out`; returns its length.
+    pub fn recv(
+        &mut self,
+        owner: Owner,
+        id: EndpointId,
+        out: &mut [u8],
+    ) -> Result<usize, RecvError> {
+        let ep = self.held(owner, id).map_err(RecvError::Fault)?;
+        if ep.queued == 0 {
+            return Err(if ep.peer.is_none() {
+                RecvError::PeerClosed
+            } else {
+                RecvError::Empty
+            });
+        }
+        let bytes = ep.message(0);
+        if bytes.len() > out.len() {
+            return Err(RecvError::TooSmall(bytes.len()));
+        }
+        let p = &self.protocols[ep.contract as usize];
+        let checked = wire::check(p, bytes).expect("queued messages were checked on send");
+        if !self.carried_fits(owner, &checked.handles) {
+            return Err(RecvError::OverQuota);
+        }
+        let next = p
+            .step(ep.state, checked.message, ep.role.peer().sends())
+            .expect("both ends follow the same state machine");
+        out[..bytes.len()].copy_from_slice(bytes);
+        let len = bytes.len();
+        let ep = self.ep_mut(id);
+        ep.state = next;
+        ep.head = (ep.head + 1) % ep.lens.len();
+        ep.queued -= 1;
+        self.take_handles(&checked.handles, owner);
+        Ok(len)
+    }
+
+    /// Closes `owner`'s endpoint `id`: the peer sees it closed at once; the endpoint and
+    /// what is queued for it are freed by [`Channels::reap`]. Returns the peer, if any.
+    pub fn close(&mut self, owner: Owner, id: EndpointId) -> Result<Option<EndpointId>, Fault> {
+        self.held(owner, id)?;
+        Ok(self.doom(id))
+    }
+
+    /// Marks an endpoint doomed and detaches its peer. Constant time, no allocation.
+    fn doom(&mut self, id: EndpointId) -> Option<EndpointId> {
+        let next = self.doomed;
+        let ep = self.endpoints.get_mut(id)?;
+        if ep.holder == Holder::Doomed {
+            return None;
+        }
+        ep.holder = Holder::Doomed;
+        ep.posted = None;
+        ep.next_doomed = next;
+        let peer = ep.peer.take();
+        self.doomed = Some(id);
+        if let Some(peer) = peer
+            && let Some(peer_ep) = self.endpoints.get_mut(peer)
+        {
+            peer_ep.peer = None;
+        }
+        peer
+    }
+
+    /// Frees up to `budget` doomed endpoints, dooming the endpoints and freeing the blocks
+    /// their queued messages carried. Returns true while doomed endpoints remain.
+    pub fn reap(&mut self, budget: usize) -> bool {
+        for _ in 0..budget {
+            let Some(id) = self.doomed else {
+                return false;
+            };
+            let ep = self
+                .endpoints
+                .remove(id)
+                .expect("doomed endpoints are live");
+            self.doomed = ep.next_doomed;
+            self.accounts.uncharge(ep.charged, 1, ep.cost);
+            for k in 0..ep.queued {
+                let p = &self.protocols[ep.contract as usize];
+                let Ok(checked) = wire::check(p, ep.message(k)) else {
+                    continue;
+                };
+                for h in checked.handles {
+                    if h.endpoint {
+                        if matches!(self.ep(h.handle), Some(c) if c.holder == Holder::InTransit(id))
+                        {
+                            self.doom(h.handle);
+                        }
+                    } else if matches!(self.blocks.get(h.handle), Some(b) if b.holder == Holder::InTransit(id))
+                    {
+                        self.remove_block(h.handle);
+                    }
+                }
+            }
+        }
+        self.doomed.is_some()
+    }
+
+    /// Whether closed endpoints wait for [`Channels::reap`].
+    pub fn has_doomed(&self) -> bool {
+        self.doomed.is_some()
+    }
+
+    /// Frees every doomed endpoint (for tests and callers with nothing to interleave).
+    pub fn reap_all(&mut self) {
+        while self.reap(usize::MAX) {}
+    }
+
+    /// Part of ending a process: dooms the endpoints and frees the blocks `owner` holds
+    /// among `budget` table entries from `cursor` on (endpoints, then blocks). Returns the
+    /// cursor to continue from, or `None` when the scan is complete. Follow with
+    /// [`Channels::reap`].
+    pub fn release_step(&mut self, owner: Owner, cursor: usize, budget: usize) -> Option<usize> {
+        let ends = self.endpoints.capacity();
+        let total = ends + self.blocks.capacity();
+        let stop = cursor.saturating_add(budget).min(total);
+        for i in cursor..stop {
+            if i < ends {
+                if let Some((id, ep)) = self.endpoints.at(i)
+                    && ep.holder == Holder::Process(owner)
+                {
+                    self.doom(id);
+                }
+            } else if let Some((id, b)) = self.blocks.at(i - ends)
+                && b.holder == Holder::Process(owner)
+            {
+                self.remove_block(id);
+            }
+        }
+        (stop < total).then_some(stop)
+    }
+
+    /// Frees everything `owner` holds (the process has ended), all at once.
+    pub fn release_owner(&mut self, owner: Owner) {
+        let mut cursor = Some(0);
+        while let Some(at) = cursor {
+            cursor = self.release_step(owner, at, usize::MAX);
+        }
+        self.reap_all();
+    }
+
+    /// Moves endpoint `id` from `from` to `to` (the system manifest handing initial ends).
+    pub fn give(&mut self, from: Owner, id: EndpointId, to: Owner) -> Result<(), Fault> {
+        self.held(from, id)?;
+        let ep = self.ep_mut(id);
+        ep.holder = Holder::Process(to);
+        let was = core::mem::replace(&mut ep.charged, to);
+        let cost = ep.cost;
+        self.accounts.uncharge(was, 1, cost);
+        self.accounts.force(to, 1, cost);
+        Ok(())
+    }
+
+    // --- exchange heap -------------------------------------------------------------
+
+    fn held_block(&mut self, owner: Owner, id: BufferId) -> Result<&mut Block, Fault> {
+        match self.blocks.get_mut(id) {
+            Some(b) if b.holder == Holder::Process(owner) => Ok(b),
+            _ => fault(format!("buffer handle {id} is not held by this SIP")),
+        }
+    }
+
+    fn remove_block(&mut self, id: BufferId) -> Option<Vec<u8>> {
+        let block = self.blocks.remove(id)?;
+        self.accounts.uncharge(block.charged, 1, block.cost());
+        Some(block.data)
+    }
+
+    /// Charges `owner` for a block of `size` bytes before the caller allocates it (outside
+    /// any lock); [`Channels::add_block`] or [`Channels::cancel_block`] follows.
+    pub fn charge_block(&mut self, owner: Owner, size: usize) -> Result<(), OverQuota> {
+        self.accounts.charge(owner, 1, block_cost(size))
+    }
+
+    /// Gives back a [`Channels::charge_block`] charge whose allocation failed.
+    pub fn cancel_block(&mut self, owner: Owner, size: usize) {
+        self.accounts.uncharge(owner, 1, block_cost(size));
+    }
+
+    /// Adds the zeroed block `data` held by `owner`, already charged with
+    /// [`Channels::charge_block`]. If the table cannot grow, the charge is given back.
+    pub fn add_block(&mut self, owner: Owner, data: Vec<u8>) -> Result<BufferId, OverQuota> {
+        let size = data.len();
+        let block = Block {
+            data,
+            holder: Holder::Process(owner),
+            charged: owner,
+        };
+        self.blocks.insert(block).map_err(|_| {
+            self.cancel_block(owner, size);
+            OverQuota
+        })
+    }
+
+    /// The bytes of `owner`'s block, for reading or writing.
+    pub fn block_data(&mut self, owner: Owner, id: BufferId) -> Result<&mut [u8], Fault> {
+        Ok(&mut self.held_block(owner, id)?.data)
+    }
+
+    /// Frees `owner`'s block; returns its memory so the caller can drop it outside locks.
+    pub fn free_block(&mut self, owner: Owner, id: BufferId) -> Result<Vec<u8>, Fault> {
+        self.held_block(owner, id)?;
+        Ok(self.remove_block(id).expect("held block"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECHO: &str = "contract Echo {
+        message Ping(seq: u32, data: bytes[8]);
+        message Pong(seq: u32, data: bytes[8]);
+        message Carry(block: buffer, peer: imp<Echo>);
+        message Carried;
+        message Bye;
+        initial state Ready {
+            Ping? -> Pong! -> Ready;
+            Carry? -> Carried! -> Ready;
+            Bye? -> Done;
+        }
+        state Done;
+    }";
+
+    const QUOTA: Quota = Quota {
+        objects: 64,
+        bytes: 1 << 20,
+    };
+
+    fn channels() -> Channels {
+        let mut ch = Channels::new(contracts::compile(ECHO).unwrap());
+        for owner in [SERVER, CLIENT, OTHER] {
+            ch.open_account(owner, QUOTA).unwrap();
+        }
+        ch
+    }
+
+    fn block(ch: &mut Channels, owner: Owner, data: Vec<u8>) -> BufferId {
+        ch.charge_block(owner, data.len()).unwrap();
+        ch.add_block(owner, data).unwrap()
+    }
+
+    fn msg(id: u16, seq: u32, data: &[u8]) -> Vec<u8> {
+        let mut m = id.to_le_bytes().to_vec();
+        m.extend(seq.to_le_bytes());
+        m.extend((data.len() as u32).to_le_bytes());
+        m.extend(data);
+        m
+    }
+
+    const SERVER: Owner = 1;
+    const CLIENT: Owner = 2;
+    const OTHER: Owner = 3;
+
+    #[test]
+    fn request_reply_follows_the_contract() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        assert_eq!(ch.send(CLIENT, imp, &msg(0, 7, b"hi")), Ok(exp));
+        let mut buf = [0u8; 64];
+        assert_eq!(ch.ready(SERVER, exp), Ok(true));
+        let len = ch.recv(SERVER, exp, &mut buf).unwrap();
+        assert_eq!(&buf[..len], &msg(0, 7, b"hi")[..]);
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Err(RecvError::Empty));
+        assert_eq!(ch.send(SERVER, exp, &msg(1, 7, b"hi")), Ok(imp));
+        assert_eq!(ch.recv(CLIENT, imp, &mut buf).unwrap(), len);
+    }
+
+    #[test]
+    fn violations_blame_the_sender_with_contract_state_and_message() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        // The server may not send Pong before a Ping.
+        let SendError::Fault(Fault(why)) = ch.send(SERVER, exp, &msg(1, 1, b"")).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            why,
+            "contract violation: contract Echo, exporter in state Ready may not send Pong"
+        );
+        // Two Pings in a row: the second is out of turn.
+        ch.send(CLIENT, imp, &msg(0, 1, b"")).unwrap();
+        let SendError::Fault(Fault(why)) = ch.send(CLIENT, imp, &msg(0, 2, b"")).unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(
+            why.contains("importer in state Ready_1 may not send Ping"),
+            "{why}"
+        );
+        // Payload limits and garbage are faults too.
+        assert!(matches!(
+            ch.send(CLIENT, imp, &msg(0, 1, b"123456789")),
+            Err(SendError::Fault(_))
+        ));
+        assert!(matches!(
+            ch.send(CLIENT, imp, &[9, 9]),
+            Err(SendError::Fault(_))
+        ));
+        // Someone else's endpoint.
+        let SendError::Fault(Fault(why)) = ch.send(OTHER, imp, &msg(0, 1, b"")).unwrap_err() else {
+            panic!()
+        };
+        assert!(why.contains("not held by this SIP"));
+    }
+
+    #[test]
+    fn queues_are_allocated_at_creation_to_the_contract_bound() {
+        let mut ch = channels();
+        let (exp, _imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let ep = ch.ep(exp).unwrap();
+        assert_eq!(ep.lens.len(), 1);
+        assert_eq!(
+            ep.slots.len(),
+            ch.protocols()[0].max_message_bytes() as usize
+        );
+    }
+
+    #[test]
+    fn receive_buffer_too_small_keeps_the_message() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        ch.send(CLIENT, imp, &msg(0, 7, b"12345678")).unwrap();
+        let mut small = [0u8; 4];
+        assert_eq!(
+            ch.recv(SERVER, exp, &mut small),
+            Err(RecvError::TooSmall(18))
+        );
+        let mut buf = [0u8; 64];
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Ok(18));
+    }
+
+    #[test]
+    fn close_is_seen_by_the_peer_after_queued_messages() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        ch.send(CLIENT, imp, &msg(4, 0, b"")[..2]).unwrap(); // Bye
+        assert_eq!(ch.close(CLIENT, imp), Ok(Some(exp)));
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            ch.recv(SERVER, exp, &mut buf),
+            Ok(2),
+            "the Bye still arrives"
+        );
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Err(RecvError::PeerClosed));
+        assert_eq!(ch.ready(SERVER, exp), Ok(true));
+        assert_eq!(
+            ch.send(SERVER, exp, &msg(1, 0, b"")),
+            Err(SendError::Fault(Fault(
+                "contract violation: contract Echo, exporter in state Done may not send Pong"
+                    .into()
+            )))
+        );
+        ch.close(SERVER, exp).unwrap();
+        ch.reap_all();
+        assert_eq!(ch.counts(), Counts::default());
+    }
+
+    fn carry(block: BufferId, peer: EndpointId) -> Vec<u8> {
+        let mut m = 2u16.to_le_bytes().to_vec();
+        m.extend(block.to_le_bytes());
+        m.extend(peer.to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn endpoints_and_blocks_move_with_messages() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let (_exp2, imp2) = ch.connect(0, OTHER, CLIENT).unwrap();
+        let block = block(&mut ch, CLIENT, vec![0; 16384]);
+        ch.block_data(CLIENT, block).unwrap()[0] = 42;
+        ch.send(CLIENT, imp, &carry(block, imp2)).unwrap();
+        // The sender lost both at once.
+        assert!(ch.block_data(CLIENT, block).is_err());
+        assert!(ch.send(CLIENT, imp2, &msg(0, 1, b"")).is_err());
+        // In transit nobody holds them.
+        assert!(ch.block_data(SERVER, block).is_err());
+        let mut buf = [0u8; 64];
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        assert_eq!(
+            ch.block_data(SERVER, block).unwrap()[0],
+            42,
+            "moved, not copied"
+        );
+        assert!(
+            ch.send(SERVER, imp2, &msg(0, 1, b"")).is_ok(),
+            "the server now holds imp2"
+        );
+    }
+
+    #[test]
+    fn carrying_what_you_do_not_hold_is_a_fault() {
+        let mut ch = channels();
+        let (_exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let (_exp2, imp2) = ch.connect(0, OTHER, OTHER).unwrap();
+        let mine = block(&mut ch, CLIENT, vec![0; 8]);
+        let theirs = block(&mut ch, OTHER, vec![0; 8]);
+        let (_e3, my_imp) = ch.connect(0, CLIENT, CLIENT).unwrap();
+        for (block, peer, needle) in [
+            (theirs, my_imp, "buffer handle"),
+            (mine, imp2, "endpoint handle"),
+            (mine, imp, "cannot travel over its own channel"),
+        ] {
+            let SendError::Fault(Fault(why)) =
+                ch.send(CLIENT, imp, &carry(block, peer)).unwrap_err()
+            else {
+                panic!()
+            };
+            assert!(why.contains(needle), "{why}");
+        }
+        // A typed endpoint field needs an endpoint of that contract, role and initial state.
+        let (exp4, _imp4) = ch.connect(0, CLIENT, CLIENT).unwrap();
+        let SendError::Fault(Fault(why)) = ch.send(CLIENT, imp, &carry(mine, exp4)).unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(why.contains("must be a importer end of Echo"), "{why}");
+    }
+
+    #[test]
+    fn ending_a_process_frees_everything_it_held_and_everything_in_flight_to_it() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let (_exp2, imp2) = ch.connect(0, CLIENT, CLIENT).unwrap();
+        let carried = block(&mut ch, CLIENT, vec![0; 100]);
+        ch.send(CLIENT, imp, &carry(carried, imp2)).unwrap();
+        let _spare = block(&mut ch, SERVER, vec![0; 10]);
+        // The server dies with the message (and what it carries) still queued.
+        ch.release_owner(SERVER);
+        assert!(ch.ep(exp).is_none());
+        assert_eq!(
+            ch.counts().blocks,
+            0,
+            "the carried and the spare block are gone"
+        );
+        let mut buf = [0u8; 8];
+        assert_eq!(ch.recv(CLIENT, imp, &mut buf), Err(RecvError::PeerClosed));
+        ch.release_owner(CLIENT);
+        assert_eq!(ch.counts(), Counts::default());
+    }
+
+    #[test]
+    fn a_posted_receive_takes_the_message_in_one_copy() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let mut landed = Vec::new();
+        ch.post(SERVER, exp, 64, [7, 0x1000]).unwrap();
+        let sent = ch.send_direct(CLIENT, imp, &msg(0, 7, b"hi"), &mut |landing, bytes| {
+            assert_eq!(landing, [7, 0x1000]);
+            landed.extend_from_slice(bytes);
+            true
+        });
+        assert_eq!(sent, Ok(exp));
+        assert_eq!(landed, msg(0, 7, b"hi"));
+        // Nothing queued; the receive is complete and the receiver's state has moved on.
+        assert_eq!(ch.ready(SERVER, exp), Ok(true));
+        assert_eq!(ch.take_delivered(SERVER, exp), Some(landed.len()));
+        let mut buf = [0u8; 64];
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Err(RecvError::Empty));
+        assert_eq!(ch.send(SERVER, exp, &msg(1, 7, b"hi")), Ok(imp));
+    }
+
+    #[test]
+    fn direct_delivery_needs_a_posted_receive_with_room() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let mut calls = 0;
+        // Not posted: queued as usual.
+        ch.send_direct(CLIENT, imp, &msg(0, 1, b""), &mut |_, _| {
+            calls += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
+        let mut buf = [0u8; 64];
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        ch.send(SERVER, exp, &msg(1, 1, b"")).unwrap();
+        ch.recv(CLIENT, imp, &mut buf).unwrap();
+        // Posted, but too small: queued, and the receive reports the size needed.
+        ch.post(SERVER, exp, 4, [0, 0]).unwrap();
+        ch.send_direct(CLIENT, imp, &msg(0, 2, b"12345678"), &mut |_, _| {
+            calls += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
+        assert_eq!(ch.take_delivered(SERVER, exp), None);
+        assert_eq!(
+            ch.recv(SERVER, exp, &mut [0u8; 4]),
+            Err(RecvError::TooSmall(18))
+        );
+        // A withdrawn post is not delivered into.
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        ch.send(SERVER, exp, &msg(1, 2, b"")).unwrap();
+        ch.recv(CLIENT, imp, &mut buf).unwrap();
+        ch.post(SERVER, exp, 64, [0, 0]).unwrap();
+        assert_eq!(ch.take_delivered(SERVER, exp), None);
+        ch.send_direct(CLIENT, imp, &msg(0, 3, b""), &mut |_, _| {
+            calls += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
+        // A deliver that fails falls back to the queue.
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        ch.send(SERVER, exp, &msg(1, 3, b"")).unwrap();
+        ch.recv(CLIENT, imp, &mut buf).unwrap();
+        ch.post(SERVER, exp, 64, [0, 0]).unwrap();
+        ch.send_direct(CLIENT, imp, &msg(0, 4, b""), &mut |_, _| false)
+            .unwrap();
+        assert_eq!(ch.take_delivered(SERVER, exp), None);
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Ok(msg(0, 4, b"").len()));
+    }
+
+    #[test]
+    fn handles_delivered_directly_belong_to_the_receiver() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let (_other_exp, other_imp) = ch.connect(0, CLIENT, CLIENT).unwrap();
+        let block = block(&mut ch, CLIENT, vec![1, 2, 3]);
+        let mut carry = 2u16.to_le_bytes().to_vec();
+        carry.extend(block.to_le_bytes());
+        carry.extend(other_imp.to_le_bytes());
+        ch.post(SERVER, exp, 64, [0, 0]).unwrap();
+        ch.send_direct(CLIENT, imp, &carry, &mut |_, _| true)
+            .unwrap();
+        assert!(ch.take_delivered(SERVER, exp).is_some());
+        assert_eq!(ch.block_data(SERVER, block).unwrap(), &[1, 2, 3]);
+        assert!(ch.block_data(CLIENT, block).is_err());
+        assert_eq!(ch.ready(SERVER, other_imp), Ok(false));
+    }
+
+    const PASS: &str = "contract Pass {
+        message Give(e: endpoint);
+        message Took;
+        initial state S { Give? -> Took! -> S; }
+    }";
+
+    /// Echo is contract 0, Pass contract 1.
+    fn with_pass() -> Channels {
+        let mut protocols = contracts::compile(ECHO).unwrap();
+        protocols.extend(contracts::compile(PASS).unwrap());
+        let mut ch = Channels::new(protocols);
+        for owner in [SERVER, CLIENT, OTHER] {
+            ch.open_account(owner, QUOTA).unwrap();
+        }
+        ch
+    }
+
+    fn give(e: EndpointId) -> Vec<u8> {
+        let mut m = 0u16.to_le_bytes().to_vec();
+        m.extend(e.to_le_bytes());
+        m
+    }
+
+    /// Pass channels (e_k, i_k) for k = 0..=n with e_{k-1} sent into e_k's queue: e_0
+    /// sits n messages deep. Returns every channel.
+    fn chain(ch: &mut Channels, owner: Owner, n: usize) -> Vec<(EndpointId, EndpointId)> {
+        let mut ends = vec![ch.create(1, owner).unwrap()];
+        for k in 1..=n {
+            let (e, i) = ch.create(1, owner).unwrap();
+            ch.send(owner, i, &give(ends[k - 1].0)).unwrap();
+            ends.push((e, i));
+        }
+        ends
+    }
+
+    #[test]
+    fn creating_channels_and_blocks_stops_at_the_quota() {
+        let mut ch = channels();
+        ch.set_quota(
+            CLIENT,
+            Quota {
+                objects: 5,
+                bytes: 1 << 20,
+            },
+        );
+        ch.create(0, CLIENT).unwrap();
+        ch.create(0, CLIENT).unwrap();
+        assert_eq!(ch.create(0, CLIENT), Err(CreateError::OutOfMemory));
+        assert!(ch.charge_block(CLIENT, 10).is_ok());
+        assert_eq!(ch.charge_block(CLIENT, 10), Err(OverQuota));
+        ch.cancel_block(CLIENT, 10);
+        // Bytes too.
+        assert_eq!(ch.charge_block(CLIENT, 2 << 20), Err(OverQuota));
+        assert_eq!(ch.create(9, CLIENT), Err(CreateError::NoContract));
+        // Another SIP is unaffected.
+        assert!(ch.create(0, SERVER).is_ok());
+        ch.release_owner(CLIENT);
+        assert_eq!(ch.usage(CLIENT), Usage::default());
+    }
+
+    #[test]
+    fn objects_in_transit_stay_charged_to_the_sender_until_received() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let server_before = ch.usage(SERVER);
+        let (_e, carried) = ch.create(0, CLIENT).unwrap();
+        let b = block(&mut ch, CLIENT, vec![0; 1000]);
+        let client_with = ch.usage(CLIENT);
+        ch.send(CLIENT, imp, &carry(b, carried)).unwrap();
+        assert_eq!(ch.usage(CLIENT), client_with, "still the sender's");
+        assert_eq!(ch.usage(SERVER), server_before);
+        ch.recv(SERVER, exp, &mut [0u8; 64]).unwrap();
+        assert_eq!(ch.usage(SERVER).objects, server_before.objects + 2);
+        assert_eq!(
+            ch.usage(SERVER).bytes,
+            server_before.bytes + block_cost(1000) + ch.ep(carried).unwrap().cost
+        );
+        assert_eq!(ch.usage(CLIENT).objects, client_with.objects - 2);
+    }
+
+    #[test]
+    fn a_receiver_whose_quota_cannot_take_the_message_keeps_it_queued() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let b = block(&mut ch, CLIENT, vec![0; 1000]);
+        let (_e, carried) = ch.create(0, CLIENT).unwrap();
+        let m = carry(b, carried);
+        // The server is full: a direct delivery is not attempted, the receive is refused.
+        ch.set_quota(
+            SERVER,
+            Quota {
+                objects: 1,
+                bytes: 1 << 20,
+            },
+        );
+        ch.post(SERVER, exp, 64, [0, 0]).unwrap();
+        let mut delivered = false;
+        ch.send_direct(CLIENT, imp, &m, &mut |_, _| {
+            delivered = true;
+            true
+        })
+        .unwrap();
+        assert!(!delivered);
+        assert_eq!(ch.take_delivered(SERVER, exp), None);
+        let mut buf = [0u8; 64];
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Err(RecvError::OverQuota));
+        ch.set_quota(SERVER, QUOTA);
+        assert_eq!(ch.recv(SERVER, exp, &mut buf), Ok(m.len()));
+        assert!(ch.block_data(SERVER, b).is_ok());
+    }
+
+    #[test]
+    fn closed_handles_stay_dead_when_their_slot_is_reused() {
+        let mut ch = channels();
+        let (exp, imp) = ch.create(0, CLIENT).unwrap();
+        ch.close(CLIENT, imp).unwrap();
+        ch.close(CLIENT, exp).unwrap();
+        ch.reap_all();
+        let (exp2, imp2) = ch.create(0, CLIENT).unwrap();
+        assert!(exp2 != exp && exp2 != imp && imp2 != exp && imp2 != imp);
+        assert!(ch.ready(CLIENT, exp).is_err());
+        assert!(ch.send(CLIENT, imp, &msg(0, 1, b"")).is_err());
+    }
+
+    #[test]
+    fn a_long_chain_in_transit_is_destroyed_in_constant_size_steps() {
+        let mut ch = with_pass();
+        ch.set_quota(
+            CLIENT,
+            Quota {
+                objects: 100_000,
+                bytes: 1 << 30,
+            },
+        );
+        let ends = chain(&mut ch, CLIENT, 10_000);
+        assert_eq!(ch.counts().endpoints, 2 * 10_001);
+        let (top_e, _) = ends[10_000];
+        ch.close(CLIENT, top_e).unwrap();
+        // Every step frees at most 4 endpoints, however long the chain.
+        let mut steps = 0;
+        while ch.reap(4) {
+            steps += 1;
+        }
+        assert_eq!(steps, 10_001 / 4, "one endpoint per link");
+        // The importers are still held, and every one sees its peer closed.
+        assert_eq!(ch.counts().endpoints, 10_001);
+        for (_, i) in &ends {
+            assert!(ch.ready(CLIENT, *i).unwrap());
+        }
+        ch.release_owner(CLIENT);
+        assert_eq!(ch.counts(), Counts::default());
+        assert_eq!(ch.usage(CLIENT), Usage::default());
+    }
+
+    #[test]
+    fn sending_into_an_endpoint_buried_too_deep_is_refused() {
+        let mut ch = with_pass();
+        ch.set_quota(
+            CLIENT,
+            Quota {
+                objects: 1000,
+                bytes: 1 << 20,
+            },
+        );
+        let ends = chain(&mut ch, CLIENT, MAX_NESTING + 1);
+        let (_, bottom_i) = ends[0];
+        let (spare, _) = ch.create(1, CLIENT).unwrap();
+        let SendError::Fault(Fault(why)) = ch.send(CLIENT, bottom_i, &give(spare)).unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(why.contains("nested more than"), "{why}");
+        ch.release_owner(CLIENT);
+        assert_eq!(ch.counts(), Counts::default());
+    }
+
+    #[test]
+    fn a_cycle_in_transit_is_freed_as_soon_as_it_closes() {
+        let mut ch = with_pass();
+        let ends = chain(&mut ch, CLIENT, 5);
+        // e_0 is inside e_1 ... inside e_5; sending e_5 into e_0's queue closes the loop.
+        let (top_e, _) = ends[5];
+        let (_, bottom_i) = ends[0];
+        let before = ch.counts().endpoints;
+        ch.send(CLIENT, bottom_i, &give(top_e)).unwrap();
+        ch.reap_all();
+        assert_eq!(
+            ch.counts().endpoints,
+            before - 6,
+            "the six exporters are gone"
+        );
+        for (_, i) in &ends {
+            let mut buf = [0u8; 8];
+            assert_eq!(ch.recv(CLIENT, *i, &mut buf), Err(RecvError::PeerClosed));
+        }
+        ch.release_owner(CLIENT);
+        assert_eq!(ch.counts(), Counts::default());
+        assert_eq!(ch.usage(CLIENT), Usage::default());
+    }
+
+    #[test]
+    fn a_process_ending_frees_what_it_holds_but_not_what_it_sent_until_received() {
+        let mut ch = with_pass();
+        let (e, i) = ch.connect(1, SERVER, CLIENT).unwrap();
+        let (ce, _ci) = ch.create(1, CLIENT).unwrap();
+        ch.send(CLIENT, i, &give(ce)).unwrap();
+        ch.release_owner(CLIENT);
+        // ce waits in the server's queue, still charged to its sender.
+        assert_eq!(ch.usage(CLIENT).objects, 1);
+        ch.recv(SERVER, e, &mut [0u8; 8]).unwrap();
+        assert_eq!(ch.usage(CLIENT), Usage::default());
+        ch.release_owner(SERVER);
+        assert_eq!(ch.counts(), Counts::default());
+        assert_eq!(ch.usage(SERVER), Usage::default());
+    }
+}
