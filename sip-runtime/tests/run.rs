@@ -395,3 +395,95 @@ fn exits_survive_the_hosted_report() {
     assert_eq!(Exit::from_report(99, 0, ""), None);
     assert_eq!(Exit::from_report(0, 1 << 33, ""), None);
 }
+
+// --- the verifier and the runtime agree -------------------------------------------
+
+/// `body` inside `cordon_main` with `locals` extra i32 locals, with a manifest, so that the
+/// verifier can judge it.
+fn verifiable(locals: u32, body: &str) -> Vec<u8> {
+    let wat = format!(
+        "(module (memory (export \"memory\") 1) (func (export \"cordon_main\") (local {}) {body}))",
+        "i32 ".repeat(locals as usize)
+    );
+    let mut bytes = wat::parse_str(&wat).expect("test WAT assembles");
+    bytes.extend(
+        cordon_abi::Manifest {
+            name: "edge".into(),
+            limits: Limits::default(),
+            endpoints: vec![],
+            resources: vec![],
+        }
+        .custom_section(),
+    );
+    bytes
+}
+
+/// The oracle: what the verifier accepts, the runtime loads; what it refuses is refused
+/// with the engine rule.
+#[track_caller]
+fn agree(bytes: &[u8], accepted: bool) {
+    match verifier::verify(bytes, &verifier::Policy::default()) {
+        Ok(_) => {
+            assert!(
+                accepted,
+                "the verifier accepted a module over the engine's limits"
+            );
+            if let Err(err) = Sip::new(bytes, &Limits::default(), Mock::default()) {
+                panic!("accepted by the verifier, refused by the runtime: {err}");
+            }
+        }
+        Err(rejection) => {
+            assert!(!accepted, "refused: {rejection}");
+            assert_eq!(rejection.rule, verifier::Rule::Engine, "{rejection}");
+        }
+    }
+}
+
+#[test]
+fn modules_at_every_engine_limit_load_and_past_it_are_refused_by_the_verifier() {
+    use verifier::engine;
+    // Locals (one more than the limit: the function has no parameters).
+    agree(&verifiable(engine::MAX_LOCALS, ""), true);
+    agree(&verifiable(engine::MAX_LOCALS + 1, ""), false);
+    // 50,000 locals used to pass the verifier and fail at load.
+    agree(&verifiable(50_000, ""), false);
+    // Operand stack.
+    let push = |n: u32| "(i64.const 7)".repeat(n as usize) + &"(drop)".repeat(n as usize);
+    agree(&verifiable(0, &push(engine::MAX_OPERAND_STACK)), true);
+    agree(&verifiable(0, &push(engine::MAX_OPERAND_STACK + 1)), false);
+    // Both at once: the engine's frame holds locals and stack together.
+    agree(
+        &verifiable(engine::MAX_LOCALS, &push(engine::MAX_OPERAND_STACK)),
+        true,
+    );
+    // Nesting.
+    let nest = |n: u32| "(block ".repeat(n as usize) + &")".repeat(n as usize);
+    agree(&verifiable(0, &nest(engine::MAX_NESTING - 1)), true);
+    agree(&verifiable(0, &nest(engine::MAX_NESTING + 1)), false);
+}
+
+#[test]
+fn function_types_at_the_engine_limit_load_and_past_it_are_refused() {
+    use verifier::engine;
+    let module = |params: usize| {
+        let wat = format!(
+            "(module (memory (export \"memory\") 1) (func $f (param {}) ) (func (export \"cordon_main\")))",
+            "i32 ".repeat(params)
+        );
+        let mut bytes = wat::parse_str(&wat).expect("test WAT assembles");
+        bytes.extend(
+            cordon_abi::Manifest {
+                name: "edge".into(),
+                limits: Limits::default(),
+                endpoints: vec![],
+                resources: vec![],
+            }
+            .custom_section(),
+        );
+        bytes
+    };
+    agree(&module(engine::MAX_PARAMS), true);
+    agree(&module(engine::MAX_PARAMS + 1), false);
+    // Past wasmparser's own limit the refusal is a validation error.
+    assert!(verifier::verify(&module(5_000), &verifier::Policy::default()).is_err());
+}

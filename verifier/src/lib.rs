@@ -42,6 +42,24 @@ pub const FEATURES: WasmFeatures = WasmFeatures::MUTABLE_GLOBAL
     .union(WasmFeatures::FLOATS)
     .union(WasmFeatures::GC_TYPES);
 
+/// What the execution engine translates, checked per function so that a module the
+/// verifier accepts always loads. Set below wasmi 2.0's own limits (30,000 locals a
+/// function, 1,000 parameters or results a type, 65,535 register slots a frame shared by
+/// locals, operand-stack temporaries and constants), with room to spare for the slots the
+/// engine adds itself.
+pub mod engine {
+    /// Locals of one function, parameters included.
+    pub const MAX_LOCALS: u32 = 16_000;
+    /// Operand-stack height within one function.
+    pub const MAX_OPERAND_STACK: u32 = 16_000;
+    /// Nested blocks, loops and ifs within one function.
+    pub const MAX_NESTING: u32 = 1_000;
+    /// Parameters, and results, of one function type.
+    pub const MAX_PARAMS: usize = 256;
+    /// Bytes of one function's body.
+    pub const MAX_BODY_BYTES: usize = 1 << 20;
+}
+
 /// What the kernel allows any SIP at most, whatever its manifest asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -83,6 +101,9 @@ pub enum Rule {
     Manifest,
     /// Memory or tables beyond the manifest's limits.
     Limits,
+    /// Beyond what the kernel's execution engine translates (locals, operand stack,
+    /// nesting, parameters and results): refused here rather than at load.
+    Engine,
 }
 
 impl Rule {
@@ -94,6 +115,7 @@ impl Rule {
             Rule::StartFunction => "no-start-function",
             Rule::Manifest => "manifest",
             Rule::Limits => "limits",
+            Rule::Engine => "engine-limits",
         }
     }
 }
@@ -175,6 +197,68 @@ fn bad_wasm(err: wasmparser::BinaryReaderError) -> Rejection {
 }
 
 /// Verifies `module` under `policy`.
+/// Validates one function body, operator by operator, within [`engine`]'s limits.
+fn check_function(
+    func: &mut wasmparser::FuncValidator<wasmparser::ValidatorResources>,
+    body: &wasmparser::FunctionBody<'_>,
+) -> Result<(), Rejection> {
+    let start = body.range().start;
+    let index = func.index();
+    let over = |offset: usize, what: String| {
+        reject::<()>(
+            Rule::Engine,
+            Some(offset),
+            format!("function {index}: {what}"),
+        )
+    };
+    if body.range().len() > engine::MAX_BODY_BYTES {
+        over(
+            start,
+            format!(
+                "its body is {} bytes, the engine takes at most {}",
+                body.range().len(),
+                engine::MAX_BODY_BYTES
+            ),
+        )?;
+    }
+    let mut reader = body.get_binary_reader();
+    func.read_locals(&mut reader).map_err(bad_wasm)?;
+    if func.len_locals() > engine::MAX_LOCALS {
+        over(
+            start,
+            format!(
+                "{} locals (parameters included), the engine takes at most {}",
+                func.len_locals(),
+                engine::MAX_LOCALS
+            ),
+        )?;
+    }
+    reader.set_features(FEATURES);
+    while !reader.eof() {
+        let offset = reader.original_position();
+        reader
+            .visit_operator(&mut func.visitor(offset))
+            .map_err(bad_wasm)?
+            .map_err(bad_wasm)?;
+        if func.operand_stack_height() > engine::MAX_OPERAND_STACK {
+            over(
+                offset,
+                format!(
+                    "operand stack deeper than {} values",
+                    engine::MAX_OPERAND_STACK
+                ),
+            )?;
+        }
+        if func.control_stack_height() > engine::MAX_NESTING {
+            over(
+                offset,
+                format!("blocks nested deeper than {}", engine::MAX_NESTING),
+            )?;
+        }
+    }
+    func.finish(reader.original_position()).map_err(bad_wasm)
+}
+
 pub fn verify(module: &[u8], policy: &Policy) -> Result<Verified, Rejection> {
     if module.len() > policy.max_module_bytes {
         return reject(
@@ -204,12 +288,29 @@ pub fn verify(module: &[u8], policy: &Policy) -> Result<Verified, Rejection> {
             validator.payload(&payload).map_err(bad_wasm)?
         {
             let mut func = func.into_validator(Default::default());
-            func.validate(&body).map_err(bad_wasm)?;
+            check_function(&mut func, &body)?;
         }
         match payload {
             Payload::TypeSection(reader) => {
+                let offset = reader.range().start;
                 for group in reader {
                     for sub in group.map_err(bad_wasm)?.into_types() {
+                        if let CompositeInnerType::Func(f) = &sub.composite_type.inner
+                            && (f.params().len() > engine::MAX_PARAMS
+                                || f.results().len() > engine::MAX_PARAMS)
+                        {
+                            return reject(
+                                Rule::Engine,
+                                Some(offset),
+                                format!(
+                                    "type {}: {} parameters and {} results, the engine takes at most {} of each",
+                                    types.len(),
+                                    f.params().len(),
+                                    f.results().len(),
+                                    engine::MAX_PARAMS
+                                ),
+                            );
+                        }
                         types.push(match sub.composite_type.inner {
                             CompositeInnerType::Func(f) => Some(f),
                             _ => None,
