@@ -401,11 +401,15 @@ fn exits_survive_the_hosted_report() {
 /// `body` inside `cordon_main` with `locals` extra i32 locals, with a manifest, so that the
 /// verifier can judge it.
 fn verifiable(locals: u32, body: &str) -> Vec<u8> {
-    let wat = format!(
+    with_manifest(&format!(
         "(module (memory (export \"memory\") 1) (func (export \"cordon_main\") (local {}) {body}))",
         "i32 ".repeat(locals as usize)
-    );
-    let mut bytes = wat::parse_str(&wat).expect("test WAT assembles");
+    ))
+}
+
+/// Assembles `wat` and appends a default manifest.
+fn with_manifest(wat: &str) -> Vec<u8> {
+    let mut bytes = wat::parse_str(wat).expect("test WAT assembles");
     bytes.extend(
         cordon_abi::Manifest {
             name: "edge".into(),
@@ -466,21 +470,10 @@ fn modules_at_every_engine_limit_load_and_past_it_are_refused_by_the_verifier() 
 fn function_types_at_the_engine_limit_load_and_past_it_are_refused() {
     use verifier::engine;
     let module = |params: usize| {
-        let wat = format!(
+        with_manifest(&format!(
             "(module (memory (export \"memory\") 1) (func $f (param {}) ) (func (export \"cordon_main\")))",
             "i32 ".repeat(params)
-        );
-        let mut bytes = wat::parse_str(&wat).expect("test WAT assembles");
-        bytes.extend(
-            cordon_abi::Manifest {
-                name: "edge".into(),
-                limits: Limits::default(),
-                endpoints: vec![],
-                resources: vec![],
-            }
-            .custom_section(),
-        );
-        bytes
+        ))
     };
     agree(&module(engine::MAX_PARAMS), true);
     agree(&module(engine::MAX_PARAMS + 1), false);

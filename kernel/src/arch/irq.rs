@@ -27,8 +27,11 @@ pub fn take_longest_masked() -> (u64, Option<&'static Location<'static>>) {
     })
 }
 
+/// Called with interrupts still masked, on the only processor: a plain load and store
+/// cannot race, and cost less than an atomic read-modify-write on every lock.
 fn record_masked(cycles: u64, at: &'static Location<'static>) {
-    if LONGEST_MASKED.fetch_max(cycles, Ordering::Relaxed) < cycles {
+    if cycles > LONGEST_MASKED.load(Ordering::Relaxed) {
+        LONGEST_MASKED.store(cycles, Ordering::Relaxed);
         // Interrupts are still masked here, so the handler cannot find this lock held.
         if let Some(mut slot) = LONGEST_AT.try_lock() {
             *slot = Some(at);

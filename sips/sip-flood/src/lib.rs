@@ -72,55 +72,34 @@ fn saw_close(sender: directory::Imp<directory::state::BindReply>) -> bool {
     )
 }
 
-fn flood_channels() -> Result<(), Error> {
+/// Makes objects with `make` until the kernel refuses, which must be `OutOfMemory` at
+/// the quota; then frees them all and checks that one can be made again.
+fn flood<T>(what: &str, mut make: impl FnMut() -> Result<T, Error>) -> Result<(), Error> {
     let mut held = Vec::new();
     let refused = loop {
-        match echo::channel() {
-            Ok(pair) => held.push(pair),
+        match make() {
+            Ok(object) => held.push(object),
             Err(e) => break e,
         }
         if held.len() > 100_000 {
-            println!("chan_create was never refused");
+            println!("{what} was never refused");
             return Err(Error::Status(0));
         }
     };
-    println!("chan_create: {} channels, then {:?}", held.len(), refused);
+    println!("{what}: {} made, then {:?}", held.len(), refused);
     if refused != Error::OutOfMemory {
         return Err(refused);
     }
     drop(held);
-    let again = echo::channel().map(|_| ());
-    println!("after closing them, chan_create: {:?}", again);
+    let again = make().map(|_| ());
+    println!("after freeing them, {what}: {again:?}");
     again
 }
 
-fn flood_blocks() -> Result<(), Error> {
-    let mut held = Vec::new();
-    let refused = loop {
-        match Buffer::new(1) {
-            Ok(b) => held.push(b),
-            Err(e) => break e,
-        }
-        if held.len() > 100_000 {
-            println!("buf_alloc was never refused");
-            return Err(Error::Status(0));
-        }
-    };
-    println!("buf_alloc(1): {} blocks, then {:?}", held.len(), refused);
-    if refused != Error::OutOfMemory {
-        return Err(refused);
-    }
-    drop(held);
-    Buffer::new(1).map(|_| ())
-}
-
 fn main() -> i32 {
-    if let Err(e) = flood_channels() {
-        println!("channel flood: {e:?}");
-        return 1;
-    }
-    if let Err(e) = flood_blocks() {
-        println!("block flood: {e:?}");
+    if flood("chan_create", echo::channel).is_err()
+        || flood("buf_alloc(1)", || Buffer::new(1)).is_err()
+    {
         return 1;
     }
     // A chain closed from the top: every sender sees its peer gone.
