@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// How SIPs are isolated from the kernel and from each other: the five configurations of
 /// Singularity's "unsafe code tax" experiment (Figure 5 of *Rethinking the Software
@@ -242,6 +242,85 @@ pub struct BootPackage {
     pub client: Option<u32>,
     /// Programs the kernel runs in SIP address spaces: `sip-hosted`, `syscall-probe`.
     pub programs: Vec<Program>,
+    /// Devices the system manifest gives to SIPs. A SIP gets a device only if an entry
+    /// here names it *and* its own manifest asks for it.
+    pub devices: Vec<DeviceGrant>,
+}
+
+/// The system manifest gives SIP `sip` (index into `sips`) the device `device`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceGrant {
+    pub sip: u32,
+    pub device: DeviceSelector,
+}
+
+/// Which PCI function a grant names: any one with these ids, or the one at this address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceSelector {
+    Ids { vendor: u16, device: u16 },
+    Address { bus: u8, device: u8, function: u8 },
+}
+
+impl DeviceSelector {
+    /// Whether the function at `address` with `ids` is one this selector names.
+    pub fn names(&self, address: (u8, u8, u8), ids: (u16, u16)) -> bool {
+        match *self {
+            DeviceSelector::Ids { vendor, device } => (vendor, device) == ids,
+            DeviceSelector::Address {
+                bus,
+                device,
+                function,
+            } => (bus, device, function) == address,
+        }
+    }
+}
+
+impl core::fmt::Display for DeviceSelector {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DeviceSelector::Ids { vendor, device } => write!(f, "pci:{vendor:04x}:{device:04x}"),
+            DeviceSelector::Address {
+                bus,
+                device,
+                function,
+            } => write!(f, "pci@{bus:02x}:{device:02x}.{function}"),
+        }
+    }
+}
+
+impl core::str::FromStr for DeviceSelector {
+    type Err = String;
+
+    /// `pci:VVVV:DDDD` (vendor and device ids) or `pci@BB:DD.F` (bus, device, function;
+    /// hexadecimal as `lspci` prints them).
+    fn from_str(text: &str) -> Result<DeviceSelector, String> {
+        let bad = || {
+            alloc::format!(
+                "`{text}` is not a device (expected `pci:VVVV:DDDD` for vendor and device ids, or `pci@BB:DD.F` for a PCI address)"
+            )
+        };
+        if let Some(address) = text.strip_prefix("pci@") {
+            let (bus, rest) = address.split_once(':').ok_or_else(bad)?;
+            let (device, function) = rest.split_once('.').ok_or_else(bad)?;
+            let hex = |s: &str, max: u8| {
+                u8::from_str_radix(s, 16)
+                    .ok()
+                    .filter(|v| *v <= max && !s.is_empty() && s.len() <= 2)
+                    .ok_or_else(bad)
+            };
+            return Ok(DeviceSelector::Address {
+                bus: hex(bus, 0xff)?,
+                device: hex(device, 0x1f)?,
+                function: hex(function, 7)?,
+            });
+        }
+        match text.parse::<cordon_abi::Resource>() {
+            Ok(cordon_abi::Resource::PciDevice { vendor, device }) => {
+                Ok(DeviceSelector::Ids { vendor, device })
+            }
+            Err(_) => Err(bad()),
+        }
+    }
 }
 
 /// One end of a system-manifest channel: which SIP (index into `sips`) and the name the
@@ -364,6 +443,14 @@ mod tests {
                 name: "hello.wasm".into(),
                 data: vec![0, 97, 115, 109],
             }],
+            devices: vec![DeviceGrant {
+                sip: 1,
+                device: DeviceSelector::Address {
+                    bus: 0,
+                    device: 4,
+                    function: 0,
+                },
+            }],
             client: Some(1),
             programs: vec![Program {
                 name: "sip-hosted".into(),
@@ -449,5 +536,43 @@ mod tests {
     fn program_span_covers_bss() {
         let p = sample().programs.remove(0);
         assert_eq!(p.span(), 0x4000);
+    }
+
+    #[test]
+    fn device_selectors_parse_and_print() {
+        for (text, want) in [
+            (
+                "pci:1af4:1001",
+                DeviceSelector::Ids {
+                    vendor: 0x1af4,
+                    device: 0x1001,
+                },
+            ),
+            (
+                "pci@00:04.0",
+                DeviceSelector::Address {
+                    bus: 0,
+                    device: 4,
+                    function: 0,
+                },
+            ),
+        ] {
+            let parsed: DeviceSelector = text.parse().unwrap();
+            assert_eq!(parsed, want);
+            assert_eq!(parsed.to_string(), text);
+        }
+        for bad in [
+            "pci@00:20.0",
+            "pci@00:04.8",
+            "pci@0004.0",
+            "pci:1af4",
+            "usb:1",
+        ] {
+            let err = bad.parse::<DeviceSelector>().unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+        let by_address: DeviceSelector = "pci@00:04.0".parse().unwrap();
+        assert!(by_address.names((0, 4, 0), (1, 2)));
+        assert!(!by_address.names((0, 5, 0), (1, 2)));
     }
 }

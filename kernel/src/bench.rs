@@ -59,6 +59,7 @@ fn run_alone(name: &str, metering: Metering) -> Result<Record, String> {
     let options = process::StartOptions {
         metering,
         client: true,
+        system_index: None,
     };
     let (pid, thread) = process::start_with(name, crate::boot_module(name)?, options)
         .map_err(|e| format!("{e:?}"))?;

@@ -1,9 +1,12 @@
 //! Devices granted to driver SIPs: the kernel side of `dev_read`, `dev_write`, `dev_wait`
 //! and `buf_dma`.
 //!
-//! A driver's manifest lists the devices it needs (`resources`); when the SIP starts, the
-//! kernel grants each one, or refuses to start it if the device is missing or already
-//! another SIP's. A grant is exactly: the device's I/O-port range (every access is checked
+//! Authority comes from the system manifest: it names which SIP gets which device (by
+//! vendor:device ids or PCI address). A driver's own manifest lists the devices it needs
+//! (`resources`); when the SIP starts, the two must agree — every device the system gives
+//! it is one it asks for, and every one it asks for is given — or the SIP does not start.
+//! A SIP's own manifest alone grants nothing. The kernel then takes a matching device not
+//! already another SIP's, or refuses to start the SIP if there is none. A grant is exactly: the device's I/O-port range (every access is checked
 //! against it), its interrupt line (masked when it fires until the driver waits again, so
 //! a level-triggered device the driver has not yet acknowledged cannot storm the
 //! processor), and the right to learn exchange-heap blocks' physical addresses so the
@@ -20,6 +23,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use bootpkg::DeviceSelector;
 use cordon_abi::{Resource, status};
 
 use crate::arch::{irq::IrqMutex, pic, port};
@@ -46,12 +50,49 @@ static WAITERS: [WaitQueue; 16] = [const { WaitQueue::new() }; 16];
 pub static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 pub static REGISTER_ACCESSES: AtomicU64 = AtomicU64::new(0);
 
-/// Grants `pid` every resource its manifest lists, all or nothing.
-pub fn claim(pid: Pid, resources: &[Resource]) -> Result<(), String> {
+/// Whether system grant `given` can serve `resource`: the same ids, or an address where a
+/// device with those ids sits.
+fn serves(given: &DeviceSelector, resource: &Resource) -> bool {
+    let Resource::PciDevice { vendor, device } = *resource;
+    match given {
+        DeviceSelector::Ids { .. } => given.names((0, 0, 0), (vendor, device)),
+        DeviceSelector::Address { .. } => pci::devices().iter().any(|d| {
+            given.names((d.bus, d.device, d.function), (d.vendor, d.id))
+                && (d.vendor, d.id) == (vendor, device)
+        }),
+    }
+}
+
+/// Grants `pid` every resource its manifest lists, all or nothing, from what the system
+/// manifest gives it (`given`); the two must agree.
+pub fn claim(pid: Pid, resources: &[Resource], given: &[DeviceSelector]) -> Result<(), String> {
+    if let Some(extra) = given
+        .iter()
+        .find(|g| !resources.iter().any(|r| serves(g, r)))
+    {
+        return Err(format!(
+            "the system manifest gives it device {extra}, which its own manifest does not ask for (it asks for {})",
+            if resources.is_empty() {
+                String::from("no device")
+            } else {
+                resources
+                    .iter()
+                    .map(|r| format!("{r}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+    }
     let mut grants = GRANTS.lock();
     let mut mine = Vec::new();
     for (index, resource) in resources.iter().enumerate() {
         let Resource::PciDevice { vendor, device } = *resource;
+        let allowed: Vec<&DeviceSelector> = given.iter().filter(|g| serves(g, resource)).collect();
+        if allowed.is_empty() {
+            return Err(format!(
+                "resource {index} ({resource}): the system manifest gives this SIP no such device (a SIP's own manifest only asks)"
+            ));
+        }
         let taken = |d: &pci::Device| {
             grants
                 .iter()
@@ -59,9 +100,13 @@ pub fn claim(pid: Pid, resources: &[Resource]) -> Result<(), String> {
                 .any(|g: &Grant| g.device == *d)
         };
         let candidates = || {
-            pci::devices()
-                .iter()
-                .filter(|d| d.vendor == vendor && d.id == device)
+            pci::devices().iter().filter(|d| {
+                d.vendor == vendor
+                    && d.id == device
+                    && allowed
+                        .iter()
+                        .any(|g| g.names((d.bus, d.device, d.function), (d.vendor, d.id)))
+            })
         };
         let Some(found) = candidates().find(|d| !taken(d)) else {
             return Err(if candidates().next().is_some() {

@@ -237,6 +237,7 @@ fn start_system(package: &BootPackage) -> Result<(), String> {
             .ok_or_else(|| alloc::format!("SIP `{name}` is not in the boot package"))?;
         let options = process::StartOptions {
             client: package.client == Some(index as u32),
+            system_index: Some(index as u32),
             ..Default::default()
         };
         let (pid, _) = process::start_with(name, module.to_vec(), options)

@@ -317,6 +317,9 @@ pub struct StartOptions {
     /// Whether this is the system's client SIP, which the `client-*` isolation
     /// configurations place apart from the others.
     pub client: bool,
+    /// Its index in the system manifest, whose device grants it gets (none for SIPs the
+    /// kernel starts for its own tests and benchmarks).
+    pub system_index: Option<u32>,
 }
 
 impl Default for StartOptions {
@@ -324,6 +327,7 @@ impl Default for StartOptions {
         StartOptions {
             metering: Metering::Fuel,
             client: false,
+            system_index: None,
         }
     }
 }
@@ -422,7 +426,9 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
             let limits = verified.manifest.limits;
             ipc::set_quota(pid, &limits);
             let granted = check_endpoints(pid, &verified.manifest)
-                .and_then(|()| devices::claim(pid, &verified.manifest.resources))
+                .and_then(|()| {
+                    devices::claim(pid, &verified.manifest.resources, &given_devices(options))
+                })
                 .and_then(|()| reserve(&limits, module.len(), placement));
             match (granted, placement) {
                 (Err(why), _) => Ending::LoadFailed(why),
@@ -452,6 +458,19 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
         }
     };
     finish(pid, format_args!("SIP {name}"), ending);
+}
+
+/// The devices the system manifest gives the SIP started with `options`.
+fn given_devices(options: StartOptions) -> Vec<bootpkg::DeviceSelector> {
+    let Some(index) = options.system_index else {
+        return Vec::new();
+    };
+    crate::boot_package()
+        .devices
+        .iter()
+        .filter(|g| g.sip == index)
+        .map(|g| g.device)
+        .collect()
 }
 
 /// Ends process `pid`: its endpoints and blocks go, the console and its record say how.

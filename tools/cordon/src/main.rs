@@ -354,6 +354,10 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
     } else {
         cordon::system::of_sips(&cli.sips)
     };
+    if let Err(err) = cordon::system::check_devices(&system) {
+        eprintln!("[cordon] error: {err:#}");
+        return Err(ExitCode::from(2));
+    }
     Ok(BootOptions {
         isolation: isolation(cli.isolation),
         log_level: match cli.log {

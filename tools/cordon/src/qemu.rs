@@ -236,6 +236,7 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
         files,
         client: options.system.client,
         programs: crate::program::bundled()?,
+        devices: options.system.devices.clone(),
     };
     let image = build_image(crate::kernel_elf(), &package, options.firmware)?;
 

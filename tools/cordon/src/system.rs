@@ -11,6 +11,15 @@
 //! importer = "echo-client.server"
 //! ```
 //!
+//! Devices go to SIPs only on the system manifest's word (and only to a SIP whose own
+//! manifest asks for that device):
+//!
+//! ```toml
+//! [[devices]]
+//! sip = "virtio-blk"
+//! device = "pci:1af4:1001"          # vendor:device ids, or an address: "pci@00:04.0"
+//! ```
+//!
 //! A SIP named twice is addressed as `name#2` for its second instance. `client = "name"`
 //! names the SIP that the `client-space` and `client-ring3` isolation configurations
 //! isolate from the rest (Singularity's WebFiles client); by default the last SIP.
@@ -18,7 +27,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use bootpkg::{Attach, Connection};
+use bootpkg::{Attach, Connection, DeviceGrant};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -31,10 +40,19 @@ struct ChannelSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct DeviceSpec {
+    sip: String,
+    device: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SystemFile {
     sips: Vec<String>,
     #[serde(default)]
     channels: Vec<ChannelSpec>,
+    #[serde(default)]
+    devices: Vec<DeviceSpec>,
     /// The SIP the `client-*` isolation configurations isolate (default: the last).
     client: Option<String>,
 }
@@ -46,6 +64,8 @@ pub struct System {
     pub channels: Vec<Connection>,
     /// Index of the client SIP: the one Figure 5's `client-*` configurations isolate.
     pub client: Option<u32>,
+    /// Devices given to SIPs.
+    pub devices: Vec<DeviceGrant>,
 }
 
 /// The repository's `systems/` directory.
@@ -72,6 +92,7 @@ pub fn of_sips(sips: &[String]) -> System {
         sips: sips.to_vec(),
         channels: Vec::new(),
         client: sips.len().checked_sub(1).map(|i| i as u32),
+        devices: Vec::new(),
     }
 }
 
@@ -134,11 +155,77 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
         Some(name) => find_sip(&file.sips, name)?,
         None => file.sips.len() - 1,
     };
+    let mut devices = Vec::new();
+    for d in &file.devices {
+        devices.push(DeviceGrant {
+            sip: find_sip(&file.sips, &d.sip)? as u32,
+            device: d
+                .device
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("[[devices]] for `{}`: {e}", d.sip))?,
+        });
+    }
     Ok(System {
         sips: file.sips,
         channels,
         client: Some(client as u32),
+        devices,
     })
+}
+
+/// Checks that the devices `system` gives and the devices each SIP's own manifest asks for
+/// agree, so a mismatch is refused before anything boots (the kernel checks again, for
+/// packages built some other way). A module the verifier refuses is left for the kernel
+/// to report.
+pub fn check_devices(system: &System) -> anyhow::Result<()> {
+    use bootpkg::DeviceSelector;
+    use cordon_abi::Resource;
+    let fits = |given: &DeviceSelector, asked: &Resource| {
+        let Resource::PciDevice { vendor, device } = *asked;
+        match *given {
+            DeviceSelector::Ids {
+                vendor: v,
+                device: d,
+            } => (v, d) == (vendor, device),
+            // What sits at an address is known only on the machine: the kernel checks.
+            DeviceSelector::Address { .. } => true,
+        }
+    };
+    for (index, sip) in system.sips.iter().enumerate() {
+        let module = crate::sips::module(sip)?;
+        let Ok(verified) = verifier::verify(&module, &verifier::Policy::default()) else {
+            continue;
+        };
+        let asked = &verified.manifest.resources;
+        let given: Vec<&DeviceSelector> = system
+            .devices
+            .iter()
+            .filter(|g| g.sip == index as u32)
+            .map(|g| &g.device)
+            .collect();
+        for g in &given {
+            if !asked.iter().any(|r| fits(g, r)) {
+                let list: Vec<String> = asked.iter().map(|r| r.to_string()).collect();
+                bail!(
+                    "the system manifest gives `{sip}` device {g}, but `{sip}`'s own manifest does not ask for it (it asks for {})",
+                    if list.is_empty() {
+                        "no device".into()
+                    } else {
+                        list.join(", ")
+                    }
+                );
+            }
+        }
+        for (i, r) in asked.iter().enumerate() {
+            if !given.iter().any(|g| fits(g, r)) {
+                let Resource::PciDevice { vendor, device } = *r;
+                bail!(
+                    "`{sip}`'s own manifest asks for resource {i} ({r}), but the system manifest gives it no such device; a SIP's manifest only asks. To give it one, add to the system manifest:\n[[devices]]\nsip = \"{sip}\"\ndevice = \"pci:{vendor:04x}:{device:04x}\""
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every contract source shipped in `contracts/files`: (file name, text).
@@ -193,6 +280,12 @@ mod tests {
         let text = "sips = [\"a\", \"a\"]\n[[channels]]\ncontract = \"Echo\"\nexporter = \"a#2.x\"\nimporter = \"a.y\"";
         assert_eq!(parse(text).unwrap().channels[0].exporter.sip, 1);
         assert!(err("sips = [\"a\"]\nclient = \"z\"").contains("no SIP `z`"));
+        let text = "sips = [\"a\"]\n[[devices]]\nsip = \"a\"\ndevice = \"pci@00:04.0\"";
+        assert_eq!(parse(text).unwrap().devices[0].sip, 0);
+        let text = "sips = [\"a\"]\n[[devices]]\nsip = \"a\"\ndevice = \"disk\"";
+        assert!(err(text).contains("[[devices]] for `a`: `disk` is not a device"));
+        let text = "sips = [\"a\"]\n[[devices]]\nsip = \"b\"\ndevice = \"pci:1af4:1001\"";
+        assert!(err(text).contains("no SIP `b`"));
         assert_eq!(parse("sips = [\"a\", \"b\"]").unwrap().client, Some(1));
         let text = "sips = [\"a\", \"b\"]\nclient = \"a\"";
         assert_eq!(parse(text).unwrap().client, Some(0));

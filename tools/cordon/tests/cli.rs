@@ -43,6 +43,18 @@ fn unknown_accelerator_names_the_valid_ones() {
     assert!(stderr.contains("[possible values: tcg, kvm]"), "{stderr}");
 }
 
+#[test]
+fn a_driver_asking_for_a_device_the_system_does_not_give_is_refused_before_boot() {
+    let (code, stderr) = cordon(&["--sip", "virtio-blk", "--sip", "hello"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`virtio-blk`'s own manifest asks for resource 0 (PCI device 1af4:1001), but the system manifest gives it no such device"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("device = \"pci:1af4:1001\""), "{stderr}");
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
+}
+
 fn sip_path(name: &str) -> &'static str {
     cordon::sips::SIPS
         .iter()

@@ -638,6 +638,7 @@ fn webfiles(isolation: Isolation) {
             "2 warm-up + 25 measured reads",
             "verified=25",
             "device interrupts",
+            "[kernel] virtio-blk at 00:04.0 quiesced before pid 1's blocks are freed: bus mastering off, device reset",
             "0 endpoints and 0 exchange-heap blocks left",
         ],
     );
@@ -759,11 +760,8 @@ fn device_grants(isolation: Isolation) {
     let disk = dir.join(format!("{}.img", isolation.name()));
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
     let outcome = run(BootOptions {
-        disk: Some(disk),
-        ..in_mode(
-            isolation,
-            sips(&["dev-ungranted", "dma-ungranted", "dev-outside", "hello"]),
-        )
+        disk: Some(disk.clone()),
+        ..in_mode(isolation, system("device-probes"))
     });
     expect(
         &outcome,
@@ -780,5 +778,27 @@ fn device_grants(isolation: Isolation) {
         !outcome.console.contains("KERNEL PANIC"),
         "{}",
         outcome.console
+    );
+    // Authority comes from the system manifest: a driver whose own manifest asks for the
+    // disk gets nothing without it (the runner refuses this before boot; the kernel checks
+    // again for a package built another way), and a device the system gives must be one
+    // the SIP asks for.
+    let mut ungiven = sips(&["dev-outside", "hello"]);
+    ungiven.system.devices = vec![bootpkg::DeviceGrant {
+        sip: 1,
+        device: "pci:1af4:1001".parse().unwrap(),
+    }];
+    let outcome = run(BootOptions {
+        disk: Some(disk),
+        ..in_mode(isolation, ungiven)
+    });
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP dev-outside (pid 1) could not be loaded: resource 0 (PCI device 1af4:1001): the system manifest gives this SIP no such device (a SIP's own manifest only asks)",
+            "[kernel] SIP hello (pid 2) could not be loaded: the system manifest gives it device pci:1af4:1001, which its own manifest does not ask for (it asks for no device)",
+            "2 of 2 SIPs did not exit with status 0",
+        ],
     );
 }
