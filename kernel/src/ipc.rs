@@ -369,6 +369,7 @@ pub fn buf_read(pid: Pid, buf: u32, offset: u32, out: &mut [u8]) -> Result<i32, 
 }
 
 pub fn buf_free(pid: Pid, buf: u32) -> Result<i32, String> {
+    // A block a driver's device may still write is kept until the driver ends.
     let data = with(|c| c.free_block(pid, buf)).map_err(|f| f.0)?;
     drop(data);
     Ok(status::OK)
@@ -386,7 +387,7 @@ pub fn buf_dma(pid: Pid, buf: u32) -> Result<i64, String> {
         ));
     }
     with(|c| {
-        let block = c.block_data(pid, buf).map_err(|f| f.0)?;
+        let block = c.pin_block(pid, buf).map_err(|f| f.0)?;
         crate::mm::dma_address(block)
             .map(|addr| addr as i64)
             .ok_or_else(|| alloc::format!("buf_dma({buf}): the block is not physically contiguous"))

@@ -67,6 +67,9 @@ pub enum Holder {
     InTransit(EndpointId),
     /// Closed; freed by [`Channels::reap`].
     Doomed,
+    /// A block freed while this driver's device may still DMA into it: kept until the
+    /// driver ends and its devices are quiesced.
+    Pinned(Owner),
 }
 
 /// Something the calling SIP did wrong: the kernel terminates it with this report.
@@ -143,6 +146,9 @@ struct Block {
     data: Vec<u8>,
     holder: Holder,
     charged: Owner,
+    /// The driver that learnt this block's physical address (`buf_dma`): its device may
+    /// write here until the driver ends.
+    pinned_by: Option<Owner>,
 }
 
 impl Block {
@@ -772,10 +778,17 @@ impl Channels {
                 {
                     self.doom(id);
                 }
-            } else if let Some((id, b)) = self.blocks.at(i - ends)
-                && b.holder == Holder::Process(owner)
-            {
-                self.remove_block(id);
+            } else if let Some((id, b)) = self.blocks.at(i - ends) {
+                // The owner's devices are quiesced before this runs: its pins are over.
+                let (holder, pinned_by) = (b.holder, b.pinned_by);
+                if pinned_by == Some(owner)
+                    && let Some(b) = self.blocks.get_mut(id)
+                {
+                    b.pinned_by = None;
+                }
+                if holder == Holder::Process(owner) || holder == Holder::Pinned(owner) {
+                    self.remove_block(id);
+                }
             }
         }
         (stop < total).then_some(stop)
@@ -811,10 +824,31 @@ impl Channels {
         }
     }
 
+    /// Frees a block, or, if a live driver's device may still DMA into it, keeps it
+    /// (charged to that driver, reachable by nobody) until the driver ends. Returns the
+    /// memory to drop, if it was freed.
     fn remove_block(&mut self, id: BufferId) -> Option<Vec<u8>> {
+        let b = self.blocks.get_mut(id)?;
+        if let Some(driver) = b.pinned_by
+            && b.holder != Holder::Pinned(driver)
+        {
+            b.holder = Holder::Pinned(driver);
+            let (was, cost) = (core::mem::replace(&mut b.charged, driver), b.cost());
+            self.accounts.uncharge(was, 1, cost);
+            self.accounts.force(driver, 1, cost);
+            return None;
+        }
         let block = self.blocks.remove(id)?;
         self.accounts.uncharge(block.charged, 1, block.cost());
         Some(block.data)
+    }
+
+    /// `owner`'s block, whose physical address it is about to learn for its device: the
+    /// block is pinned to `owner` until `owner` ends (a free before then only hides it).
+    pub fn pin_block(&mut self, owner: Owner, id: BufferId) -> Result<&mut [u8], Fault> {
+        let b = self.held_block(owner, id)?;
+        b.pinned_by = Some(owner);
+        Ok(&mut b.data)
     }
 
     /// Charges `owner` for a block of `size` bytes before the caller allocates it (outside
@@ -836,6 +870,7 @@ impl Channels {
             data,
             holder: Holder::Process(owner),
             charged: owner,
+            pinned_by: None,
         };
         self.blocks.insert(block).map_err(|_| {
             self.cancel_block(owner, size);
@@ -848,10 +883,11 @@ impl Channels {
         Ok(&mut self.held_block(owner, id)?.data)
     }
 
-    /// Frees `owner`'s block; returns its memory so the caller can drop it outside locks.
-    pub fn free_block(&mut self, owner: Owner, id: BufferId) -> Result<Vec<u8>, Fault> {
+    /// Frees `owner`'s block; returns its memory (if it was not pinned by a driver) so the
+    /// caller can drop it outside locks.
+    pub fn free_block(&mut self, owner: Owner, id: BufferId) -> Result<Option<Vec<u8>>, Fault> {
         self.held_block(owner, id)?;
-        Ok(self.remove_block(id).expect("held block"))
+        Ok(self.remove_block(id))
     }
 }
 
@@ -1397,5 +1433,44 @@ mod tests {
         ch.release_owner(SERVER);
         assert_eq!(ch.counts(), Counts::default());
         assert_eq!(ch.usage(SERVER), Usage::default());
+    }
+
+    #[test]
+    fn a_block_a_device_may_write_is_kept_until_its_driver_ends() {
+        let mut ch = channels();
+        const DRIVER: Owner = SERVER;
+        let (exp, imp) = ch.connect(0, CLIENT, DRIVER).unwrap();
+        let own = block(&mut ch, DRIVER, vec![0; 512]);
+        let lent = block(&mut ch, DRIVER, vec![0; 512]);
+        ch.pin_block(DRIVER, own).unwrap();
+        ch.pin_block(DRIVER, lent).unwrap();
+        // The driver frees one: its handle dies, the memory stays, charged to the driver.
+        assert_eq!(ch.free_block(DRIVER, own), Ok(None));
+        assert!(ch.block_data(DRIVER, own).is_err());
+        assert_eq!(ch.counts().blocks, 2);
+        // The other travels to a client, which frees it: kept too, charged to the driver.
+        let (_e2, carried) = ch.create(0, DRIVER).unwrap();
+        ch.send(DRIVER, imp, &carry(lent, carried)).unwrap();
+        ch.recv(CLIENT, exp, &mut [0u8; 64]).unwrap();
+        assert_eq!(ch.free_block(CLIENT, lent), Ok(None));
+        assert_eq!(
+            ch.usage(CLIENT).objects,
+            2,
+            "the carried endpoint and its own end"
+        );
+        // The driver ends (its devices quiesced first): both go.
+        ch.release_owner(DRIVER);
+        assert_eq!(ch.counts().blocks, 0);
+        assert_eq!(ch.usage(DRIVER), Usage::default());
+        ch.release_owner(CLIENT);
+        assert_eq!(ch.counts(), Counts::default());
+    }
+
+    #[test]
+    fn an_unpinned_block_is_freed_at_once() {
+        let mut ch = channels();
+        let b = block(&mut ch, CLIENT, vec![7; 10]);
+        assert_eq!(ch.free_block(CLIENT, b), Ok(Some(vec![7; 10])));
+        assert_eq!(ch.counts().blocks, 0);
     }
 }
