@@ -14,6 +14,7 @@
 //! | `page-fault-protection` | write to a read-only page is decoded (P=1, W/R=1) | panic |
 //! | `panic` | a kernel panic prints its location and message | panic |
 //! | `double-fault` | a kernel stack overflow lands on the double-fault IST stack | panic |
+//! | `thread-stack-overflow` | a kernel thread overflowing its stack hits its guard page, reported | panic |
 #![deny(unsafe_code)]
 
 use alloc::boxed::Box;
@@ -91,6 +92,10 @@ const RING3: &[Test] = &[
         run: bad_pointer_syscalls,
     },
     Test {
+        name: "vector_registers_never_cross_between_threads",
+        run: vector_registers,
+    },
+    Test {
         name: "ring3_read_of_kernel_memory_kills_only_that_program",
         run: ring3_kernel_read,
     },
@@ -138,6 +143,7 @@ pub const GROUPS: &[&str] = &[
     "page-fault-protection",
     "panic",
     "double-fault",
+    "thread-stack-overflow",
 ];
 
 static FAILURES: AtomicUsize = AtomicUsize::new(0);
@@ -191,6 +197,14 @@ pub fn start(name: &str) -> Result<(), String> {
         "panic" => {
             spawn("ktest-panic", || {
                 panic!("deliberate panic requested by self-test")
+            })?;
+            return Ok(());
+        }
+        "thread-stack-overflow" => {
+            spawn("ktest-thread-stack-overflow", || {
+                println!("ktest thread-stack-overflow: recursing on a 64 KiB thread stack");
+                let depth = overflow_stack(0);
+                panic!("stack overflow did not fault (depth {depth})");
             })?;
             return Ok(());
         }
@@ -465,6 +479,37 @@ fn probe_is_killed(n: u64, needles: &[&str]) -> TestResult {
         ending(hello) == Some(process::Ending::Ran(Exit::Status(0))),
         || format!("hello beside the probe ended {:?}", ending(hello)),
     )
+}
+
+/// Two ring-3 probes fill the vector registers with their own values, yield to each other
+/// and check them, 200 times. With saving on switches turned off they must see each
+/// other's values (so this test can fail); with it on, never.
+fn vector_registers() -> TestResult {
+    let pair = || -> Result<[process::Ending; 2], String> {
+        let seeds = [0x1111_0000_0000_0000u64, 0x2222_0000_0000_0000];
+        let started = seeds.map(|seed| process::start_probe(6, seed));
+        let mut endings = Vec::new();
+        for s in started {
+            let (pid, thread) = s.map_err(|e| format!("{e:?}"))?;
+            thread.join();
+            endings.push(ending(pid).ok_or("probe left no ending")?);
+        }
+        Ok([endings[0].clone(), endings[1].clone()])
+    };
+    let clean = process::Ending::Ran(Exit::Status(0));
+    crate::arch::fpu::set_saving(false);
+    let unsaved = pair();
+    crate::arch::fpu::set_saving(true);
+    let unsaved = unsaved?;
+    println!("  saving off: {} / {}", unsaved[0], unsaved[1]);
+    check(unsaved.iter().any(|e| *e != clean), || {
+        "with saving off the probes never saw each other's registers: the test cannot tell".into()
+    })?;
+    let saved = pair()?;
+    println!("  saving on: {} / {}", saved[0], saved[1]);
+    check(saved.iter().all(|e| *e == clean), || {
+        format!("a probe saw another thread's vector registers: {saved:?}")
+    })
 }
 
 fn bad_pointer_syscalls() -> TestResult {

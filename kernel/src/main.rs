@@ -133,6 +133,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         },
         if mm::vm::nx_enabled() { "on" } else { "off" },
     );
+    let cpu = arch::fpu::features();
+    let has = |yes: bool| if yes { "available" } else { "not available" };
+    println!(
+        "processor: SSE on with x87/SSE state saved on every switch, AVX off; UMIP {}; SMEP {} and SMAP {} (not enabled yet)",
+        if cpu.umip { "on" } else { "not available" },
+        has(cpu.smep_available),
+        has(cpu.smap_available),
+    );
     if config.isolation.needs_client() && package.client.is_none() {
         fail(format_args!(
             "isolation={} isolates the client SIP, and the system manifest names none",

@@ -76,7 +76,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::irq::IrqMutex;
-use crate::mm::frames::FrameBlock;
+use crate::mm::stacks::GuardedStack;
 
 /// Which saved context: the boot/idle context or a kernel thread's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,12 +92,14 @@ const STACK_CANARY: u64 = 0x5741_434b_4f56_4552; // "WACKOVER"
 
 struct Slot {
     rsp: u64,
-    stack: Option<FrameBlock>,
+    stack: Option<GuardedStack>,
     /// The thread's address space (its top-level table), or 0: any will do (kernel
     /// threads run in whichever space is loaded).
     cr3: u64,
     /// System-call stack and program session (see `arch::user`).
     user: super::user::ThreadState,
+    /// x87/SSE registers while the thread is not running.
+    vectors: super::fpu::VectorState,
 }
 
 struct Table {
@@ -131,6 +133,7 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
             stack: None,
             cr3: 0,
             user: Default::default(),
+            vectors: super::fpu::initial(),
         }),
         threads: Vec::new(),
         running: ContextId::Idle,
@@ -141,7 +144,7 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 
 /// Creates the context of thread `index` on `stack`; its first switch runs `entry(arg)`
 /// with interrupts disabled.
-pub fn create(index: usize, mut stack: FrameBlock, entry: extern "C" fn(u64) -> !, arg: u64) {
+pub fn create(index: usize, mut stack: GuardedStack, entry: extern "C" fn(u64) -> !, arg: u64) {
     let words = stack.as_mut_slice();
     words[0] = STACK_CANARY;
     let rsp = prepare_stack(words, entry, arg);
@@ -155,6 +158,7 @@ pub fn create(index: usize, mut stack: FrameBlock, entry: extern "C" fn(u64) -> 
             stack: Some(stack),
             cr3: 0,
             user: Default::default(),
+            vectors: super::fpu::initial(),
         }));
     });
 }
@@ -232,6 +236,11 @@ pub fn switch_to(next: ContextId) {
             }
         }
         table.slot(from).user = super::user::save_thread();
+        // Vector registers: the running thread's into its slot, the next one's back.
+        let next_vectors: *const super::fpu::VectorState = &table.slot(next).vectors;
+        // SAFETY: `next` != `from` (asserted above), so the two slots are distinct boxes
+        // and the shared borrow of `next`'s state does not alias `from`'s.
+        super::fpu::switch(&mut table.slot(from).vectors, unsafe { &*next_vectors });
         let (next_rsp, next_cr3, next_user) = {
             let slot = table.slot(next);
             (slot.rsp, slot.cr3, slot.user)

@@ -20,6 +20,7 @@ macro_rules! pop_callee_saved {
 
 pub mod context;
 pub mod cycles;
+pub mod fpu;
 pub mod gdt;
 pub mod irq;
 pub mod pci;
@@ -41,6 +42,7 @@ pub fn init() {
             cr0.insert(x86_64::registers::control::Cr0Flags::WRITE_PROTECT)
         });
     }
+    fpu::init();
     gdt::init();
     trap::init();
     user::init();

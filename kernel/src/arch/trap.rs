@@ -390,6 +390,19 @@ fn exception(frame: &TrapFrame) -> ! {
         }
     });
     let origin = if frame.cpl() == 0 { "kernel" } else { "user" };
+    // A kernel thread that ran off the bottom of its stack hit the unmapped guard below it
+    // (the page fault could not even be delivered on that stack: a double fault).
+    if frame.cpl() == 0
+        && matches!(frame.vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT)
+        && let Some(window) = crate::mm::stacks::guard_of(Cr2::read_raw())
+    {
+        panic!(
+            "kernel stack overflow: a thread ran into the guard page below its stack (stack window {window}, CR2={:#x}, rip={:#x}, {})",
+            Cr2::read_raw(),
+            frame.rip,
+            exception_name(frame.vector)
+        );
+    }
     if frame.vector == vector::PAGE_FAULT {
         let address = Cr2::read_raw();
         panic!(

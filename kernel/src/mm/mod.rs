@@ -6,6 +6,7 @@
 
 pub mod frames;
 pub mod heap;
+pub mod stacks;
 pub mod vm;
 
 use bootloader_api::BootInfo;
@@ -95,6 +96,7 @@ pub fn init(boot_info: &BootInfo) -> MemoryReport {
     }
     let heap_bytes = heap::grow_from_frames(usable_bytes);
     vm::init();
+    stacks::init();
     MemoryReport {
         usable_bytes,
         heap_bytes,

@@ -24,6 +24,7 @@ use x86_64::instructions::interrupts;
 use crate::arch::context::{self, ContextId};
 use crate::arch::irq::IrqMutex;
 use crate::mm::frames::FrameBlock;
+use crate::mm::stacks::GuardedStack;
 
 /// Kernel stacks are 2^4 frames = 64 KiB unless the spawner asks for more.
 pub const STACK_ORDER: usize = 4;
@@ -105,7 +106,11 @@ pub fn spawn_with_stack(
     stack_order: usize,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle, SpawnError> {
-    let stack = FrameBlock::alloc(stack_order).ok_or(SpawnError::OutOfMemory)?;
+    // The thread runs on a guarded mapping of its frames: an overflow faults on the
+    // guard page below instead of overwriting other memory.
+    let stack = FrameBlock::alloc(stack_order)
+        .and_then(GuardedStack::new)
+        .ok_or(SpawnError::OutOfMemory)?;
     let done = Arc::new(AtomicBool::new(false));
     let thread = Thread {
         name: name.into(),

@@ -141,6 +141,54 @@ pub fn probe_halt() {
     unsafe { core::arch::asm!("hlt") }
 }
 
+/// Probe support: puts `seed + i` in the low half of `xmm{i}`, for i in 0..16. The
+/// runtime is built soft-float and never uses these registers itself.
+pub fn vector_fill(seed: u64) {
+    macro_rules! fill {
+        ($($n:literal)*) => {
+            // SAFETY: writes only xmm0-xmm15, which no compiled code here uses (soft-float
+            // target) and which the kernel saves across switches; `s` is a scratch copy.
+            unsafe {
+                core::arch::asm!(
+                    $(concat!("movq xmm", $n, ", {s}"), "add {s}, 1",)*
+                    s = inout(reg) seed => _,
+                    options(nomem, nostack),
+                )
+            }
+        };
+    }
+    fill!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+}
+
+/// Probe support: how many of xmm0..xmm15 no longer hold what [`vector_fill`] put there.
+pub fn vector_mismatches(seed: u64) -> u64 {
+    let mut bad: u64 = 0;
+    macro_rules! check {
+        ($($n:literal)*) => {
+            // SAFETY: only reads xmm0-xmm15 and uses two scratch registers.
+            unsafe {
+                core::arch::asm!(
+                    $(
+                        concat!("movq {v}, xmm", $n),
+                        "cmp {v}, {s}",
+                        "setne {b:l}",
+                        "movzx {b}, {b:l}",
+                        "add {bad}, {b}",
+                        "add {s}, 1",
+                    )*
+                    s = inout(reg) seed => _,
+                    v = out(reg) _,
+                    b = out(reg) _,
+                    bad = inout(reg) bad,
+                    options(nomem, nostack),
+                )
+            }
+        };
+    }
+    check!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    bad
+}
+
 /// Ends the runtime with `report`; `message` is kept alive by the caller's frame.
 pub fn exit(report: &ExitReport) -> ! {
     let words = report.to_words();

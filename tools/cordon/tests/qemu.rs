@@ -416,7 +416,9 @@ fn ring3_programs_cannot_cross_the_system_call_boundary() {
             "privileged_instruction_in_ring3_kills_the_program ... ok",
             "unknown_system_call_ends_the_caller ... ok",
             "probe_address_spaces_are_reclaimed_exactly ... ok",
-            "ktest ring3: 6 passed, 0 failed",
+            "vector_registers_never_cross_between_threads ... ok",
+            "processor: SSE on with x87/SSE state saved on every switch",
+            "ktest ring3: 7 passed, 0 failed",
         ],
     );
 }
@@ -516,6 +518,20 @@ fn kernel_stack_overflow_is_caught_on_the_double_fault_stack() {
         &self_test("double-fault"),
         Verdict::Failed,
         &["KERNEL PANIC", "kernel-mode double fault (#DF) (vector 8"],
+    );
+}
+
+#[test]
+fn kernel_thread_stack_overflow_hits_the_guard_page_and_is_reported() {
+    let outcome = self_test("thread-stack-overflow");
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "ktest thread-stack-overflow: recursing on a 64 KiB thread stack",
+            "KERNEL PANIC",
+            "kernel stack overflow: a thread ran into the guard page below its stack",
+        ],
     );
 }
 

@@ -6,6 +6,9 @@
 //! 2. read the kernel word at `HostedArgs::module`; 3. write it; 4. execute `hlt`.
 //!    Each must kill the probe (a decoded fault report) and nothing else.
 //! 5. system call 999, which does not exist: the kernel must end the probe.
+//! 6. vector registers: fills xmm0-15 from the seed in `HostedArgs::module`, yields, and
+//!    checks they still hold it, [`VECTOR_ROUNDS`] times; two such probes run side by
+//!    side. Exits 0 if every check held, else the round that found another's values.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -44,8 +47,23 @@ fn main(args: HostedArgs) -> ! {
             sys::call(999, [0; 6]);
             exit(0)
         }
+        6 => vectors(args.module),
         other => exit(1000 + other as i32),
     }
+}
+
+/// Rounds of fill, yield, check.
+const VECTOR_ROUNDS: i32 = 200;
+
+fn vectors(seed: u64) -> ! {
+    for round in 1..=VECTOR_ROUNDS {
+        sys::vector_fill(seed);
+        sys::call(abi::YIELD.number, [0; 6]);
+        if sys::vector_mismatches(seed) != 0 {
+            exit(round);
+        }
+    }
+    exit(0)
 }
 
 fn bad_pointers(args: &HostedArgs) -> ! {
