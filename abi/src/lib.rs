@@ -349,6 +349,9 @@ pub struct Limits {
     /// Most bytes of kernel memory those objects may take at once (queue slots, block
     /// contents, a fixed overhead per object).
     pub max_kernel_bytes: u64,
+    /// Processor time the SIP may use, in timer ticks (100 Hz), counted and enforced by
+    /// the kernel itself in every isolation configuration; `None` for no budget.
+    pub cpu_ticks: Option<u64>,
 }
 
 impl Default for Limits {
@@ -360,6 +363,7 @@ impl Default for Limits {
             fuel: None,
             max_kernel_objects: 128,
             max_kernel_bytes: 2 << 20,
+            cpu_ticks: None,
         }
     }
 }

@@ -12,7 +12,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bootpkg::Placement;
 use sip_runtime::{Exit, Metering, Sip};
@@ -35,6 +35,30 @@ pub const MAX_PROCESSES: usize = 256;
 
 /// Kill requests, one flag per pid (index pid - 1).
 static KILL: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
+
+/// What the kernel itself counts for each process (index pid - 1), in every isolation
+/// configuration: nothing here comes from the SIP's runtime, which in ring 3 is untrusted.
+/// Kernel calls it made.
+static KERNEL_CALLS: [AtomicU64; MAX_PROCESSES] = [const { AtomicU64::new(0) }; MAX_PROCESSES];
+/// Timer ticks that found one of its threads running.
+static CPU_TICKS: [AtomicU64; MAX_PROCESSES] = [const { AtomicU64::new(0) }; MAX_PROCESSES];
+/// Its CPU budget in ticks (`u64::MAX`: none), and whether it ran out.
+static CPU_BUDGET: [AtomicU64; MAX_PROCESSES] = [const { AtomicU64::new(u64::MAX) }; MAX_PROCESSES];
+static OVER_BUDGET: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
+
+/// Charges one timer tick to `pid` (0: the kernel's own work, not charged), and asks a
+/// process past its CPU budget to stop. Called from the timer interrupt.
+pub fn charge_tick(pid: Pid) {
+    let Some(index) = pid.checked_sub(1).filter(|&i| i < MAX_PROCESSES) else {
+        return;
+    };
+    let used = CPU_TICKS[index].fetch_add(1, Ordering::Relaxed) + 1;
+    if used > CPU_BUDGET[index].load(Ordering::Relaxed)
+        && !OVER_BUDGET[index].swap(true, Ordering::Relaxed)
+    {
+        kill(pid);
+    }
+}
 
 /// A SIP name kept inline (truncated to 32 bytes).
 #[derive(Clone, Copy, Debug)]
@@ -118,9 +142,14 @@ pub struct Record {
     pub fuel_used: u64,
     /// The most kernel objects (endpoints, blocks) and bytes of them charged to it at once.
     pub kernel_peak: (u32, u64),
+    /// Timer ticks charged to it (counted by the kernel).
+    pub cpu_ticks: u64,
 }
 
 static PROCESSES: IrqMutex<Vec<Record>> = IrqMutex::new(Vec::new());
+
+/// Held while a SIP writes to the console (see `console_write`).
+static SIP_CONSOLE: sched::sync::Semaphore = sched::sync::Semaphore::new(1);
 
 /// The kernel side of the SIP ABI: what every operation does for one SIP. In soft
 /// isolation the runtime calls it directly; under the other configurations the
@@ -156,12 +185,17 @@ impl SipKernel {
 
 impl sip_runtime::Kernel for SipKernel {
     fn on_kernel_call(&mut self, _op: &'static cordon_abi::Op) {
+        KERNEL_CALLS[self.pid - 1].fetch_add(1, Ordering::Relaxed);
         if self.first_call.is_none() {
             self.first_call = Some(cycles::stop() - self.created);
         }
     }
 
     fn console_write(&mut self, bytes: &[u8]) {
+        // The console lock is taken in short pieces (interrupts get in between); this
+        // sleeping lock keeps one SIP's write, label included, from being cut by
+        // another's.
+        SIP_CONSOLE.down();
         // Every line a SIP prints is labelled with its name.
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             if self.at_line_start {
@@ -170,6 +204,7 @@ impl sip_runtime::Kernel for SipKernel {
             serial::write_bytes(line);
             self.at_line_start = line.ends_with(b"\n");
         }
+        SIP_CONSOLE.up();
     }
 
     fn yield_now(&mut self) {
@@ -392,6 +427,7 @@ fn new_record(name: &str) -> Result<Pid, StartError> {
             abi_calls: 0,
             fuel_used: 0,
             kernel_peak: (0, 0),
+            cpu_ticks: 0,
         });
         Ok(pid)
     }
@@ -403,6 +439,10 @@ fn spawn(
     thread_name: String,
     body: impl FnOnce() + Send + 'static,
 ) -> Result<(Pid, JoinHandle), StartError> {
+    let body = move || {
+        sched::set_owner(pid);
+        body()
+    };
     match sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, body) {
         Ok(thread) => Ok((pid, thread)),
         Err(err) => {
@@ -425,6 +465,7 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
             let verify = cycles::stop() - created;
             let limits = verified.manifest.limits;
             ipc::set_quota(pid, &limits);
+            CPU_BUDGET[pid - 1].store(limits.cpu_ticks.unwrap_or(u64::MAX), Ordering::Relaxed);
             let granted = check_endpoints(pid, &verified.manifest)
                 .and_then(|()| {
                     devices::claim(pid, &verified.manifest.resources, &given_devices(options))
@@ -475,14 +516,30 @@ fn given_devices(options: StartOptions) -> Vec<bootpkg::DeviceSelector> {
 
 /// Ends process `pid`: its endpoints and blocks go, the console and its record say how.
 fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
-    // Devices first: once quiesced they cannot DMA into the blocks freed next.
+    // Devices first: once quiesced they cannot DMA into the blocks freed next. (Its
+    // report, like the lines below, is not cut into another SIP's output.)
+    SIP_CONSOLE.down();
     devices::release(pid);
+    SIP_CONSOLE.up();
     ipc::release(pid);
     let (_, peak) = ipc::usage(pid);
+    let index = pid - 1;
+    let ticks = CPU_TICKS[index].load(Ordering::Relaxed);
+    SIP_CONSOLE.down();
+    if OVER_BUDGET[index].load(Ordering::Relaxed) {
+        println!(
+            "[kernel] {what} (pid {pid}) used up its CPU budget of {} ticks",
+            CPU_BUDGET[index].load(Ordering::Relaxed)
+        );
+    }
     println!("[kernel] {what} (pid {pid}) {ending}");
+    SIP_CONSOLE.up();
     update(pid, |record| {
         record.ending = Some(ending);
         record.kernel_peak = (peak.objects, peak.bytes);
+        // The kernel's own counts, whatever the SIP's runtime reported.
+        record.abi_calls = KERNEL_CALLS[index].load(Ordering::Relaxed);
+        record.cpu_ticks = ticks;
     });
 }
 
@@ -598,12 +655,12 @@ pub fn record(pid: Pid) -> Option<Record> {
 pub fn print_summary() -> usize {
     let records = records();
     println!(
-        "pid  sip              verify   instantiate  create+start  abi calls  fuel        kernel objects (peak)  ended"
+        "pid  sip              verify   instantiate  create+start  abi calls  fuel        ticks  kernel objects (peak)  ended"
     );
     for r in &records {
         let t = r.timings;
         println!(
-            "{:<4} {:<14} {:>10} {:>12} {:>13} {:>10} {:>11}  {:>5} {:>9} KiB  {}",
+            "{:<4} {:<14} {:>10} {:>12} {:>13} {:>10} {:>11} {:>6}  {:>5} {:>9} KiB  {}",
             r.pid,
             r.name.as_str(),
             t.verify,
@@ -612,6 +669,7 @@ pub fn print_summary() -> usize {
                 .map_or_else(|| String::from("-"), |c| format!("{c}")),
             r.abi_calls,
             r.fuel_used,
+            r.cpu_ticks,
             r.kernel_peak.0,
             r.kernel_peak.1.div_ceil(1024),
             r.ending
@@ -621,7 +679,8 @@ pub fn print_summary() -> usize {
     }
     println!(
         "(TSC cycles since the kernel began creating each SIP, including time other threads ran; \
-         `cordon bench` measures one SIP alone. Emulated cost under TCG.)"
+         `cordon bench` measures one SIP alone. Emulated cost under TCG. Kernel calls and ticks \
+         are counted by the kernel itself, also in ring 3; fuel is the runtime's count.)"
     );
     records
         .iter()

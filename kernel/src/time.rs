@@ -15,5 +15,8 @@ pub fn ticks() -> u64 {
 /// Called by the trap dispatcher on every timer interrupt (interrupts disabled).
 pub fn on_timer_interrupt() {
     let now = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
+    // The tick is charged to the process whose thread it interrupted (sampling, as Unix
+    // does), before the scheduler may switch away.
+    crate::process::charge_tick(crate::sched::current_owner());
     crate::sched::on_tick(now);
 }

@@ -56,6 +56,15 @@ fn main() {
                 .parse()
                 .unwrap_or_else(|_| panic!("{}: bad `;; memory-pages:` line", path.display()));
         }
+        // A probe may set a CPU budget with a `;; cpu-ticks: N` line.
+        if let Some(ticks) = text.lines().find_map(|l| l.strip_prefix(";; cpu-ticks:")) {
+            limits.cpu_ticks = Some(
+                ticks
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{}: bad `;; cpu-ticks:` line", path.display())),
+            );
+        }
         // A driver probe asks for devices with a `;; resources: pci:VVVV:DDDD ...` line.
         let resources = text
             .lines()

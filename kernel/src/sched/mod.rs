@@ -37,6 +37,8 @@ struct Thread {
     name: String,
     entry: Option<Entry>,
     done: Arc<AtomicBool>,
+    /// The process the thread works for (0: the kernel's own), charged for its time.
+    owner: usize,
 }
 
 struct Scheduler {
@@ -116,6 +118,7 @@ pub fn spawn_with_stack(
         name: name.into(),
         entry: Some(Box::new(f)),
         done: done.clone(),
+        owner: 0,
     };
     let id = with_sched(|s| {
         let id = match s.threads.iter().position(Option::is_none) {
@@ -147,6 +150,30 @@ extern "C" fn thread_start(arg: u64) -> ! {
     interrupts::enable();
     entry();
     exit_current()
+}
+
+/// Says which process the calling thread works for (its CPU time is charged to it).
+pub fn set_owner(owner: usize) {
+    with_sched(|s| {
+        if let Some(id) = s.policy.current()
+            && let Some(thread) = s.threads[id].as_mut()
+        {
+            thread.owner = owner;
+        }
+    });
+}
+
+/// The process the running thread works for (0: the kernel, or the idle loop).
+pub fn current_owner() -> usize {
+    if SCHED.lock().is_none() {
+        return 0;
+    }
+    with_sched(|s| {
+        s.policy
+            .current()
+            .and_then(|id| s.threads.get(id)?.as_ref())
+            .map_or(0, |t| t.owner)
+    })
 }
 
 /// Ends the calling thread.

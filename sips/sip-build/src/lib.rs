@@ -11,6 +11,7 @@
 //! table-elements = 1024
 //! call-depth = 1024
 //! fuel = 50_000_000         # total fuel budget; omit for none
+//! cpu-ticks = 500           # processor time in 100 Hz timer ticks, enforced by the kernel
 //! kernel-objects = 128      # endpoints and exchange-heap blocks held at once
 //! kernel-bytes = 2_097_152  # kernel memory those may take (queues, blocks)
 //! # channel ends the system manifest hands this SIP at start
@@ -32,6 +33,7 @@ const KEYS: &[&str] = &[
     "table-elements",
     "call-depth",
     "fuel",
+    "cpu-ticks",
     "kernel-objects",
     "kernel-bytes",
     "endpoints",
@@ -141,6 +143,10 @@ pub fn manifest_from_cargo_toml(text: &str, package: &str) -> Result<Manifest, S
             fuel: meta.get("fuel").map(|_| int("fuel", 0)).transpose()?,
             max_kernel_objects: small("kernel-objects", defaults.max_kernel_objects)?,
             max_kernel_bytes: int("kernel-bytes", defaults.max_kernel_bytes)?,
+            cpu_ticks: meta
+                .get("cpu-ticks")
+                .map(|_| int("cpu-ticks", 0))
+                .transpose()?,
         },
         endpoints: endpoints(meta)?,
         resources: resources(meta)?,

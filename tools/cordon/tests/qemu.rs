@@ -242,6 +242,41 @@ fn directory(isolation: Isolation) {
     );
 }
 
+#[test]
+fn a_sip_past_its_cpu_budget_is_stopped_by_the_kernel() {
+    cpu_budget(Isolation::Soft);
+}
+
+#[test]
+fn a_sip_past_its_cpu_budget_is_stopped_by_the_kernel_in_ring3() {
+    cpu_budget(Isolation::Hard);
+}
+
+/// `burn` spins with no fuel budget under a 20-tick CPU budget: the kernel, counting
+/// ticks itself, ends it; `hello` and `primes` beside it finish.
+fn cpu_budget(isolation: Isolation) {
+    let outcome = run(in_mode(isolation, sips(&["hello", "burn", "primes"])));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP hello (pid 1) exited with status 0",
+            "[kernel] SIP burn (pid 2) used up its CPU budget of 20 ticks",
+            "[kernel] SIP burn (pid 2) killed by the kernel",
+            "[primes] 17984 primes below 200000",
+            "[kernel] SIP primes (pid 3) exited with status 0",
+            "1 of 3 SIPs did not exit with status 0",
+        ],
+    );
+    let burn = outcome
+        .console
+        .lines()
+        .find(|l| l.starts_with("2    burn"))
+        .expect("burn's summary row");
+    let ticks: u64 = burn.split_whitespace().nth(7).unwrap().parse().unwrap();
+    assert!((21..=30).contains(&ticks), "charged {ticks} ticks: {burn}");
+}
+
 /// The free-frame counts of the `reclaim:` line must match exactly.
 #[track_caller]
 fn assert_frames_back(outcome: &Outcome) {
