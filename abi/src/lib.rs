@@ -262,6 +262,97 @@ pub const BUF_DMA: Op = op(
     &[I64],
     "physical address of an exchange-heap block (drivers only), for device DMA",
 );
+/// `sip_start(name, len) -> pid`: starts a new SIP from the boot package's module `name`
+/// (`NOT_FOUND` if there is none, `OUT_OF_MEMORY` if no process slot is free). The new
+/// SIP gets no endpoints, devices or powers. Only for a SIP the system manifest gives the
+/// `start` power; any other caller is faulted.
+pub const SIP_START: Op = op(
+    23,
+    "sip_start",
+    &[I32, I32],
+    &[I32],
+    "start a SIP from a module in the boot package (needs the `start` power)",
+);
+/// `sip_kill(pid) -> status`: asks SIP `pid` to stop; it ends within bounded time even if
+/// blocked (`NOT_FOUND` for no such SIP). Needs the `kill` power.
+pub const SIP_KILL: Op = op(
+    24,
+    "sip_kill",
+    &[I32],
+    &[I32],
+    "end a SIP (needs the `kill` power)",
+);
+/// `sip_info(pid, out, cap) -> len`: writes SIP `pid`'s [`SipInfo`] (the kernel's own
+/// accounting) to `out` (`NOT_FOUND`, `BUFFER_TOO_SMALL`). Needs the `inspect` power.
+pub const SIP_INFO: Op = op(
+    25,
+    "sip_info",
+    &[I32, I32, I32],
+    &[I32],
+    "a SIP's state and the kernel's accounting of it (needs the `inspect` power)",
+);
+
+/// What `sip_info` reports: the kernel's own counts, never the SIP runtime's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SipInfo {
+    /// [`sip_state`].
+    pub state: u32,
+    /// With `ENDED`: the exit status, or one of [`sip_state`]'s negative endings.
+    pub ending: i32,
+    /// Timer ticks charged to it.
+    pub ticks: u64,
+    /// Kernel calls it made.
+    pub kernel_calls: u64,
+    /// The most kernel objects (endpoints, blocks) it held at once, and their bytes.
+    pub peak_objects: u32,
+    /// The incarnation of its process slot (pids of reused slots differ by generation).
+    pub generation: u32,
+    pub peak_bytes: u64,
+}
+
+/// [`SipInfo::state`] and the negative [`SipInfo::ending`]s.
+pub mod sip_state {
+    pub const RUNNING: u32 = 0;
+    pub const ENDED: u32 = 1;
+    /// Endings other than an exit status.
+    pub const KILLED: i32 = -1;
+    pub const FAULTED: i32 = -2;
+    pub const NOT_LOADED: i32 = -3;
+}
+
+impl SipInfo {
+    pub const BYTES: usize = 40;
+
+    pub fn to_bytes(&self) -> [u8; Self::BYTES] {
+        let mut out = [0u8; Self::BYTES];
+        out[0..4].copy_from_slice(&self.state.to_le_bytes());
+        out[4..8].copy_from_slice(&self.ending.to_le_bytes());
+        out[8..16].copy_from_slice(&self.ticks.to_le_bytes());
+        out[16..24].copy_from_slice(&self.kernel_calls.to_le_bytes());
+        out[24..28].copy_from_slice(&self.peak_objects.to_le_bytes());
+        out[28..32].copy_from_slice(&self.generation.to_le_bytes());
+        out[32..40].copy_from_slice(&self.peak_bytes.to_le_bytes());
+        out
+    }
+
+    pub fn from_bytes(b: &[u8; Self::BYTES]) -> SipInfo {
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        SipInfo {
+            state: u32_at(0),
+            ending: u32_at(4) as i32,
+            ticks: u64_at(8),
+            kernel_calls: u64_at(16),
+            peak_objects: u32_at(24),
+            generation: u32_at(28),
+            peak_bytes: u64_at(32),
+        }
+    }
+}
 
 /// Every operation, indexed by number.
 pub const OPS: &[Op] = &[
@@ -288,10 +379,13 @@ pub const OPS: &[Op] = &[
     DEV_WRITE,
     DEV_WAIT,
     BUF_DMA,
+    SIP_START,
+    SIP_KILL,
+    SIP_INFO,
 ];
 
 /// Revision returned by `abi_version`; bumped when [`OPS`] changes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// Negative results of kernel calls that a SIP is expected to handle. (Misuse — a handle
 /// the SIP does not own, a message its contract forbids, a buffer outside its memory —
@@ -528,5 +622,19 @@ mod tests {
             let err = bad.parse::<Resource>().unwrap_err();
             assert!(err.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn sip_info_round_trips() {
+        let info = SipInfo {
+            state: sip_state::ENDED,
+            ending: sip_state::KILLED,
+            ticks: 7,
+            kernel_calls: 1 << 40,
+            peak_objects: 3,
+            generation: 2,
+            peak_bytes: 4096,
+        };
+        assert_eq!(SipInfo::from_bytes(&info.to_bytes()), info);
     }
 }

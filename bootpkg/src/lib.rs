@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// How SIPs are isolated from the kernel and from each other: the five configurations of
 /// Singularity's "unsafe code tax" experiment (Figure 5 of *Rethinking the Software
@@ -245,6 +245,20 @@ pub struct BootPackage {
     /// Devices the system manifest gives to SIPs. A SIP gets a device only if an entry
     /// here names it *and* its own manifest asks for it.
     pub devices: Vec<DeviceGrant>,
+    /// Powers over other SIPs the system manifest gives.
+    pub powers: Vec<PowerGrant>,
+}
+
+/// The system manifest gives SIP `sip` (index into `sips`) powers over other SIPs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerGrant {
+    pub sip: u32,
+    /// `sip_start`: start SIPs from modules in the package.
+    pub start: bool,
+    /// `sip_kill`: end any SIP.
+    pub kill: bool,
+    /// `sip_info`: read any SIP's state and the kernel's accounting of it.
+    pub inspect: bool,
 }
 
 /// The system manifest gives SIP `sip` (index into `sips`) the device `device`.
@@ -442,6 +456,12 @@ mod tests {
             files: vec![File {
                 name: "hello.wasm".into(),
                 data: vec![0, 97, 115, 109],
+            }],
+            powers: vec![PowerGrant {
+                sip: 0,
+                start: true,
+                kill: false,
+                inspect: true,
             }],
             devices: vec![DeviceGrant {
                 sip: 1,

@@ -12,7 +12,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use bootpkg::Placement;
 use sip_runtime::{Exit, Metering, Sip};
@@ -45,6 +45,27 @@ static CPU_TICKS: [AtomicU64; MAX_PROCESSES] = [const { AtomicU64::new(0) }; MAX
 /// Its CPU budget in ticks (`u64::MAX`: none), and whether it ran out.
 static CPU_BUDGET: [AtomicU64; MAX_PROCESSES] = [const { AtomicU64::new(u64::MAX) }; MAX_PROCESSES];
 static OVER_BUDGET: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
+
+/// Powers over other SIPs the system manifest gave each process ([`Power`] bits).
+static POWERS: [AtomicU8; MAX_PROCESSES] = [const { AtomicU8::new(0) }; MAX_PROCESSES];
+
+/// A power over other SIPs, as a bit of [`POWERS`].
+#[derive(Clone, Copy, Debug)]
+enum Power {
+    Start = 1,
+    Kill = 2,
+    Inspect = 4,
+}
+
+impl Power {
+    fn name(self) -> &'static str {
+        match self {
+            Power::Start => "start",
+            Power::Kill => "kill",
+            Power::Inspect => "inspect",
+        }
+    }
+}
 
 /// Charges one timer tick to `pid` (0: the kernel's own work, not charged), and asks a
 /// process past its CPU budget to stop. Called from the timer interrupt.
@@ -175,6 +196,17 @@ impl SipKernel {
 
     pub(crate) fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// Misuse unless the system manifest gave this SIP `power`.
+    fn need(&self, power: Power, op: &str) -> Result<(), String> {
+        if POWERS[self.pid - 1].load(Ordering::Relaxed) & power as u8 != 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "{op}: the system manifest did not give this SIP the `{}` power",
+            power.name()
+        ))
     }
 
     /// Cycles from creation to the SIP's first kernel call, once it made one.
@@ -310,6 +342,71 @@ impl sip_runtime::Kernel for SipKernel {
     fn buf_dma(&mut self, buf: u32) -> Result<i64, String> {
         ipc::buf_dma(self.pid, buf)
     }
+
+    fn sip_start(&mut self, module: &str) -> Result<i32, String> {
+        self.need(Power::Start, "sip_start")?;
+        let Some(bytes) = crate::boot_package()
+            .file(module)
+            .filter(|_| !module.ends_with(".contract"))
+        else {
+            return Ok(cordon_abi::status::NOT_FOUND);
+        };
+        let mut copy = Vec::new();
+        if copy.try_reserve_exact(bytes.len()).is_err() {
+            return Ok(cordon_abi::status::OUT_OF_MEMORY);
+        }
+        copy.extend_from_slice(bytes);
+        // No endpoints, devices or powers: nothing in the system manifest names it.
+        match start_with(module, copy, StartOptions::default()) {
+            Ok((pid, _thread)) => Ok(pid as i32),
+            Err(_) => Ok(cordon_abi::status::OUT_OF_MEMORY),
+        }
+    }
+
+    fn sip_kill(&mut self, pid: u32) -> Result<i32, String> {
+        self.need(Power::Kill, "sip_kill")?;
+        Ok(if kill(pid as Pid) {
+            cordon_abi::status::OK
+        } else {
+            cordon_abi::status::NOT_FOUND
+        })
+    }
+
+    fn sip_info(&mut self, pid: u32, out: &mut [u8]) -> Result<i32, String> {
+        self.need(Power::Inspect, "sip_info")?;
+        let Some(info) = info(pid as Pid) else {
+            return Ok(cordon_abi::status::NOT_FOUND);
+        };
+        let Some(out) = out.get_mut(..cordon_abi::SipInfo::BYTES) else {
+            return Ok(cordon_abi::status::BUFFER_TOO_SMALL);
+        };
+        out.copy_from_slice(&info.to_bytes());
+        Ok(cordon_abi::SipInfo::BYTES as i32)
+    }
+}
+
+/// The kernel's account of process `pid`, live.
+pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
+    use cordon_abi::sip_state;
+    let record = record(pid)?;
+    let index = pid - 1;
+    let (_, peak) = ipc::usage(pid);
+    let (state, ending) = match &record.ending {
+        None => (sip_state::RUNNING, 0),
+        Some(Ending::Ran(Exit::Status(s))) => (sip_state::ENDED, *s),
+        Some(Ending::Ran(Exit::Killed)) => (sip_state::ENDED, sip_state::KILLED),
+        Some(Ending::Ran(_)) => (sip_state::ENDED, sip_state::FAULTED),
+        Some(_) => (sip_state::ENDED, sip_state::NOT_LOADED),
+    };
+    Some(cordon_abi::SipInfo {
+        state,
+        ending,
+        ticks: CPU_TICKS[index].load(Ordering::Relaxed),
+        kernel_calls: KERNEL_CALLS[index].load(Ordering::Relaxed),
+        peak_objects: peak.objects,
+        generation: 1,
+        peak_bytes: peak.bytes,
+    })
 }
 
 /// Checks the system manifest's initial endpoints for `pid` against what the SIP's own
@@ -380,6 +477,8 @@ pub fn start_with(
 ) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
     let pid = new_record(name)?;
+    let powers = given_powers(options);
+    POWERS[pid - 1].store(powers, Ordering::Relaxed);
     let thread_name = format!("sip:{name}");
     let name = String::from(name);
     spawn(pid, thread_name, move || {
@@ -499,6 +598,22 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
         }
     };
     finish(pid, format_args!("SIP {name}"), ending);
+}
+
+/// The powers (as [`Power`] bits) the system manifest gives the SIP started with `options`.
+fn given_powers(options: StartOptions) -> u8 {
+    let Some(index) = options.system_index else {
+        return 0;
+    };
+    crate::boot_package()
+        .powers
+        .iter()
+        .filter(|g| g.sip == index)
+        .fold(0, |bits, g| {
+            bits | if g.start { Power::Start as u8 } else { 0 }
+                | if g.kill { Power::Kill as u8 } else { 0 }
+                | if g.inspect { Power::Inspect as u8 } else { 0 }
+        })
 }
 
 /// The devices the system manifest gives the SIP started with `options`.

@@ -29,7 +29,7 @@ pub enum Outcome {
 type Entry = fn(&mut SipKernel, &UserAccess, [u64; 6]) -> Outcome;
 
 /// The table, in operation-number order (checked by [`check_table`]).
-const TABLE: [(&abi::Op, Entry); 23] = [
+const TABLE: [(&abi::Op, Entry); 26] = [
     (&abi::EXIT, exit),
     (&abi::CONSOLE_WRITE, console_write),
     (&abi::YIELD, yield_now),
@@ -53,6 +53,9 @@ const TABLE: [(&abi::Op, Entry); 23] = [
     (&abi::DEV_WRITE, dev_write),
     (&abi::DEV_WAIT, dev_wait),
     (&abi::BUF_DMA, buf_dma),
+    (&abi::SIP_START, sip_start),
+    (&abi::SIP_KILL, sip_kill),
+    (&abi::SIP_INFO, sip_info),
 ];
 
 /// Panics at boot if the table and the ABI disagree (a kernel bug, not a SIP's).
@@ -311,4 +314,23 @@ fn dev_wait(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
 
 fn buf_dma(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
     value(k.buf_dma(handle(a[0])))
+}
+
+fn sip_start(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
+    match text(access, a[0], a[1]) {
+        None => bad_address(),
+        Some(Err(why)) => violation(why),
+        Some(Ok(name)) => status(k.sip_start(name)),
+    }
+}
+
+fn sip_kill(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
+    status(k.sip_kill(handle(a[0])))
+}
+
+fn sip_info(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
+    let Some(out) = access.bytes_mut(a[1], a[2]) else {
+        return bad_address();
+    };
+    status(k.sip_info(handle(a[0]), out))
 }

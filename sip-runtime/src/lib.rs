@@ -86,6 +86,12 @@ pub trait Kernel {
     ) -> Result<i32, String>;
     fn dev_wait(&mut self, resource: u32, timeout: Option<u64>) -> Result<i32, String>;
     fn buf_dma(&mut self, buf: u32) -> Result<i64, String>;
+    /// Starts a SIP from boot-package module `module` (the `start` power).
+    fn sip_start(&mut self, module: &str) -> Result<i32, String>;
+    /// Ends SIP `pid` (the `kill` power).
+    fn sip_kill(&mut self, pid: u32) -> Result<i32, String>;
+    /// Writes SIP `pid`'s `SipInfo` into `out` (the `inspect` power).
+    fn sip_info(&mut self, pid: u32, out: &mut [u8]) -> Result<i32, String>;
 }
 
 /// Why a SIP's execution stopped for good.
@@ -692,6 +698,57 @@ fn register_devices<K: Kernel + 'static>(
     Ok(true)
 }
 
+/// Registers the host functions of the operations that control other SIPs.
+fn register_control<K: Kernel + 'static>(
+    linker: &mut Linker<State<K>>,
+    op: &Op,
+) -> Result<bool, Error> {
+    use cordon_abi as abi;
+    let module = abi::MODULE;
+    match op.number {
+        n if n == abi::SIP_START.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, ptr: i32, len: i32| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::SIP_START)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let name = text(data, range(data.len(), ptr, len, "sip_start")?, "sip_start")?;
+                    answer(state.kernel.sip_start(&name))
+                },
+            )?;
+        }
+        n if n == abi::SIP_KILL.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, pid: i32| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::SIP_KILL)?;
+                    answer(caller.data_mut().kernel.sip_kill(pid as u32))
+                },
+            )?;
+        }
+        n if n == abi::SIP_INFO.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 pid: i32,
+                 ptr: i32,
+                 cap: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::SIP_INFO)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let out = range(data.len(), ptr, cap, "sip_info")?;
+                    answer(state.kernel.sip_info(pid as u32, &mut data[out]))
+                },
+            )?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// Registers the host function for `op`. Every operation of the ABI has exactly one arm;
 /// an operation without one is a runtime bug caught by the tests.
 fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Result<(), Error> {
@@ -768,7 +825,10 @@ fn register<K: Kernel + 'static>(linker: &mut Linker<State<K>>, op: &Op) -> Resu
             )?;
         }
         _ => {
-            if !register_channels(linker, op)? && !register_devices(linker, op)? {
+            if !register_channels(linker, op)?
+                && !register_devices(linker, op)?
+                && !register_control(linker, op)?
+            {
                 unreachable!("ABI operation `{}` has no host function", op.name)
             }
         }

@@ -96,6 +96,15 @@ impl Kernel for Mock {
     fn buf_dma(&mut self, _: u32) -> Result<i64, String> {
         Err("no devices".into())
     }
+    fn sip_start(&mut self, _: &str) -> Result<i32, String> {
+        Err("no powers".into())
+    }
+    fn sip_kill(&mut self, _: u32) -> Result<i32, String> {
+        Err("no powers".into())
+    }
+    fn sip_info(&mut self, _: u32, _: &mut [u8]) -> Result<i32, String> {
+        Err("no powers".into())
+    }
 }
 
 fn run_with(wat: &str, limits: Limits, kernel: Mock) -> (Exit, Mock, sip_runtime::Stats) {

@@ -199,4 +199,25 @@ impl Kernel for SyscallKernel {
     fn buf_dma(&mut self, buf: u32) -> Result<i64, String> {
         Ok(call(&abi::BUF_DMA, [buf.into(), 0, 0, 0, 0, 0]).first as i64)
     }
+
+    fn sip_start(&mut self, module: &str) -> Result<i32, String> {
+        let m = module.as_bytes();
+        status(&abi::SIP_START, [ptr(m), len(m), 0, 0, 0, 0])
+    }
+
+    fn sip_kill(&mut self, pid: u32) -> Result<i32, String> {
+        status(&abi::SIP_KILL, [pid.into(), 0, 0, 0, 0, 0])
+    }
+
+    fn sip_info(&mut self, pid: u32, out: &mut [u8]) -> Result<i32, String> {
+        let args = [
+            pid.into(),
+            out.as_mut_ptr() as u64,
+            out.len() as u64,
+            0,
+            0,
+            0,
+        ];
+        status(&abi::SIP_INFO, args)
+    }
 }

@@ -43,7 +43,7 @@ pub enum Error {
     Status(i32),
 }
 
-fn status(code: i32) -> Result<i32, Error> {
+pub(crate) fn status(code: i32) -> Result<i32, Error> {
     match code {
         c if c >= 0 => Ok(c),
         TIMEOUT => Err(Error::Timeout),

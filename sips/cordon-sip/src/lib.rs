@@ -20,6 +20,7 @@
 
 pub mod channel;
 pub mod device;
+pub mod process;
 pub mod sys;
 
 use core::fmt::{self, Write};

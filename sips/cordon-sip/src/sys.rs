@@ -43,6 +43,9 @@ mod imports {
         pub fn dev_write(resource: u32, offset: u32, width: u32, value: u32) -> i32;
         pub fn dev_wait(resource: u32, timeout: i64) -> i32;
         pub fn buf_dma(buf: u32) -> i64;
+        pub fn sip_start(name: *const u8, len: usize) -> i32;
+        pub fn sip_kill(pid: u32) -> i32;
+        pub fn sip_info(pid: u32, out: *mut u8, cap: usize) -> i32;
     }
 }
 
@@ -202,6 +205,24 @@ pub fn buf_dma(buf: u32) -> u64 {
     unsafe { imports::buf_dma(buf) as u64 }
 }
 
+#[cfg(target_family = "wasm")]
+pub fn sip_start(name: &str) -> i32 {
+    // SAFETY: the kernel reads `len` bytes at `ptr`, within this SIP's memory.
+    unsafe { imports::sip_start(name.as_ptr(), name.len()) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn sip_kill(pid: u32) -> i32 {
+    // SAFETY: scalar argument only.
+    unsafe { imports::sip_kill(pid) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn sip_info(pid: u32, out: &mut [u8]) -> i32 {
+    // SAFETY: the kernel writes at most `out.len()` bytes at `out`, within this SIP's memory.
+    unsafe { imports::sip_info(pid, out.as_mut_ptr(), out.len()) }
+}
+
 // Off WebAssembly (e.g. `cargo check` on the host) there is no kernel to call.
 #[cfg(not(target_family = "wasm"))]
 mod host {
@@ -275,6 +296,15 @@ mod host {
         no_kernel()
     }
     pub fn buf_dma(_: u32) -> u64 {
+        no_kernel()
+    }
+    pub fn sip_start(_: &str) -> i32 {
+        no_kernel()
+    }
+    pub fn sip_kill(_: u32) -> i32 {
+        no_kernel()
+    }
+    pub fn sip_info(_: u32, _: &mut [u8]) -> i32 {
         no_kernel()
     }
 }

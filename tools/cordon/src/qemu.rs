@@ -216,7 +216,7 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
         .into_iter()
         .map(|(name, data)| bootpkg::File { name, data })
         .collect();
-    for name in &options.system.sips {
+    for name in options.system.sips.iter().chain(&options.system.modules) {
         if !files.iter().any(|f| &f.name == name) {
             files.push(bootpkg::File {
                 name: name.clone(),
@@ -237,6 +237,7 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
         client: options.system.client,
         programs: crate::program::bundled()?,
         devices: options.system.devices.clone(),
+        powers: options.system.powers.clone(),
     };
     let image = build_image(crate::kernel_elf(), &package, options.firmware)?;
 

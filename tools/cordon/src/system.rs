@@ -20,6 +20,18 @@
 //! device = "pci:1af4:1001"          # vendor:device ids, or an address: "pci@00:04.0"
 //! ```
 //!
+//! Powers over other SIPs are the system manifest's to give too, and `modules` adds
+//! modules to the boot package that are not started at boot (a SIP with the `start` power
+//! may start them):
+//!
+//! ```toml
+//! modules = ["hello", "forever"]
+//!
+//! [[powers]]
+//! sip = "supervisor"
+//! may = ["start", "kill", "inspect"]
+//! ```
+//!
 //! A SIP named twice is addressed as `name#2` for its second instance. `client = "name"`
 //! names the SIP that the `client-space` and `client-ring3` isolation configurations
 //! isolate from the rest (Singularity's WebFiles client); by default the last SIP.
@@ -27,7 +39,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use bootpkg::{Attach, Connection, DeviceGrant};
+use bootpkg::{Attach, Connection, DeviceGrant, PowerGrant};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -47,7 +59,19 @@ struct DeviceSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PowerSpec {
+    sip: String,
+    may: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SystemFile {
+    /// Modules in the boot package that are not started at boot.
+    #[serde(default)]
+    modules: Vec<String>,
+    #[serde(default)]
+    powers: Vec<PowerSpec>,
     sips: Vec<String>,
     #[serde(default)]
     channels: Vec<ChannelSpec>,
@@ -66,6 +90,10 @@ pub struct System {
     pub client: Option<u32>,
     /// Devices given to SIPs.
     pub devices: Vec<DeviceGrant>,
+    /// Powers over other SIPs given to SIPs.
+    pub powers: Vec<PowerGrant>,
+    /// More modules for the boot package, not started at boot.
+    pub modules: Vec<String>,
 }
 
 /// The repository's `systems/` directory.
@@ -93,6 +121,8 @@ pub fn of_sips(sips: &[String]) -> System {
         channels: Vec::new(),
         client: sips.len().checked_sub(1).map(|i| i as u32),
         devices: Vec::new(),
+        powers: Vec::new(),
+        modules: Vec::new(),
     }
 }
 
@@ -165,11 +195,32 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
                 .map_err(|e: String| anyhow::anyhow!("[[devices]] for `{}`: {e}", d.sip))?,
         });
     }
+    let mut powers = Vec::new();
+    for p in &file.powers {
+        let mut grant = PowerGrant {
+            sip: find_sip(&file.sips, &p.sip)? as u32,
+            ..PowerGrant::default()
+        };
+        for power in &p.may {
+            match power.as_str() {
+                "start" => grant.start = true,
+                "kill" => grant.kill = true,
+                "inspect" => grant.inspect = true,
+                other => bail!(
+                    "[[powers]] for `{}`: no power `{other}` (powers: start, kill, inspect)",
+                    p.sip
+                ),
+            }
+        }
+        powers.push(grant);
+    }
     Ok(System {
         sips: file.sips,
         channels,
         client: Some(client as u32),
         devices,
+        powers,
+        modules: file.modules,
     })
 }
 
@@ -286,6 +337,12 @@ mod tests {
         assert!(err(text).contains("[[devices]] for `a`: `disk` is not a device"));
         let text = "sips = [\"a\"]\n[[devices]]\nsip = \"b\"\ndevice = \"pci:1af4:1001\"";
         assert!(err(text).contains("no SIP `b`"));
+        let text = "sips = [\"a\"]\nmodules = [\"m\"]\n[[powers]]\nsip = \"a\"\nmay = [\"kill\", \"inspect\"]";
+        let system = parse(text).unwrap();
+        assert_eq!(system.modules, ["m"]);
+        assert!(system.powers[0].kill && system.powers[0].inspect && !system.powers[0].start);
+        let text = "sips = [\"a\"]\n[[powers]]\nsip = \"a\"\nmay = [\"reboot\"]";
+        assert!(err(text).contains("no power `reboot` (powers: start, kill, inspect)"));
         assert_eq!(parse("sips = [\"a\", \"b\"]").unwrap().client, Some(1));
         let text = "sips = [\"a\", \"b\"]\nclient = \"a\"";
         assert_eq!(parse(text).unwrap().client, Some(0));

@@ -37,7 +37,7 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
         Verdict::Passed,
         &[
             "booted: isolation=soft",
-            "[hello] Hello from a SIP: ABI v3",
+            "[hello] Hello from a SIP: ABI v4",
             "[kernel] SIP hello (pid 1) exited with status 0",
             "[primes] 17984 primes below 200000",
             "[kernel] SIP primes (pid 2) exited with status 0",
@@ -277,6 +277,41 @@ fn cpu_budget(isolation: Isolation) {
     assert!((21..=30).contains(&ticks), "charged {ticks} ticks: {burn}");
 }
 
+#[test]
+fn powers_over_sips_come_only_from_the_system_manifest() {
+    powers(Isolation::Soft);
+}
+
+#[test]
+fn powers_over_sips_come_only_from_the_system_manifest_in_ring3() {
+    powers(Isolation::Hard);
+}
+
+/// `supervisor` holds the start, kill and inspect powers: it starts `hello` three times
+/// and waits for each through the kernel's accounting, starts `forever` and kills it. Three
+/// probes each try one power they were not given and are ended for it.
+fn powers(isolation: Isolation) {
+    let outcome = run(in_mode(isolation, system("supervisor")));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP no-start (pid 2) terminated: bad kernel call: sip_start: the system manifest did not give this SIP the `start` power",
+            "[kernel] SIP no-kill (pid 3) terminated: bad kernel call: sip_kill: the system manifest did not give this SIP the `kill` power",
+            "[kernel] SIP no-inspect (pid 4) terminated: bad kernel call: sip_info: the system manifest did not give this SIP the `inspect` power",
+            "[supervisor] started hello as pid 5 (1 of 3): exited 0 after 4 kernel calls",
+            "[supervisor] started hello as pid 7 (3 of 3): exited 0 after 4 kernel calls",
+            "[kernel] SIP forever (pid 8) killed by the kernel",
+            "[supervisor] started forever as pid 8, saw it running",
+            "[supervisor] unknown modules and pids are reported as not found",
+            "[kernel] SIP supervisor (pid 1) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+            "4 of 8 SIPs did not exit with status 0",
+        ],
+    );
+    assert_frames_back(&outcome);
+}
+
 /// The free-frame counts of the `reclaim:` line must match exactly.
 #[track_caller]
 fn assert_frames_back(outcome: &Outcome) {
@@ -423,7 +458,7 @@ fn default_system_in(isolation: Isolation) {
             Verdict::Passed,
             &[
                 &banner,
-                "[hello] Hello from a SIP: ABI v3",
+                "[hello] Hello from a SIP: ABI v4",
                 "[primes] 17984 primes below 200000",
                 "[echo-binder] 3 pings answered over a channel found by name",
                 "[kernel] SIP echo-binder (pid 5) exited with status 0",

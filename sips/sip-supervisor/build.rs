@@ -1,0 +1,5 @@
+//! Generates the manifest.
+
+fn main() {
+    sip_build::emit_manifest();
+}
