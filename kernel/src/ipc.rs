@@ -54,7 +54,7 @@ static INITIAL: IrqMutex<Vec<(Pid, String, EndpointId)>> = IrqMutex::new(Vec::ne
 pub fn init(protocols: Vec<contracts::Protocol>) {
     let mut channels = Channels::new(protocols);
     channels
-        .reserve_accounts(crate::process::MAX_PROCESSES + 1)
+        .reserve_accounts(crate::process::MAX_PROCESSES)
         .expect("boot-time heap for the process accounts");
     *CHANNELS.lock() = Some(channels);
 }

@@ -200,7 +200,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         if unclean > 0 {
             fail(format_args!(
                 "{unclean} of {} SIPs did not exit with status 0",
-                process::records().len()
+                process::started()
             ));
         }
         if after.free_frames != baseline.free_frames {

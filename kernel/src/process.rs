@@ -12,7 +12,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use bootpkg::Placement;
 use sip_runtime::{Exit, Metering, Sip};
@@ -29,9 +29,36 @@ const SIP_STACK_ORDER: usize = 6;
 /// Process id (1-based).
 pub type Pid = usize;
 
-/// Most processes one boot can create. Records never move or grow, so the process table
-/// takes no heap after start-up and memory checks can be exact.
+/// Process slots. Records never move or grow, so the process table takes no heap after
+/// start-up and memory checks can be exact. A slot whose process has ended is reused
+/// (oldest first once every slot has been used), with the next generation: pid = slot + 1
+/// + `MAX_PROCESSES` × (generation − 1), so an old pid never names the new process.
 pub const MAX_PROCESSES: usize = 256;
+
+/// The slot of `pid` in the per-process tables.
+fn slot_of(pid: Pid) -> Option<usize> {
+    pid.checked_sub(1).map(|p| p % MAX_PROCESSES)
+}
+
+/// The generation of `pid`'s slot (1 for the first process in it).
+pub fn generation(pid: Pid) -> u32 {
+    (pid.saturating_sub(1) / MAX_PROCESSES) as u32 + 1
+}
+
+/// The pid living in each slot (0: none yet), so counters of a reused slot are never
+/// touched on behalf of its previous process.
+static SLOT_PID: [AtomicUsize; MAX_PROCESSES] = [const { AtomicUsize::new(0) }; MAX_PROCESSES];
+/// Whether a slot's process has finished with every table (its slot may be reused).
+static SLOT_FREE: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
+/// Processes created since boot, and how many of them ended other than with status 0.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+static UNCLEAN: AtomicUsize = AtomicUsize::new(0);
+
+/// `pid`'s slot if `pid` is the process living there.
+fn live_slot(pid: Pid) -> Option<usize> {
+    let slot = slot_of(pid)?;
+    (SLOT_PID[slot].load(Ordering::Relaxed) == pid).then_some(slot)
+}
 
 /// Kill requests, one flag per pid (index pid - 1).
 static KILL: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
@@ -70,7 +97,7 @@ impl Power {
 /// Charges one timer tick to `pid` (0: the kernel's own work, not charged), and asks a
 /// process past its CPU budget to stop. Called from the timer interrupt.
 pub fn charge_tick(pid: Pid) {
-    let Some(index) = pid.checked_sub(1).filter(|&i| i < MAX_PROCESSES) else {
+    let Some(index) = live_slot(pid) else {
         return;
     };
     let used = CPU_TICKS[index].fetch_add(1, Ordering::Relaxed) + 1;
@@ -200,7 +227,8 @@ impl SipKernel {
 
     /// Misuse unless the system manifest gave this SIP `power`.
     fn need(&self, power: Power, op: &str) -> Result<(), String> {
-        if POWERS[self.pid - 1].load(Ordering::Relaxed) & power as u8 != 0 {
+        if live_slot(self.pid).is_some_and(|s| POWERS[s].load(Ordering::Relaxed) & power as u8 != 0)
+        {
             return Ok(());
         }
         Err(format!(
@@ -217,7 +245,9 @@ impl SipKernel {
 
 impl sip_runtime::Kernel for SipKernel {
     fn on_kernel_call(&mut self, _op: &'static cordon_abi::Op) {
-        KERNEL_CALLS[self.pid - 1].fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = live_slot(self.pid) {
+            KERNEL_CALLS[slot].fetch_add(1, Ordering::Relaxed);
+        }
         if self.first_call.is_none() {
             self.first_call = Some(cycles::stop() - self.created);
         }
@@ -256,7 +286,7 @@ impl sip_runtime::Kernel for SipKernel {
     }
 
     fn kill_requested(&mut self) -> bool {
-        KILL[self.pid - 1].load(Ordering::Relaxed)
+        kill_requested(self.pid)
     }
 
     fn chan_create(&mut self, contract: &str) -> Result<Result<(u32, u32), i32>, String> {
@@ -389,7 +419,7 @@ impl sip_runtime::Kernel for SipKernel {
 pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
     use cordon_abi::sip_state;
     let record = record(pid)?;
-    let index = pid - 1;
+    let index = live_slot(pid)?;
     let (_, peak) = ipc::usage(pid);
     let (state, ending) = match &record.ending {
         None => (sip_state::RUNNING, 0),
@@ -404,7 +434,7 @@ pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
         ticks: CPU_TICKS[index].load(Ordering::Relaxed),
         kernel_calls: KERNEL_CALLS[index].load(Ordering::Relaxed),
         peak_objects: peak.objects,
-        generation: 1,
+        generation: generation(pid),
         peak_bytes: peak.bytes,
     })
 }
@@ -478,7 +508,9 @@ pub fn start_with(
     let created = cycles::start();
     let pid = new_record(name)?;
     let powers = given_powers(options);
-    POWERS[pid - 1].store(powers, Ordering::Relaxed);
+    if let Some(slot) = live_slot(pid) {
+        POWERS[slot].store(powers, Ordering::Relaxed);
+    }
     let thread_name = format!("sip:{name}");
     let name = String::from(name);
     spawn(pid, thread_name, move || {
@@ -509,27 +541,46 @@ pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartEr
 
 /// Adds the record of a new process.
 fn new_record(name: &str) -> Result<Pid, StartError> {
-    {
-        let mut table = PROCESSES.lock();
-        if table.len() >= MAX_PROCESSES {
-            return Err(StartError::TableFull);
-        }
+    let mut table = PROCESSES.lock();
+    // A never-used slot first; then the free slot whose process ended longest ago.
+    let (slot, pid) = if table.len() < MAX_PROCESSES {
         let room = MAX_PROCESSES - table.len();
         table.reserve_exact(room);
-        let pid = table.len() + 1;
-        ipc::open_account(pid).map_err(|()| StartError::TableFull)?;
-        table.push(Record {
-            pid,
-            name: Name::new(name),
-            ending: None,
-            timings: Timings::default(),
-            abi_calls: 0,
-            fuel_used: 0,
-            kernel_peak: (0, 0),
-            cpu_ticks: 0,
-        });
-        Ok(pid)
+        (table.len(), table.len() + 1)
+    } else {
+        let oldest = (0..MAX_PROCESSES)
+            .filter(|&s| SLOT_FREE[s].load(Ordering::Acquire))
+            .min_by_key(|&s| table[s].pid)
+            .ok_or(StartError::TableFull)?;
+        (oldest, table[oldest].pid + MAX_PROCESSES)
+    };
+    ipc::open_account(pid).map_err(|()| StartError::TableFull)?;
+    // A fresh start for every per-process table.
+    SLOT_FREE[slot].store(false, Ordering::Relaxed);
+    KILL[slot].store(false, Ordering::Relaxed);
+    KERNEL_CALLS[slot].store(0, Ordering::Relaxed);
+    CPU_TICKS[slot].store(0, Ordering::Relaxed);
+    CPU_BUDGET[slot].store(u64::MAX, Ordering::Relaxed);
+    OVER_BUDGET[slot].store(false, Ordering::Relaxed);
+    POWERS[slot].store(0, Ordering::Relaxed);
+    SLOT_PID[slot].store(pid, Ordering::Release);
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    let record = Record {
+        pid,
+        name: Name::new(name),
+        ending: None,
+        timings: Timings::default(),
+        abi_calls: 0,
+        fuel_used: 0,
+        kernel_peak: (0, 0),
+        cpu_ticks: 0,
+    };
+    if slot == table.len() {
+        table.push(record);
+    } else {
+        table[slot] = record;
     }
+    Ok(pid)
 }
 
 /// Runs `body` on a new SIP thread for `pid`; a thread that cannot be made ends the SIP.
@@ -564,7 +615,9 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
             let verify = cycles::stop() - created;
             let limits = verified.manifest.limits;
             ipc::set_quota(pid, &limits);
-            CPU_BUDGET[pid - 1].store(limits.cpu_ticks.unwrap_or(u64::MAX), Ordering::Relaxed);
+            if let Some(slot) = live_slot(pid) {
+                CPU_BUDGET[slot].store(limits.cpu_ticks.unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
             let granted = check_endpoints(pid, &verified.manifest)
                 .and_then(|()| {
                     devices::claim(pid, &verified.manifest.resources, &given_devices(options))
@@ -638,7 +691,7 @@ fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
     SIP_CONSOLE.up();
     ipc::release(pid);
     let (_, peak) = ipc::usage(pid);
-    let index = pid - 1;
+    let index = live_slot(pid).expect("a finishing process still owns its slot");
     let ticks = CPU_TICKS[index].load(Ordering::Relaxed);
     SIP_CONSOLE.down();
     if OVER_BUDGET[index].load(Ordering::Relaxed) {
@@ -649,6 +702,9 @@ fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
     }
     println!("[kernel] {what} (pid {pid}) {ending}");
     SIP_CONSOLE.up();
+    if !ending.is_clean() {
+        UNCLEAN.fetch_add(1, Ordering::Relaxed);
+    }
     update(pid, |record| {
         record.ending = Some(ending);
         record.kernel_peak = (peak.objects, peak.bytes);
@@ -656,6 +712,8 @@ fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
         record.abi_calls = KERNEL_CALLS[index].load(Ordering::Relaxed);
         record.cpu_ticks = ticks;
     });
+    // Done with every table: the slot may go to a new process.
+    SLOT_FREE[index].store(true, Ordering::Release);
 }
 
 /// Heap a SIP's runtime may need at most: its declared memory twice (growing a linear
@@ -740,19 +798,24 @@ fn execute(
 /// A SIP blocked in the kernel (receive, select, device wait) is woken and its wait ends
 /// at once, so a kill takes effect within bounded time whatever the SIP is doing.
 pub fn kill(pid: Pid) -> bool {
-    let known = PROCESSES.lock().iter().any(|r| r.pid == pid);
-    if known {
-        KILL[pid - 1].store(true, Ordering::Release);
+    let slot = {
+        let table = PROCESSES.lock();
+        let slot = table.iter().position(|r| r.pid == pid);
+        if let Some(slot) = slot {
+            KILL[slot].store(true, Ordering::Release);
+        }
+        slot
+    };
+    if slot.is_some() {
         ipc::wake_waiters();
         devices::wake_waiters();
     }
-    known
+    slot.is_some()
 }
 
 /// Whether `pid` has been asked to stop (blocking waits give up when it has).
 pub fn kill_requested(pid: Pid) -> bool {
-    KILL.get(pid.wrapping_sub(1))
-        .is_some_and(|k| k.load(Ordering::Acquire))
+    live_slot(pid).is_some_and(|slot| KILL[slot].load(Ordering::Acquire))
 }
 
 /// A copy of every process record.
@@ -797,8 +860,17 @@ pub fn print_summary() -> usize {
          `cordon bench` measures one SIP alone. Emulated cost under TCG. Kernel calls and ticks \
          are counted by the kernel itself, also in ring 3; fuel is the runtime's count.)"
     );
-    records
-        .iter()
-        .filter(|r| !r.ending.as_ref().is_some_and(Ending::is_clean))
-        .count()
+    // Every process counts, also those whose slots were reused since (their rows are
+    // gone from the table above, their endings are not).
+    let still_running = records.iter().filter(|r| r.ending.is_none()).count();
+    let reused = STARTED.load(Ordering::Relaxed) - records.len();
+    if reused > 0 {
+        println!("({reused} earlier processes' rows gave way to later ones in reused slots)");
+    }
+    UNCLEAN.load(Ordering::Relaxed) + still_running
+}
+
+/// Processes created since boot.
+pub fn started() -> usize {
+    STARTED.load(Ordering::Relaxed)
 }

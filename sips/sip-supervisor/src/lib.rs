@@ -1,6 +1,7 @@
 //! SIP `supervisor`: exercises the powers over other SIPs that the system manifest gives
-//! it (`[[powers]] may = ["start", "kill", "inspect"]`). Starts `hello` several times and
-//! waits for each through the kernel's accounting; starts `forever` (which never calls the
+//! it (`[[powers]] may = ["start", "kill", "inspect"]`). Starts `hello` 1,000 times, one
+//! after another, and waits for each through the kernel's accounting (the kernel has 256
+//! process slots, so they are reused); starts `forever` (which never calls the
 //! kernel), sees it running and kills it; checks that unknown modules and pids are
 //! reported, not faulted. Exits 0 only if everything behaved.
 #![no_std]
@@ -12,10 +13,12 @@ use cordon_sip::process::{self, sip_state};
 
 cordon_sip::sip_main!(main);
 
-/// How many times `hello` is started.
-const HELLOS: u32 = 3;
+/// How many times `hello` is started, one after another: four times the kernel's process
+/// slots, so slots are reused with new generations.
+const HELLOS: u32 = 1000;
 
 fn run() -> Result<(), &'static str> {
+    let mut generation = 1;
     for round in 1..=HELLOS {
         let pid = process::start("hello").map_err(|_| "could not start hello")?;
         let info = process::wait(pid).map_err(|_| "lost hello")?;
@@ -23,11 +26,17 @@ fn run() -> Result<(), &'static str> {
             println!("hello ended {info:?}");
             return Err("hello did not exit cleanly");
         }
-        println!(
-            "started hello as pid {pid} ({round} of {HELLOS}): exited 0 after {} kernel calls",
-            info.kernel_calls
-        );
+        generation = generation.max(info.generation);
+        if round <= 3 || round % 250 == 0 {
+            println!(
+                "started hello as pid {pid} ({round} of {HELLOS}, slot generation {}): exited 0 after {} kernel calls",
+                info.generation, info.kernel_calls
+            );
+        }
     }
+    println!(
+        "{HELLOS} starts of hello, every one exited 0; process slots reached generation {generation}"
+    );
     let spinner = process::start("forever").map_err(|_| "could not start forever")?;
     for _ in 0..50 {
         cordon_sip::yield_now();

@@ -287,9 +287,10 @@ fn powers_over_sips_come_only_from_the_system_manifest_in_ring3() {
     powers(Isolation::Hard);
 }
 
-/// `supervisor` holds the start, kill and inspect powers: it starts `hello` three times
-/// and waits for each through the kernel's accounting, starts `forever` and kills it. Three
-/// probes each try one power they were not given and are ended for it.
+/// `supervisor` holds the start, kill and inspect powers: it starts `hello` 1,000 times
+/// (the 256 process slots are reused, with new generations) and waits for each through
+/// the kernel's accounting, starts `forever` and kills it. Three probes each try one
+/// power they were not given and are ended for it.
 fn powers(isolation: Isolation) {
     let outcome = run(in_mode(isolation, system("supervisor")));
     expect(
@@ -299,14 +300,16 @@ fn powers(isolation: Isolation) {
             "[kernel] SIP no-start (pid 2) terminated: bad kernel call: sip_start: the system manifest did not give this SIP the `start` power",
             "[kernel] SIP no-kill (pid 3) terminated: bad kernel call: sip_kill: the system manifest did not give this SIP the `kill` power",
             "[kernel] SIP no-inspect (pid 4) terminated: bad kernel call: sip_info: the system manifest did not give this SIP the `inspect` power",
-            "[supervisor] started hello as pid 5 (1 of 3): exited 0 after 4 kernel calls",
-            "[supervisor] started hello as pid 7 (3 of 3): exited 0 after 4 kernel calls",
-            "[kernel] SIP forever (pid 8) killed by the kernel",
-            "[supervisor] started forever as pid 8, saw it running",
+            "[supervisor] started hello as pid 5 (1 of 1000, slot generation 1): exited 0 after 4 kernel calls",
+            "[supervisor] started hello as pid 1007 (1000 of 1000, slot generation 4): exited 0 after 4 kernel calls",
+            "[supervisor] 1000 starts of hello, every one exited 0; process slots reached generation 4",
+            "[kernel] SIP forever (pid 1008) killed by the kernel",
+            "[supervisor] started forever as pid 1008, saw it running",
             "[supervisor] unknown modules and pids are reported as not found",
             "[kernel] SIP supervisor (pid 1) exited with status 0",
+            "(749 earlier processes' rows gave way to later ones in reused slots)",
             "0 endpoints and 0 exchange-heap blocks left",
-            "4 of 8 SIPs did not exit with status 0",
+            "4 of 1005 SIPs did not exit with status 0",
         ],
     );
     assert_frames_back(&outcome);

@@ -30,39 +30,53 @@ pub struct OverQuota;
 
 #[derive(Clone, Copy)]
 struct Account {
+    /// Whose account this is: a reused entry belongs to its newest owner only.
+    owner: usize,
     quota: Quota,
     used: Usage,
     /// The most it ever held at once.
     peak: Usage,
 }
 
-/// Accounts indexed by owner (process id).
+/// Accounts indexed by owner (process id), or by owner modulo the number of entries
+/// [`Accounts::reserve`] made (the kernel's process slots, reused by later generations).
 #[derive(Default)]
 pub struct Accounts {
     accounts: Vec<Option<Account>>,
+    modulus: Option<usize>,
 }
 
 impl Accounts {
-    /// Makes room for owners `0..owners` now, so opening their accounts never allocates.
-    pub fn reserve(&mut self, owners: usize) -> Result<(), OverQuota> {
-        if owners > self.accounts.len() {
-            let more = owners - self.accounts.len();
+    /// Makes `slots` entries now and from then on keeps owner `o` in entry `o % slots`,
+    /// so opening accounts never allocates; owners that share an entry must not live at
+    /// once (the kernel's pids of one process slot).
+    pub fn reserve(&mut self, slots: usize) -> Result<(), OverQuota> {
+        if slots > self.accounts.len() {
+            let more = slots - self.accounts.len();
             self.accounts
                 .try_reserve_exact(more)
                 .map_err(|_| OverQuota)?;
-            self.accounts.resize(owners, None);
+            self.accounts.resize(slots, None);
         }
+        self.modulus = Some(slots);
         Ok(())
     }
 
-    /// Opens (or reopens, emptied) `owner`'s account. Fails only if the table cannot grow.
+    fn index(&self, owner: usize) -> usize {
+        self.modulus.map_or(owner, |m| owner % m)
+    }
+
+    /// Opens (or reopens, emptied) `owner`'s account, replacing any earlier owner of its
+    /// entry. Fails only if the table cannot grow.
     pub fn open(&mut self, owner: usize, quota: Quota) -> Result<(), OverQuota> {
-        if owner >= self.accounts.len() {
-            let more = owner + 1 - self.accounts.len();
+        let index = self.index(owner);
+        if index >= self.accounts.len() {
+            let more = index + 1 - self.accounts.len();
             self.accounts.try_reserve(more).map_err(|_| OverQuota)?;
-            self.accounts.resize(owner + 1, None);
+            self.accounts.resize(index + 1, None);
         }
-        self.accounts[owner] = Some(Account {
+        self.accounts[index] = Some(Account {
+            owner,
             quota,
             used: Usage::default(),
             peak: Usage::default(),
@@ -70,40 +84,49 @@ impl Accounts {
         Ok(())
     }
 
+    fn get(&self, owner: usize) -> Option<&Account> {
+        self.accounts
+            .get(self.index(owner))?
+            .as_ref()
+            .filter(|a| a.owner == owner)
+    }
+
+    fn get_mut(&mut self, owner: usize) -> Option<&mut Account> {
+        let index = self.index(owner);
+        self.accounts
+            .get_mut(index)?
+            .as_mut()
+            .filter(|a| a.owner == owner)
+    }
+
     /// Changes `owner`'s limits; what it holds already stays.
     pub fn set_quota(&mut self, owner: usize, quota: Quota) {
-        if let Some(Some(a)) = self.accounts.get_mut(owner) {
+        if let Some(a) = self.get_mut(owner) {
             a.quota = quota;
         }
     }
 
     pub fn quota(&self, owner: usize) -> Option<Quota> {
-        Some(self.accounts.get(owner)?.as_ref()?.quota)
+        Some(self.get(owner)?.quota)
     }
 
     pub fn usage(&self, owner: usize) -> Usage {
-        self.accounts
-            .get(owner)
-            .and_then(|a| a.as_ref())
-            .map_or_else(Usage::default, |a| a.used)
+        self.get(owner).map_or_else(Usage::default, |a| a.used)
     }
 
     /// The most `owner` ever held at once.
     pub fn peak(&self, owner: usize) -> Usage {
-        self.accounts
-            .get(owner)
-            .and_then(|a| a.as_ref())
-            .map_or_else(Usage::default, |a| a.peak)
+        self.get(owner).map_or_else(Usage::default, |a| a.peak)
     }
 
     /// Whether `objects` more objects of `bytes` more bytes fit `owner`'s quota.
     pub fn fits(&self, owner: usize, objects: u32, bytes: u64) -> bool {
-        match self.accounts.get(owner) {
-            Some(Some(a)) => {
+        match self.get(owner) {
+            Some(a) => {
                 a.used.objects.saturating_add(objects) <= a.quota.objects
                     && a.used.bytes.saturating_add(bytes) <= a.quota.bytes
             }
-            _ => false,
+            None => false,
         }
     }
 
@@ -118,7 +141,7 @@ impl Accounts {
 
     /// Charges whatever the quota says (the kernel's own grants).
     pub fn force(&mut self, owner: usize, objects: u32, bytes: u64) {
-        if let Some(Some(a)) = self.accounts.get_mut(owner) {
+        if let Some(a) = self.get_mut(owner) {
             a.used.objects = a.used.objects.saturating_add(objects);
             a.used.bytes = a.used.bytes.saturating_add(bytes);
             a.peak.objects = a.peak.objects.max(a.used.objects);
@@ -127,7 +150,7 @@ impl Accounts {
     }
 
     pub fn uncharge(&mut self, owner: usize, objects: u32, bytes: u64) {
-        if let Some(Some(a)) = self.accounts.get_mut(owner) {
+        if let Some(a) = self.get_mut(owner) {
             debug_assert!(a.used.objects >= objects && a.used.bytes >= bytes);
             a.used.objects = a.used.objects.saturating_sub(objects);
             a.used.bytes = a.used.bytes.saturating_sub(bytes);
@@ -164,5 +187,26 @@ mod tests {
             }
         );
         assert_eq!(a.charge(7, 1, 1), Err(OverQuota), "no account, no charge");
+    }
+
+    #[test]
+    fn a_reused_entry_belongs_to_its_newest_owner_only() {
+        let mut a = Accounts::default();
+        a.reserve(4).unwrap();
+        let quota = Quota {
+            objects: 5,
+            bytes: 100,
+        };
+        a.open(1, quota).unwrap();
+        a.charge(1, 2, 10).unwrap();
+        // Owner 5 takes entry 1 (5 % 4) after owner 1 ended.
+        a.open(5, quota).unwrap();
+        assert_eq!(a.usage(5), Usage::default());
+        // The old owner's late charges and refunds touch nothing.
+        a.uncharge(1, 2, 10);
+        a.force(1, 3, 3);
+        assert_eq!(a.usage(5), Usage::default());
+        assert_eq!(a.usage(1), Usage::default());
+        assert!(a.charge(5, 5, 100).is_ok());
     }
 }
