@@ -815,6 +815,109 @@ impl Channels {
         Ok(())
     }
 
+    /// Checks the manager's ownership and accounting invariants (for tests and fuzzing;
+    /// linear in everything it holds): peers point at each other; whatever is in transit
+    /// is carried by a message in the queue it names; doomed endpoints are exactly those
+    /// on the doomed list; each of `owners` is charged exactly for the objects charged to
+    /// it. Returns the first violation found.
+    pub fn check_invariants(&self, owners: &[Owner]) -> Result<(), String> {
+        let carried_by = |container: EndpointId, handle: u32, endpoint: bool| {
+            let Some(c) = self.ep(container) else {
+                return false;
+            };
+            let p = &self.protocols[c.contract as usize];
+            (0..c.queued).any(|k| {
+                wire::check(p, c.message(k)).is_ok_and(|m| {
+                    m.handles
+                        .iter()
+                        .any(|h| h.endpoint == endpoint && h.handle == handle)
+                })
+            })
+        };
+        let mut charged: Vec<(Owner, u32, u64)> = Vec::new();
+        let mut charge = |owner: Owner, cost: u64| match charged.iter_mut().find(|c| c.0 == owner)
+        {
+            Some(c) => {
+                c.1 += 1;
+                c.2 += cost;
+            }
+            None => charged.push((owner, 1, cost)),
+        };
+        let mut doomed = 0;
+        for i in 0..self.endpoints.capacity() {
+            let Some((id, ep)) = self.endpoints.at(i) else {
+                continue;
+            };
+            charge(ep.charged, ep.cost);
+            if ep.queued > ep.lens.len() {
+                return Err(format!("endpoint {id}: {} queued in {} slots", ep.queued, ep.lens.len()));
+            }
+            if let Some(peer) = ep.peer {
+                match self.ep(peer) {
+                    Some(p) if p.peer == Some(id) && p.holder != Holder::Doomed => {}
+                    _ => return Err(format!("endpoint {id}: peer {peer} does not point back")),
+                }
+            }
+            match ep.holder {
+                Holder::InTransit(c) if !carried_by(c, id, true) => {
+                    return Err(format!("endpoint {id}: in transit in {c}, whose queue does not carry it"));
+                }
+                Holder::Doomed => {
+                    doomed += 1;
+                    if ep.peer.is_some() {
+                        return Err(format!("doomed endpoint {id} still has a peer"));
+                    }
+                }
+                Holder::Pinned(_) => return Err(format!("endpoint {id} is pinned")),
+                _ => {}
+            }
+        }
+        let mut listed = 0;
+        let mut next = self.doomed;
+        while let Some(id) = next {
+            match self.ep(id) {
+                Some(ep) if ep.holder == Holder::Doomed => next = ep.next_doomed,
+                _ => return Err(format!("doomed list names {id}, which is not doomed")),
+            }
+            listed += 1;
+            if listed > doomed {
+                return Err("the doomed list loops or names endpoints twice".into());
+            }
+        }
+        if listed != doomed {
+            return Err(format!("{doomed} doomed endpoints, {listed} on the doomed list"));
+        }
+        for i in 0..self.blocks.capacity() {
+            let Some((id, b)) = self.blocks.at(i) else {
+                continue;
+            };
+            charge(b.charged, b.cost());
+            match b.holder {
+                Holder::InTransit(c) if !carried_by(c, id, false) => {
+                    return Err(format!("block {id}: in transit in {c}, whose queue does not carry it"));
+                }
+                Holder::Pinned(d) if b.pinned_by != Some(d) => {
+                    return Err(format!("block {id}: kept for driver {d}, pinned by {:?}", b.pinned_by));
+                }
+                Holder::Doomed => return Err(format!("block {id} is doomed")),
+                _ => {}
+            }
+        }
+        for &owner in owners {
+            let (objects, bytes) = charged
+                .iter()
+                .find(|c| c.0 == owner)
+                .map_or((0, 0), |c| (c.1, c.2));
+            let usage = self.accounts.usage(owner);
+            if (usage.objects, usage.bytes) != (objects, bytes) {
+                return Err(format!(
+                    "owner {owner} is charged {usage:?}, holds {objects} objects of {bytes} bytes"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     // --- exchange heap -------------------------------------------------------------
 
     fn held_block(&mut self, owner: Owner, id: BufferId) -> Result<&mut Block, Fault> {
@@ -1289,6 +1392,7 @@ mod tests {
         let client_with = ch.usage(CLIENT);
         ch.send(CLIENT, imp, &carry(b, carried)).unwrap();
         assert_eq!(ch.usage(CLIENT), client_with, "still the sender's");
+        ch.check_invariants(&[SERVER, CLIENT]).unwrap();
         assert_eq!(ch.usage(SERVER), server_before);
         ch.recv(SERVER, exp, &mut [0u8; 64]).unwrap();
         assert_eq!(ch.usage(SERVER).objects, server_before.objects + 2);
@@ -1355,6 +1459,7 @@ mod tests {
         );
         let ends = chain(&mut ch, CLIENT, 10_000);
         assert_eq!(ch.counts().endpoints, 2 * 10_001);
+        ch.check_invariants(&[CLIENT]).unwrap();
         let (top_e, _) = ends[10_000];
         ch.close(CLIENT, top_e).unwrap();
         // Every step frees at most 4 endpoints, however long the chain.
@@ -1404,7 +1509,9 @@ mod tests {
         let (_, bottom_i) = ends[0];
         let before = ch.counts().endpoints;
         ch.send(CLIENT, bottom_i, &give(top_e)).unwrap();
+        ch.check_invariants(&[CLIENT]).unwrap();
         ch.reap_all();
+        ch.check_invariants(&[CLIENT]).unwrap();
         assert_eq!(
             ch.counts().endpoints,
             before - 6,
@@ -1458,6 +1565,7 @@ mod tests {
             2,
             "the carried endpoint and its own end"
         );
+        ch.check_invariants(&[CLIENT, DRIVER]).unwrap();
         // The driver ends (its devices quiesced first): both go.
         ch.release_owner(DRIVER);
         assert_eq!(ch.counts().blocks, 0);
