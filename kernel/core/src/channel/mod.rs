@@ -835,8 +835,7 @@ impl Channels {
             })
         };
         let mut charged: Vec<(Owner, u32, u64)> = Vec::new();
-        let mut charge = |owner: Owner, cost: u64| match charged.iter_mut().find(|c| c.0 == owner)
-        {
+        let mut charge = |owner: Owner, cost: u64| match charged.iter_mut().find(|c| c.0 == owner) {
             Some(c) => {
                 c.1 += 1;
                 c.2 += cost;
@@ -850,7 +849,11 @@ impl Channels {
             };
             charge(ep.charged, ep.cost);
             if ep.queued > ep.lens.len() {
-                return Err(format!("endpoint {id}: {} queued in {} slots", ep.queued, ep.lens.len()));
+                return Err(format!(
+                    "endpoint {id}: {} queued in {} slots",
+                    ep.queued,
+                    ep.lens.len()
+                ));
             }
             if let Some(peer) = ep.peer {
                 match self.ep(peer) {
@@ -860,7 +863,9 @@ impl Channels {
             }
             match ep.holder {
                 Holder::InTransit(c) if !carried_by(c, id, true) => {
-                    return Err(format!("endpoint {id}: in transit in {c}, whose queue does not carry it"));
+                    return Err(format!(
+                        "endpoint {id}: in transit in {c}, whose queue does not carry it"
+                    ));
                 }
                 Holder::Doomed => {
                     doomed += 1;
@@ -885,7 +890,9 @@ impl Channels {
             }
         }
         if listed != doomed {
-            return Err(format!("{doomed} doomed endpoints, {listed} on the doomed list"));
+            return Err(format!(
+                "{doomed} doomed endpoints, {listed} on the doomed list"
+            ));
         }
         for i in 0..self.blocks.capacity() {
             let Some((id, b)) = self.blocks.at(i) else {
@@ -894,10 +901,15 @@ impl Channels {
             charge(b.charged, b.cost());
             match b.holder {
                 Holder::InTransit(c) if !carried_by(c, id, false) => {
-                    return Err(format!("block {id}: in transit in {c}, whose queue does not carry it"));
+                    return Err(format!(
+                        "block {id}: in transit in {c}, whose queue does not carry it"
+                    ));
                 }
                 Holder::Pinned(d) if b.pinned_by != Some(d) => {
-                    return Err(format!("block {id}: kept for driver {d}, pinned by {:?}", b.pinned_by));
+                    return Err(format!(
+                        "block {id}: kept for driver {d}, pinned by {:?}",
+                        b.pinned_by
+                    ));
                 }
                 Holder::Doomed => return Err(format!("block {id} is doomed")),
                 _ => {}
