@@ -6,6 +6,11 @@
 //! 2. read the kernel word at `HostedArgs::module`; 3. write it; 4. execute `hlt`.
 //!    Each must kill the probe (a decoded fault report) and nothing else.
 //! 5. system call 999, which does not exist: the kernel must end the probe.
+//! 7. random system calls: [`RANDOM_CALLS`] calls with operation numbers and arguments
+//!    drawn from a generator seeded by `HostedArgs::module` (pointers into its own memory,
+//!    into the kernel, unmapped, wrapping; small, huge and forged handles; timeouts kept
+//!    short so nothing blocks for good). The kernel must answer each or end the probe for
+//!    misuse, and never fail itself. Exits 0 if every call was answered.
 //! 6. vector registers: fills xmm0-15 from the seed in `HostedArgs::module`, yields, and
 //!    checks they still hold it, [`VECTOR_ROUNDS`] times; two such probes run side by
 //!    side. Exits 0 if every check held, else the round that found another's values.
@@ -48,8 +53,89 @@ fn main(args: HostedArgs) -> ! {
             exit(0)
         }
         6 => vectors(args.module),
+        7 => random_calls(&args),
         other => exit(1000 + other as i32),
     }
+}
+
+/// System calls the random probe makes.
+const RANDOM_CALLS: u32 = 2000;
+
+/// xorshift64*: a small deterministic generator, and the handles the probe really holds.
+struct Rng(u64, [u64; 6]);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// An argument that is often almost right: the kind of value a confused or hostile
+    /// runtime passes.
+    fn argument(&mut self, args: &HostedArgs) -> u64 {
+        let small = self.next() % 64;
+        match self.next() % 14 {
+            10..=13 => self.1[(small % 6) as usize],
+            0 => small,
+            1 => u64::MAX - small,
+            2 => GREETING.as_ptr() as u64 + small,
+            3 => args.heap + small * 64,
+            4 => args.heap - 4096 * (small + 1),
+            5 => 0xffff_8000_0000_0000 + small * 4096,
+            6 => 0x8000_0000_0000_0000 | small,
+            7 => 1 << (small % 63),
+            8 => small << 20 | 1,
+            _ => self.next(),
+        }
+    }
+}
+
+fn random_calls(args: &HostedArgs) -> ! {
+    // Real handles first, so that many random calls name something that exists: two
+    // channels and two exchange-heap blocks.
+    let mut held = [0u64; 6];
+    for pair in held[..4].chunks_mut(2) {
+        let contract = b"Echo";
+        let made = sys::call(
+            abi::CHAN_CREATE.number,
+            [contract.as_ptr() as u64, contract.len() as u64, 0, 0, 0, 0],
+        );
+        pair[0] = made.second & 0xffff_ffff;
+        pair[1] = made.second >> 32;
+    }
+    for block in &mut held[4..] {
+        *block = sys::call(abi::BUF_ALLOC.number, [64, 0, 0, 0, 0, 0]).first;
+    }
+    let mut rng = Rng(args.module | 1, held);
+    let ops = abi::OPS.len() as u64;
+    for _ in 0..RANDOM_CALLS {
+        // Now and then a number past the table.
+        let number = rng.next() % (ops + 1);
+        if number == abi::EXIT.number.into() {
+            continue;
+        }
+        let mut a = [0u64; 6];
+        for word in &mut a {
+            *word = rng.argument(args);
+        }
+        // Waits get timeouts of a few ticks at most, so the probe always finishes.
+        let short = rng.next() % 3;
+        if number == abi::CHAN_RECV.number.into() {
+            a[3] = short;
+        } else if number == abi::CHAN_CALL.number.into() {
+            a[5] = short;
+        } else if number == abi::CHAN_SELECT.number.into() {
+            a[2] = short;
+        } else if number == abi::DEV_WAIT.number.into() {
+            a[1] = short;
+        } else if number == abi::CONSOLE_WRITE.number.into() {
+            a[1] %= 8;
+        }
+        sys::call(number as u32, a);
+    }
+    exit(0)
 }
 
 /// Rounds of fill, yield, check.
