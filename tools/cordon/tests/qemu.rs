@@ -820,6 +820,46 @@ fn a_corrupt_inode_fails_the_request_with_its_reason() {
 }
 
 #[test]
+fn a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly() {
+    driver_killed(Isolation::Soft);
+}
+
+#[test]
+fn a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly_in_ring3() {
+    driver_killed(Isolation::Hard);
+}
+
+/// `driver-killer`, holding the kill and inspect powers, kills the disk driver once it
+/// has made 40 kernel calls (the file system is waiting for a read by then): the device is
+/// quiesced before the driver's blocks are freed, the file system and the client see the
+/// disk and the file system gone, and nothing is left over.
+fn driver_killed(isolation: Isolation) {
+    let (_, image) = webfiles_disk(&format!("killed-{}", isolation.name()));
+    let outcome = run(BootOptions {
+        disk: Some(image),
+        ..in_mode(isolation, system("webfiles-driver-killed"))
+    });
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP driver-killer (pid 4) exited with status 0",
+            "[kernel] virtio-blk at 00:04.0 quiesced before pid 1's blocks are freed: bus mastering off, device reset",
+            "[kernel] SIP virtio-blk (pid 1) killed by the kernel",
+            "the driver failed: Failed(PeerClosed)",
+            "[webfiles] webfiles: FAILED: ",
+            "0 endpoints and 0 exchange-heap blocks left",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("KERNEL PANIC"),
+        "{}",
+        outcome.console
+    );
+    assert_frames_back(&outcome);
+}
+
+#[test]
 fn a_driver_whose_device_is_missing_is_not_started() {
     let outcome = run(webfiles_system(Isolation::Soft, None));
     expect(
