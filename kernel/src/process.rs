@@ -208,7 +208,14 @@ pub(crate) struct SipKernel {
     first_call: Option<u64>,
     at_line_start: bool,
     pid: Pid,
+    /// Console bytes it may still write (see [`CONSOLE_BUDGET`]).
+    console_left: usize,
 }
+
+/// Console bytes one SIP may write: the console is shared and slow (an emulated UART), so
+/// a SIP printing without end would drown every other SIP's output. Past it, the kernel
+/// says so once and drops the rest; the SIP's `console_write` still succeeds.
+pub const CONSOLE_BUDGET: usize = 256 << 10;
 
 impl SipKernel {
     fn new(pid: Pid, name: &str, created: u64) -> SipKernel {
@@ -218,6 +225,7 @@ impl SipKernel {
             first_call: None,
             at_line_start: true,
             pid,
+            console_left: CONSOLE_BUDGET,
         }
     }
 
@@ -257,6 +265,12 @@ impl sip_runtime::Kernel for SipKernel {
         // The console lock is taken in short pieces (interrupts get in between); this
         // sleeping lock keeps one SIP's write, label included, from being cut by
         // another's.
+        if self.console_left == 0 {
+            return;
+        }
+        let allowed = bytes.len().min(self.console_left);
+        self.console_left -= allowed;
+        let bytes = &bytes[..allowed];
         SIP_CONSOLE.down();
         // Every line a SIP prints is labelled with its name.
         for line in bytes.split_inclusive(|&b| b == b'\n') {
@@ -265,6 +279,15 @@ impl sip_runtime::Kernel for SipKernel {
             }
             serial::write_bytes(line);
             self.at_line_start = line.ends_with(b"\n");
+        }
+        if self.console_left == 0 {
+            println!(
+                "\n[kernel] SIP {} (pid {}) used its console budget of {} KiB; the rest of its output is dropped",
+                self.name,
+                self.pid,
+                CONSOLE_BUDGET >> 10
+            );
+            self.at_line_start = true;
         }
         SIP_CONSOLE.up();
     }

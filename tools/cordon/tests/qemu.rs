@@ -315,6 +315,37 @@ fn powers(isolation: Isolation) {
     assert_frames_back(&outcome);
 }
 
+#[test]
+fn a_sip_printing_without_end_is_cut_off_at_its_console_budget() {
+    console_budget(Isolation::Soft);
+}
+
+#[test]
+fn a_sip_printing_without_end_is_cut_off_at_its_console_budget_in_ring3() {
+    console_budget(Isolation::Hard);
+}
+
+/// `chatter` writes 512 KiB to the console; the kernel passes its 256 KiB budget, says so
+/// once, drops the rest, and the SIPs beside it finish.
+fn console_budget(isolation: Isolation) {
+    let outcome = run(in_mode(isolation, sips(&["hello", "chatter", "primes"])));
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "[kernel] SIP chatter (pid 2) used its console budget of 256 KiB; the rest of its output is dropped",
+            "[kernel] SIP chatter (pid 2) exited with status 0",
+            "[hello] Hello from a SIP",
+            "[primes] 17984 primes below 200000",
+        ],
+    );
+    let dots = outcome.console.bytes().filter(|&b| b == b'.').count();
+    assert!(
+        (256 << 10..(256 << 10) + 4096).contains(&dots),
+        "{dots} bytes of chatter reached the console"
+    );
+}
+
 /// The free-frame counts of the `reclaim:` line must match exactly.
 #[track_caller]
 fn assert_frames_back(outcome: &Outcome) {
