@@ -116,6 +116,22 @@ fn misbehaving_sips(isolation: Isolation) {
             "9 of 11 SIPs did not exit with status 0",
         ],
     );
+    attack_row(
+        "faults",
+        isolation,
+        &[
+            "spin",
+            "oob",
+            "oom",
+            "trap",
+            "panic",
+            "recurse",
+            "divide",
+            "bad-pointer",
+            "hog",
+        ],
+        &outcome,
+    );
     assert!(
         !outcome.console.contains("KERNEL PANIC"),
         "{}",
@@ -152,6 +168,12 @@ fn sealed_process_invariants(isolation: Isolation) {
             "[kernel] SIP snoop (pid 4) exited with status 0",
             "2 of 4 SIPs did not exit with status 0",
         ],
+    );
+    attack_row(
+        "sealing",
+        isolation,
+        &["load-code", "backdoor", "snoop"],
+        &outcome,
     );
 }
 
@@ -268,6 +290,7 @@ fn cpu_budget(isolation: Isolation) {
             "1 of 3 SIPs did not exit with status 0",
         ],
     );
+    attack_row("cpu burn", isolation, &["burn"], &outcome);
     let burn = outcome
         .console
         .lines()
@@ -312,6 +335,12 @@ fn powers(isolation: Isolation) {
             "4 of 1005 SIPs did not exit with status 0",
         ],
     );
+    attack_row(
+        "powers not given",
+        isolation,
+        &["no-start", "no-kill", "no-inspect"],
+        &outcome,
+    );
     assert_frames_back(&outcome);
 }
 
@@ -339,11 +368,79 @@ fn console_budget(isolation: Isolation) {
             "[primes] 17984 primes below 200000",
         ],
     );
+    attack_row("console flood", isolation, &["chatter"], &outcome);
     let dots = outcome.console.bytes().filter(|&b| b == b'.').count();
     assert!(
         (256 << 10..(256 << 10) + 4096).contains(&dots),
         "{dots} bytes of chatter reached the console"
     );
+}
+
+/// One row of the attack table: which attack, in which mode, how each attacker ended,
+/// and what the run left behind (from the kernel's `reclaim:` line). Fails on any frame
+/// not given back or any endpoint or block left; the heap may keep the fixed cost the
+/// kernel names (process records, failure messages). The row is printed and written to
+/// `target/tmp/attack-<attack>-<mode>.row`; `.ci/run` prints them all as one table.
+#[track_caller]
+fn attack_row(attack: &str, isolation: Isolation, attackers: &[&str], outcome: &Outcome) {
+    let reclaim = outcome
+        .console
+        .lines()
+        .find(|l| l.starts_with("reclaim: "))
+        .expect("reclaim line");
+    let numbers: Vec<i64> = reclaim
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    // heap A -> B bytes (+D, ...), free frames F -> G; E endpoints and K ... blocks left
+    let [
+        heap_before,
+        heap_after,
+        _,
+        frames_before,
+        frames_after,
+        endpoints,
+        blocks,
+    ] = numbers[..]
+    else {
+        panic!("unexpected reclaim line: {reclaim}");
+    };
+    let endings: Vec<String> = attackers
+        .iter()
+        .map(|a| {
+            let prefix = format!("[kernel] SIP {a} (pid ");
+            let line = outcome
+                .console
+                .lines()
+                .rfind(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no ending for {a}"));
+            let ending = line.split(") ").nth(1).unwrap_or("?");
+            let short = ending.split(':').next().unwrap_or(ending);
+            format!("{a}: {short}")
+        })
+        .collect();
+    let row = format!(
+        "| {attack} | {} | {} | {:+} | {:+} | {endpoints} | {blocks} |",
+        isolation.name(),
+        endings.join("; "),
+        heap_after - heap_before,
+        frames_after - frames_before,
+    );
+    println!("{row}");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(
+        dir.join(format!("attack-{attack}-{}.row", isolation.name())),
+        format!("{row}\n"),
+    )
+    .expect("target/tmp is writable");
+    assert!(
+        !outcome.console.contains("KERNEL PANIC"),
+        "{}",
+        outcome.console
+    );
+    assert_eq!(frames_after, frames_before, "frames not given back: {row}");
+    assert_eq!(endpoints + blocks, 0, "kernel objects left: {row}");
 }
 
 /// The free-frame counts of the `reclaim:` line must match exactly.
@@ -394,6 +491,7 @@ fn resource_floods(isolation: Isolation) {
             "powering off (success)",
         ],
     );
+    attack_row("kernel-object floods", isolation, &["flood"], &outcome);
     assert_frames_back(&outcome);
     let flood = outcome
         .console
@@ -882,6 +980,12 @@ fn driver_killed(isolation: Isolation) {
             "0 endpoints and 0 exchange-heap blocks left",
         ],
     );
+    attack_row(
+        "driver killed mid-run",
+        isolation,
+        &["virtio-blk"],
+        &outcome,
+    );
     assert!(
         !outcome.console.contains("KERNEL PANIC"),
         "{}",
@@ -934,6 +1038,12 @@ fn device_grants(isolation: Isolation) {
             "[kernel] SIP hello (pid 4) exited with status 0",
             "3 of 4 SIPs did not exit with status 0",
         ],
+    );
+    attack_row(
+        "device registers and DMA",
+        isolation,
+        &["dev-ungranted", "dma-ungranted", "dev-outside"],
+        &outcome,
     );
     assert!(
         !outcome.console.contains("KERNEL PANIC"),
