@@ -376,6 +376,46 @@ fn console_budget(isolation: Isolation) {
     );
 }
 
+#[test]
+fn several_attackers_at_once_end_alone() {
+    attackers_at_once(Isolation::Soft);
+}
+
+#[test]
+fn several_attackers_at_once_end_alone_in_ring3() {
+    attackers_at_once(Isolation::Hard);
+}
+
+/// Two kernel-object floods, a CPU burner and a console flood at once, beside `hello` and
+/// `primes`: admission control backed every quota, each attacker ends alone, the others'
+/// work completes, nothing is left.
+fn attackers_at_once(isolation: Isolation) {
+    let outcome = run(in_mode(
+        isolation,
+        sips(&["flood", "flood", "burn", "chatter", "hello", "primes"]),
+    ));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP flood (pid 1) exited with status 0",
+            "[kernel] SIP flood (pid 2) exited with status 0",
+            "[kernel] SIP burn (pid 3) killed by the kernel",
+            "[kernel] SIP chatter (pid 4) used its console budget of 256 KiB",
+            "[kernel] SIP hello (pid 5) exited with status 0",
+            "[primes] 17984 primes below 200000",
+            "[kernel] SIP primes (pid 6) exited with status 0",
+            "1 of 6 SIPs did not exit with status 0",
+        ],
+    );
+    attack_row(
+        "several at once",
+        isolation,
+        &["flood", "burn", "chatter"],
+        &outcome,
+    );
+}
+
 /// One row of the attack table: which attack, in which mode, how each attacker ended,
 /// and what the run left behind (from the kernel's `reclaim:` line). Fails on any frame
 /// not given back or any endpoint or block left; the heap may keep the fixed cost the
