@@ -14,6 +14,7 @@
 //! | `page-fault-protection` | write to a read-only page is decoded (P=1, W/R=1) | panic |
 //! | `panic` | a kernel panic prints its location and message | panic |
 //! | `double-fault` | a kernel stack overflow lands on the double-fault IST stack | panic |
+//! | `smep` | ring 0 executing a page ring 3 may use faults (SMEP on) | panic |
 //! | `thread-stack-overflow` | a kernel thread overflowing its stack hits its guard page, reported | panic |
 #![deny(unsafe_code)]
 
@@ -148,6 +149,7 @@ pub const GROUPS: &[&str] = &[
     "panic",
     "double-fault",
     "thread-stack-overflow",
+    "smep",
 ];
 
 static FAILURES: AtomicUsize = AtomicUsize::new(0);
@@ -188,6 +190,13 @@ pub fn start(name: &str) -> Result<(), String> {
                     selftest::UNMAPPED_ADDRESS
                 );
                 selftest::write_unmapped()
+            })?;
+            return Ok(());
+        }
+        "smep" => {
+            spawn("ktest-smep", || {
+                println!("ktest smep: ring 0 calling into a user page");
+                selftest::execute_user_page()
             })?;
             return Ok(());
         }

@@ -136,9 +136,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let cpu = arch::fpu::features();
     let has = |yes: bool| if yes { "available" } else { "not available" };
     println!(
-        "processor: SSE on with x87/SSE state saved on every switch, AVX off; UMIP {}; SMEP {} and SMAP {} (not enabled yet)",
+        "processor: SSE on with x87/SSE state saved on every switch, AVX off; UMIP {}; SMEP {}; SMAP {} (not enabled yet)",
         if cpu.umip { "on" } else { "not available" },
-        has(cpu.smep_available),
+        if cpu.smep_available {
+            "on"
+        } else {
+            "not available"
+        },
         has(cpu.smap_available),
     );
     if config.isolation.needs_client() && package.client.is_none() {

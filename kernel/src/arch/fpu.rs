@@ -4,16 +4,16 @@
 //! The firmware leaves CR0/CR4 in different states (UEFI enables SSE, SeaBIOS does not),
 //! so [`init`] sets the bits Cordon relies on itself: the FPU present and native error
 //! reporting (CR0.MP, CR0.NE; EM and TS clear), SSE with FXSAVE and SIMD exceptions
-//! (CR4.OSFXSR, CR4.OSXMMEXCPT), and UMIP where the processor has it (ring 3 cannot read
-//! the descriptor-table registers). AVX stays off (CR4.OSXSAVE clear), so the only vector
+//! (CR4.OSFXSR, CR4.OSXMMEXCPT), UMIP where the processor has it (ring 3 cannot read the
+//! descriptor-table registers) and SMEP where it has it (ring 0 never executes a page ring
+//! 3 may use: a SIP's code or data cannot be run with kernel privilege). AVX stays off (CR4.OSXSAVE clear), so the only vector
 //! state a thread has is the 512-byte FXSAVE image, and [`switch`] saves and restores it:
 //! no thread, and so no SIP, ever sees another's vector registers. The kernel itself is
 //! built soft-float and never touches them, so saving at the context switch is enough —
 //! an interrupt handler cannot disturb them.
 //!
-//! SMEP and SMAP are reported but not turned on yet: the kernel still reads SIP memory
-//! in ring 3 configurations without `stac`/`clac` (SMAP), and `client-space` runs the SIP
-//! runtime in ring 0 from pages its own space maps (SMEP needs them supervisor-only).
+//! SMAP is reported but not turned on yet: the kernel reads ring-3 SIPs' memory in system
+//! calls without `stac`/`clac` around each access.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +62,9 @@ pub fn init() {
             cr4.remove(Cr4Flags::OSXSAVE);
             if features.umip {
                 cr4.insert(Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION);
+            }
+            if features.smep_available {
+                cr4.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
             }
         });
         asm!("fninit", options(nomem, nostack));

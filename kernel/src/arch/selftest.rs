@@ -42,3 +42,28 @@ pub fn write_read_only() -> ! {
     unsafe { core::ptr::write_volatile(addr.as_u64() as *mut u64, 0) };
     unreachable!("write to a read-only page did not fault");
 }
+
+/// Calls, from ring 0, a `ret` placed on a page that ring 3 may use (a SIP's kind of page):
+/// with SMEP on, the instruction fetch faults (I/D=1, U/S=0) before anything runs.
+pub fn execute_user_page() -> ! {
+    assert!(
+        super::fpu::features().smep_available,
+        "this processor has no SMEP; the test cannot show it"
+    );
+    let mut space = crate::mm::vm::AddressSpace::new().expect("a frame for an address space");
+    let page = crate::mm::vm::user_base();
+    space.map_zeroed(page, 1).expect("a user page");
+    space
+        .write_bytes(page, &[0xc3])
+        .expect("the page is writable"); // ret
+    space.activate();
+    let entry = page.as_u64();
+    // SAFETY: the page holds a lone `ret`, so even without SMEP the call would return at
+    // once without touching memory; with SMEP the fetch faults and the page-fault handler
+    // reports it and never returns here.
+    unsafe {
+        let f: extern "C" fn() = core::mem::transmute(entry as usize);
+        f();
+    }
+    panic!("ring 0 executed a user page: SMEP is off");
+}

@@ -99,7 +99,7 @@ struct BootArgs {
     #[arg(long, value_enum, default_value = "info")]
     log: LogArg,
     /// Run a kernel self-test group instead of the normal system (threads, memory,
-    /// page-fault, page-fault-protection, panic, double-fault, thread-stack-overflow).
+    /// page-fault, page-fault-protection, panic, double-fault, thread-stack-overflow, smep).
     #[arg(long, value_name = "GROUP")]
     self_test: Option<String>,
     /// Run a kernel benchmark suite (micro) instead of the normal system; `cordon bench`

@@ -765,6 +765,26 @@ fn kernel_stack_overflow_is_caught_on_the_double_fault_stack() {
 }
 
 #[test]
+fn ring0_never_executes_a_page_ring3_may_use() {
+    let outcome = self_test("smep");
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "ktest smep: ring 0 calling into a user page",
+            "KERNEL PANIC",
+            "kernel-mode page fault",
+            "I/D=1",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("SMEP is off"),
+        "{}",
+        outcome.console
+    );
+}
+
+#[test]
 fn kernel_thread_stack_overflow_hits_the_guard_page_and_is_reported() {
     let outcome = self_test("thread-stack-overflow");
     expect(
