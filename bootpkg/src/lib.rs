@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// How SIPs are isolated from the kernel and from each other: the five configurations of
 /// Singularity's "unsafe code tax" experiment (Figure 5 of *Rethinking the Software
@@ -247,6 +247,43 @@ pub struct BootPackage {
     pub devices: Vec<DeviceGrant>,
     /// Powers over other SIPs the system manifest gives.
     pub powers: Vec<PowerGrant>,
+    /// Limits the system manifest lowers below what SIPs' own manifests ask for.
+    pub limits: Vec<LimitCap>,
+}
+
+/// The system manifest caps SIP `sip`'s limits: each one set here replaces the SIP's own
+/// manifest value when it is lower (a system manifest can lower a limit, never raise it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitCap {
+    pub sip: u32,
+    pub memory_pages: Option<u32>,
+    pub call_depth: Option<u32>,
+    pub fuel: Option<u64>,
+    pub cpu_ticks: Option<u64>,
+    pub kernel_objects: Option<u32>,
+    pub kernel_bytes: Option<u64>,
+}
+
+impl LimitCap {
+    /// `limits` with every cap applied (the lower value wins).
+    pub fn apply(&self, mut limits: cordon_abi::Limits) -> cordon_abi::Limits {
+        fn low<T: Ord + Copy>(own: T, cap: Option<T>) -> T {
+            cap.map_or(own, |c| own.min(c))
+        }
+        fn budget(own: Option<u64>, cap: Option<u64>) -> Option<u64> {
+            match (own, cap) {
+                (Some(o), Some(c)) => Some(o.min(c)),
+                (o, c) => o.or(c),
+            }
+        }
+        limits.max_memory_pages = low(limits.max_memory_pages, self.memory_pages);
+        limits.max_call_depth = low(limits.max_call_depth, self.call_depth);
+        limits.max_kernel_objects = low(limits.max_kernel_objects, self.kernel_objects);
+        limits.max_kernel_bytes = low(limits.max_kernel_bytes, self.kernel_bytes);
+        limits.fuel = budget(limits.fuel, self.fuel);
+        limits.cpu_ticks = budget(limits.cpu_ticks, self.cpu_ticks);
+        limits
+    }
 }
 
 /// The system manifest gives SIP `sip` (index into `sips`) powers over other SIPs.
@@ -457,6 +494,11 @@ mod tests {
                 name: "hello.wasm".into(),
                 data: vec![0, 97, 115, 109],
             }],
+            limits: vec![LimitCap {
+                sip: 1,
+                cpu_ticks: Some(5),
+                ..LimitCap::default()
+            }],
             powers: vec![PowerGrant {
                 sip: 0,
                 start: true,
@@ -594,5 +636,33 @@ mod tests {
         let by_address: DeviceSelector = "pci@00:04.0".parse().unwrap();
         assert!(by_address.names((0, 4, 0), (1, 2)));
         assert!(!by_address.names((0, 5, 0), (1, 2)));
+    }
+
+    #[test]
+    fn caps_only_lower_limits() {
+        let own = cordon_abi::Limits {
+            max_memory_pages: 32,
+            cpu_ticks: Some(20),
+            ..cordon_abi::Limits::default()
+        };
+        let cap = LimitCap {
+            memory_pages: Some(8),
+            cpu_ticks: Some(100),
+            fuel: Some(5000),
+            kernel_objects: Some(1_000_000),
+            ..LimitCap::default()
+        };
+        let capped = cap.apply(own);
+        assert_eq!(capped.max_memory_pages, 8, "lowered");
+        assert_eq!(capped.cpu_ticks, Some(20), "not raised");
+        assert_eq!(
+            capped.fuel,
+            Some(5000),
+            "a budget where the SIP asked for none"
+        );
+        assert_eq!(
+            capped.max_kernel_objects, own.max_kernel_objects,
+            "not raised"
+        );
     }
 }

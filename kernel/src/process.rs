@@ -636,7 +636,8 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
         Err(rejection) => Ending::Refused(format!("{rejection}")),
         Ok(verified) => {
             let verify = cycles::stop() - created;
-            let limits = verified.manifest.limits;
+            // The system manifest may lower what the SIP's own manifest asks for.
+            let limits = given_limits(options, verified.manifest.limits);
             ipc::set_quota(pid, &limits);
             if let Some(slot) = live_slot(pid) {
                 CPU_BUDGET[slot].store(limits.cpu_ticks.unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -674,6 +675,18 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
         }
     };
     finish(pid, format_args!("SIP {name}"), ending);
+}
+
+/// `own` limits with the system manifest's caps for the SIP started with `options`.
+fn given_limits(options: StartOptions, own: cordon_abi::Limits) -> cordon_abi::Limits {
+    let Some(index) = options.system_index else {
+        return own;
+    };
+    crate::boot_package()
+        .limits
+        .iter()
+        .filter(|cap| cap.sip == index)
+        .fold(own, |limits, cap| cap.apply(limits))
 }
 
 /// The powers (as [`Power`] bits) the system manifest gives the SIP started with `options`.

@@ -238,6 +238,7 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
         programs: crate::program::bundled()?,
         devices: options.system.devices.clone(),
         powers: options.system.powers.clone(),
+        limits: options.system.limits.clone(),
     };
     let image = build_image(crate::kernel_elf(), &package, options.firmware)?;
 

@@ -32,6 +32,15 @@
 //! may = ["start", "kill", "inspect"]
 //! ```
 //!
+//! The system manifest may lower any SIP's limits below what the SIP's own manifest asks
+//! (never raise them):
+//!
+//! ```toml
+//! [[limits]]
+//! sip = "burn"
+//! cpu-ticks = 5        # also memory-pages, call-depth, fuel, kernel-objects, kernel-bytes
+//! ```
+//!
 //! A SIP named twice is addressed as `name#2` for its second instance. `client = "name"`
 //! names the SIP that the `client-space` and `client-ring3` isolation configurations
 //! isolate from the rest (Singularity's WebFiles client); by default the last SIP.
@@ -39,7 +48,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use bootpkg::{Attach, Connection, DeviceGrant, PowerGrant};
+use bootpkg::{Attach, Connection, DeviceGrant, LimitCap, PowerGrant};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -65,8 +74,22 @@ struct PowerSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LimitSpec {
+    sip: String,
+    memory_pages: Option<u32>,
+    call_depth: Option<u32>,
+    fuel: Option<u64>,
+    cpu_ticks: Option<u64>,
+    kernel_objects: Option<u32>,
+    kernel_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SystemFile {
+    #[serde(default)]
+    limits: Vec<LimitSpec>,
     /// Modules in the boot package that are not started at boot.
     #[serde(default)]
     modules: Vec<String>,
@@ -94,6 +117,8 @@ pub struct System {
     pub powers: Vec<PowerGrant>,
     /// More modules for the boot package, not started at boot.
     pub modules: Vec<String>,
+    /// Limits lowered below the SIPs' own.
+    pub limits: Vec<LimitCap>,
 }
 
 /// The repository's `systems/` directory.
@@ -123,6 +148,7 @@ pub fn of_sips(sips: &[String]) -> System {
         devices: Vec::new(),
         powers: Vec::new(),
         modules: Vec::new(),
+        limits: Vec::new(),
     }
 }
 
@@ -214,6 +240,18 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
         }
         powers.push(grant);
     }
+    let mut limits = Vec::new();
+    for l in &file.limits {
+        limits.push(LimitCap {
+            sip: find_sip(&file.sips, &l.sip)? as u32,
+            memory_pages: l.memory_pages,
+            call_depth: l.call_depth,
+            fuel: l.fuel,
+            cpu_ticks: l.cpu_ticks,
+            kernel_objects: l.kernel_objects,
+            kernel_bytes: l.kernel_bytes,
+        });
+    }
     Ok(System {
         sips: file.sips,
         channels,
@@ -221,6 +259,7 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
         devices,
         powers,
         modules: file.modules,
+        limits,
     })
 }
 
@@ -341,6 +380,10 @@ mod tests {
         let system = parse(text).unwrap();
         assert_eq!(system.modules, ["m"]);
         assert!(system.powers[0].kill && system.powers[0].inspect && !system.powers[0].start);
+        let text = "sips = [\"a\"]\n[[limits]]\nsip = \"a\"\ncpu-ticks = 5";
+        assert_eq!(parse(text).unwrap().limits[0].cpu_ticks, Some(5));
+        let text = "sips = [\"a\"]\n[[limits]]\nsip = \"a\"\ncpu = 5";
+        assert!(err(text).contains("unknown field `cpu`"));
         let text = "sips = [\"a\"]\n[[powers]]\nsip = \"a\"\nmay = [\"reboot\"]";
         assert!(err(text).contains("no power `reboot` (powers: start, kill, inspect)"));
         assert_eq!(parse("sips = [\"a\", \"b\"]").unwrap().client, Some(1));

@@ -416,6 +416,33 @@ fn attackers_at_once(isolation: Isolation) {
     );
 }
 
+#[test]
+fn the_system_manifest_lowers_limits_and_never_raises_them() {
+    capped(Isolation::Soft);
+}
+
+#[test]
+fn the_system_manifest_lowers_limits_and_never_raises_them_in_ring3() {
+    capped(Isolation::Hard);
+}
+
+/// `burn` asks for 20 ticks; the system manifest gives it 5. A cap above `hello`'s own
+/// limit changes nothing.
+fn capped(isolation: Isolation) {
+    let outcome = run(in_mode(isolation, system("capped")));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP burn (pid 1) used up its CPU budget of 5 ticks",
+            "[kernel] SIP burn (pid 1) killed by the kernel",
+            "[kernel] SIP chatter (pid 2) exited with status 0",
+            "[kernel] SIP hello (pid 3) exited with status 0",
+            "1 of 3 SIPs did not exit with status 0",
+        ],
+    );
+}
+
 /// One row of the attack table: which attack, in which mode, how each attacker ended,
 /// and what the run left behind (from the kernel's `reclaim:` line). Fails on any frame
 /// not given back or any endpoint or block left; the heap may keep the fixed cost the
