@@ -4,6 +4,22 @@
 
 use cordon::{BootOptions, Firmware, Isolation, Outcome, Verdict, boot};
 
+/// Two tests of `body`: the first name in soft isolation, the second in hard (every SIP in
+/// its own ring-3 address space). The expectations are the same, word for word.
+macro_rules! in_both_modes {
+    ($soft:ident, $hard:ident, $body:ident) => {
+        #[test]
+        fn $soft() {
+            $body(Isolation::Soft);
+        }
+
+        #[test]
+        fn $hard() {
+            $body(Isolation::Hard);
+        }
+    };
+}
+
 fn run(options: BootOptions) -> Outcome {
     boot(&options).unwrap_or_else(|err| panic!("could not boot QEMU: {err:#}"))
 }
@@ -70,15 +86,11 @@ fn in_mode(isolation: Isolation, options: BootOptions) -> BootOptions {
     }
 }
 
-#[test]
-fn misbehaving_sips_end_alone_with_their_reason() {
-    misbehaving_sips(Isolation::Soft);
-}
-
-#[test]
-fn misbehaving_sips_end_alone_with_their_reason_in_ring3() {
-    misbehaving_sips(Isolation::Hard);
-}
+in_both_modes!(
+    misbehaving_sips_end_alone_with_their_reason,
+    misbehaving_sips_end_alone_with_their_reason_in_ring3,
+    misbehaving_sips
+);
 
 fn misbehaving_sips(isolation: Isolation) {
     let outcome = run(in_mode(
@@ -139,15 +151,11 @@ fn misbehaving_sips(isolation: Isolation) {
     );
 }
 
-#[test]
-fn sealed_process_invariants_hold() {
-    sealed_process_invariants(Isolation::Soft);
-}
-
-#[test]
-fn sealed_process_invariants_hold_in_ring3() {
-    sealed_process_invariants(Isolation::Hard);
-}
+in_both_modes!(
+    sealed_process_invariants_hold,
+    sealed_process_invariants_hold_in_ring3,
+    sealed_process_invariants
+);
 
 fn sealed_process_invariants(isolation: Isolation) {
     let outcome = run(in_mode(
@@ -184,15 +192,11 @@ fn system(name: &str) -> BootOptions {
     }
 }
 
-#[test]
-fn echo_pair_measures_round_trips_and_moves_buffers() {
-    echo_pair(Isolation::Soft);
-}
-
-#[test]
-fn echo_pair_measures_round_trips_and_moves_buffers_in_ring3() {
-    echo_pair(Isolation::Hard);
-}
+in_both_modes!(
+    echo_pair_measures_round_trips_and_moves_buffers,
+    echo_pair_measures_round_trips_and_moves_buffers_in_ring3,
+    echo_pair
+);
 
 fn echo_pair(isolation: Isolation) {
     expect(
@@ -210,15 +214,11 @@ fn echo_pair(isolation: Isolation) {
     );
 }
 
-#[test]
-fn contract_violation_terminates_the_sender_and_the_peer_goes_on() {
-    contract_violation(Isolation::Soft);
-}
-
-#[test]
-fn contract_violation_terminates_the_sender_and_the_peer_goes_on_in_ring3() {
-    contract_violation(Isolation::Hard);
-}
+in_both_modes!(
+    contract_violation_terminates_the_sender_and_the_peer_goes_on,
+    contract_violation_terminates_the_sender_and_the_peer_goes_on_in_ring3,
+    contract_violation
+);
 
 fn contract_violation(isolation: Isolation) {
     expect(
@@ -235,15 +235,11 @@ fn contract_violation(isolation: Isolation) {
     );
 }
 
-#[test]
-fn services_are_found_by_name_and_endpoints_travel_in_messages() {
-    directory(Isolation::Soft);
-}
-
-#[test]
-fn services_are_found_by_name_and_endpoints_travel_in_messages_in_ring3() {
-    directory(Isolation::Hard);
-}
+in_both_modes!(
+    services_are_found_by_name_and_endpoints_travel_in_messages,
+    services_are_found_by_name_and_endpoints_travel_in_messages_in_ring3,
+    directory
+);
 
 fn directory(isolation: Isolation) {
     expect(
@@ -264,15 +260,11 @@ fn directory(isolation: Isolation) {
     );
 }
 
-#[test]
-fn a_sip_past_its_cpu_budget_is_stopped_by_the_kernel() {
-    cpu_budget(Isolation::Soft);
-}
-
-#[test]
-fn a_sip_past_its_cpu_budget_is_stopped_by_the_kernel_in_ring3() {
-    cpu_budget(Isolation::Hard);
-}
+in_both_modes!(
+    a_sip_past_its_cpu_budget_is_stopped_by_the_kernel,
+    a_sip_past_its_cpu_budget_is_stopped_by_the_kernel_in_ring3,
+    cpu_budget
+);
 
 /// `burn` spins with no fuel budget under a 20-tick CPU budget: the kernel, counting
 /// ticks itself, ends it; `hello` and `primes` beside it finish.
@@ -300,15 +292,11 @@ fn cpu_budget(isolation: Isolation) {
     assert!((21..=30).contains(&ticks), "charged {ticks} ticks: {burn}");
 }
 
-#[test]
-fn powers_over_sips_come_only_from_the_system_manifest() {
-    powers(Isolation::Soft);
-}
-
-#[test]
-fn powers_over_sips_come_only_from_the_system_manifest_in_ring3() {
-    powers(Isolation::Hard);
-}
+in_both_modes!(
+    powers_over_sips_come_only_from_the_system_manifest,
+    powers_over_sips_come_only_from_the_system_manifest_in_ring3,
+    powers
+);
 
 /// `supervisor` holds the start, kill and inspect powers: it starts `hello` 1,000 times
 /// (the 256 process slots are reused, with new generations) and waits for each through
@@ -344,15 +332,11 @@ fn powers(isolation: Isolation) {
     assert_frames_back(&outcome);
 }
 
-#[test]
-fn a_sip_printing_without_end_is_cut_off_at_its_console_budget() {
-    console_budget(Isolation::Soft);
-}
-
-#[test]
-fn a_sip_printing_without_end_is_cut_off_at_its_console_budget_in_ring3() {
-    console_budget(Isolation::Hard);
-}
+in_both_modes!(
+    a_sip_printing_without_end_is_cut_off_at_its_console_budget,
+    a_sip_printing_without_end_is_cut_off_at_its_console_budget_in_ring3,
+    console_budget
+);
 
 /// `chatter` writes 512 KiB to the console; the kernel passes its 256 KiB budget, says so
 /// once, drops the rest, and the SIPs beside it finish.
@@ -376,15 +360,11 @@ fn console_budget(isolation: Isolation) {
     );
 }
 
-#[test]
-fn several_attackers_at_once_end_alone() {
-    attackers_at_once(Isolation::Soft);
-}
-
-#[test]
-fn several_attackers_at_once_end_alone_in_ring3() {
-    attackers_at_once(Isolation::Hard);
-}
+in_both_modes!(
+    several_attackers_at_once_end_alone,
+    several_attackers_at_once_end_alone_in_ring3,
+    attackers_at_once
+);
 
 /// Two kernel-object floods, a CPU burner and a console flood at once, beside `hello` and
 /// `primes`: admission control backed every quota, each attacker ends alone, the others'
@@ -416,15 +396,11 @@ fn attackers_at_once(isolation: Isolation) {
     );
 }
 
-#[test]
-fn the_system_manifest_lowers_limits_and_never_raises_them() {
-    capped(Isolation::Soft);
-}
-
-#[test]
-fn the_system_manifest_lowers_limits_and_never_raises_them_in_ring3() {
-    capped(Isolation::Hard);
-}
+in_both_modes!(
+    the_system_manifest_lowers_limits_and_never_raises_them,
+    the_system_manifest_lowers_limits_and_never_raises_them_in_ring3,
+    capped
+);
 
 /// `burn` asks for 20 ticks; the system manifest gives it 5. A cap above `hello`'s own
 /// limit changes nothing.
@@ -524,15 +500,11 @@ fn assert_frames_back(outcome: &Outcome) {
     assert_eq!(frames[0], frames[1], "{reclaim}");
 }
 
-#[test]
-fn resource_floods_end_in_out_of_memory_for_the_attacker_alone() {
-    resource_floods(Isolation::Soft);
-}
-
-#[test]
-fn resource_floods_end_in_out_of_memory_for_the_attacker_alone_in_ring3() {
-    resource_floods(Isolation::Hard);
-}
+in_both_modes!(
+    resource_floods_end_in_out_of_memory_for_the_attacker_alone,
+    resource_floods_end_in_out_of_memory_for_the_attacker_alone_in_ring3,
+    resource_floods
+);
 
 /// `flood` creates channels and blocks until refused, nests endpoints 1,500 deep in
 /// transit, closes a cycle of endpoints in transit and exits with another chain in flight,
@@ -571,15 +543,11 @@ fn resource_floods(isolation: Isolation) {
     );
 }
 
-#[test]
-fn looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly() {
-    looping_sip_killed(Isolation::Soft);
-}
-
-#[test]
-fn looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_in_ring3() {
-    looping_sip_killed(Isolation::Hard);
-}
+in_both_modes!(
+    looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly,
+    looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_in_ring3,
+    looping_sip_killed
+);
 
 fn looping_sip_killed(isolation: Isolation) {
     let outcome = run(BootOptions {
@@ -918,15 +886,11 @@ fn webfiles_system(isolation: Isolation, disk: Option<std::path::PathBuf>) -> Bo
     }
 }
 
-#[test]
-fn webfiles_reads_every_byte_right_through_driver_and_file_system_sips() {
-    webfiles(Isolation::Soft);
-}
-
-#[test]
-fn webfiles_reads_every_byte_right_through_driver_and_file_system_sips_in_ring3() {
-    webfiles(Isolation::Hard);
-}
+in_both_modes!(
+    webfiles_reads_every_byte_right_through_driver_and_file_system_sips,
+    webfiles_reads_every_byte_right_through_driver_and_file_system_sips_in_ring3,
+    webfiles
+);
 
 /// The three WebFiles SIPs: the driver gets the disk's registers, interrupt and DMA, the
 /// file system mounts the ext4 image through it, and the client checks every file it reads
@@ -1035,15 +999,11 @@ fn a_corrupt_inode_fails_the_request_with_its_reason() {
     );
 }
 
-#[test]
-fn a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly() {
-    driver_killed(Isolation::Soft);
-}
-
-#[test]
-fn a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly_in_ring3() {
-    driver_killed(Isolation::Hard);
-}
+in_both_modes!(
+    a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly,
+    a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly_in_ring3,
+    driver_killed
+);
 
 /// `driver-killer`, holding the kill and inspect powers, kills the disk driver once it
 /// has made 40 kernel calls (the file system is waiting for a read by then): the device is
@@ -1096,15 +1056,11 @@ fn a_driver_whose_device_is_missing_is_not_started() {
     );
 }
 
-#[test]
-fn sips_reach_only_the_device_registers_they_were_granted() {
-    device_grants(Isolation::Soft);
-}
-
-#[test]
-fn sips_reach_only_the_device_registers_they_were_granted_in_ring3() {
-    device_grants(Isolation::Hard);
-}
+in_both_modes!(
+    sips_reach_only_the_device_registers_they_were_granted,
+    sips_reach_only_the_device_registers_they_were_granted_in_ring3,
+    device_grants
+);
 
 fn device_grants(isolation: Isolation) {
     let dir = std::env::temp_dir().join(format!("cordon-test-grants-{}", std::process::id()));
