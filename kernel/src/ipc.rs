@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use cordon_abi::status;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel_core::channel::{
-    Channels, Counts, CreateError, EndpointId, Owner, Quota, RecvError, SendError, Usage,
+    Channels, Counts, CreateError, EndpointId, Owner, Queue, Quota, RecvError, SendError, Usage,
 };
 
 use crate::arch::irq::IrqMutex;
@@ -143,8 +143,17 @@ pub fn usage(pid: Pid) -> (Usage, Usage) {
 }
 
 pub fn create(pid: Pid, contract: &str) -> Result<(u32, u32), i32> {
-    let index = with(|c| c.contract_index(contract)).ok_or(status::NOT_FOUND)?;
-    with(|c| c.create(index, pid)).map_err(|e| match e {
+    let (index, shapes, fits) = with(|c| {
+        let index = c.contract_index(contract)?;
+        Some((index, c.queue_shapes(index)?, c.can_create(index, pid)))
+    })
+    .ok_or(status::NOT_FOUND)?;
+    if !fits {
+        return Err(status::OUT_OF_MEMORY);
+    }
+    // Zeroing the queues is the longest part of making a channel: do it with interrupts on.
+    let queues = Queue::pair(shapes).ok_or(status::OUT_OF_MEMORY)?;
+    with(|c| c.create_with(index, pid, queues)).map_err(|e| match e {
         CreateError::NoContract => status::NOT_FOUND,
         CreateError::OutOfMemory => status::OUT_OF_MEMORY,
     })

@@ -185,6 +185,36 @@ fn fault<T>(message: String) -> Result<T, Fault> {
     Err(Fault(message))
 }
 
+/// How big one endpoint's queue is: `depth` slots of `size` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueShape {
+    pub depth: usize,
+    pub size: usize,
+}
+
+/// One endpoint's preallocated, zeroed queue.
+pub struct Queue {
+    slots: Vec<u8>,
+    lens: Vec<u32>,
+    slot_size: usize,
+}
+
+impl Queue {
+    /// Allocates and zeroes a queue of `shape`; `None` if the heap cannot give it.
+    pub fn alloc(shape: QueueShape) -> Option<Queue> {
+        Some(Queue {
+            slots: shape.depth.checked_mul(shape.size).and_then(zeroed)?,
+            lens: zeroed(shape.depth)?,
+            slot_size: shape.size,
+        })
+    }
+
+    /// Both queues of a channel.
+    pub fn pair(shapes: [QueueShape; 2]) -> Option<[Queue; 2]> {
+        Some([Queue::alloc(shapes[0])?, Queue::alloc(shapes[1])?])
+    }
+}
+
 /// A zeroed vector, or `None` if the heap cannot give it.
 fn zeroed<T: Clone + Default>(len: usize) -> Option<Vec<T>> {
     let mut v = Vec::new();
@@ -261,18 +291,35 @@ impl Channels {
         (depth * size + depth * 4) as u64 + OBJECT_OVERHEAD
     }
 
+    /// The queues a channel of `contract` needs, (exporter's, importer's), for the caller
+    /// to allocate with [`Queue::alloc`] outside any lock; `None` for no such contract.
+    pub fn queue_shapes(&self, contract: u16) -> Option<[QueueShape; 2]> {
+        if contract as usize >= self.protocols.len() {
+            return None;
+        }
+        let shape = |role| {
+            let (depth, size) = self.endpoint_shape(contract, role);
+            QueueShape { depth, size }
+        };
+        Some([shape(Role::Exporter), shape(Role::Importer)])
+    }
+
     fn new_endpoint(
         &mut self,
         contract: u16,
         role: Role,
         holder: Owner,
+        queue: Queue,
     ) -> Result<EndpointId, CreateError> {
         let (depth, size) = self.endpoint_shape(contract, role);
-        let slots = depth
-            .checked_mul(size)
-            .and_then(zeroed)
-            .ok_or(CreateError::OutOfMemory)?;
-        let lens = zeroed(depth).ok_or(CreateError::OutOfMemory)?;
+        if queue.lens.len() != depth || queue.slot_size != size {
+            return Err(CreateError::OutOfMemory);
+        }
+        let Queue {
+            slots,
+            lens,
+            slot_size: _,
+        } = queue;
         let endpoint = Endpoint {
             contract,
             role,
@@ -295,15 +342,18 @@ impl Channels {
             .map_err(|_| CreateError::OutOfMemory)
     }
 
-    /// Makes both ends of a channel; charges each to its holder (already checked).
+    /// Makes both ends of a channel with `queues` (exporter's, importer's); charges each
+    /// to its holder (already checked).
     fn make_channel(
         &mut self,
         contract: u16,
         exporter: Owner,
         importer: Owner,
+        queues: [Queue; 2],
     ) -> Result<(EndpointId, EndpointId), CreateError> {
-        let exp = self.new_endpoint(contract, Role::Exporter, exporter)?;
-        let imp = match self.new_endpoint(contract, Role::Importer, importer) {
+        let [exp_queue, imp_queue] = queues;
+        let exp = self.new_endpoint(contract, Role::Exporter, exporter, exp_queue)?;
+        let imp = match self.new_endpoint(contract, Role::Importer, importer, imp_queue) {
             Ok(imp) => imp,
             Err(e) => {
                 self.endpoints.remove(exp);
@@ -320,22 +370,48 @@ impl Channels {
         Ok((exp, imp))
     }
 
-    /// A SIP creates a channel of `contract` holding both ends, within its quota:
-    /// (exporter end, importer end).
+    /// Whether `owner`'s quota can take a channel of `contract` (checked again by
+    /// [`Channels::create_with`]; lets the caller skip allocating queues for nothing).
+    pub fn can_create(&self, contract: u16, owner: Owner) -> bool {
+        (contract as usize) < self.protocols.len()
+            && self.accounts.fits(
+                owner,
+                2,
+                self.endpoint_cost(contract, Role::Exporter)
+                    + self.endpoint_cost(contract, Role::Importer),
+            )
+    }
+
+    /// A SIP creates a channel of `contract` holding both ends, within its quota, with
+    /// queues the caller allocated (outside any lock: zeroing a contract's queues is the
+    /// longest part of making a channel): (exporter end, importer end).
+    pub fn create_with(
+        &mut self,
+        contract: u16,
+        owner: Owner,
+        queues: [Queue; 2],
+    ) -> Result<(EndpointId, EndpointId), CreateError> {
+        if contract as usize >= self.protocols.len() {
+            return Err(CreateError::NoContract);
+        }
+        if !self.can_create(contract, owner) {
+            return Err(CreateError::OutOfMemory);
+        }
+        self.make_channel(contract, owner, owner, queues)
+    }
+
+    /// [`Channels::create_with`], allocating the queues itself.
     pub fn create(
         &mut self,
         contract: u16,
         owner: Owner,
     ) -> Result<(EndpointId, EndpointId), CreateError> {
-        if contract as usize >= self.protocols.len() {
-            return Err(CreateError::NoContract);
-        }
-        let bytes = self.endpoint_cost(contract, Role::Exporter)
-            + self.endpoint_cost(contract, Role::Importer);
-        if !self.accounts.fits(owner, 2, bytes) {
+        let shapes = self.queue_shapes(contract).ok_or(CreateError::NoContract)?;
+        if !self.can_create(contract, owner) {
             return Err(CreateError::OutOfMemory);
         }
-        self.make_channel(contract, owner, owner)
+        let queues = Queue::pair(shapes).ok_or(CreateError::OutOfMemory)?;
+        self.create_with(contract, owner, queues)
     }
 
     /// The kernel connects two processes on the system manifest's word: each end is
@@ -349,7 +425,9 @@ impl Channels {
         if contract as usize >= self.protocols.len() {
             return Err(CreateError::NoContract);
         }
-        self.make_channel(contract, exporter, importer)
+        let shapes = self.queue_shapes(contract).ok_or(CreateError::NoContract)?;
+        let queues = Queue::pair(shapes).ok_or(CreateError::OutOfMemory)?;
+        self.make_channel(contract, exporter, importer, queues)
     }
 
     fn ep(&self, id: EndpointId) -> Option<&Endpoint> {

@@ -6,7 +6,9 @@
 //! them as non-negative results) and never 0.
 //!
 //! Growing the table is the only allocation, and it is fallible: the kernel refuses the
-//! object rather than panic. When the last object goes, the table gives its memory back
+//! object rather than panic. Entries live in fixed chunks that never move, so growing
+//! costs one chunk's allocation, never a copy of every entry (the kernel grows tables
+//! with interrupts masked). When the last object goes, the table gives its memory back
 //! (a flood leaves no trace on the heap) and new entries start at a generation no old
 //! handle has.
 
@@ -31,8 +33,57 @@ enum Entry<T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Full;
 
+/// Entries per chunk.
+const CHUNK: usize = 256;
+
+/// Entries in chunks of [`CHUNK`] that never move once allocated.
+struct Chunks<E> {
+    chunks: Vec<Vec<E>>,
+    len: usize,
+}
+
+impl<E> Chunks<E> {
+    const fn new() -> Self {
+        Chunks {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> Option<&E> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut E> {
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
+    /// Appends `e`; `Err(e)` if the heap cannot give a new chunk.
+    fn push(&mut self, e: E) -> Result<(), E> {
+        if self.len % CHUNK == 0 {
+            let mut chunk = Vec::new();
+            if chunk.try_reserve_exact(CHUNK).is_err() || self.chunks.try_reserve(1).is_err() {
+                return Err(e);
+            }
+            self.chunks.push(chunk);
+        }
+        let last = self.chunks.last_mut().expect("a chunk with room");
+        last.push(e);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &E> + Clone {
+        self.chunks.iter().flatten()
+    }
+}
+
 pub struct Table<T> {
-    entries: Vec<Entry<T>>,
+    entries: Chunks<Entry<T>>,
     free: Option<u32>,
     live: usize,
     /// The generation new entries start at: above any generation handed out so far
@@ -43,7 +94,7 @@ pub struct Table<T> {
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
-            entries: Vec::new(),
+            entries: Chunks::new(),
             free: None,
             live: 0,
             fresh: 1,
@@ -87,7 +138,10 @@ impl<T> Table<T> {
     /// Stores `item` and returns its handle.
     pub fn insert(&mut self, item: T) -> Result<u32, Full> {
         if let Some(index) = self.free {
-            let entry = &mut self.entries[index as usize];
+            let entry = self
+                .entries
+                .get_mut(index as usize)
+                .expect("the free list holds entries");
             let Entry::Free { next, generation } = *entry else {
                 unreachable!("the free list holds free entries")
             };
@@ -96,12 +150,14 @@ impl<T> Table<T> {
             self.live += 1;
             return Ok(handle(index, generation));
         }
-        if self.entries.len() >= MAX_ENTRIES || self.entries.try_reserve(1).is_err() {
+        if self.entries.len() >= MAX_ENTRIES {
             return Err(Full);
         }
         let index = self.entries.len() as u32;
         let generation = self.fresh;
-        self.entries.push(Entry::Used { item, generation });
+        if self.entries.push(Entry::Used { item, generation }).is_err() {
+            return Err(Full);
+        }
         self.live += 1;
         Ok(handle(index, generation))
     }
@@ -140,7 +196,7 @@ impl<T> Table<T> {
             self.fresh = later;
         }
         let old = core::mem::replace(
-            &mut self.entries[index],
+            self.entries.get_mut(index).expect("checked above"),
             Entry::Free {
                 next: self.free,
                 generation: later,
@@ -150,7 +206,7 @@ impl<T> Table<T> {
         self.live -= 1;
         if self.live == 0 {
             // Nothing left: give the memory back. New entries start at `fresh`.
-            self.entries = Vec::new();
+            self.entries = Chunks::new();
             self.free = None;
         }
         match old {
