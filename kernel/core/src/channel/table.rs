@@ -64,7 +64,7 @@ impl<E> Chunks<E> {
 
     /// Appends `e`; `Err(e)` if the heap cannot give a new chunk.
     fn push(&mut self, e: E) -> Result<(), E> {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             let mut chunk = Vec::new();
             if chunk.try_reserve_exact(CHUNK).is_err() || self.chunks.try_reserve(1).is_err() {
                 return Err(e);
