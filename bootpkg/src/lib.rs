@@ -313,6 +313,15 @@ pub enum DeviceSelector {
 }
 
 impl DeviceSelector {
+    /// The (vendor, device) ids this selector names, if it names them (an address names
+    /// whatever sits there, known only on the machine).
+    pub fn ids(&self) -> Option<(u16, u16)> {
+        match *self {
+            DeviceSelector::Ids { vendor, device } => Some((vendor, device)),
+            DeviceSelector::Address { .. } => None,
+        }
+    }
+
     /// Whether the function at `address` with `ids` is one this selector names.
     pub fn names(&self, address: (u8, u8, u8), ids: (u16, u16)) -> bool {
         match *self {

@@ -2,8 +2,8 @@
 //! address-space switches, TLB work, faults, messages and copies, device activity, time
 //! spent halted with nothing to run and the rest (busy: under `-icount`, instructions), and
 //! the longest section any lock kept interrupts masked. A snapshot is taken before
-//! something runs (and starts the longest-section measurement anew); [`Counters::print_since`] prints the
-//! difference on one line that `cordon bench` reads.
+//! something runs (and starts the longest-section measurement anew);
+//! [`Counters::print_since`] prints the difference on one line that `cordon bench` reads.
 #![deny(unsafe_code)]
 
 use core::sync::atomic::Ordering;

@@ -6,8 +6,9 @@
 //! (`resources`); when the SIP starts, the two must agree — every device the system gives
 //! it is one it asks for, and every one it asks for is given — or the SIP does not start.
 //! A SIP's own manifest alone grants nothing. The kernel then takes a matching device not
-//! already another SIP's, or refuses to start the SIP if there is none. A grant is exactly: the device's I/O-port range (every access is checked
-//! against it), its interrupt line (masked when it fires until the driver waits again, so
+//! already another SIP's, or refuses to start the SIP if there is none. A grant is
+//! exactly: the device's I/O-port range (every access is checked against it), its
+//! interrupt line (masked when it fires until the driver waits again, so
 //! a level-triggered device the driver has not yet acknowledged cannot storm the
 //! processor), and the right to learn exchange-heap blocks' physical addresses so the
 //! device can DMA straight into them. Grants end with the SIP.
@@ -54,9 +55,9 @@ pub static REGISTER_ACCESSES: AtomicU64 = AtomicU64::new(0);
 /// device with those ids sits.
 fn serves(given: &DeviceSelector, resource: &Resource) -> bool {
     let Resource::PciDevice { vendor, device } = *resource;
-    match given {
-        DeviceSelector::Ids { .. } => given.names((0, 0, 0), (vendor, device)),
-        DeviceSelector::Address { .. } => pci::devices().iter().any(|d| {
+    match given.ids() {
+        Some(ids) => ids == (vendor, device),
+        None => pci::devices().iter().any(|d| {
             given.names((d.bus, d.device, d.function), (d.vendor, d.id))
                 && (d.vendor, d.id) == (vendor, device)
         }),
@@ -146,27 +147,23 @@ pub fn release(pid: Pid) {
     {
         let mut grants = GRANTS.lock();
         for grant in grants.iter().filter(|g| g.pid == pid) {
-            grant.device.quiesce();
+            let reset = grant.device.quiesce();
             if let Some(irq) = grant.device.irq() {
                 pic::set_masked(irq, true);
                 PENDING[irq as usize].store(false, Ordering::Relaxed);
             }
-            ended.push(grant.device);
+            ended.push((grant.device, reset));
         }
         grants.retain(|g| g.pid != pid);
     }
-    for d in ended {
+    for (d, reset) in ended {
         crate::println!(
             "[kernel] {} at {:02x}:{:02x}.{} quiesced before pid {pid}'s blocks are freed: bus mastering off{}",
             d.name(),
             d.bus,
             d.device,
             d.function,
-            if d.vendor == 0x1af4 {
-                ", device reset"
-            } else {
-                ""
-            }
+            if reset { ", device reset" } else { "" }
         );
     }
 }

@@ -134,16 +134,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         if mm::vm::nx_enabled() { "on" } else { "off" },
     );
     let cpu = arch::fpu::features();
-    let has = |yes: bool| if yes { "available" } else { "not available" };
+    let on = |yes: bool| if yes { "on" } else { "not available" };
     println!(
         "processor: SSE on with x87/SSE state saved on every switch, AVX off; UMIP {}; SMEP {}; SMAP {} (not enabled yet)",
-        if cpu.umip { "on" } else { "not available" },
-        if cpu.smep_available {
-            "on"
+        on(cpu.umip),
+        on(cpu.smep_available),
+        if cpu.smap_available {
+            "available"
         } else {
             "not available"
         },
-        has(cpu.smap_available),
     );
     if config.isolation.needs_client() && package.client.is_none() {
         fail(format_args!(

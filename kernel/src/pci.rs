@@ -65,14 +65,17 @@ impl Device {
 
     /// Stops the device: bus mastering off (it can no longer DMA), and for devices whose
     /// reset Cordon knows, a reset (legacy virtio: device status 0, which also forgets the
-    /// queues' physical addresses). Its I/O decoding stays on for the next driver.
-    pub fn quiesce(&self) {
+    /// queues' physical addresses). Its I/O decoding stays on for the next driver. Returns
+    /// whether the device was reset.
+    pub fn quiesce(&self) -> bool {
         let command = read_u32(self.bus, self.device, self.function, 4) & 0xffff;
         write_u32(self.bus, self.device, self.function, 4, command & !0b100);
         if let (0x1af4, 0x1000..=0x103f, Some(base)) = (self.vendor, self.id, self.io_base()) {
             // Legacy virtio header: the device status byte at offset 0x12.
             crate::arch::port::write(base + 0x12, 1, 0);
+            return true;
         }
+        false
     }
 
     /// The interrupt line, if the firmware routed one.

@@ -45,38 +45,68 @@ pub fn generation(pid: Pid) -> u32 {
     (pid.saturating_sub(1) / MAX_PROCESSES) as u32 + 1
 }
 
-/// The pid living in each slot (0: none yet), so counters of a reused slot are never
-/// touched on behalf of its previous process.
-static SLOT_PID: [AtomicUsize; MAX_PROCESSES] = [const { AtomicUsize::new(0) }; MAX_PROCESSES];
-/// Whether a slot's process has finished with every table (its slot may be reused).
-static SLOT_FREE: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
+/// What the kernel keeps for the process living in one slot, reset for each generation.
+/// The counts are the kernel's own, in every isolation configuration: nothing here comes
+/// from the SIP's runtime, which in ring 3 is untrusted.
+struct SlotState {
+    /// The pid living here (0: none yet), so a reused slot's state is never touched on
+    /// behalf of its previous process.
+    pid: AtomicUsize,
+    /// The process has finished with every table: the slot may be reused.
+    free: AtomicBool,
+    /// Asked to stop.
+    kill: AtomicBool,
+    /// Kernel calls it made.
+    kernel_calls: AtomicU64,
+    /// Timer ticks that found one of its threads running.
+    cpu_ticks: AtomicU64,
+    /// Its CPU budget in ticks (`u64::MAX`: none), and whether it ran out.
+    cpu_budget: AtomicU64,
+    over_budget: AtomicBool,
+    /// Powers over other SIPs the system manifest gave it ([`Power`] bits).
+    powers: AtomicU8,
+}
+
+impl SlotState {
+    const fn new() -> SlotState {
+        SlotState {
+            pid: AtomicUsize::new(0),
+            free: AtomicBool::new(false),
+            kill: AtomicBool::new(false),
+            kernel_calls: AtomicU64::new(0),
+            cpu_ticks: AtomicU64::new(0),
+            cpu_budget: AtomicU64::new(u64::MAX),
+            over_budget: AtomicBool::new(false),
+            powers: AtomicU8::new(0),
+        }
+    }
+
+    /// A fresh start for process `pid` (with `powers`).
+    fn reset(&self, pid: Pid, powers: u8) {
+        self.free.store(false, Ordering::Relaxed);
+        self.kill.store(false, Ordering::Relaxed);
+        self.kernel_calls.store(0, Ordering::Relaxed);
+        self.cpu_ticks.store(0, Ordering::Relaxed);
+        self.cpu_budget.store(u64::MAX, Ordering::Relaxed);
+        self.over_budget.store(false, Ordering::Relaxed);
+        self.powers.store(powers, Ordering::Relaxed);
+        self.pid.store(pid, Ordering::Release);
+    }
+}
+
+static SLOTS: [SlotState; MAX_PROCESSES] = [const { SlotState::new() }; MAX_PROCESSES];
+
 /// Processes created since boot, and how many of them ended other than with status 0.
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 static UNCLEAN: AtomicUsize = AtomicUsize::new(0);
 
-/// `pid`'s slot if `pid` is the process living there.
-fn live_slot(pid: Pid) -> Option<usize> {
-    let slot = slot_of(pid)?;
-    (SLOT_PID[slot].load(Ordering::Relaxed) == pid).then_some(slot)
+/// `pid`'s slot state if `pid` is the process living there.
+fn live_slot(pid: Pid) -> Option<&'static SlotState> {
+    let slot = &SLOTS[slot_of(pid)?];
+    (slot.pid.load(Ordering::Relaxed) == pid).then_some(slot)
 }
 
-/// Kill requests, one flag per pid (index pid - 1).
-static KILL: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
-
-/// What the kernel itself counts for each process (index pid - 1), in every isolation
-/// configuration: nothing here comes from the SIP's runtime, which in ring 3 is untrusted.
-/// Kernel calls it made.
-static KERNEL_CALLS: [AtomicU64; MAX_PROCESSES] = [const { AtomicU64::new(0) }; MAX_PROCESSES];
-/// Timer ticks that found one of its threads running.
-static CPU_TICKS: [AtomicU64; MAX_PROCESSES] = [const { AtomicU64::new(0) }; MAX_PROCESSES];
-/// Its CPU budget in ticks (`u64::MAX`: none), and whether it ran out.
-static CPU_BUDGET: [AtomicU64; MAX_PROCESSES] = [const { AtomicU64::new(u64::MAX) }; MAX_PROCESSES];
-static OVER_BUDGET: [AtomicBool; MAX_PROCESSES] = [const { AtomicBool::new(false) }; MAX_PROCESSES];
-
-/// Powers over other SIPs the system manifest gave each process ([`Power`] bits).
-static POWERS: [AtomicU8; MAX_PROCESSES] = [const { AtomicU8::new(0) }; MAX_PROCESSES];
-
-/// A power over other SIPs, as a bit of [`POWERS`].
+/// A power over other SIPs, as a bit of [`SlotState::powers`].
 #[derive(Clone, Copy, Debug)]
 enum Power {
     Start = 1,
@@ -97,12 +127,12 @@ impl Power {
 /// Charges one timer tick to `pid` (0: the kernel's own work, not charged), and asks a
 /// process past its CPU budget to stop. Called from the timer interrupt.
 pub fn charge_tick(pid: Pid) {
-    let Some(index) = live_slot(pid) else {
+    let Some(slot) = live_slot(pid) else {
         return;
     };
-    let used = CPU_TICKS[index].fetch_add(1, Ordering::Relaxed) + 1;
-    if used > CPU_BUDGET[index].load(Ordering::Relaxed)
-        && !OVER_BUDGET[index].swap(true, Ordering::Relaxed)
+    let used = slot.cpu_ticks.fetch_add(1, Ordering::Relaxed) + 1;
+    if used > slot.cpu_budget.load(Ordering::Relaxed)
+        && !slot.over_budget.swap(true, Ordering::Relaxed)
     {
         kill(pid);
     }
@@ -235,7 +265,7 @@ impl SipKernel {
 
     /// Misuse unless the system manifest gave this SIP `power`.
     fn need(&self, power: Power, op: &str) -> Result<(), String> {
-        if live_slot(self.pid).is_some_and(|s| POWERS[s].load(Ordering::Relaxed) & power as u8 != 0)
+        if live_slot(self.pid).is_some_and(|s| s.powers.load(Ordering::Relaxed) & power as u8 != 0)
         {
             return Ok(());
         }
@@ -254,7 +284,7 @@ impl SipKernel {
 impl sip_runtime::Kernel for SipKernel {
     fn on_kernel_call(&mut self, _op: &'static cordon_abi::Op) {
         if let Some(slot) = live_slot(self.pid) {
-            KERNEL_CALLS[slot].fetch_add(1, Ordering::Relaxed);
+            slot.kernel_calls.fetch_add(1, Ordering::Relaxed);
         }
         if self.first_call.is_none() {
             self.first_call = Some(cycles::stop() - self.created);
@@ -262,15 +292,15 @@ impl sip_runtime::Kernel for SipKernel {
     }
 
     fn console_write(&mut self, bytes: &[u8]) {
-        // The console lock is taken in short pieces (interrupts get in between); this
-        // sleeping lock keeps one SIP's write, label included, from being cut by
-        // another's.
         if self.console_left == 0 {
             return;
         }
         let allowed = bytes.len().min(self.console_left);
         self.console_left -= allowed;
         let bytes = &bytes[..allowed];
+        // The console lock is taken in short pieces (interrupts get in between); this
+        // sleeping lock keeps one SIP's write, label included, from being cut by
+        // another's.
         SIP_CONSOLE.down();
         // Every line a SIP prints is labelled with its name.
         for line in bytes.split_inclusive(|&b| b == b'\n') {
@@ -442,7 +472,7 @@ impl sip_runtime::Kernel for SipKernel {
 pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
     use cordon_abi::sip_state;
     let record = record(pid)?;
-    let index = live_slot(pid)?;
+    let slot = live_slot(pid)?;
     let (_, peak) = ipc::usage(pid);
     let (state, ending) = match &record.ending {
         None => (sip_state::RUNNING, 0),
@@ -454,8 +484,8 @@ pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
     Some(cordon_abi::SipInfo {
         state,
         ending,
-        ticks: CPU_TICKS[index].load(Ordering::Relaxed),
-        kernel_calls: KERNEL_CALLS[index].load(Ordering::Relaxed),
+        ticks: slot.cpu_ticks.load(Ordering::Relaxed),
+        kernel_calls: slot.kernel_calls.load(Ordering::Relaxed),
         peak_objects: peak.objects,
         generation: generation(pid),
         peak_bytes: peak.bytes,
@@ -529,11 +559,7 @@ pub fn start_with(
     options: StartOptions,
 ) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
-    let pid = new_record(name)?;
-    let powers = given_powers(options);
-    if let Some(slot) = live_slot(pid) {
-        POWERS[slot].store(powers, Ordering::Relaxed);
-    }
+    let pid = new_record(name, given_powers(options))?;
     let thread_name = format!("sip:{name}");
     let name = String::from(name);
     spawn(pid, thread_name, move || {
@@ -547,7 +573,7 @@ pub fn start_with(
 pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
     let name = format!("probe-{probe}");
-    let pid = new_record(&name)?;
+    let pid = new_record(&name, 0)?;
     spawn(pid, format!("sip:{name}"), move || {
         let setup = crate::hosted::Setup {
             placement: Placement::OwnSpace { ring3: true },
@@ -563,7 +589,7 @@ pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartEr
 }
 
 /// Adds the record of a new process.
-fn new_record(name: &str) -> Result<Pid, StartError> {
+fn new_record(name: &str, powers: u8) -> Result<Pid, StartError> {
     let mut table = PROCESSES.lock();
     // A never-used slot first; then the free slot whose process ended longest ago.
     let (slot, pid) = if table.len() < MAX_PROCESSES {
@@ -572,21 +598,13 @@ fn new_record(name: &str) -> Result<Pid, StartError> {
         (table.len(), table.len() + 1)
     } else {
         let oldest = (0..MAX_PROCESSES)
-            .filter(|&s| SLOT_FREE[s].load(Ordering::Acquire))
+            .filter(|&s| SLOTS[s].free.load(Ordering::Acquire))
             .min_by_key(|&s| table[s].pid)
             .ok_or(StartError::TableFull)?;
         (oldest, table[oldest].pid + MAX_PROCESSES)
     };
     ipc::open_account(pid).map_err(|()| StartError::TableFull)?;
-    // A fresh start for every per-process table.
-    SLOT_FREE[slot].store(false, Ordering::Relaxed);
-    KILL[slot].store(false, Ordering::Relaxed);
-    KERNEL_CALLS[slot].store(0, Ordering::Relaxed);
-    CPU_TICKS[slot].store(0, Ordering::Relaxed);
-    CPU_BUDGET[slot].store(u64::MAX, Ordering::Relaxed);
-    OVER_BUDGET[slot].store(false, Ordering::Relaxed);
-    POWERS[slot].store(0, Ordering::Relaxed);
-    SLOT_PID[slot].store(pid, Ordering::Release);
+    SLOTS[slot].reset(pid, powers);
     STARTED.fetch_add(1, Ordering::Relaxed);
     let record = Record {
         pid,
@@ -640,7 +658,8 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
             let limits = given_limits(options, verified.manifest.limits);
             ipc::set_quota(pid, &limits);
             if let Some(slot) = live_slot(pid) {
-                CPU_BUDGET[slot].store(limits.cpu_ticks.unwrap_or(u64::MAX), Ordering::Relaxed);
+                slot.cpu_budget
+                    .store(limits.cpu_ticks.unwrap_or(u64::MAX), Ordering::Relaxed);
             }
             let granted = check_endpoints(pid, &verified.manifest)
                 .and_then(|()| {
@@ -677,43 +696,37 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
     finish(pid, format_args!("SIP {name}"), ending);
 }
 
+/// The entries of a system-manifest list (`sip` names each entry's SIP) that name the SIP
+/// started with `options`; none for SIPs the system manifest does not list.
+fn given<'a, T>(
+    options: StartOptions,
+    entries: &'a [T],
+    sip: impl Fn(&T) -> u32 + 'a,
+) -> impl Iterator<Item = &'a T> + 'a {
+    let index = options.system_index;
+    entries
+        .iter()
+        .filter(move |e| index.is_some_and(|i| sip(e) == i))
+}
+
 /// `own` limits with the system manifest's caps for the SIP started with `options`.
 fn given_limits(options: StartOptions, own: cordon_abi::Limits) -> cordon_abi::Limits {
-    let Some(index) = options.system_index else {
-        return own;
-    };
-    crate::boot_package()
-        .limits
-        .iter()
-        .filter(|cap| cap.sip == index)
+    given(options, &crate::boot_package().limits, |c| c.sip)
         .fold(own, |limits, cap| cap.apply(limits))
 }
 
 /// The powers (as [`Power`] bits) the system manifest gives the SIP started with `options`.
 fn given_powers(options: StartOptions) -> u8 {
-    let Some(index) = options.system_index else {
-        return 0;
-    };
-    crate::boot_package()
-        .powers
-        .iter()
-        .filter(|g| g.sip == index)
-        .fold(0, |bits, g| {
-            bits | if g.start { Power::Start as u8 } else { 0 }
-                | if g.kill { Power::Kill as u8 } else { 0 }
-                | if g.inspect { Power::Inspect as u8 } else { 0 }
-        })
+    given(options, &crate::boot_package().powers, |g| g.sip).fold(0, |bits, g| {
+        bits | if g.start { Power::Start as u8 } else { 0 }
+            | if g.kill { Power::Kill as u8 } else { 0 }
+            | if g.inspect { Power::Inspect as u8 } else { 0 }
+    })
 }
 
 /// The devices the system manifest gives the SIP started with `options`.
 fn given_devices(options: StartOptions) -> Vec<bootpkg::DeviceSelector> {
-    let Some(index) = options.system_index else {
-        return Vec::new();
-    };
-    crate::boot_package()
-        .devices
-        .iter()
-        .filter(|g| g.sip == index)
+    given(options, &crate::boot_package().devices, |g| g.sip)
         .map(|g| g.device)
         .collect()
 }
@@ -727,13 +740,13 @@ fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
     SIP_CONSOLE.up();
     ipc::release(pid);
     let (_, peak) = ipc::usage(pid);
-    let index = live_slot(pid).expect("a finishing process still owns its slot");
-    let ticks = CPU_TICKS[index].load(Ordering::Relaxed);
+    let slot = live_slot(pid).expect("a finishing process still owns its slot");
+    let ticks = slot.cpu_ticks.load(Ordering::Relaxed);
     SIP_CONSOLE.down();
-    if OVER_BUDGET[index].load(Ordering::Relaxed) {
+    if slot.over_budget.load(Ordering::Relaxed) {
         println!(
             "[kernel] {what} (pid {pid}) used up its CPU budget of {} ticks",
-            CPU_BUDGET[index].load(Ordering::Relaxed)
+            slot.cpu_budget.load(Ordering::Relaxed)
         );
     }
     println!("[kernel] {what} (pid {pid}) {ending}");
@@ -745,11 +758,11 @@ fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
         record.ending = Some(ending);
         record.kernel_peak = (peak.objects, peak.bytes);
         // The kernel's own counts, whatever the SIP's runtime reported.
-        record.abi_calls = KERNEL_CALLS[index].load(Ordering::Relaxed);
+        record.abi_calls = slot.kernel_calls.load(Ordering::Relaxed);
         record.cpu_ticks = ticks;
     });
     // Done with every table: the slot may go to a new process.
-    SLOT_FREE[index].store(true, Ordering::Release);
+    slot.free.store(true, Ordering::Release);
 }
 
 /// Heap a SIP's runtime may need at most: its declared memory twice (growing a linear
@@ -829,16 +842,16 @@ fn execute(
     Ending::Ran(exit)
 }
 
-/// Asks a SIP to stop; it ends at its next kernel call or fuel slice. Returns false for
-/// an unknown pid.
-/// A SIP blocked in the kernel (receive, select, device wait) is woken and its wait ends
-/// at once, so a kill takes effect within bounded time whatever the SIP is doing.
+/// Asks a SIP to stop; it ends at its next kernel call or fuel slice, and a SIP blocked in
+/// the kernel (receive, select, device wait) is woken and its wait ends at once, so a kill
+/// takes effect within bounded time whatever the SIP is doing. Returns false for an
+/// unknown pid.
 pub fn kill(pid: Pid) -> bool {
     let slot = {
         let table = PROCESSES.lock();
         let slot = table.iter().position(|r| r.pid == pid);
         if let Some(slot) = slot {
-            KILL[slot].store(true, Ordering::Release);
+            SLOTS[slot].kill.store(true, Ordering::Release);
         }
         slot
     };
@@ -851,7 +864,7 @@ pub fn kill(pid: Pid) -> bool {
 
 /// Whether `pid` has been asked to stop (blocking waits give up when it has).
 pub fn kill_requested(pid: Pid) -> bool {
-    live_slot(pid).is_some_and(|slot| KILL[slot].load(Ordering::Acquire))
+    live_slot(pid).is_some_and(|slot| slot.kill.load(Ordering::Acquire))
 }
 
 /// A copy of every process record.

@@ -165,10 +165,8 @@ pub fn set_owner(owner: usize) {
 
 /// The process the running thread works for (0: the kernel, or the idle loop).
 pub fn current_owner() -> usize {
-    if SCHED.lock().is_none() {
-        return 0;
-    }
-    with_sched(|s| {
+    // One lock: this runs on every timer tick, possibly before `init`.
+    SCHED.lock().as_ref().map_or(0, |s| {
         s.policy
             .current()
             .and_then(|id| s.threads.get(id)?.as_ref())

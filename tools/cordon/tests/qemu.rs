@@ -144,11 +144,6 @@ fn misbehaving_sips(isolation: Isolation) {
         ],
         &outcome,
     );
-    assert!(
-        !outcome.console.contains("KERNEL PANIC"),
-        "{}",
-        outcome.console
-    );
 }
 
 in_both_modes!(
@@ -329,7 +324,6 @@ fn powers(isolation: Isolation) {
         &["no-start", "no-kill", "no-inspect"],
         &outcome,
     );
-    assert_frames_back(&outcome);
 }
 
 in_both_modes!(
@@ -426,29 +420,12 @@ fn capped(isolation: Isolation) {
 /// `target/tmp/attack-<attack>-<mode>.row`; `.ci/run` prints them all as one table.
 #[track_caller]
 fn attack_row(attack: &str, isolation: Isolation, attackers: &[&str], outcome: &Outcome) {
-    let reclaim = outcome
-        .console
-        .lines()
-        .find(|l| l.starts_with("reclaim: "))
-        .expect("reclaim line");
-    let numbers: Vec<i64> = reclaim
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.parse().unwrap())
-        .collect();
-    // heap A -> B bytes (+D, ...), free frames F -> G; E endpoints and K ... blocks left
-    let [
-        heap_before,
-        heap_after,
-        _,
-        frames_before,
-        frames_after,
+    let Reclaim {
+        heap: (heap_before, heap_after),
+        frames: (frames_before, frames_after),
         endpoints,
         blocks,
-    ] = numbers[..]
-    else {
-        panic!("unexpected reclaim line: {reclaim}");
-    };
+    } = reclaim(outcome);
     let endings: Vec<String> = attackers
         .iter()
         .map(|a| {
@@ -489,15 +466,50 @@ fn attack_row(attack: &str, isolation: Isolation, attackers: &[&str], outcome: &
 /// The free-frame counts of the `reclaim:` line must match exactly.
 #[track_caller]
 fn assert_frames_back(outcome: &Outcome) {
-    let reclaim = outcome
+    let Reclaim { frames, .. } = reclaim(outcome);
+    assert_eq!(frames.0, frames.1, "free frames before and after the SIPs");
+}
+
+/// The kernel's `reclaim:` line: heap bytes and free frames (before, after), endpoints
+/// and blocks left.
+struct Reclaim {
+    heap: (i64, i64),
+    frames: (i64, i64),
+    endpoints: i64,
+    blocks: i64,
+}
+
+#[track_caller]
+fn reclaim(outcome: &Outcome) -> Reclaim {
+    let line = outcome
         .console
         .lines()
         .find(|l| l.starts_with("reclaim: "))
         .expect("reclaim line");
-    let frames = reclaim.rsplit("free frames ").next().unwrap();
-    let frames: Vec<&str> = frames.split(';').next().unwrap().split(" -> ").collect();
-    assert_eq!(frames.len(), 2, "{reclaim}");
-    assert_eq!(frames[0], frames[1], "{reclaim}");
+    let numbers: Vec<i64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    // heap A -> B bytes (+D, ...), free frames F -> G; E endpoints and K ... blocks left
+    let [
+        heap_before,
+        heap_after,
+        _,
+        frames_before,
+        frames_after,
+        endpoints,
+        blocks,
+    ] = numbers[..]
+    else {
+        panic!("unexpected reclaim line: {line}");
+    };
+    Reclaim {
+        heap: (heap_before, heap_after),
+        frames: (frames_before, frames_after),
+        endpoints,
+        blocks,
+    }
 }
 
 in_both_modes!(
@@ -531,7 +543,6 @@ fn resource_floods(isolation: Isolation) {
         ],
     );
     attack_row("kernel-object floods", isolation, &["flood"], &outcome);
-    assert_frames_back(&outcome);
     let flood = outcome
         .console
         .lines()
@@ -1033,12 +1044,6 @@ fn driver_killed(isolation: Isolation) {
         &["virtio-blk"],
         &outcome,
     );
-    assert!(
-        !outcome.console.contains("KERNEL PANIC"),
-        "{}",
-        outcome.console
-    );
-    assert_frames_back(&outcome);
 }
 
 #[test]
@@ -1087,11 +1092,6 @@ fn device_grants(isolation: Isolation) {
         isolation,
         &["dev-ungranted", "dma-ungranted", "dev-outside"],
         &outcome,
-    );
-    assert!(
-        !outcome.console.contains("KERNEL PANIC"),
-        "{}",
-        outcome.console
     );
     // Authority comes from the system manifest: a driver whose own manifest asks for the
     // disk gets nothing without it (the runner refuses this before boot; the kernel checks
