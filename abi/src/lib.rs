@@ -263,9 +263,13 @@ pub const BUF_DMA: Op = op(
     "physical address of an exchange-heap block (drivers only), for device DMA",
 );
 /// `sip_start(name, len) -> pid`: starts a new SIP from the boot package's module `name`
-/// (`NOT_FOUND` if there is none, `OUT_OF_MEMORY` if no process slot is free). The new
-/// SIP gets no endpoints, devices or powers. Only for a SIP the system manifest gives the
-/// `start` power; any other caller is faulted.
+/// (`NOT_FOUND` if there is none, `OUT_OF_MEMORY` if no process slot or memory is free).
+/// If `name` is an `on-request` entry of the system manifest, the SIP gets exactly the
+/// channels, devices, powers and limits that entry names (`BUSY` while an earlier
+/// incarnation runs, `PEER_CLOSED` if a SIP its channels lead to is not running); each
+/// peer takes its new end with `chan_initial`. Any other module gets no endpoints, devices
+/// or powers. Only for a SIP the system manifest gives the `start` power; any other
+/// caller is faulted.
 pub const SIP_START: Op = op(
     23,
     "sip_start",
@@ -406,6 +410,8 @@ pub mod status {
     /// length outside the caller's user pages). Never seen by a SIP: its runtime checks
     /// wasm pointers first, so this means the runtime itself misbehaved.
     pub const BAD_ADDRESS: i32 = -6;
+    /// `sip_start` of a system-manifest entry that is running already.
+    pub const BUSY: i32 = -7;
 }
 
 pub mod hosted;

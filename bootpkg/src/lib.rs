@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 /// How SIPs are isolated from the kernel and from each other: the five configurations of
 /// Singularity's "unsafe code tax" experiment (Figure 5 of *Rethinking the Software
@@ -230,9 +230,14 @@ pub struct File {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootPackage {
     pub config: BootConfig,
-    /// The system manifest: SIPs to start, in order, each naming a module in `files`
-    /// (the same module may be started more than once).
+    /// The system manifest's SIP entries, each naming a module in `files` (the same module
+    /// may be named more than once). Every entry not listed in `on_request` starts at
+    /// boot, in order.
     pub sips: Vec<String>,
+    /// Indices into `sips` of the entries not started at boot: a SIP with the `start`
+    /// power starts them, and each gets exactly the channels, devices, powers and limits
+    /// its entry names (again, once the previous incarnation has ended).
+    pub on_request: Vec<u32>,
     /// Channels the kernel creates at start, handing each end to a SIP.
     pub channels: Vec<Connection>,
     /// Named files: SIP modules, and contract sources (`*.contract`) that the kernel
@@ -461,6 +466,26 @@ impl BootPackage {
         postcard::from_bytes(&bytes[HEADER_LEN..]).map_err(DecodeError::Body)
     }
 
+    /// Whether entry `index` of `sips` starts at boot (not only on request).
+    pub fn starts_at_boot(&self, index: u32) -> bool {
+        !self.on_request.contains(&index)
+    }
+
+    /// The entry of `sips` that is started on request under module name `name`.
+    pub fn on_request_entry(&self, name: &str) -> Option<u32> {
+        self.on_request
+            .iter()
+            .copied()
+            .find(|&i| self.sips.get(i as usize).is_some_and(|s| s == name))
+    }
+
+    /// The channels that have entry `index` at one end.
+    pub fn channels_of(&self, index: u32) -> impl Iterator<Item = &Connection> {
+        self.channels
+            .iter()
+            .filter(move |c| c.exporter.sip == index || c.importer.sip == index)
+    }
+
     /// The program called `name`, if the package has one.
     pub fn program(&self, name: &str) -> Option<&Program> {
         self.programs.iter().find(|p| p.name == name)
@@ -479,6 +504,16 @@ impl BootPackage {
 mod tests {
     use super::*;
 
+    #[test]
+    fn on_request_entries_are_found_by_module_name() {
+        let package = sample();
+        assert!(package.starts_at_boot(0) && !package.starts_at_boot(1));
+        assert_eq!(package.on_request_entry("hello.wasm"), Some(1));
+        assert_eq!(package.on_request_entry("other.wasm"), None);
+        assert_eq!(package.channels_of(1).count(), 1);
+        assert_eq!(package.channels_of(2).count(), 0);
+    }
+
     fn sample() -> BootPackage {
         BootPackage {
             config: BootConfig {
@@ -488,6 +523,7 @@ mod tests {
                 bench: None,
             },
             sips: vec!["hello.wasm".into(), "hello.wasm".into()],
+            on_request: vec![1],
             channels: vec![Connection {
                 contract: "Echo".into(),
                 exporter: Attach {

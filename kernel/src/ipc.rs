@@ -74,15 +74,58 @@ pub fn counts() -> Counts {
 }
 
 /// Connects `exporter`'s endpoint `exp_name` and `importer`'s `imp_name` with a new
-/// channel of `contract` (the system manifest's wiring).
+/// channel of `contract` (the system manifest's wiring), at boot or when an on-request SIP
+/// starts. An end the same SIP was given earlier under the same name and never took is
+/// closed and replaced (its peer, an earlier incarnation, sees the channel closed). Fails
+/// if either SIP has ended or memory is short; then nothing is left behind.
 pub fn connect(contract: &str, exporter: (Pid, &str), importer: (Pid, &str)) -> Result<(), String> {
-    let index = with(|c| c.contract_index(contract))
-        .ok_or_else(|| alloc::format!("unknown contract `{contract}`"))?;
-    let (exp, imp) = with(|c| c.connect(index, exporter.0, importer.0))
-        .map_err(|_| alloc::string::String::from("no kernel memory for the channel"))?;
-    let mut initial = INITIAL.lock();
-    initial.push((exporter.0, exporter.1.into(), exp));
-    initial.push((importer.0, importer.1.into(), imp));
+    let (index, shapes) = with(|c| {
+        let index = c.contract_index(contract)?;
+        Some((index, c.queue_shapes(index)?))
+    })
+    .ok_or_else(|| alloc::format!("unknown contract `{contract}`"))?;
+    let no_memory = || alloc::format!("no kernel memory for a channel of {contract}");
+    // Zeroing the queues is the longest part of making a channel: do it with interrupts on.
+    let queues = Queue::pair(shapes).ok_or_else(no_memory)?;
+    let mut names = [String::new(), String::new()];
+    for (name, end) in names.iter_mut().zip([exporter.1, importer.1]) {
+        name.try_reserve_exact(end.len()).map_err(|_| no_memory())?;
+        name.push_str(end);
+    }
+    let [exp_name, imp_name] = names;
+    let mut stale = Vec::new();
+    stale.try_reserve_exact(2).map_err(|_| no_memory())?;
+    {
+        // INITIAL before CHANNELS, as in `take_initial`.
+        let mut initial = INITIAL.lock();
+        initial.try_reserve(2).map_err(|_| no_memory())?;
+        let (exp, imp) = with(|c| c.connect_with(index, exporter.0, importer.0, queues)).map_err(
+            |e| match e {
+                CreateError::OwnerEnded => {
+                    alloc::format!("a SIP that channel {contract} connects has ended")
+                }
+                _ => no_memory(),
+            },
+        )?;
+        initial.retain(|(p, n, ep)| {
+            let replaced = (*p, n.as_str()) == (exporter.0, exporter.1)
+                || (*p, n.as_str()) == (importer.0, importer.1);
+            if replaced {
+                stale.push((*p, *ep));
+            }
+            !replaced
+        });
+        initial.push((exporter.0, exp_name, exp));
+        initial.push((importer.0, imp_name, imp));
+    }
+    if !stale.is_empty() {
+        for (pid, ep) in stale {
+            // Held by `pid` since the wiring gave it: closing it cannot fault.
+            let _ = with(|c| c.close(pid, ep));
+        }
+        reap();
+        EVENTS.notify_all();
+    }
     Ok(())
 }
 
@@ -155,7 +198,7 @@ pub fn create(pid: Pid, contract: &str) -> Result<(u32, u32), i32> {
     let queues = Queue::pair(shapes).ok_or(status::OUT_OF_MEMORY)?;
     with(|c| c.create_with(index, pid, queues)).map_err(|e| match e {
         CreateError::NoContract => status::NOT_FOUND,
-        CreateError::OutOfMemory => status::OUT_OF_MEMORY,
+        CreateError::OutOfMemory | CreateError::OwnerEnded => status::OUT_OF_MEMORY,
     })
 }
 
@@ -315,6 +358,8 @@ pub fn is(pid: Pid, ep: u32, contract: &str, importer: bool) -> Result<i32, Stri
 /// Scans the tables in steps of [`STEP`] entries, so no masked section grows with what
 /// other SIPs hold.
 pub fn release(pid: Pid) {
+    // First: from now on no channel is made to it (see `connect`).
+    with(|c| c.close_account(pid));
     let mut cursor = Some(0);
     while let Some(at) = cursor {
         cursor = with(|c| c.release_step(pid as Owner, at, STEP));

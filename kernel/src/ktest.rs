@@ -9,6 +9,7 @@
 //! | `memory` | buddy frames, heap, exhaustion, accounting back to baseline | success |
 //! | `sips` | SIP kill, preemption of a looping SIP, exact reclaim of heap and frames | success |
 //! | `ring3` | the system-call boundary: bad pointers refused, ring-3 faults kill only the program | success |
+//! | `channels` | destroying a chain of 10,000 endpoints in transit masks interrupts no longer than a chain of 100 | success |
 //! | `cow` | copy-on-write fork: isolation, last-holder writes, copies only written pages, reclaim | success |
 //! | `page-fault` | write to an unmapped page is decoded (P=0, W/R=1, U/S=0) | panic |
 //! | `page-fault-protection` | write to a read-only page is decoded (P=1, W/R=1) | panic |
@@ -137,9 +138,95 @@ const MEMORY: &[Test] = &[
     },
 ];
 
+const CHANNELS: &[Test] = &[Test {
+    name: "destroying_a_chain_masks_interrupts_as_briefly_at_10000_as_at_100",
+    run: chain_destruction,
+}];
+
+/// Owner of the `channels` group's endpoints: no SIP runs in a self-test boot, so the
+/// account of the first process slot is free for it.
+const CHAIN_OWNER: process::Pid = 1;
+
+/// Builds chains of 100 and of 10,000 Directory exporters, each sent (in a `Bind`) into
+/// the next one's queue, closes the outermost end and measures the longest
+/// interrupts-masked section while the kernel destroys the chain. Destruction runs in
+/// fixed steps, so the longest section must not grow with the chain (run under `-icount`
+/// for instruction-exact cycles).
+fn chain_destruction() -> TestResult {
+    crate::ipc::open_account(CHAIN_OWNER).map_err(|()| String::from("no account"))?;
+    let unlimited = cordon_abi::Limits {
+        max_kernel_objects: u32::MAX,
+        max_kernel_bytes: u64::MAX,
+        ..cordon_abi::Limits::default()
+    };
+    crate::ipc::set_quota(CHAIN_OWNER, &unlimited);
+    let short = destroy_chain(100)?;
+    let long = destroy_chain(10_000)?;
+    println!(
+        "ktest channels: longest interrupts-masked section while destroying a chain of endpoints in transit: {short} cycles for 100, {long} cycles for 10,000 ({:.2}x)",
+        long as f64 / short.max(1) as f64
+    );
+    check(long <= short.saturating_mul(3) / 2, || {
+        format!("destroying 10,000 masked interrupts for {long} cycles, 100 for {short}")
+    })
+}
+
+/// Builds a chain `depth` endpoints deep, destroys it from the top, frees the rest, and
+/// returns the longest interrupts-masked section of the destruction (in cycles).
+fn destroy_chain(depth: usize) -> Result<u64, String> {
+    use crate::ipc;
+    let create = || {
+        ipc::create(CHAIN_OWNER, "Directory")
+            .map_err(|status| format!("chan_create: status {status}"))
+    };
+    let (mut outer, bottom) = create()?;
+    let mut senders = Vec::new();
+    senders
+        .try_reserve_exact(depth)
+        .map_err(|_| String::from("no heap for the test"))?;
+    for _ in 0..depth {
+        let (exporter, importer) = create()?;
+        // Directory's `Bind(name: bytes[64], server_end: endpoint)` (message 3), carrying
+        // the chain so far as its endpoint.
+        let mut bind = alloc::vec![3, 0, 1, 0, 0, 0, b'x'];
+        bind.extend_from_slice(&outer.to_le_bytes());
+        if ipc::send(CHAIN_OWNER, importer, &bind)? != cordon_abi::status::OK {
+            return Err("Bind not sent".into());
+        }
+        senders.push(importer);
+        outer = exporter;
+    }
+    let built = ipc::counts();
+    if built.endpoints != 2 * (depth + 1) {
+        return Err(format!(
+            "{} endpoints for a chain of {depth}",
+            built.endpoints
+        ));
+    }
+    let _ = crate::arch::irq::take_longest_masked();
+    ipc::close(CHAIN_OWNER, outer)?;
+    let (longest, _) = crate::arch::irq::take_longest_masked();
+    let left = ipc::counts().endpoints;
+    if left != depth + 1 {
+        return Err(format!(
+            "closing the top of a chain of {depth} left {left} endpoints, not its {} senders and bottom",
+            depth + 1
+        ));
+    }
+    for sender in senders {
+        ipc::close(CHAIN_OWNER, sender)?;
+    }
+    ipc::close(CHAIN_OWNER, bottom)?;
+    check(ipc::counts().endpoints == 0, || {
+        String::from("endpoints left after the chain")
+    })?;
+    Ok(longest)
+}
+
 /// Names accepted by [`start`] and [`run_early`].
 pub const GROUPS: &[&str] = &[
     "threads",
+    "channels",
     "memory",
     "sips",
     "cow",
@@ -179,6 +266,7 @@ fn overflow_stack(depth: u64) -> u64 {
 pub fn start(name: &str) -> Result<(), String> {
     let tests: &'static [Test] = match name {
         "threads" => THREADS,
+        "channels" => CHANNELS,
         "memory" => MEMORY,
         "sips" => SIPS,
         "cow" => COW,

@@ -237,39 +237,81 @@ fn load_contracts(package: &BootPackage) -> Result<(), String> {
 }
 
 /// Starts the SIPs of the system manifest, in order, and connects their channels. The
-/// SIP threads run only once the idle loop starts, after every channel exists.
+/// SIP threads run only once the idle loop starts, after every channel exists. Entries
+/// started on request wait for a SIP with the `start` power; their channels are made then.
 fn start_system(package: &BootPackage) -> Result<(), String> {
-    if package.sips.is_empty() {
-        return Err("the system manifest starts no SIPs".into());
-    }
+    check_wiring(package)?;
     let mut pids = alloc::vec::Vec::new();
     for (index, name) in package.sips.iter().enumerate() {
+        let index = index as u32;
+        if !package.starts_at_boot(index) {
+            pids.push(None);
+            continue;
+        }
         let module = package
             .file(name)
             .ok_or_else(|| alloc::format!("SIP `{name}` is not in the boot package"))?;
         let options = process::StartOptions {
-            client: package.client == Some(index as u32),
-            system_index: Some(index as u32),
+            client: package.client == Some(index),
+            system_index: Some(index),
             ..Default::default()
         };
         let (pid, _) = process::start_with(name, module.to_vec(), options)
             .map_err(|err| alloc::format!("cannot start SIP `{name}`: {err:?}"))?;
-        pids.push(pid);
+        pids.push(Some(pid));
     }
     for c in &package.channels {
-        let pid = |sip: u32| {
-            pids.get(sip as usize).copied().ok_or_else(|| {
-                alloc::format!(
-                    "channel {} names SIP #{sip}, which does not exist",
-                    c.contract
-                )
-            })
-        };
-        ipc::connect(
-            &c.contract,
-            (pid(c.exporter.sip)?, &c.exporter.endpoint),
-            (pid(c.importer.sip)?, &c.importer.endpoint),
-        )?;
+        if let (Some(exp), Some(imp)) =
+            (pids[c.exporter.sip as usize], pids[c.importer.sip as usize])
+        {
+            ipc::connect(
+                &c.contract,
+                (exp, &c.exporter.endpoint),
+                (imp, &c.importer.endpoint),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a system manifest whose wiring cannot work (the runner refuses it first; this
+/// is for packages built some other way): a channel end naming no entry, an endpoint
+/// named by two channels, a channel between two on-request entries, no SIP at boot.
+fn check_wiring(package: &BootPackage) -> Result<(), String> {
+    let entries = package.sips.len() as u32;
+    if let Some(bad) = package.on_request.iter().find(|&&i| i >= entries) {
+        return Err(alloc::format!("on-request entry #{bad} does not exist"));
+    }
+    if !(0..entries).any(|i| package.starts_at_boot(i)) {
+        return Err("the system manifest starts no SIPs".into());
+    }
+    let mut ends: alloc::vec::Vec<(u32, &str)> = alloc::vec::Vec::new();
+    for c in &package.channels {
+        for end in [&c.exporter, &c.importer] {
+            if end.sip >= entries {
+                return Err(alloc::format!(
+                    "channel {} names SIP #{}, which does not exist",
+                    c.contract,
+                    end.sip
+                ));
+            }
+            if ends.contains(&(end.sip, end.endpoint.as_str())) {
+                return Err(alloc::format!(
+                    "endpoint `{}.{}` is the end of two channels",
+                    package.sips[end.sip as usize],
+                    end.endpoint
+                ));
+            }
+            ends.push((end.sip, &end.endpoint));
+        }
+        if !package.starts_at_boot(c.exporter.sip) && !package.starts_at_boot(c.importer.sip) {
+            return Err(alloc::format!(
+                "channel {} connects two on-request SIPs (`{}` and `{}`)",
+                c.contract,
+                package.sips[c.exporter.sip as usize],
+                package.sips[c.importer.sip as usize]
+            ));
+        }
     }
     Ok(())
 }

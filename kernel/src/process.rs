@@ -162,12 +162,35 @@ impl Name {
 }
 
 /// Why a SIP could not be created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartError {
     /// [`MAX_PROCESSES`] reached.
     TableFull,
     /// No memory for the SIP's thread.
     Thread(SpawnError),
+    /// The system-manifest entry is running already (one incarnation at a time).
+    Running,
+    /// A SIP the entry's channels connect it to is not running: (channel, peer entry).
+    PeerNotRunning(String, String),
+    /// The entry's channels could not be made (memory, or the peer ended meanwhile).
+    Wiring(String),
+    /// No memory for a copy of the module.
+    NoMemory,
+}
+
+impl StartError {
+    /// What `sip_start` returns for it.
+    fn status(&self) -> i32 {
+        use cordon_abi::status;
+        match self {
+            StartError::Running => status::BUSY,
+            StartError::PeerNotRunning(..) => status::PEER_CLOSED,
+            StartError::TableFull
+            | StartError::Thread(_)
+            | StartError::Wiring(_)
+            | StartError::NoMemory => status::OUT_OF_MEMORY,
+        }
+    }
 }
 
 /// How a SIP ended.
@@ -222,6 +245,8 @@ pub struct Record {
     pub kernel_peak: (u32, u64),
     /// Timer ticks charged to it (counted by the kernel).
     pub cpu_ticks: u64,
+    /// The system-manifest entry it incarnates, if any.
+    pub entry: Option<u32>,
 }
 
 static PROCESSES: IrqMutex<Vec<Record>> = IrqMutex::new(Vec::new());
@@ -428,22 +453,28 @@ impl sip_runtime::Kernel for SipKernel {
 
     fn sip_start(&mut self, module: &str) -> Result<i32, String> {
         self.need(Power::Start, "sip_start")?;
-        let Some(bytes) = crate::boot_package()
+        let package = crate::boot_package();
+        let Some(bytes) = package
             .file(module)
             .filter(|_| !module.ends_with(".contract"))
         else {
             return Ok(cordon_abi::status::NOT_FOUND);
         };
-        let mut copy = Vec::new();
-        if copy.try_reserve_exact(bytes.len()).is_err() {
-            return Ok(cordon_abi::status::OUT_OF_MEMORY);
-        }
-        copy.extend_from_slice(bytes);
-        // No endpoints, devices or powers: nothing in the system manifest names it.
-        match start_with(module, copy, StartOptions::default()) {
-            Ok((pid, _thread)) => Ok(pid as i32),
-            Err(_) => Ok(cordon_abi::status::OUT_OF_MEMORY),
-        }
+        let started = match package.on_request_entry(module) {
+            // Exactly what its system-manifest entry names.
+            Some(entry) => start_entry(entry),
+            // Nothing in the system manifest names it: no endpoints, devices or powers.
+            None => copy_module(bytes)
+                .and_then(|copy| start_with(module, copy, StartOptions::default()))
+                .map(|(pid, _thread)| pid),
+        };
+        Ok(match started {
+            Ok(pid) => pid as i32,
+            Err(why) => {
+                log::debug!("sip_start({module}) refused: {why:?}");
+                why.status()
+            }
+        })
     }
 
     fn sip_kill(&mut self, pid: u32) -> Result<i32, String> {
@@ -492,10 +523,27 @@ pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
     })
 }
 
-/// Checks the system manifest's initial endpoints for `pid` against what the SIP's own
-/// manifest declares: every handed end must be declared (same name) and vice versa.
-fn check_endpoints(pid: Pid, manifest: &cordon_abi::Manifest) -> Result<(), String> {
-    let given = ipc::initial_names(pid);
+/// The endpoint names the system manifest gives the SIP started with `options` (for an
+/// entry, every channel at its end, whether made yet or made when an on-request peer
+/// starts); for a SIP no entry names, the ones handed to `pid` directly.
+fn given_endpoints(pid: Pid, options: StartOptions) -> Vec<String> {
+    let Some(entry) = options.system_index else {
+        return ipc::initial_names(pid);
+    };
+    let mut names = Vec::new();
+    for c in crate::boot_package().channels_of(entry) {
+        for end in [&c.exporter, &c.importer] {
+            if end.sip == entry {
+                names.push(end.endpoint.clone());
+            }
+        }
+    }
+    names
+}
+
+/// Checks the system manifest's endpoints for the SIP (`given`) against what its own
+/// manifest declares: every given end must be declared (same name) and vice versa.
+fn check_endpoints(given: &[String], manifest: &cordon_abi::Manifest) -> Result<(), String> {
     if let Some(extra) = given
         .iter()
         .find(|g| !manifest.endpoints.iter().any(|d| &d.name == *g))
@@ -559,12 +607,98 @@ pub fn start_with(
     options: StartOptions,
 ) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
-    let pid = new_record(name, given_powers(options))?;
+    let pid = new_record(name, given_powers(options), options.system_index)?;
+    launch(pid, name, module, created, options)
+}
+
+/// Runs SIP `pid` (its record made) on a new thread.
+fn launch(
+    pid: Pid,
+    name: &str,
+    module: Vec<u8>,
+    created: u64,
+    options: StartOptions,
+) -> Result<(Pid, JoinHandle), StartError> {
     let thread_name = format!("sip:{name}");
     let name = String::from(name);
     spawn(pid, thread_name, move || {
         run(pid, name, module, created, options)
     })
+}
+
+/// A copy of a boot-package module for a new SIP, or `NoMemory`.
+fn copy_module(bytes: &[u8]) -> Result<Vec<u8>, StartError> {
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(bytes.len())
+        .map_err(|_| StartError::NoMemory)?;
+    copy.extend_from_slice(bytes);
+    Ok(copy)
+}
+
+/// The running incarnation of system-manifest entry `entry`, if any.
+pub fn running_entry(entry: u32) -> Option<Pid> {
+    PROCESSES
+        .lock()
+        .iter()
+        .find(|r| r.entry == Some(entry) && r.ending.is_none())
+        .map(|r| r.pid)
+}
+
+/// Starts on-request entry `entry` of the system manifest (for a SIP with the `start`
+/// power): its devices, powers and limits as for a boot entry, and its channels made now,
+/// each peer's end waiting under its endpoint name for the peer to take. Every peer must
+/// be running, and the entry not: one incarnation at a time.
+pub fn start_entry(entry: u32) -> Result<Pid, StartError> {
+    let package = crate::boot_package();
+    let name = package.sips[entry as usize].as_str();
+    for c in package.channels_of(entry) {
+        let peer = if c.exporter.sip == entry {
+            &c.importer
+        } else {
+            &c.exporter
+        };
+        if peer.sip != entry && running_entry(peer.sip).is_none() {
+            let peer_name = package.sips.get(peer.sip as usize).cloned();
+            return Err(StartError::PeerNotRunning(
+                c.contract.clone(),
+                peer_name.unwrap_or_default(),
+            ));
+        }
+    }
+    let module = copy_module(package.file(name).ok_or(StartError::NoMemory)?)?;
+    let options = StartOptions {
+        client: package.client == Some(entry),
+        system_index: Some(entry),
+        ..StartOptions::default()
+    };
+    let created = cycles::start();
+    let pid = new_record(name, given_powers(options), Some(entry))?;
+    for c in package.channels_of(entry) {
+        let pid_of = |sip: u32| {
+            if sip == entry {
+                Some(pid)
+            } else {
+                running_entry(sip)
+            }
+        };
+        let wired = match (pid_of(c.exporter.sip), pid_of(c.importer.sip)) {
+            (Some(exp), Some(imp)) => ipc::connect(
+                &c.contract,
+                (exp, &c.exporter.endpoint),
+                (imp, &c.importer.endpoint),
+            ),
+            _ => Err(format!("the peer of channel {} ended", c.contract)),
+        };
+        if let Err(why) = wired {
+            finish(
+                pid,
+                format_args!("SIP {name}"),
+                Ending::LoadFailed(why.clone()),
+            );
+            return Err(StartError::Wiring(why));
+        }
+    }
+    launch(pid, name, module, created, options).map(|(pid, _thread)| pid)
 }
 
 /// Starts the kernel's system-call probe (a test program, not a SIP: see
@@ -573,7 +707,7 @@ pub fn start_with(
 pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
     let name = format!("probe-{probe}");
-    let pid = new_record(&name, 0)?;
+    let pid = new_record(&name, 0, None)?;
     spawn(pid, format!("sip:{name}"), move || {
         let setup = crate::hosted::Setup {
             placement: Placement::OwnSpace { ring3: true },
@@ -588,9 +722,13 @@ pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartEr
     })
 }
 
-/// Adds the record of a new process.
-fn new_record(name: &str, powers: u8) -> Result<Pid, StartError> {
+/// Adds the record of a new process (an incarnation of system-manifest `entry`, if any,
+/// which must not be running already).
+fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartError> {
     let mut table = PROCESSES.lock();
+    if entry.is_some() && table.iter().any(|r| r.entry == entry && r.ending.is_none()) {
+        return Err(StartError::Running);
+    }
     // A never-used slot first; then the free slot whose process ended longest ago.
     let (slot, pid) = if table.len() < MAX_PROCESSES {
         let room = MAX_PROCESSES - table.len();
@@ -615,6 +753,7 @@ fn new_record(name: &str, powers: u8) -> Result<Pid, StartError> {
         fuel_used: 0,
         kernel_peak: (0, 0),
         cpu_ticks: 0,
+        entry,
     };
     if slot == table.len() {
         table.push(record);
@@ -637,9 +776,9 @@ fn spawn(
     match sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, body) {
         Ok(thread) => Ok((pid, thread)),
         Err(err) => {
-            update(pid, |r| {
-                r.ending = Some(Ending::LoadFailed(format!("no thread: {err:?}")))
-            });
+            // Nothing ran: release what the record holds and free its slot.
+            let ending = Ending::LoadFailed(format!("no thread: {err:?}"));
+            finish(pid, format_args!("SIP {pid}"), ending);
             Err(StartError::Thread(err))
         }
     }
@@ -661,7 +800,7 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
                 slot.cpu_budget
                     .store(limits.cpu_ticks.unwrap_or(u64::MAX), Ordering::Relaxed);
             }
-            let granted = check_endpoints(pid, &verified.manifest)
+            let granted = check_endpoints(&given_endpoints(pid, options), &verified.manifest)
                 .and_then(|()| {
                     devices::claim(pid, &verified.manifest.resources, &given_devices(options))
                 })

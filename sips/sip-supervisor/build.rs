@@ -1,5 +1,6 @@
-//! Generates the manifest.
+//! Generates the manifest and the Echo bindings.
 
 fn main() {
     sip_build::emit_manifest();
+    sip_build::emit_bindings(&["echo"]);
 }

@@ -9,18 +9,9 @@ extern crate alloc;
 
 use alloc::vec;
 use alloc::vec::Vec;
-use cordon_abi_status::*;
+use cordon_abi::status::*;
 
 use crate::sys;
-
-mod cordon_abi_status {
-    // Mirrors `cordon_abi::status` (the guest library has no host dependencies).
-    pub const TIMEOUT: i32 = -1;
-    pub const PEER_CLOSED: i32 = -2;
-    pub const BUFFER_TOO_SMALL: i32 = -3;
-    pub const NOT_FOUND: i32 = -4;
-    pub const OUT_OF_MEMORY: i32 = -5;
-}
 
 /// Why a channel operation did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +26,8 @@ pub enum Error {
     NotFound,
     /// The kernel is out of memory.
     OutOfMemory,
+    /// It is running already (starting a system-manifest entry that has not ended).
+    Busy,
     /// A received message did not decode (cannot happen with kernel-checked messages).
     Decode,
     /// A message number the receiving state does not expect.
@@ -51,6 +44,7 @@ pub(crate) fn status(code: i32) -> Result<i32, Error> {
         BUFFER_TOO_SMALL => Err(Error::BufferTooSmall),
         NOT_FOUND => Err(Error::NotFound),
         OUT_OF_MEMORY => Err(Error::OutOfMemory),
+        BUSY => Err(Error::Busy),
         other => Err(Error::Status(other)),
     }
 }

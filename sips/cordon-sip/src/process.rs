@@ -9,7 +9,10 @@ pub use cordon_abi::{SipInfo, sip_state};
 pub type Pid = u32;
 
 /// Starts a SIP from module `name` of the boot package (`NotFound` if there is none,
-/// `OutOfMemory` if no process slot is free). It gets no endpoints, devices or powers.
+/// `OutOfMemory` if no process slot is free). An `on-request` entry of the system
+/// manifest gets exactly what its entry names (`Busy` while it runs, `PeerClosed` if a SIP
+/// its channels lead to is not running); any other module gets no endpoints, devices or
+/// powers.
 pub fn start(name: &str) -> Result<Pid, Error> {
     status(sys::sip_start(name)).map(|pid| pid as Pid)
 }

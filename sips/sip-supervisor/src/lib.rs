@@ -3,15 +3,78 @@
 //! after another, and waits for each through the kernel's accounting (the kernel has 256
 //! process slots, so they are reused); starts `forever` (which never calls the
 //! kernel), sees it running and kills it; checks that unknown modules and pids are
-//! reported, not faulted. Exits 0 only if everything behaved.
+//! reported, not faulted. Then starts `echo-server`, an `on-request` entry of the system
+//! manifest, and talks to it over the Echo channel that entry names (the supervisor takes
+//! its end by name once the server has started); a second start while it runs is `Busy`;
+//! kills it, sees its old end closed, starts it again and talks to the new incarnation
+//! over a fresh channel. Exits 0 only if everything behaved.
 #![no_std]
 #![deny(unsafe_code)]
 
-use cordon_sip::channel::Error;
+extern crate alloc;
+
+use cordon_sip::channel::{Error, RecvError};
 use cordon_sip::println;
-use cordon_sip::process::{self, sip_state};
+use cordon_sip::process::{self, Pid, sip_state};
 
 cordon_sip::sip_main!(main);
+cordon_sip::contracts!();
+
+/// Starts on-request entry `echo-server`, takes the end of its Echo channel the system
+/// manifest gives this SIP, and checks one Ping/Pong round trip over it.
+fn start_echo_server(seq: u32) -> Result<(Pid, echo::Imp<echo::state::Ready>), &'static str> {
+    let pid = process::start("echo-server").map_err(|_| "could not start echo-server")?;
+    let ep = echo::Imp::initial("echo").map_err(|_| "no `echo` end after starting echo-server")?;
+    let data = alloc::vec![seq as u8; 16];
+    match ep.call_ping(
+        echo::Ping {
+            seq,
+            data: data.clone(),
+        },
+        None,
+    ) {
+        Ok(echo::ImpReady1In::Pong(ep, pong)) if pong.seq == seq && pong.data == data => {
+            Ok((pid, ep))
+        }
+        _ => Err("no Pong from echo-server"),
+    }
+}
+
+/// An `on-request` entry gets exactly its system-manifest channels, one incarnation at a
+/// time, and fresh ones when started again.
+fn on_request() -> Result<(), &'static str> {
+    let (first, old_end) = start_echo_server(1)?;
+    if process::start("echo-server") != Err(Error::Busy) {
+        return Err("a second echo-server started while the first ran");
+    }
+    process::kill(first).map_err(|_| "kill refused")?;
+    if process::wait(first).map_err(|_| "lost echo-server")?.ending != sip_state::KILLED {
+        return Err("echo-server was not killed");
+    }
+    let ping = echo::Ping {
+        seq: 9,
+        data: alloc::vec::Vec::new(),
+    };
+    if !matches!(
+        old_end.call_ping(ping, Some(0)),
+        Err(RecvError::Failed(Error::PeerClosed))
+    ) {
+        return Err("the killed incarnation's channel is still open");
+    }
+    println!(
+        "started on-request echo-server as pid {first}: one round trip over its Echo channel; a second start while it ran was refused as busy; killed it, its channel closed"
+    );
+    let (second, ep) = start_echo_server(2)?;
+    ep.send_bye(echo::Bye {}).map_err(|_| "bye")?;
+    let ended = process::wait(second).map_err(|_| "lost echo-server")?;
+    if ended.ending != 0 || ended.generation == 0 {
+        return Err("the second echo-server did not exit cleanly");
+    }
+    println!(
+        "started echo-server again as pid {second}: one round trip over a fresh channel, then Bye; it exited 0"
+    );
+    Ok(())
+}
 
 /// How many times `hello` is started, one after another: four times the kernel's process
 /// slots, so slots are reused with new generations.
@@ -61,7 +124,7 @@ fn run() -> Result<(), &'static str> {
         return Err("an unknown module or pid was not reported as not found");
     }
     println!("unknown modules and pids are reported as not found");
-    Ok(())
+    on_request()
 }
 
 fn main() -> i32 {

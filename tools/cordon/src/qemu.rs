@@ -232,6 +232,7 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
             bench: options.bench.clone(),
         },
         sips: options.system.sips.clone(),
+        on_request: options.system.on_request.clone(),
         channels: options.system.channels.clone(),
         files,
         client: options.system.client,

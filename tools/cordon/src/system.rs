@@ -32,6 +32,24 @@
 //! may = ["start", "kill", "inspect"]
 //! ```
 //!
+//! A SIP listed in `on-request` is an entry of the system manifest like any other
+//! (channels, devices, powers and limits name it) but does not start at boot: a SIP with
+//! the `start` power starts it by name, and it then gets exactly what its entry names —
+//! its channels are made at that moment, and the peer (which must be running) takes its
+//! new end by name with `chan_initial`. Once it has ended it may be started again, with
+//! fresh channels. A channel between two on-request SIPs is refused (neither end would
+//! be running when the other starts):
+//!
+//! ```toml
+//! sips = ["supervisor"]
+//! on-request = ["echo-server"]
+//!
+//! [[channels]]
+//! contract = "Echo"
+//! exporter = "echo-server.clients"
+//! importer = "supervisor.echo"
+//! ```
+//!
 //! The system manifest may lower any SIP's limits below what the SIP's own manifest asks
 //! (never raise them):
 //!
@@ -96,6 +114,9 @@ struct SystemFile {
     #[serde(default)]
     powers: Vec<PowerSpec>,
     sips: Vec<String>,
+    /// Entries started only when a SIP with the `start` power asks.
+    #[serde(default, rename = "on-request")]
+    on_request: Vec<String>,
     #[serde(default)]
     channels: Vec<ChannelSpec>,
     #[serde(default)]
@@ -107,7 +128,10 @@ struct SystemFile {
 /// A parsed system manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct System {
+    /// Every entry: those started at boot, then those started on request.
     pub sips: Vec<String>,
+    /// Indices into `sips` of the entries started only on request.
+    pub on_request: Vec<u32>,
     pub channels: Vec<Connection>,
     /// Index of the client SIP: the one Figure 5's `client-*` configurations isolate.
     pub client: Option<u32>,
@@ -143,6 +167,7 @@ pub fn names() -> Vec<String> {
 pub fn of_sips(sips: &[String]) -> System {
     System {
         sips: sips.to_vec(),
+        on_request: Vec::new(),
         channels: Vec::new(),
         client: sips.len().checked_sub(1).map(|i| i as u32),
         devices: Vec::new(),
@@ -195,21 +220,52 @@ fn find_sip(sips: &[String], sip: &str) -> anyhow::Result<usize> {
 
 /// Parses a system manifest.
 pub fn parse(text: &str) -> anyhow::Result<System> {
-    let file: SystemFile = toml::from_str(text)?;
+    let mut file: SystemFile = toml::from_str(text)?;
     if file.sips.is_empty() {
         bail!("`sips` is empty: a system starts at least one SIP");
     }
+    if let Some(both) = file.on_request.iter().find(|s| file.sips.contains(s)) {
+        bail!("`{both}` is in both `sips` and `on-request`: an entry starts at boot or on request");
+    }
+    let at_boot = file.sips.len();
+    let on_request: Vec<u32> = (at_boot..at_boot + file.on_request.len())
+        .map(|i| i as u32)
+        .collect();
+    file.sips.append(&mut file.on_request);
     let mut channels = Vec::new();
     for c in &file.channels {
-        channels.push(Connection {
+        let connection = Connection {
             contract: c.contract.clone(),
             exporter: attach(&file.sips, &c.exporter)?,
             importer: attach(&file.sips, &c.importer)?,
-        });
+        };
+        for (end, spec) in [
+            (&connection.exporter, &c.exporter),
+            (&connection.importer, &c.importer),
+        ] {
+            if channels.iter().any(|other: &Connection| {
+                [&other.exporter, &other.importer]
+                    .iter()
+                    .any(|o| (o.sip, &o.endpoint) == (end.sip, &end.endpoint))
+            }) {
+                bail!("endpoint `{spec}` is the end of two channels");
+            }
+        }
+        if on_request.contains(&connection.exporter.sip)
+            && on_request.contains(&connection.importer.sip)
+        {
+            bail!(
+                "channel {} from `{}` to `{}` connects two on-request SIPs: one end must start at boot, to be running when the other is started",
+                c.contract,
+                c.exporter,
+                c.importer
+            );
+        }
+        channels.push(connection);
     }
     let client = match &file.client {
         Some(name) => find_sip(&file.sips, name)?,
-        None => file.sips.len() - 1,
+        None => at_boot - 1,
     };
     let mut devices = Vec::new();
     for d in &file.devices {
@@ -254,6 +310,7 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
     }
     Ok(System {
         sips: file.sips,
+        on_request,
         channels,
         client: Some(client as u32),
         devices,
@@ -383,5 +440,23 @@ mod tests {
         assert_eq!(parse("sips = [\"a\", \"b\"]").unwrap().client, Some(1));
         let text = "sips = [\"a\", \"b\"]\nclient = \"a\"";
         assert_eq!(parse(text).unwrap().client, Some(0));
+    }
+
+    #[test]
+    fn on_request_entries_follow_the_boot_entries() {
+        let err = |text: &str| format!("{:#}", parse(text).unwrap_err());
+        let text = "sips = [\"s\"]\non-request = [\"e\"]\n[[channels]]\ncontract = \"Echo\"\nexporter = \"e.clients\"\nimporter = \"s.echo\"";
+        let system = parse(text).unwrap();
+        assert_eq!(system.sips, ["s", "e"]);
+        assert_eq!(system.on_request, [1]);
+        assert_eq!(system.channels[0].exporter.sip, 1);
+        assert_eq!(system.client, Some(0), "the client is a boot entry");
+        assert!(
+            err("sips = [\"s\"]\non-request = [\"s\"]").contains("both `sips` and `on-request`")
+        );
+        let text = "sips = [\"s\"]\non-request = [\"e\", \"f\"]\n[[channels]]\ncontract = \"Echo\"\nexporter = \"e.clients\"\nimporter = \"f.server\"";
+        assert!(err(text).contains("connects two on-request SIPs"));
+        let text = "sips = [\"a\", \"b\"]\n[[channels]]\ncontract = \"Echo\"\nexporter = \"a.x\"\nimporter = \"b.y\"\n[[channels]]\ncontract = \"Echo\"\nexporter = \"a.x\"\nimporter = \"b.z\"";
+        assert!(err(text).contains("endpoint `a.x` is the end of two channels"));
     }
 }

@@ -106,6 +106,8 @@ pub enum CreateError {
     NoContract,
     /// The caller's quota or the kernel heap cannot take it.
     OutOfMemory,
+    /// An owner it would go to has ended (or never had an account).
+    OwnerEnded,
 }
 
 struct Endpoint {
@@ -261,6 +263,12 @@ impl Channels {
     /// Opens `owner`'s account (a new process) with `quota`, emptied.
     pub fn open_account(&mut self, owner: Owner, quota: Quota) -> Result<(), OverQuota> {
         self.accounts.open(owner, quota)
+    }
+
+    /// Marks `owner` ended before its holdings are released: [`Channels::connect_with`]
+    /// refuses it from now on.
+    pub fn close_account(&mut self, owner: Owner) {
+        self.accounts.close(owner)
     }
 
     /// Sets `owner`'s quota (from its manifest, once verified).
@@ -422,11 +430,27 @@ impl Channels {
         exporter: Owner,
         importer: Owner,
     ) -> Result<(EndpointId, EndpointId), CreateError> {
+        let shapes = self.queue_shapes(contract).ok_or(CreateError::NoContract)?;
+        let queues = Queue::pair(shapes).ok_or(CreateError::OutOfMemory)?;
+        self.connect_with(contract, exporter, importer, queues)
+    }
+
+    /// [`Channels::connect`] with queues the caller allocated (outside any lock). Refused
+    /// if either owner has ended ([`Channels::close_account`]), so a channel made while a
+    /// SIP is being released can never be left behind with it.
+    pub fn connect_with(
+        &mut self,
+        contract: u16,
+        exporter: Owner,
+        importer: Owner,
+        queues: [Queue; 2],
+    ) -> Result<(EndpointId, EndpointId), CreateError> {
         if contract as usize >= self.protocols.len() {
             return Err(CreateError::NoContract);
         }
-        let shapes = self.queue_shapes(contract).ok_or(CreateError::NoContract)?;
-        let queues = Queue::pair(shapes).ok_or(CreateError::OutOfMemory)?;
+        if !self.accounts.is_open(exporter) || !self.accounts.is_open(importer) {
+            return Err(CreateError::OwnerEnded);
+        }
         self.make_channel(contract, exporter, importer, queues)
     }
 
@@ -1131,6 +1155,23 @@ mod tests {
     const SERVER: Owner = 1;
     const CLIENT: Owner = 2;
     const OTHER: Owner = 3;
+
+    #[test]
+    fn no_channel_goes_to_an_ended_owner() {
+        let mut ch = channels();
+        ch.close_account(SERVER);
+        assert_eq!(
+            ch.connect(0, SERVER, CLIENT).err(),
+            Some(CreateError::OwnerEnded)
+        );
+        assert_eq!(
+            ch.connect(0, CLIENT, 99).err(),
+            Some(CreateError::OwnerEnded)
+        );
+        assert_eq!(ch.counts(), Counts::default());
+        ch.open_account(SERVER, QUOTA).unwrap();
+        assert!(ch.connect(0, SERVER, CLIENT).is_ok());
+    }
 
     #[test]
     fn request_reply_follows_the_contract() {

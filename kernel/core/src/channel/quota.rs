@@ -36,6 +36,8 @@ struct Account {
     used: Usage,
     /// The most it ever held at once.
     peak: Usage,
+    /// Its owner ended: nothing new is handed to it (what it holds is being released).
+    closed: bool,
 }
 
 /// Accounts indexed by owner (process id), or by owner modulo the number of entries
@@ -80,8 +82,22 @@ impl Accounts {
             quota,
             used: Usage::default(),
             peak: Usage::default(),
+            closed: false,
         });
         Ok(())
+    }
+
+    /// Marks `owner` ended: [`Accounts::is_open`] is false from now on, so the kernel hands
+    /// it nothing more while its holdings are released (its charges still come back).
+    pub fn close(&mut self, owner: usize) {
+        if let Some(a) = self.get_mut(owner) {
+            a.closed = true;
+        }
+    }
+
+    /// Whether `owner` has an account and has not ended.
+    pub fn is_open(&self, owner: usize) -> bool {
+        self.get(owner).is_some_and(|a| !a.closed)
     }
 
     fn get(&self, owner: usize) -> Option<&Account> {
@@ -208,5 +224,23 @@ mod tests {
         assert_eq!(a.usage(5), Usage::default());
         assert_eq!(a.usage(1), Usage::default());
         assert!(a.charge(5, 5, 100).is_ok());
+    }
+
+    #[test]
+    fn a_closed_account_still_takes_refunds_and_reopens_fresh() {
+        let mut a = Accounts::default();
+        let quota = Quota {
+            objects: 5,
+            bytes: 100,
+        };
+        assert!(!a.is_open(1), "no account yet");
+        a.open(1, quota).unwrap();
+        a.charge(1, 2, 10).unwrap();
+        a.close(1);
+        assert!(!a.is_open(1));
+        a.uncharge(1, 2, 10);
+        assert_eq!(a.usage(1), Usage::default());
+        a.open(1, quota).unwrap();
+        assert!(a.is_open(1));
     }
 }
