@@ -355,15 +355,12 @@ pub fn is(pid: Pid, ep: u32, contract: &str, importer: bool) -> Result<i32, Stri
 }
 
 /// Frees every endpoint and block `pid` holds (the SIP ended) and tells the peers.
-/// Scans the tables in steps of [`STEP`] entries, so no masked section grows with what
-/// other SIPs hold.
+/// Follows the SIP's own lists of what it holds, [`STEP`] objects per masked section:
+/// the work is what it holds, never what other SIPs hold.
 pub fn release(pid: Pid) {
     // First: from now on no channel is made to it (see `connect`).
     with(|c| c.close_account(pid));
-    let mut cursor = Some(0);
-    while let Some(at) = cursor {
-        cursor = with(|c| c.release_step(pid as Owner, at, STEP));
-    }
+    while with(|c| c.release_step(pid as Owner, STEP)) {}
     reap();
     INITIAL.lock().retain(|(p, _, _)| *p != pid);
     EVENTS.notify_all();

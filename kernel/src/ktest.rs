@@ -15,6 +15,7 @@
 //! | `page-fault-protection` | write to a read-only page is decoded (P=1, W/R=1) | panic |
 //! | `panic` | a kernel panic prints its location and message | panic |
 //! | `double-fault` | a kernel stack overflow lands on the double-fault IST stack | panic |
+//! | `smap` | ring 0 reading a page ring 3 may use, outside a system call, faults (SMAP on) | panic |
 //! | `smep` | ring 0 executing a page ring 3 may use faults (SMEP on) | panic |
 //! | `thread-stack-overflow` | a kernel thread overflowing its stack hits its guard page, reported | panic |
 #![deny(unsafe_code)]
@@ -226,7 +227,6 @@ fn destroy_chain(depth: usize) -> Result<u64, String> {
 /// Names accepted by [`start`] and [`run_early`].
 pub const GROUPS: &[&str] = &[
     "threads",
-    "channels",
     "memory",
     "sips",
     "cow",
@@ -237,6 +237,8 @@ pub const GROUPS: &[&str] = &[
     "double-fault",
     "thread-stack-overflow",
     "smep",
+    "smap",
+    "channels",
 ];
 
 static FAILURES: AtomicUsize = AtomicUsize::new(0);
@@ -285,6 +287,13 @@ pub fn start(name: &str) -> Result<(), String> {
             spawn("ktest-smep", || {
                 println!("ktest smep: ring 0 calling into a user page");
                 selftest::execute_user_page()
+            })?;
+            return Ok(());
+        }
+        "smap" => {
+            spawn("ktest-smap", || {
+                println!("ktest smap: ring 0 reading a user page outside a system call");
+                selftest::read_user_page()
             })?;
             return Ok(());
         }

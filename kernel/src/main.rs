@@ -136,14 +136,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let cpu = arch::fpu::features();
     let on = |yes: bool| if yes { "on" } else { "not available" };
     println!(
-        "processor: SSE on with x87/SSE state saved on every switch, AVX off; UMIP {}; SMEP {}; SMAP {} (not enabled yet)",
+        "processor: SSE on with x87/SSE state saved on every switch, AVX off; UMIP {}; SMEP {}; SMAP {}",
         on(cpu.umip),
         on(cpu.smep_available),
-        if cpu.smap_available {
-            "available"
-        } else {
-            "not available"
-        },
+        on(arch::smap::enabled()),
     );
     if config.isolation.needs_client() && package.client.is_none() {
         fail(format_args!(

@@ -65,6 +65,9 @@ struct SlotState {
     over_budget: AtomicBool,
     /// Powers over other SIPs the system manifest gave it ([`Power`] bits).
     powers: AtomicU8,
+    /// After the process ended: the heap still promised to what it sent that is still in
+    /// transit (charged to it until received). The slot is not reused until that is gone.
+    lingering: IrqMutex<Option<crate::mm::heap::Reservation>>,
 }
 
 impl SlotState {
@@ -78,6 +81,7 @@ impl SlotState {
             cpu_budget: AtomicU64::new(u64::MAX),
             over_budget: AtomicBool::new(false),
             powers: AtomicU8::new(0),
+            lingering: IrqMutex::new(None),
         }
     }
 
@@ -735,10 +739,14 @@ fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartEr
         table.reserve_exact(room);
         (table.len(), table.len() + 1)
     } else {
+        // A slot whose ended process still has objects in transit stays its own: its
+        // account (and heap promise) lives until they are received or destroyed.
         let oldest = (0..MAX_PROCESSES)
             .filter(|&s| SLOTS[s].free.load(Ordering::Acquire))
+            .filter(|&s| ipc::usage(table[s].pid).0.objects == 0)
             .min_by_key(|&s| table[s].pid)
             .ok_or(StartError::TableFull)?;
+        drop(SLOTS[oldest].lingering.lock().take());
         (oldest, table[oldest].pid + MAX_PROCESSES)
     };
     ipc::open_account(pid).map_err(|()| StartError::TableFull)?;
@@ -789,8 +797,8 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
         .config
         .isolation
         .placement(options.client);
-    let ending = match verifier::verify(&module, &verifier::Policy::default()) {
-        Err(rejection) => Ending::Refused(format!("{rejection}")),
+    let (ending, reservation) = match verifier::verify(&module, &verifier::Policy::default()) {
+        Err(rejection) => (Ending::Refused(format!("{rejection}")), None),
         Ok(verified) => {
             let verify = cycles::stop() - created;
             // The system manifest may lower what the SIP's own manifest asks for.
@@ -806,33 +814,40 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
                 })
                 .and_then(|()| reserve(&limits, module.len(), placement));
             match (granted, placement) {
-                (Err(why), _) => Ending::LoadFailed(why),
-                // The reservation lives until the SIP and everything it allocated are gone.
-                (Ok(_reservation), Placement::Kernel) => execute(
-                    pid,
-                    &name,
-                    module,
-                    created,
-                    verify,
-                    &limits,
-                    options.metering,
-                ),
-                (Ok(_reservation), placement) => crate::hosted::execute(
-                    SipKernel::new(pid, &name, created),
-                    &module,
-                    crate::hosted::Setup {
-                        placement,
-                        limits,
-                        metering: options.metering,
+                (Err(why), _) => (Ending::LoadFailed(why), None),
+                // The reservation lives until the SIP and everything it allocated are gone
+                // (`finish` keeps what its objects still in transit need).
+                (Ok(reservation), Placement::Kernel) => (
+                    execute(
+                        pid,
+                        &name,
+                        module,
                         created,
                         verify,
-                        probe: None,
-                    },
+                        &limits,
+                        options.metering,
+                    ),
+                    Some(reservation),
+                ),
+                (Ok(reservation), placement) => (
+                    crate::hosted::execute(
+                        SipKernel::new(pid, &name, created),
+                        &module,
+                        crate::hosted::Setup {
+                            placement,
+                            limits,
+                            metering: options.metering,
+                            created,
+                            verify,
+                            probe: None,
+                        },
+                    ),
+                    Some(reservation),
                 ),
             }
         }
     };
-    finish(pid, format_args!("SIP {name}"), ending);
+    finish_with(pid, format_args!("SIP {name}"), ending, reservation);
 }
 
 /// The entries of a system-manifest list (`sip` names each entry's SIP) that name the SIP
@@ -872,16 +887,42 @@ fn given_devices(options: StartOptions) -> Vec<bootpkg::DeviceSelector> {
 
 /// Ends process `pid`: its endpoints and blocks go, the console and its record say how.
 fn finish(pid: Pid, what: core::fmt::Arguments<'_>, ending: Ending) {
+    finish_with(pid, what, ending, None)
+}
+
+/// [`finish`] for a process that had heap promised: what it sent that is still in transit
+/// stays charged to it until received (or destroyed), so that much of the promise stays,
+/// with its slot, until then.
+fn finish_with(
+    pid: Pid,
+    what: core::fmt::Arguments<'_>,
+    ending: Ending,
+    reservation: Option<crate::mm::heap::Reservation>,
+) {
     // Devices first: once quiesced they cannot DMA into the blocks freed next. (Its
     // report, like the lines below, is not cut into another SIP's output.)
     SIP_CONSOLE.down();
     devices::release(pid);
     SIP_CONSOLE.up();
     ipc::release(pid);
-    let (_, peak) = ipc::usage(pid);
+    let (left, peak) = ipc::usage(pid);
     let slot = live_slot(pid).expect("a finishing process still owns its slot");
     let ticks = slot.cpu_ticks.load(Ordering::Relaxed);
+    if let Some(mut reservation) = reservation
+        && left.objects > 0
+    {
+        reservation.shrink_to(usize::try_from(left.bytes).unwrap_or(usize::MAX));
+        *slot.lingering.lock() = Some(reservation);
+    }
     SIP_CONSOLE.down();
+    if left.objects > 0 {
+        println!(
+            "[kernel] {what} (pid {pid}) left {} object{} ({} bytes) it sent in transit: charged to it, with its process slot, until received or destroyed",
+            left.objects,
+            if left.objects == 1 { "" } else { "s" },
+            left.bytes
+        );
+    }
     if slot.over_budget.load(Ordering::Relaxed) {
         println!(
             "[kernel] {what} (pid {pid}) used up its CPU budget of {} ticks",

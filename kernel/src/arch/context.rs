@@ -1,8 +1,9 @@
 //! Kernel-thread context switch.
 //!
-//! A suspended thread's state is its kernel stack: [`switch`] pushes the callee-saved
-//! registers, stores the stack pointer in the old thread's slot, loads the new thread's
-//! and pops its registers. Caller-saved registers are already saved by the compiler around
+//! A suspended thread's state is its kernel stack: [`switch`] pushes RFLAGS and the
+//! callee-saved registers, stores the stack pointer in the old thread's slot, loads the
+//! new thread's and pops its registers and flags (RFLAGS.AC, the SMAP window of a system
+//! call, belongs to its thread). Caller-saved registers are already saved by the compiler around
 //! the call, and a thread preempted by the timer has its full register set in the
 //! [`TrapFrame`](super::trap::TrapFrame) further up its stack.
 //!
@@ -12,8 +13,10 @@
 
 use core::arch::naked_asm;
 
-/// Number of callee-saved registers [`switch`] keeps on the stack.
+/// Number of callee-saved registers [`switch`] keeps on the stack (below RFLAGS).
 const SAVED_REGISTERS: usize = 6;
+/// RFLAGS a new thread starts with: interrupts masked, AC clear (bit 1 is always set).
+const INITIAL_RFLAGS: u64 = 0x2;
 
 /// Saves the current context into `*save_rsp` and resumes the one whose stack pointer is
 /// `next_rsp`.
@@ -28,6 +31,7 @@ const SAVED_REGISTERS: usize = 6;
 #[unsafe(naked)]
 pub unsafe extern "C" fn switch(save_rsp: *mut u64, next_rsp: u64, next_cr3: u64) {
     naked_asm!(
+        "pushfq",
         push_callee_saved!(),
         "mov [rdi], rsp",
         "test rdx, rdx",
@@ -36,6 +40,7 @@ pub unsafe extern "C" fn switch(save_rsp: *mut u64, next_rsp: u64, next_cr3: u64
         "2:",
         "mov rsp, rsi",
         pop_callee_saved!(),
+        "popfq",
         "ret",
     )
 }
@@ -52,19 +57,20 @@ unsafe extern "C" fn thread_trampoline() -> ! {
 /// pointer to hand to [`switch`]. The thread starts with interrupts disabled, in
 /// `entry(arg)`.
 pub fn prepare_stack(stack: &mut [u64], entry: extern "C" fn(u64) -> !, arg: u64) -> u64 {
-    // Frame, from the returned stack pointer upwards: r15, r14, r13, r12, rbx, rbp, return
-    // address, then one padding word so the trampoline runs with rsp 16-byte aligned
-    // (its `call` then leaves the entry function with the usual rsp % 16 == 8).
+    // Frame, from the returned stack pointer upwards: r15, r14, r13, r12, rbx, rbp, RFLAGS,
+    // return address, then two padding words so the trampoline runs with rsp 16-byte
+    // aligned (its `call` then leaves the entry function with the usual rsp % 16 == 8).
     let top_index = stack.len() & !1; // keep the top 16-byte aligned
     let frame_words = SAVED_REGISTERS + 2;
-    let base = top_index - frame_words - 1;
+    let base = top_index - frame_words - 2;
     let frame = &mut stack[base..top_index];
     frame.fill(0);
     frame[2] = entry as *const () as u64; // r13
     frame[3] = arg; // r12
-    frame[SAVED_REGISTERS] = thread_trampoline as *const () as u64;
+    frame[SAVED_REGISTERS] = INITIAL_RFLAGS;
+    frame[SAVED_REGISTERS + 1] = thread_trampoline as *const () as u64;
     let rsp = frame.as_ptr() as u64;
-    debug_assert_eq!((rsp + 8 * (SAVED_REGISTERS as u64 + 1)) % 16, 0);
+    debug_assert_eq!((rsp + 8 * frame_words as u64) % 16, 0);
     rsp
 }
 

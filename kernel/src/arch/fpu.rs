@@ -12,8 +12,8 @@
 //! built soft-float and never touches them, so saving at the context switch is enough —
 //! an interrupt handler cannot disturb them.
 //!
-//! SMAP is reported but not turned on yet: the kernel reads ring-3 SIPs' memory in system
-//! calls without `stac`/`clac` around each access.
+//! SMAP is turned on where the processor has it; [`super::smap`] says how the kernel opens
+//! and closes its windows onto user memory.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +66,9 @@ pub fn init() {
             if features.smep_available {
                 cr4.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
             }
+            if features.smap_available {
+                cr4.insert(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION);
+            }
         });
         asm!("fninit", options(nomem, nostack));
         // MXCSR default: all SIMD exceptions masked, round to nearest.
@@ -77,6 +80,9 @@ pub fn init() {
     // borrowed; FXSAVE is enabled just above (CR4.OSFXSR).
     unsafe { asm!("fxsave64 [{}]", in(reg) &mut clean as *mut VectorState, options(nostack)) };
     INITIAL.call_once(|| clean);
+    if features.smap_available {
+        super::smap::mark_enabled();
+    }
     FEATURES.call_once(|| features);
 }
 

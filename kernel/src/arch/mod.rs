@@ -29,6 +29,7 @@ pub mod port;
 pub mod qemu;
 pub mod selftest;
 pub mod serial;
+pub mod smap;
 pub mod trap;
 pub mod user;
 

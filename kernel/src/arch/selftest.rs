@@ -67,3 +67,24 @@ pub fn execute_user_page() -> ! {
     }
     panic!("ring 0 executed a user page: SMEP is off");
 }
+
+/// Reads, from ring 0 and outside any system call's window, a page ring 3 may use: with
+/// SMAP on, the data access faults (P=1, U/S=0, W/R=0) before anything is read.
+pub fn read_user_page() -> ! {
+    assert!(
+        super::smap::enabled(),
+        "SMAP is not on (the processor lacks it); the test cannot show it"
+    );
+    let mut space = crate::mm::vm::AddressSpace::new().expect("a frame for an address space");
+    let page = crate::mm::vm::user_base();
+    space.map_zeroed(page, 1).expect("a user page");
+    space
+        .write_bytes(page, &0x005e_c2e7_u64.to_le_bytes())
+        .expect("the page is writable");
+    space.activate();
+    // SAFETY: the page is mapped (just above) and holds a u64, so even without SMAP the
+    // read is of initialised memory; with SMAP it faults and the page-fault handler
+    // reports it and never returns here.
+    let value = unsafe { core::ptr::read_volatile(page.as_u64() as *const u64) };
+    panic!("ring 0 read a user page ({value:#x}) outside a system call: SMAP is off");
+}

@@ -237,6 +237,10 @@ cordon_trap_common:
     pushq %r15
     movq %rsp, %rdi
     cld
+    cmpb $0, CORDON_SMAP_ON(%rip)
+    je 1f
+    clac
+1:
     call cordon_trap_dispatch
     popq %r15
     popq %r14

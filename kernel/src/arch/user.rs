@@ -203,6 +203,8 @@ unsafe extern "C" fn resume(resume_rsp: u64) -> ! {
 /// Ends the running program: back to [`run`]'s caller. Interrupts off.
 fn leave() -> ! {
     x86_64::instructions::interrupts::disable();
+    // The call's window onto user memory ends with it (its `UserAccess` is abandoned).
+    super::smap::forbid_user_access();
     let session = SESSION.load(Ordering::Relaxed);
     assert!(!session.is_null(), "leaving a program outside a session");
     // SAFETY: the session lives on the frame of `run` below us on this thread's stack;

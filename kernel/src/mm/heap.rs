@@ -149,6 +149,16 @@ impl Reservation {
     }
 }
 
+impl Reservation {
+    /// Gives back all but `bytes` of the promise (never grows it).
+    pub fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            RESERVED.fetch_sub(self.bytes - bytes, core::sync::atomic::Ordering::AcqRel);
+            self.bytes = bytes;
+        }
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         RESERVED.fetch_sub(self.bytes, core::sync::atomic::Ordering::AcqRel);

@@ -448,22 +448,30 @@ impl AddressSpace {
     }
 
     /// Writes a word at user address `addr` of this space, through its own mapping (so a
-    /// copy-on-write page faults and is copied, as a user write would).
+    /// copy-on-write page faults and is copied, as a user write would). For the kernel's
+    /// copy-on-write tests and benchmarks: a window onto user pages for one write.
     pub fn write_u64(&mut self, addr: VirtAddr, value: u64) -> Result<(), MapError> {
         self.check_mapped(addr)?;
         self.with_active(|| {
+            crate::arch::smap::allow_user_access();
             // SAFETY: the page is mapped in this space (checked), which is active; a
             // copy-on-write page faults and `resolve_fault` makes it writable first.
-            unsafe { core::ptr::write_volatile(addr.as_mut_ptr::<u64>(), value) }
+            unsafe { core::ptr::write_volatile(addr.as_mut_ptr::<u64>(), value) };
+            crate::arch::smap::forbid_user_access();
         });
         Ok(())
     }
 
-    /// Reads a word at user address `addr` of this space.
+    /// Reads a word at user address `addr` of this space (a window for one read).
     pub fn read_u64(&mut self, addr: VirtAddr) -> Result<u64, MapError> {
         self.check_mapped(addr)?;
-        // SAFETY: the page is mapped in this space (checked), which is active.
-        Ok(self.with_active(|| unsafe { core::ptr::read_volatile(addr.as_ptr::<u64>()) }))
+        Ok(self.with_active(|| {
+            crate::arch::smap::allow_user_access();
+            // SAFETY: the page is mapped in this space (checked), which is active.
+            let value = unsafe { core::ptr::read_volatile(addr.as_ptr::<u64>()) };
+            crate::arch::smap::forbid_user_access();
+            value
+        }))
     }
 }
 
@@ -647,14 +655,25 @@ pub fn deliver(landing: [u64; 2], bytes: &[u8]) -> bool {
 
 /// Access to the memory of the space that made the current system call. Created by the
 /// system-call entry for the duration of one call; slices it hands out live no longer.
+/// With SMAP on, its first checked access opens the kernel's window onto user pages and
+/// dropping it closes the window ([`crate::arch::smap`]).
 pub struct UserAccess {
-    _private: (),
+    open: core::cell::Cell<bool>,
 }
 
 impl UserAccess {
     /// For `arch::user` only: one per system call.
     pub(crate) fn new() -> UserAccess {
-        UserAccess { _private: () }
+        UserAccess {
+            open: core::cell::Cell::new(false),
+        }
+    }
+
+    /// Opens the window onto user pages for the rest of the call.
+    fn open_window(&self) {
+        if !self.open.replace(true) {
+            crate::arch::smap::allow_user_access();
+        }
     }
 
     /// Checks that [`addr`, `addr + len`) lies in the user region of the active space and
@@ -699,6 +718,7 @@ impl UserAccess {
         if len == 0 {
             return Some(&[]);
         }
+        self.open_window();
         // SAFETY: every page of the range is mapped in the active space (checked), which
         // stays loaded whenever this thread runs until the call returns; the caller's own
         // thread is inside this call, so nothing of it changes the memory meanwhile.
@@ -717,8 +737,17 @@ impl UserAccess {
         if len == 0 {
             return Some(&mut []);
         }
+        self.open_window();
         // SAFETY: as in `bytes`, and the pages are writable. Callers never hold two
         // overlapping slices (the system-call layer refuses overlapping ranges).
         Some(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) })
+    }
+}
+
+impl Drop for UserAccess {
+    fn drop(&mut self) {
+        if self.open.get() {
+            crate::arch::smap::forbid_user_access();
+        }
     }
 }

@@ -7,7 +7,9 @@
 //! manifest, and talks to it over the Echo channel that entry names (the supervisor takes
 //! its end by name once the server has started); a second start while it runs is `Busy`;
 //! kills it, sees its old end closed, starts it again and talks to the new incarnation
-//! over a fresh channel. Exits 0 only if everything behaved.
+//! over a fresh channel. Last it starts `gift`, which sends it a block and exits before
+//! the block is received: the block stays in transit, charged to the ended SIP, and
+//! arrives intact. Exits 0 only if everything behaved.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -124,7 +126,35 @@ fn run() -> Result<(), &'static str> {
         return Err("an unknown module or pid was not reported as not found");
     }
     println!("unknown modules and pids are reported as not found");
-    on_request()
+    on_request()?;
+    gift_in_transit()
+}
+
+/// Bytes `gift` sends, and its pattern: byte `i` is `i * 7`.
+const GIFT: usize = 4096;
+
+/// A SIP that ends with a block in transit to this one: the block waits in the queue
+/// (the kernel keeps it charged to the ended sender) and is received intact afterwards.
+fn gift_in_transit() -> Result<(), &'static str> {
+    let pid = process::start("gift").map_err(|_| "could not start gift")?;
+    let gifts = echo::Exp::initial("gifts").map_err(|_| "no `gifts` end")?;
+    if process::wait(pid).map_err(|_| "lost gift")?.ending != 0 {
+        return Err("gift did not exit cleanly");
+    }
+    let Ok(echo::ExpReadyIn::PingBuf(_, ping)) = gifts.recv(None) else {
+        return Err("no PingBuf from the ended gift");
+    };
+    let mut data = [0u8; GIFT];
+    ping.block
+        .read(0, &mut data)
+        .map_err(|_| "the gift's block is unreadable")?;
+    if ping.block.len() != GIFT || data.iter().enumerate().any(|(i, &b)| b != (i * 7) as u8) {
+        return Err("the gift's block changed in transit");
+    }
+    println!(
+        "gift (pid {pid}) ended with a {GIFT}-byte block in transit to this SIP; received it afterwards, intact"
+    );
+    Ok(())
 }
 
 fn main() -> i32 {

@@ -297,7 +297,8 @@ in_both_modes!(
 /// (the 256 process slots are reused, with new generations) and waits for each through
 /// the kernel's accounting, starts `forever` and kills it; starts the on-request entry
 /// `echo-server`, which gets exactly the Echo channel its entry names (busy while it runs;
-/// killed, then started again with a fresh channel). Three probes each try one power they
+/// killed, then started again with a fresh channel), and `gift`, which ends with a block in
+/// transit to the supervisor (kept charged to it until received). Three probes each try one power they
 /// were not given and are ended for it.
 fn powers(isolation: Isolation) {
     let outcome = run(in_mode(isolation, system("supervisor")));
@@ -319,10 +320,13 @@ fn powers(isolation: Isolation) {
             "[echo-server] served 1 requests; the client said Bye",
             "[kernel] SIP echo-server (pid 1010) exited with status 0",
             "[supervisor] started echo-server again as pid 1010: one round trip over a fresh channel, then Bye; it exited 0",
+            "[gift] sent a 4096-byte block; exiting without waiting for the reply",
+            "[kernel] SIP gift (pid 1011) left 1 object (4224 bytes) it sent in transit: charged to it, with its process slot, until received or destroyed",
+            "[supervisor] gift (pid 1011) ended with a 4096-byte block in transit to this SIP; received it afterwards, intact",
             "[kernel] SIP supervisor (pid 1) exited with status 0",
-            "(751 earlier processes' rows gave way to later ones in reused slots)",
+            "(752 earlier processes' rows gave way to later ones in reused slots)",
             "0 endpoints and 0 exchange-heap blocks left",
-            "5 of 1007 SIPs did not exit with status 0",
+            "5 of 1008 SIPs did not exit with status 0",
         ],
     );
     attack_row(
@@ -819,6 +823,28 @@ fn ring0_never_executes_a_page_ring3_may_use() {
     );
     assert!(
         !outcome.console.contains("SMEP is off"),
+        "{}",
+        outcome.console
+    );
+}
+
+#[test]
+fn ring0_reading_a_user_page_outside_a_system_call_faults_with_smap() {
+    let outcome = self_test("smap");
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "SMAP on",
+            "ktest smap: ring 0 reading a user page outside a system call",
+            "KERNEL PANIC",
+            "kernel-mode page fault",
+            "P=1",
+            "U/S=0",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("SMAP is off"),
         "{}",
         outcome.console
     );

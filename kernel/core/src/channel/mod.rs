@@ -31,6 +31,7 @@
 //! Ownership is by process id; handles are useless to anyone who does not hold them. The
 //! kernel wraps this with wait queues for blocking receive and select.
 
+pub mod held;
 pub mod quota;
 pub mod table;
 
@@ -41,6 +42,7 @@ use alloc::vec::Vec;
 use contracts::protocol::{FieldType, Protocol, Role};
 use contracts::wire;
 
+use held::Link;
 use quota::Accounts;
 pub use quota::{OverQuota, Quota, Usage};
 use table::Table;
@@ -132,6 +134,8 @@ struct Endpoint {
     delivered: Option<usize>,
     /// The next doomed endpoint (an intrusive list, so dooming never allocates).
     next_doomed: Option<EndpointId>,
+    /// Its place in its holder's list ([`held`]).
+    held: Link,
 }
 
 impl Endpoint {
@@ -151,6 +155,29 @@ struct Block {
     /// The driver that learnt this block's physical address (`buf_dma`): its device may
     /// write here until the driver ends.
     pinned_by: Option<Owner>,
+    /// Its place in its holder's list, and in its driver's pin list ([`held`]).
+    held: Link,
+    pin: Link,
+}
+
+fn ep_link(e: &mut Endpoint) -> &mut Link {
+    &mut e.held
+}
+
+fn block_link(b: &mut Block) -> &mut Link {
+    &mut b.held
+}
+
+fn pin_link(b: &mut Block) -> &mut Link {
+    &mut b.pin
+}
+
+/// The owner in whose list an object with this holder sits.
+fn listed_owner(holder: Holder) -> Option<Owner> {
+    match holder {
+        Holder::Process(owner) | Holder::Pinned(owner) => Some(owner),
+        Holder::InTransit(_) | Holder::Doomed => None,
+    }
 }
 
 impl Block {
@@ -344,10 +371,14 @@ impl Channels {
             posted: None,
             delivered: None,
             next_doomed: None,
+            held: Link::default(),
         };
-        self.endpoints
+        let id = self
+            .endpoints
             .insert(endpoint)
-            .map_err(|_| CreateError::OutOfMemory)
+            .map_err(|_| CreateError::OutOfMemory)?;
+        self.list_endpoint(id);
+        Ok(id)
     }
 
     /// Makes both ends of a channel with `queues` (exporter's, importer's); charges each
@@ -639,9 +670,9 @@ impl Channels {
         for h in &checked.handles {
             let holder = Holder::InTransit(peer);
             if h.endpoint {
-                self.ep_mut(h.handle).holder = holder;
-            } else if let Some(b) = self.blocks.get_mut(h.handle) {
-                b.holder = holder;
+                self.set_ep_holder(h.handle, holder);
+            } else {
+                self.set_block_holder(h.handle, holder);
             }
         }
         let target = self.ep_mut(peer);
@@ -709,15 +740,15 @@ impl Channels {
     fn take_handles(&mut self, handles: &[wire::HandleField], receiver: Owner) {
         for h in handles {
             let (from, cost) = if h.endpoint {
+                self.set_ep_holder(h.handle, Holder::Process(receiver));
                 let ep = self.ep_mut(h.handle);
-                ep.holder = Holder::Process(receiver);
                 let from = core::mem::replace(&mut ep.charged, receiver);
                 (from, ep.cost)
             } else {
+                self.set_block_holder(h.handle, Holder::Process(receiver));
                 let Some(b) = self.blocks.get_mut(h.handle) else {
                     continue;
                 };
-                b.holder = Holder::Process(receiver);
                 let from = core::mem::replace(&mut b.charged, receiver);
                 (from, b.cost())
             };
@@ -804,11 +835,11 @@ impl Channels {
     /// Marks an endpoint doomed and detaches its peer. Constant time, no allocation.
     fn doom(&mut self, id: EndpointId) -> Option<EndpointId> {
         let next = self.doomed;
-        let ep = self.endpoints.get_mut(id)?;
-        if ep.holder == Holder::Doomed {
+        if self.ep(id)?.holder == Holder::Doomed {
             return None;
         }
-        ep.holder = Holder::Doomed;
+        self.set_ep_holder(id, Holder::Doomed);
+        let ep = self.ep_mut(id);
         ep.posted = None;
         ep.next_doomed = next;
         let peer = ep.peer.take();
@@ -865,51 +896,116 @@ impl Channels {
         while self.reap(usize::MAX) {}
     }
 
-    /// Part of ending a process: dooms the endpoints and frees the blocks `owner` holds
-    /// among `budget` table entries from `cursor` on (endpoints, then blocks). Returns the
-    /// cursor to continue from, or `None` when the scan is complete. Follow with
-    /// [`Channels::reap`].
-    pub fn release_step(&mut self, owner: Owner, cursor: usize, budget: usize) -> Option<usize> {
-        let ends = self.endpoints.capacity();
-        let total = ends + self.blocks.capacity();
-        let stop = cursor.saturating_add(budget).min(total);
-        for i in cursor..stop {
-            if i < ends {
-                if let Some((id, ep)) = self.endpoints.at(i)
-                    && ep.holder == Holder::Process(owner)
-                {
-                    self.doom(id);
-                }
-            } else if let Some((id, b)) = self.blocks.at(i - ends) {
+    /// Part of ending a process: unpins, dooms and frees up to `budget` of the objects
+    /// `owner` holds (first the pins of its blocks, then its endpoints, then its blocks),
+    /// following its own lists, never the shared tables. Returns true while more remain.
+    /// Follow with [`Channels::reap`].
+    pub fn release_step(&mut self, owner: Owner, budget: usize) -> bool {
+        for _ in 0..budget {
+            let Some(heads) = self.accounts.heads(owner) else {
+                return false;
+            };
+            if let Some(id) = heads.pins {
                 // The owner's devices are quiesced before this runs: its pins are over.
-                let (holder, pinned_by) = (b.holder, b.pinned_by);
-                if pinned_by == Some(owner)
-                    && let Some(b) = self.blocks.get_mut(id)
-                {
-                    b.pinned_by = None;
-                }
-                if holder == Holder::Process(owner) || holder == Holder::Pinned(owner) {
-                    self.remove_block(id);
-                }
+                self.set_pin(id, None);
+            } else if let Some(id) = heads.endpoints {
+                self.doom(id);
+            } else if let Some(id) = heads.blocks {
+                self.remove_block(id);
+            } else {
+                return false;
             }
         }
-        (stop < total).then_some(stop)
+        true
     }
 
     /// Frees everything `owner` holds (the process has ended), all at once.
     pub fn release_owner(&mut self, owner: Owner) {
-        let mut cursor = Some(0);
-        while let Some(at) = cursor {
-            cursor = self.release_step(owner, at, usize::MAX);
-        }
+        while self.release_step(owner, usize::MAX) {}
         self.reap_all();
+    }
+
+    // --- who holds what ------------------------------------------------------------
+
+    /// Puts a new endpoint in its holder's list.
+    fn list_endpoint(&mut self, id: EndpointId) {
+        if let Some(owner) = self.ep(id).and_then(|e| listed_owner(e.holder))
+            && let Some(heads) = self.accounts.heads_mut(owner)
+        {
+            held::push(&mut self.endpoints, &mut heads.endpoints, id, ep_link);
+        }
+    }
+
+    /// Changes endpoint `id`'s holder, moving it between owners' lists.
+    fn set_ep_holder(&mut self, id: EndpointId, holder: Holder) {
+        let Some(old) = self.ep(id).map(|e| e.holder) else {
+            return;
+        };
+        if old == holder {
+            return;
+        }
+        if let Some(owner) = listed_owner(old) {
+            let head = self.accounts.heads_mut(owner).map(|h| &mut h.endpoints);
+            held::remove(&mut self.endpoints, head, id, ep_link);
+        }
+        self.ep_mut(id).holder = holder;
+        self.list_endpoint(id);
+    }
+
+    /// Puts a new (or newly kept) block in its holder's list.
+    fn list_block(&mut self, id: BufferId) {
+        if let Some(owner) = self.blocks.get(id).and_then(|b| listed_owner(b.holder))
+            && let Some(heads) = self.accounts.heads_mut(owner)
+        {
+            held::push(&mut self.blocks, &mut heads.blocks, id, block_link);
+        }
+    }
+
+    /// Changes block `id`'s holder, moving it between owners' lists.
+    fn set_block_holder(&mut self, id: BufferId, holder: Holder) {
+        let Some(old) = self.blocks.get(id).map(|b| b.holder) else {
+            return;
+        };
+        if old == holder {
+            return;
+        }
+        if let Some(owner) = listed_owner(old) {
+            let head = self.accounts.heads_mut(owner).map(|h| &mut h.blocks);
+            held::remove(&mut self.blocks, head, id, block_link);
+        }
+        if let Some(b) = self.blocks.get_mut(id) {
+            b.holder = holder;
+        }
+        self.list_block(id);
+    }
+
+    /// Sets which driver block `id` is pinned by, moving it between pin lists.
+    fn set_pin(&mut self, id: BufferId, driver: Option<Owner>) {
+        let Some(old) = self.blocks.get(id).map(|b| b.pinned_by) else {
+            return;
+        };
+        if old == driver {
+            return;
+        }
+        if let Some(owner) = old {
+            let head = self.accounts.heads_mut(owner).map(|h| &mut h.pins);
+            held::remove(&mut self.blocks, head, id, pin_link);
+        }
+        if let Some(b) = self.blocks.get_mut(id) {
+            b.pinned_by = driver;
+        }
+        if let Some(owner) = driver
+            && let Some(heads) = self.accounts.heads_mut(owner)
+        {
+            held::push(&mut self.blocks, &mut heads.pins, id, pin_link);
+        }
     }
 
     /// Moves endpoint `id` from `from` to `to` (the system manifest handing initial ends).
     pub fn give(&mut self, from: Owner, id: EndpointId, to: Owner) -> Result<(), Fault> {
         self.held(from, id)?;
+        self.set_ep_holder(id, Holder::Process(to));
         let ep = self.ep_mut(id);
-        ep.holder = Holder::Process(to);
         let was = core::mem::replace(&mut ep.charged, to);
         let cost = ep.cost;
         self.accounts.uncharge(was, 1, cost);
@@ -1018,6 +1114,7 @@ impl Channels {
             }
         }
         for &owner in owners {
+            self.check_lists(owner)?;
             let (objects, bytes) = charged
                 .iter()
                 .find(|c| c.0 == owner)
@@ -1028,6 +1125,63 @@ impl Channels {
                     "owner {owner} is charged {usage:?}, holds {objects} objects of {bytes} bytes"
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that `owner`'s lists hold exactly the objects it holds and the blocks it
+    /// pinned (part of [`Channels::check_invariants`]).
+    fn check_lists(&self, owner: Owner) -> Result<(), String> {
+        let heads = self.accounts.heads(owner).unwrap_or_default();
+        let eps = held::walk(
+            &self.endpoints,
+            heads.endpoints,
+            self.endpoints.len() + 1,
+            |e| &e.held,
+        );
+        let holds = |h: Holder| listed_owner(h) == Some(owner);
+        let held_eps = self.endpoints.iter().filter(|e| holds(e.holder)).count();
+        if eps.len() != held_eps
+            || eps
+                .iter()
+                .any(|&id| !self.ep(id).is_some_and(|e| holds(e.holder)))
+        {
+            return Err(format!(
+                "owner {owner}: its endpoint list names {} endpoints, it holds {held_eps}",
+                eps.len()
+            ));
+        }
+        let limit = self.blocks.len() + 1;
+        let blocks = held::walk(&self.blocks, heads.blocks, limit, |b| &b.held);
+        let held_blocks = self.blocks.iter().filter(|b| holds(b.holder)).count();
+        if blocks.len() != held_blocks
+            || blocks
+                .iter()
+                .any(|&id| !self.blocks.get(id).is_some_and(|b| holds(b.holder)))
+        {
+            return Err(format!(
+                "owner {owner}: its block list names {} blocks, it holds {held_blocks}",
+                blocks.len()
+            ));
+        }
+        let pins = held::walk(&self.blocks, heads.pins, limit, |b| &b.pin);
+        let pinned = self
+            .blocks
+            .iter()
+            .filter(|b| b.pinned_by == Some(owner))
+            .count();
+        if pins.len() != pinned
+            || pins.iter().any(|&id| {
+                !self
+                    .blocks
+                    .get(id)
+                    .is_some_and(|b| b.pinned_by == Some(owner))
+            })
+        {
+            return Err(format!(
+                "owner {owner}: its pin list names {} blocks, it pinned {pinned}",
+                pins.len()
+            ));
         }
         Ok(())
     }
@@ -1045,16 +1199,20 @@ impl Channels {
     /// (charged to that driver, reachable by nobody) until the driver ends. Returns the
     /// memory to drop, if it was freed.
     fn remove_block(&mut self, id: BufferId) -> Option<Vec<u8>> {
-        let b = self.blocks.get_mut(id)?;
+        let b = self.blocks.get(id)?;
         if let Some(driver) = b.pinned_by
             && b.holder != Holder::Pinned(driver)
         {
-            b.holder = Holder::Pinned(driver);
+            self.set_block_holder(id, Holder::Pinned(driver));
+            let b = self.blocks.get_mut(id)?;
             let (was, cost) = (core::mem::replace(&mut b.charged, driver), b.cost());
             self.accounts.uncharge(was, 1, cost);
             self.accounts.force(driver, 1, cost);
             return None;
         }
+        // Out of every list first (a kept block's pin ends with it).
+        self.set_pin(id, None);
+        self.set_block_holder(id, Holder::Doomed);
         let block = self.blocks.remove(id)?;
         self.accounts.uncharge(block.charged, 1, block.cost());
         Some(block.data)
@@ -1063,9 +1221,9 @@ impl Channels {
     /// `owner`'s block, whose physical address it is about to learn for its device: the
     /// block is pinned to `owner` until `owner` ends (a free before then only hides it).
     pub fn pin_block(&mut self, owner: Owner, id: BufferId) -> Result<&mut [u8], Fault> {
-        let b = self.held_block(owner, id)?;
-        b.pinned_by = Some(owner);
-        Ok(&mut b.data)
+        self.held_block(owner, id)?;
+        self.set_pin(id, Some(owner));
+        Ok(&mut self.held_block(owner, id)?.data)
     }
 
     /// Charges `owner` for a block of `size` bytes before the caller allocates it (outside
@@ -1088,11 +1246,15 @@ impl Channels {
             holder: Holder::Process(owner),
             charged: owner,
             pinned_by: None,
+            held: Link::default(),
+            pin: Link::default(),
         };
-        self.blocks.insert(block).map_err(|_| {
+        let id = self.blocks.insert(block).map_err(|_| {
             self.cancel_block(owner, size);
             OverQuota
-        })
+        })?;
+        self.list_block(id);
+        Ok(id)
     }
 
     /// The bytes of `owner`'s block, for reading or writing.
@@ -1703,6 +1865,31 @@ mod tests {
         assert_eq!(ch.usage(DRIVER), Usage::default());
         ch.release_owner(CLIENT);
         assert_eq!(ch.counts(), Counts::default());
+    }
+
+    #[test]
+    fn ending_a_process_visits_only_what_it_holds() {
+        let mut ch = channels();
+        // Another process holds many objects; the one ending holds three.
+        for _ in 0..20 {
+            ch.create(0, SERVER).unwrap();
+            block(&mut ch, SERVER, vec![0; 8]);
+        }
+        let (_e, _i) = ch.create(0, CLIENT).unwrap();
+        block(&mut ch, CLIENT, vec![0; 8]);
+        ch.check_invariants(&[SERVER, CLIENT]).unwrap();
+        // One object per step: three steps do it, whatever SERVER holds.
+        let mut steps = 0;
+        while ch.release_step(CLIENT, 1) {
+            steps += 1;
+            ch.check_invariants(&[SERVER, CLIENT]).unwrap();
+        }
+        assert_eq!(steps, 3);
+        ch.reap_all();
+        assert_eq!(ch.usage(CLIENT), Usage::default());
+        assert_eq!(ch.counts().endpoints, 40);
+        assert_eq!(ch.counts().blocks, 20);
+        ch.check_invariants(&[SERVER, CLIENT]).unwrap();
     }
 
     #[test]

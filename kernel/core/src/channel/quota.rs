@@ -8,6 +8,8 @@
 
 use alloc::vec::Vec;
 
+use super::held::Heads;
+
 /// Limits of one account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota {
@@ -38,6 +40,8 @@ struct Account {
     peak: Usage,
     /// Its owner ended: nothing new is handed to it (what it holds is being released).
     closed: bool,
+    /// The lists of what it holds ([`super::held`]).
+    heads: Heads,
 }
 
 /// Accounts indexed by owner (process id), or by owner modulo the number of entries
@@ -83,8 +87,18 @@ impl Accounts {
             used: Usage::default(),
             peak: Usage::default(),
             closed: false,
+            heads: Heads::default(),
         });
         Ok(())
+    }
+
+    /// The heads of `owner`'s lists of held objects.
+    pub fn heads(&self, owner: usize) -> Option<Heads> {
+        Some(self.get(owner)?.heads)
+    }
+
+    pub fn heads_mut(&mut self, owner: usize) -> Option<&mut Heads> {
+        Some(&mut self.get_mut(owner)?.heads)
     }
 
     /// Marks `owner` ended: [`Accounts::is_open`] is false from now on, so the kernel hands
