@@ -150,7 +150,8 @@ pub const CHAN_CALL: Op = op(
     "send then receive on one endpoint in one kernel entry",
 );
 /// `chan_select(eps_ptr, count, timeout) -> index or status`: waits until one of `count`
-/// endpoints (u32 handles at `eps_ptr`) has a message or a closed peer.
+/// endpoints (u32 handles at `eps_ptr`; 1 to [`MAX_SELECT`], more is misuse) has a message
+/// or a closed peer.
 pub const CHAN_SELECT: Op = op(
     10,
     "chan_select",
@@ -387,6 +388,9 @@ pub const OPS: &[Op] = &[
     SIP_KILL,
     SIP_INFO,
 ];
+
+/// Most endpoints one `chan_select` waits on (the kernel copies the list onto its stack).
+pub const MAX_SELECT: usize = 64;
 
 /// Revision returned by `abi_version`; bumped when [`OPS`] changes.
 pub const VERSION: i32 = 4;

@@ -119,6 +119,10 @@ const RING3: &[Test] = &[
         run: unknown_syscall,
     },
     Test {
+        name: "oversized_select_list_is_bounded_by_the_kernel",
+        run: oversized_select,
+    },
+    Test {
         name: "probe_address_spaces_are_reclaimed_exactly",
         run: probe_reclaim,
     },
@@ -701,6 +705,19 @@ fn unknown_syscall() -> TestResult {
     check(text.contains("system call 999 does not exist"), || {
         format!("probe 5 ended {text}")
     })
+}
+
+/// The ring-3 runtime is not trusted to bound `chan_select`'s list: a probe asking for a
+/// million endpoints is ended by the kernel, which copies at most 64 onto its stack
+/// (before, it collected the whole list into a heap vector of the caller's size).
+fn oversized_select() -> TestResult {
+    let ended = probe(8)?;
+    let text = format!("{ended}");
+    println!("  probe 8: {text}");
+    check(
+        text.contains("chan_select over 1048576 endpoints (1 to 64)"),
+        || format!("probe 8 ended {text}"),
+    )
 }
 
 fn probe_reclaim() -> TestResult {

@@ -229,19 +229,23 @@ fn chan_call(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
 }
 
 fn chan_select(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
-    let Some(len) = a[1].checked_mul(4) else {
+    // The ring-3 runtime is not trusted to have bounded the list: the kernel does, and
+    // copies it onto its stack (no allocation sized by the caller).
+    let count = a[1];
+    if count > abi::MAX_SELECT as u64 {
+        return violation(format!(
+            "chan_select over {count} endpoints (1 to {})",
+            abi::MAX_SELECT
+        ));
+    }
+    let Some(bytes) = access.bytes(a[0], count * 4) else {
         return bad_address();
     };
-    let Some(bytes) = access.bytes(a[0], len) else {
-        return bad_address();
-    };
-    let eps: alloc::vec::Vec<u32> = bytes
-        .as_chunks::<4>()
-        .0
-        .iter()
-        .map(|c| u32::from_le_bytes(*c))
-        .collect();
-    status(k.chan_select(&eps, timeout(a[2])))
+    let mut eps = [0u32; abi::MAX_SELECT];
+    for (ep, chunk) in eps.iter_mut().zip(bytes.as_chunks::<4>().0) {
+        *ep = u32::from_le_bytes(*chunk);
+    }
+    status(k.chan_select(&eps[..count as usize], timeout(a[2])))
 }
 
 fn chan_close(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {

@@ -474,13 +474,14 @@ fn register_channels<K: Kernel + 'static>(
                  -> Result<i32, Error> {
                     enter(&mut caller, &abi::CHAN_SELECT)?;
                     let (data, state) = memory(&mut caller)?;
-                    if !(0..=64).contains(&count) {
+                    if !(0..=abi::MAX_SELECT as i32).contains(&count) {
                         return Err(bad_call(format!(
-                            "chan_select over {count} endpoints (1 to 64)"
+                            "chan_select over {count} endpoints (1 to {})",
+                            abi::MAX_SELECT
                         )));
                     }
                     let list = range(data.len(), ptr, count.saturating_mul(4), "chan_select")?;
-                    let mut eps = [0u32; 64];
+                    let mut eps = [0u32; abi::MAX_SELECT];
                     for (i, chunk) in data[list].as_chunks::<4>().0.iter().enumerate() {
                         eps[i] = u32::from_le_bytes(*chunk);
                     }

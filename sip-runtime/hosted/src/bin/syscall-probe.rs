@@ -11,6 +11,8 @@
 //!    into the kernel, unmapped, wrapping; small, huge and forged handles; timeouts kept
 //!    short so nothing blocks for good). The kernel must answer each or end the probe for
 //!    misuse, and never fail itself. Exits 0 if every call was answered.
+//! 8. `chan_select` over a million endpoints (the list in the probe's own memory), which
+//!    its runtime would have refused: the kernel must bound it itself and end the probe.
 //! 6. vector registers: fills xmm0-15 from the seed in `HostedArgs::module`, yields, and
 //!    checks they still hold it, [`VECTOR_ROUNDS`] times; two such probes run side by
 //!    side. Exits 0 if every check held, else the round that found another's values.
@@ -54,6 +56,16 @@ fn main(args: HostedArgs) -> ! {
         }
         6 => vectors(args.module),
         7 => random_calls(&args),
+        8 => {
+            // A million "handles" from the program's text: the kernel must refuse the
+            // count before it looks at (or copies) any of them.
+            let count = 1u64 << 20;
+            sys::call(
+                abi::CHAN_SELECT.number,
+                [GREETING.as_ptr() as u64, count, 0, 0, 0, 0],
+            );
+            exit(0)
+        }
         other => exit(1000 + other as i32),
     }
 }
