@@ -256,6 +256,55 @@ pub struct BootPackage {
     pub limits: Vec<LimitCap>,
 }
 
+/// Checks that a system manifest's wiring can work: every on-request index and channel
+/// end names an entry of `sips`, no endpoint is the end of two channels, no channel joins
+/// two on-request entries (neither would be running when the other starts), and some
+/// entry starts at boot. The runner checks a manifest with it before it builds anything;
+/// the kernel checks the boot package again (it may have been built some other way).
+pub fn check_wiring(
+    sips: &[String],
+    on_request: &[u32],
+    channels: &[Connection],
+) -> Result<(), String> {
+    let entries = sips.len() as u32;
+    if let Some(bad) = on_request.iter().find(|&&i| i >= entries) {
+        return Err(alloc::format!("on-request entry #{bad} does not exist"));
+    }
+    if !(0..entries).any(|i| !on_request.contains(&i)) {
+        return Err("the system manifest starts no SIPs".into());
+    }
+    let mut ends: Vec<(u32, &str)> = Vec::new();
+    for c in channels {
+        for end in [&c.exporter, &c.importer] {
+            let Some(sip) = sips.get(end.sip as usize) else {
+                return Err(alloc::format!(
+                    "channel {} names SIP #{}, which does not exist",
+                    c.contract,
+                    end.sip
+                ));
+            };
+            if ends.contains(&(end.sip, end.endpoint.as_str())) {
+                return Err(alloc::format!(
+                    "endpoint `{sip}.{}` is the end of two channels",
+                    end.endpoint
+                ));
+            }
+            ends.push((end.sip, &end.endpoint));
+        }
+        if on_request.contains(&c.exporter.sip) && on_request.contains(&c.importer.sip) {
+            return Err(alloc::format!(
+                "channel {} from `{}.{}` to `{}.{}` connects two on-request SIPs: one end must start at boot, to be running when the other is started",
+                c.contract,
+                sips[c.exporter.sip as usize],
+                c.exporter.endpoint,
+                sips[c.importer.sip as usize],
+                c.importer.endpoint
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The system manifest caps SIP `sip`'s limits: each one set here replaces the SIP's own
 /// manifest value when it is lower (a system manifest can lower a limit, never raise it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -503,6 +552,40 @@ impl BootPackage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wiring_that_cannot_work_is_refused() {
+        let package = sample();
+        let check = |on_request: &[u32], channels: &[Connection]| {
+            check_wiring(&package.sips, on_request, channels)
+        };
+        assert_eq!(check(&package.on_request, &package.channels), Ok(()));
+        assert!(check(&[0, 1], &[]).unwrap_err().contains("starts no SIPs"));
+        assert!(check(&[5], &[]).unwrap_err().contains("#5 does not exist"));
+        let twice = [package.channels[0].clone(), package.channels[0].clone()];
+        assert!(
+            check(&[], &twice)
+                .unwrap_err()
+                .contains("endpoint `hello.wasm.clients` is the end of two channels")
+        );
+        let mut far = package.channels[0].clone();
+        far.importer.sip = 7;
+        assert!(check(&[], &[far]).unwrap_err().contains("names SIP #7"));
+        let mut both = package.channels.clone();
+        both[0].exporter.sip = 1;
+        assert!(
+            check(&[0, 1], &both).is_err(),
+            "no entry at boot, and a channel between on-request entries"
+        );
+        let sips = ["a".into(), "b".into(), "c".into()];
+        let mut joined = package.channels[0].clone();
+        (joined.exporter.sip, joined.importer.sip) = (1, 2);
+        assert!(
+            check_wiring(&sips, &[1, 2], &[joined])
+                .unwrap_err()
+                .contains("connects two on-request SIPs")
+        );
+    }
 
     #[test]
     fn on_request_entries_are_found_by_module_name() {

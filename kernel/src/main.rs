@@ -236,7 +236,8 @@ fn load_contracts(package: &BootPackage) -> Result<(), String> {
 /// SIP threads run only once the idle loop starts, after every channel exists. Entries
 /// started on request wait for a SIP with the `start` power; their channels are made then.
 fn start_system(package: &BootPackage) -> Result<(), String> {
-    check_wiring(package)?;
+    // The runner checked the wiring; a package built some other way is checked again.
+    bootpkg::check_wiring(&package.sips, &package.on_request, &package.channels)?;
     let mut pids = alloc::vec::Vec::new();
     for (index, name) in package.sips.iter().enumerate() {
         let index = index as u32;
@@ -265,48 +266,6 @@ fn start_system(package: &BootPackage) -> Result<(), String> {
                 (exp, &c.exporter.endpoint),
                 (imp, &c.importer.endpoint),
             )?;
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a system manifest whose wiring cannot work (the runner refuses it first; this
-/// is for packages built some other way): a channel end naming no entry, an endpoint
-/// named by two channels, a channel between two on-request entries, no SIP at boot.
-fn check_wiring(package: &BootPackage) -> Result<(), String> {
-    let entries = package.sips.len() as u32;
-    if let Some(bad) = package.on_request.iter().find(|&&i| i >= entries) {
-        return Err(alloc::format!("on-request entry #{bad} does not exist"));
-    }
-    if !(0..entries).any(|i| package.starts_at_boot(i)) {
-        return Err("the system manifest starts no SIPs".into());
-    }
-    let mut ends: alloc::vec::Vec<(u32, &str)> = alloc::vec::Vec::new();
-    for c in &package.channels {
-        for end in [&c.exporter, &c.importer] {
-            if end.sip >= entries {
-                return Err(alloc::format!(
-                    "channel {} names SIP #{}, which does not exist",
-                    c.contract,
-                    end.sip
-                ));
-            }
-            if ends.contains(&(end.sip, end.endpoint.as_str())) {
-                return Err(alloc::format!(
-                    "endpoint `{}.{}` is the end of two channels",
-                    package.sips[end.sip as usize],
-                    end.endpoint
-                ));
-            }
-            ends.push((end.sip, &end.endpoint));
-        }
-        if !package.starts_at_boot(c.exporter.sip) && !package.starts_at_boot(c.importer.sip) {
-            return Err(alloc::format!(
-                "channel {} connects two on-request SIPs (`{}` and `{}`)",
-                c.contract,
-                package.sips[c.exporter.sip as usize],
-                package.sips[c.importer.sip as usize]
-            ));
         }
     }
     Ok(())

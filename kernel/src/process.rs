@@ -466,7 +466,7 @@ impl sip_runtime::Kernel for SipKernel {
         };
         let started = match package.on_request_entry(module) {
             // Exactly what its system-manifest entry names.
-            Some(entry) => start_entry(entry),
+            Some(entry) => start_entry(entry, bytes),
             // Nothing in the system manifest names it: no endpoints, devices or powers.
             None => copy_module(bytes)
                 .and_then(|copy| start_with(module, copy, StartOptions::default()))
@@ -641,8 +641,12 @@ fn copy_module(bytes: &[u8]) -> Result<Vec<u8>, StartError> {
 
 /// The running incarnation of system-manifest entry `entry`, if any.
 pub fn running_entry(entry: u32) -> Option<Pid> {
-    PROCESSES
-        .lock()
+    incarnation(&PROCESSES.lock(), entry)
+}
+
+/// The process of `table` that incarnates `entry` and has not ended.
+fn incarnation(table: &[Record], entry: u32) -> Option<Pid> {
+    table
         .iter()
         .find(|r| r.entry == Some(entry) && r.ending.is_none())
         .map(|r| r.pid)
@@ -651,8 +655,9 @@ pub fn running_entry(entry: u32) -> Option<Pid> {
 /// Starts on-request entry `entry` of the system manifest (for a SIP with the `start`
 /// power): its devices, powers and limits as for a boot entry, and its channels made now,
 /// each peer's end waiting under its endpoint name for the peer to take. Every peer must
-/// be running, and the entry not: one incarnation at a time.
-pub fn start_entry(entry: u32) -> Result<Pid, StartError> {
+/// be running, and the entry not: one incarnation at a time. `module` is the entry's
+/// module from the boot package.
+pub fn start_entry(entry: u32, module: &[u8]) -> Result<Pid, StartError> {
     let package = crate::boot_package();
     let name = package.sips[entry as usize].as_str();
     for c in package.channels_of(entry) {
@@ -669,7 +674,7 @@ pub fn start_entry(entry: u32) -> Result<Pid, StartError> {
             ));
         }
     }
-    let module = copy_module(package.file(name).ok_or(StartError::NoMemory)?)?;
+    let module = copy_module(module)?;
     let options = StartOptions {
         client: package.client == Some(entry),
         system_index: Some(entry),
@@ -730,7 +735,7 @@ pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartEr
 /// which must not be running already).
 fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartError> {
     let mut table = PROCESSES.lock();
-    if entry.is_some() && table.iter().any(|r| r.entry == entry && r.ending.is_none()) {
+    if entry.is_some_and(|e| incarnation(&table, e).is_some()) {
         return Err(StartError::Running);
     }
     // A never-used slot first; then the free slot whose process ended longest ago.

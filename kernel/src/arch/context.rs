@@ -3,8 +3,8 @@
 //! A suspended thread's state is its kernel stack: [`switch`] pushes RFLAGS and the
 //! callee-saved registers, stores the stack pointer in the old thread's slot, loads the
 //! new thread's and pops its registers and flags (RFLAGS.AC, the SMAP window of a system
-//! call, belongs to its thread). Caller-saved registers are already saved by the compiler around
-//! the call, and a thread preempted by the timer has its full register set in the
+//! call, belongs to its thread). Caller-saved registers are already saved by the compiler
+//! around the call, and a thread preempted by the timer has its full register set in the
 //! [`TrapFrame`](super::trap::TrapFrame) further up its stack.
 //!
 //! A new thread's stack is prepared by [`prepare_stack`] so that its first switch "returns"

@@ -147,9 +147,7 @@ impl Reservation {
             }
         }
     }
-}
 
-impl Reservation {
     /// Gives back all but `bytes` of the promise (never grows it).
     pub fn shrink_to(&mut self, bytes: usize) {
         if bytes < self.bytes {

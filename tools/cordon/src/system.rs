@@ -234,35 +234,14 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
     file.sips.append(&mut file.on_request);
     let mut channels = Vec::new();
     for c in &file.channels {
-        let connection = Connection {
+        channels.push(Connection {
             contract: c.contract.clone(),
             exporter: attach(&file.sips, &c.exporter)?,
             importer: attach(&file.sips, &c.importer)?,
-        };
-        for (end, spec) in [
-            (&connection.exporter, &c.exporter),
-            (&connection.importer, &c.importer),
-        ] {
-            if channels.iter().any(|other: &Connection| {
-                [&other.exporter, &other.importer]
-                    .iter()
-                    .any(|o| (o.sip, &o.endpoint) == (end.sip, &end.endpoint))
-            }) {
-                bail!("endpoint `{spec}` is the end of two channels");
-            }
-        }
-        if on_request.contains(&connection.exporter.sip)
-            && on_request.contains(&connection.importer.sip)
-        {
-            bail!(
-                "channel {} from `{}` to `{}` connects two on-request SIPs: one end must start at boot, to be running when the other is started",
-                c.contract,
-                c.exporter,
-                c.importer
-            );
-        }
-        channels.push(connection);
+        });
     }
+    // The same check the kernel makes of the boot package, before anything is built.
+    bootpkg::check_wiring(&file.sips, &on_request, &channels).map_err(anyhow::Error::msg)?;
     let client = match &file.client {
         Some(name) => find_sip(&file.sips, name)?,
         None => at_boot - 1,

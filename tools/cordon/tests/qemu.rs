@@ -298,8 +298,8 @@ in_both_modes!(
 /// the kernel's accounting, starts `forever` and kills it; starts the on-request entry
 /// `echo-server`, which gets exactly the Echo channel its entry names (busy while it runs;
 /// killed, then started again with a fresh channel), and `gift`, which ends with a block in
-/// transit to the supervisor (kept charged to it until received). Three probes each try one power they
-/// were not given and are ended for it.
+/// transit to the supervisor (kept charged to it until received). Three probes each try
+/// one power they were not given and are ended for it.
 fn powers(isolation: Isolation) {
     let outcome = run(in_mode(isolation, system("supervisor")));
     expect(

@@ -42,7 +42,7 @@ use alloc::vec::Vec;
 use contracts::protocol::{FieldType, Protocol, Role};
 use contracts::wire;
 
-use held::Link;
+use held::{Heads, Link};
 use quota::Accounts;
 pub use quota::{OverQuota, Quota, Usage};
 use table::Table;
@@ -160,16 +160,105 @@ struct Block {
     pin: Link,
 }
 
-fn ep_link(e: &mut Endpoint) -> &mut Link {
-    &mut e.held
-}
-
-fn block_link(b: &mut Block) -> &mut Link {
-    &mut b.held
-}
-
 fn pin_link(b: &mut Block) -> &mut Link {
     &mut b.pin
+}
+
+/// An object that sits in its holder's list ([`held`]): endpoints and blocks.
+trait Held {
+    fn holder(&self) -> Holder;
+    fn holder_mut(&mut self) -> &mut Holder;
+    fn link(&mut self) -> &mut Link;
+    fn link_ref(&self) -> &Link;
+    /// Which of an owner's lists holds this kind of object.
+    fn head(heads: &mut Heads) -> &mut Option<u32>;
+}
+
+impl Held for Endpoint {
+    fn holder(&self) -> Holder {
+        self.holder
+    }
+    fn holder_mut(&mut self) -> &mut Holder {
+        &mut self.holder
+    }
+    fn link(&mut self) -> &mut Link {
+        &mut self.held
+    }
+    fn link_ref(&self) -> &Link {
+        &self.held
+    }
+    fn head(heads: &mut Heads) -> &mut Option<u32> {
+        &mut heads.endpoints
+    }
+}
+
+impl Held for Block {
+    fn holder(&self) -> Holder {
+        self.holder
+    }
+    fn holder_mut(&mut self) -> &mut Holder {
+        &mut self.holder
+    }
+    fn link(&mut self) -> &mut Link {
+        &mut self.held
+    }
+    fn link_ref(&self) -> &Link {
+        &self.held
+    }
+    fn head(heads: &mut Heads) -> &mut Option<u32> {
+        &mut heads.blocks
+    }
+}
+
+/// Puts object `id` of `table` (new, or just given a new holder) in its holder's list.
+fn list<T: Held>(table: &mut Table<T>, accounts: &mut Accounts, id: u32) {
+    if let Some(owner) = table.get(id).and_then(|o| listed_owner(o.holder()))
+        && let Some(heads) = accounts.heads_mut(owner)
+    {
+        held::push(table, T::head(heads), id, T::link);
+    }
+}
+
+/// Changes object `id`'s holder, moving it between owners' lists.
+fn set_holder<T: Held>(table: &mut Table<T>, accounts: &mut Accounts, id: u32, holder: Holder) {
+    let Some(old) = table.get(id).map(T::holder) else {
+        return;
+    };
+    if old == holder {
+        return;
+    }
+    if let Some(owner) = listed_owner(old) {
+        let head = accounts.heads_mut(owner).map(T::head);
+        held::remove(table, head, id, T::link);
+    }
+    if let Some(object) = table.get_mut(id) {
+        *object.holder_mut() = holder;
+    }
+    list(table, accounts, id);
+}
+
+/// Checks that the list starting at `head` names exactly the objects of `table` that
+/// `belongs` picks (for [`Channels::check_invariants`]).
+fn check_list<T>(
+    table: &Table<T>,
+    head: Option<u32>,
+    link: fn(&T) -> &Link,
+    belongs: impl Fn(&T) -> bool,
+    what: &str,
+) -> Result<(), String> {
+    let listed = held::walk(table, head, table.len() + 1, link);
+    let expected = table.iter().filter(|o| belongs(o)).count();
+    if listed.len() != expected
+        || listed
+            .iter()
+            .any(|&id| !table.get(id).is_some_and(&belongs))
+    {
+        return Err(format!(
+            "its {what} list names {} objects, it has {expected}",
+            listed.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The owner in whose list an object with this holder sits.
@@ -377,7 +466,7 @@ impl Channels {
             .endpoints
             .insert(endpoint)
             .map_err(|_| CreateError::OutOfMemory)?;
-        self.list_endpoint(id);
+        list(&mut self.endpoints, &mut self.accounts, id);
         Ok(id)
     }
 
@@ -927,56 +1016,14 @@ impl Channels {
 
     // --- who holds what ------------------------------------------------------------
 
-    /// Puts a new endpoint in its holder's list.
-    fn list_endpoint(&mut self, id: EndpointId) {
-        if let Some(owner) = self.ep(id).and_then(|e| listed_owner(e.holder))
-            && let Some(heads) = self.accounts.heads_mut(owner)
-        {
-            held::push(&mut self.endpoints, &mut heads.endpoints, id, ep_link);
-        }
-    }
-
     /// Changes endpoint `id`'s holder, moving it between owners' lists.
     fn set_ep_holder(&mut self, id: EndpointId, holder: Holder) {
-        let Some(old) = self.ep(id).map(|e| e.holder) else {
-            return;
-        };
-        if old == holder {
-            return;
-        }
-        if let Some(owner) = listed_owner(old) {
-            let head = self.accounts.heads_mut(owner).map(|h| &mut h.endpoints);
-            held::remove(&mut self.endpoints, head, id, ep_link);
-        }
-        self.ep_mut(id).holder = holder;
-        self.list_endpoint(id);
-    }
-
-    /// Puts a new (or newly kept) block in its holder's list.
-    fn list_block(&mut self, id: BufferId) {
-        if let Some(owner) = self.blocks.get(id).and_then(|b| listed_owner(b.holder))
-            && let Some(heads) = self.accounts.heads_mut(owner)
-        {
-            held::push(&mut self.blocks, &mut heads.blocks, id, block_link);
-        }
+        set_holder(&mut self.endpoints, &mut self.accounts, id, holder);
     }
 
     /// Changes block `id`'s holder, moving it between owners' lists.
     fn set_block_holder(&mut self, id: BufferId, holder: Holder) {
-        let Some(old) = self.blocks.get(id).map(|b| b.holder) else {
-            return;
-        };
-        if old == holder {
-            return;
-        }
-        if let Some(owner) = listed_owner(old) {
-            let head = self.accounts.heads_mut(owner).map(|h| &mut h.blocks);
-            held::remove(&mut self.blocks, head, id, block_link);
-        }
-        if let Some(b) = self.blocks.get_mut(id) {
-            b.holder = holder;
-        }
-        self.list_block(id);
+        set_holder(&mut self.blocks, &mut self.accounts, id, holder);
     }
 
     /// Sets which driver block `id` is pinned by, moving it between pin lists.
@@ -1133,57 +1180,33 @@ impl Channels {
     /// pinned (part of [`Channels::check_invariants`]).
     fn check_lists(&self, owner: Owner) -> Result<(), String> {
         let heads = self.accounts.heads(owner).unwrap_or_default();
-        let eps = held::walk(
+        let holds = |h: Holder| listed_owner(h) == Some(owner);
+        check_list(
             &self.endpoints,
             heads.endpoints,
-            self.endpoints.len() + 1,
-            |e| &e.held,
-        );
-        let holds = |h: Holder| listed_owner(h) == Some(owner);
-        let held_eps = self.endpoints.iter().filter(|e| holds(e.holder)).count();
-        if eps.len() != held_eps
-            || eps
-                .iter()
-                .any(|&id| !self.ep(id).is_some_and(|e| holds(e.holder)))
-        {
-            return Err(format!(
-                "owner {owner}: its endpoint list names {} endpoints, it holds {held_eps}",
-                eps.len()
-            ));
-        }
-        let limit = self.blocks.len() + 1;
-        let blocks = held::walk(&self.blocks, heads.blocks, limit, |b| &b.held);
-        let held_blocks = self.blocks.iter().filter(|b| holds(b.holder)).count();
-        if blocks.len() != held_blocks
-            || blocks
-                .iter()
-                .any(|&id| !self.blocks.get(id).is_some_and(|b| holds(b.holder)))
-        {
-            return Err(format!(
-                "owner {owner}: its block list names {} blocks, it holds {held_blocks}",
-                blocks.len()
-            ));
-        }
-        let pins = held::walk(&self.blocks, heads.pins, limit, |b| &b.pin);
-        let pinned = self
-            .blocks
-            .iter()
-            .filter(|b| b.pinned_by == Some(owner))
-            .count();
-        if pins.len() != pinned
-            || pins.iter().any(|&id| {
-                !self
-                    .blocks
-                    .get(id)
-                    .is_some_and(|b| b.pinned_by == Some(owner))
-            })
-        {
-            return Err(format!(
-                "owner {owner}: its pin list names {} blocks, it pinned {pinned}",
-                pins.len()
-            ));
-        }
-        Ok(())
+            Endpoint::link_ref,
+            |e| holds(e.holder),
+            "endpoint",
+        )
+        .and_then(|()| {
+            check_list(
+                &self.blocks,
+                heads.blocks,
+                Block::link_ref,
+                |b| holds(b.holder),
+                "block",
+            )
+        })
+        .and_then(|()| {
+            check_list(
+                &self.blocks,
+                heads.pins,
+                |b| &b.pin,
+                |b| b.pinned_by == Some(owner),
+                "pin",
+            )
+        })
+        .map_err(|why| format!("owner {owner}: {why}"))
     }
 
     // --- exchange heap -------------------------------------------------------------
@@ -1253,7 +1276,7 @@ impl Channels {
             self.cancel_block(owner, size);
             OverQuota
         })?;
-        self.list_block(id);
+        list(&mut self.blocks, &mut self.accounts, id);
         Ok(id)
     }
 
