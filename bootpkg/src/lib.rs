@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 /// How SIPs are isolated from the kernel and from each other: the five configurations of
 /// Singularity's "unsafe code tax" experiment (Figure 5 of *Rethinking the Software
@@ -40,6 +40,93 @@ pub enum Isolation {
     ClientRing3,
     /// Hardware isolation: every SIP in its own ring-3 address space.
     Hard,
+}
+
+/// Which engine runs SIP code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Engine {
+    /// `wasmi` interprets the module.
+    #[default]
+    Interp,
+    /// Native code the runner compiled ahead of time with Cranelift (an [`Artifact`]).
+    Compiled,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 2] = [Engine::Interp, Engine::Compiled];
+
+    /// The name used on the command line, in manifests and on the console.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Interp => "interp",
+            Engine::Compiled => "compiled",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Engine> {
+        Engine::ALL.into_iter().find(|engine| engine.name() == name)
+    }
+}
+
+/// One module compiled ahead of time (install time) for the compiled engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// The file (in [`BootPackage::files`]) it was compiled from.
+    pub module: String,
+    /// SHA-256 of that module's bytes: the kernel runs the artifact only for a module
+    /// with this hash (which it verifies first).
+    pub module_sha256: [u8; 32],
+    /// wasmtime's serialized module (an ELF image of native code and metadata).
+    pub code: Vec<u8>,
+    /// SHA-256 of `code` as the runner wrote it: a changed or damaged artifact is refused.
+    pub code_sha256: [u8; 32],
+}
+
+impl Artifact {
+    /// The artifact of `code`, compiled from module file `module` (`wasm`).
+    pub fn new(module: &str, wasm: &[u8], code: Vec<u8>) -> Artifact {
+        Artifact {
+            module: module.into(),
+            module_sha256: module_sha256(wasm),
+            code_sha256: module_sha256(&code),
+            code,
+        }
+    }
+
+    /// Checks that this artifact is intact and was compiled from exactly `wasm`.
+    pub fn check(&self, wasm: &[u8]) -> Result<(), String> {
+        let hex = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .map(|b| alloc::format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let code = module_sha256(&self.code);
+        if code != self.code_sha256 {
+            return Err(alloc::format!(
+                "the compiled artifact for `{}` was changed after compilation (its code hashes to {}…, the runner recorded {}…): refused",
+                self.module,
+                hex(&code[..8]),
+                hex(&self.code_sha256[..8])
+            ));
+        }
+        let module = module_sha256(wasm);
+        if module != self.module_sha256 {
+            return Err(alloc::format!(
+                "the compiled artifact for `{}` belongs to another module (compiled from SHA-256 {}…, this module is {}…): refused",
+                self.module,
+                hex(&self.module_sha256[..8]),
+                hex(&module[..8])
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256 of `bytes`, as [`Artifact::module_sha256`] records it.
+pub fn module_sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Where one SIP runs under a configuration.
@@ -206,6 +293,8 @@ pub struct BootConfig {
     pub self_test: Option<String>,
     /// Name of a benchmark suite to run instead of the normal system.
     pub bench: Option<String>,
+    /// The engine that runs SIPs unless the system manifest says otherwise for one.
+    pub engine: Engine,
 }
 
 impl Default for BootConfig {
@@ -215,6 +304,7 @@ impl Default for BootConfig {
             log_level: LogLevel::Info,
             self_test: None,
             bench: None,
+            engine: Engine::Interp,
         }
     }
 }
@@ -254,6 +344,11 @@ pub struct BootPackage {
     pub powers: Vec<PowerGrant>,
     /// Limits the system manifest lowers below what SIPs' own manifests ask for.
     pub limits: Vec<LimitCap>,
+    /// Engines the system manifest chooses for single entries (index into `sips`),
+    /// overriding [`BootConfig::engine`].
+    pub engines: Vec<(u32, Engine)>,
+    /// Compiled modules, one per module file, when some SIP runs compiled.
+    pub artifacts: Vec<Artifact>,
 }
 
 /// Checks that a system manifest's wiring can work: every on-request index and channel
@@ -541,11 +636,43 @@ impl BootPackage {
     }
 
     /// The file called `name`, if the package has one.
+    /// The artifact compiled from module file `name`, if the runner made one.
+    pub fn artifact(&self, name: &str) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| a.module == name)
+    }
+
+    /// The engine for system-manifest entry `entry` (the boot default for `None`).
+    pub fn engine_of(&self, entry: Option<u32>) -> Engine {
+        entry
+            .and_then(|e| self.engines.iter().find(|(i, _)| *i == e))
+            .map_or(self.config.engine, |(_, engine)| *engine)
+    }
+
     pub fn file(&self, name: &str) -> Option<&[u8]> {
         self.files
             .iter()
             .find(|file| file.name == name)
             .map(|file| file.data.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod artifact_tests {
+    use super::*;
+
+    #[test]
+    fn an_artifact_checks_against_its_own_module_only() {
+        let artifact = Artifact::new("hello", b"\0asm one", alloc::vec![1, 2, 3]);
+        assert_eq!(artifact.check(b"\0asm one"), Ok(()));
+        let other = artifact.check(b"\0asm two").unwrap_err();
+        assert!(other.contains("belongs to another module"), "{other}");
+        let mut tampered = artifact.clone();
+        tampered.code[1] ^= 1;
+        let changed = tampered.check(b"\0asm one").unwrap_err();
+        assert!(
+            changed.contains("was changed after compilation"),
+            "{changed}"
+        );
     }
 }
 
@@ -604,7 +731,10 @@ mod tests {
                 log_level: LogLevel::Debug,
                 self_test: Some("threads".into()),
                 bench: None,
+                engine: Engine::Compiled,
             },
+            engines: vec![(1, Engine::Interp)],
+            artifacts: vec![Artifact::new("hello.wasm", &[0, 97, 115, 109], vec![7; 9])],
             sips: vec!["hello.wasm".into(), "hello.wasm".into()],
             on_request: vec![1],
             channels: vec![Connection {

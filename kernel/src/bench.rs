@@ -59,7 +59,7 @@ fn run_alone(name: &str, metering: Metering) -> Result<Record, String> {
     let options = process::StartOptions {
         metering,
         client: true,
-        system_index: None,
+        ..Default::default()
     };
     let (pid, thread) = process::start_with(name, crate::boot_module(name)?, options)
         .map_err(|e| format!("{e:?}"))?;
@@ -134,6 +134,12 @@ fn thread_switch() -> Result<(), String> {
 }
 
 fn metering_cost() -> Result<(), String> {
+    if crate::boot_package().config.engine == bootpkg::Engine::Compiled {
+        println!(
+            "  fuel metering: not measured for the compiled engine (its artifacts are compiled with fuel metering; no unmetered build is made)"
+        );
+        return Ok(());
+    }
     let mut metered = Vec::new();
     let mut unmetered = Vec::new();
     // Interleaved, so host noise under emulation hits both alike.
@@ -185,8 +191,9 @@ fn channel_round_trip() -> Result<(), String> {
 fn micro() -> Result<(), String> {
     let isolation = crate::boot_package().config.isolation;
     println!(
-        "bench micro: isolation={isolation} ({}); PCID {}; TSC cycles (emulated cost under TCG)",
+        "bench micro: isolation={isolation} ({}); engine={}; PCID {}; TSC cycles (emulated cost under TCG)",
         isolation.description(),
+        crate::boot_package().config.engine.name(),
         if crate::arch::has_pcid() {
             "available, not used"
         } else {

@@ -278,6 +278,7 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         };
         record.abi_calls = report.abi_calls;
         record.fuel_used = report.fuel_used;
+        record.engine = Some(bootpkg::Engine::Interp);
     });
     sip.ending
         .unwrap_or_else(|| Ending::Ran(Exit::Fault(Fault::Other("ended without a report".into()))))

@@ -90,9 +90,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
 
     println!(
-        "Cordon {} booted: isolation={}, {} MiB usable memory, {} MiB heap, {} of {} frames free, timer {} Hz",
+        "Cordon {} booted: isolation={}, engine={}, {} MiB usable memory, {} MiB heap, {} of {} frames free, timer {} Hz",
         env!("CARGO_PKG_VERSION"),
         config.isolation,
+        config.engine.name(),
         memory.usable_bytes >> 20,
         memory.heap_bytes >> 20,
         memory.free_frames,

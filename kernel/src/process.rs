@@ -68,6 +68,9 @@ struct SlotState {
     /// After the process ended: the heap still promised to what it sent that is still in
     /// transit (charged to it until received). The slot is not reused until that is gone.
     lingering: IrqMutex<Option<crate::mm::heap::Reservation>>,
+    /// A compiled SIP's epoch, advanced by the ticks that find it running so that its
+    /// code asks whether to stop (see `sip_runtime::compiled`).
+    epoch: IrqMutex<Option<sip_runtime::compiled::Epoch>>,
 }
 
 impl SlotState {
@@ -82,6 +85,7 @@ impl SlotState {
             over_budget: AtomicBool::new(false),
             powers: AtomicU8::new(0),
             lingering: IrqMutex::new(None),
+            epoch: IrqMutex::new(None),
         }
     }
 
@@ -134,6 +138,9 @@ pub fn charge_tick(pid: Pid) {
     let Some(slot) = live_slot(pid) else {
         return;
     };
+    if let Some(epoch) = slot.epoch.lock().as_ref() {
+        epoch.tick();
+    }
     let used = slot.cpu_ticks.fetch_add(1, Ordering::Relaxed) + 1;
     if used > slot.cpu_budget.load(Ordering::Relaxed)
         && !slot.over_budget.swap(true, Ordering::Relaxed)
@@ -251,6 +258,8 @@ pub struct Record {
     pub cpu_ticks: u64,
     /// The system-manifest entry it incarnates, if any.
     pub entry: Option<u32>,
+    /// The engine that ran it (set once it is instantiated).
+    pub engine: Option<bootpkg::Engine>,
 }
 
 static PROCESSES: IrqMutex<Vec<Record>> = IrqMutex::new(Vec::new());
@@ -587,6 +596,9 @@ pub struct StartOptions {
     /// Its index in the system manifest, whose device grants it gets (none for SIPs the
     /// kernel starts for its own tests and benchmarks).
     pub system_index: Option<u32>,
+    /// The engine to run it in; `None`: the system manifest's choice for its entry, else
+    /// the boot default (`--engine`).
+    pub engine: Option<bootpkg::Engine>,
 }
 
 impl Default for StartOptions {
@@ -595,6 +607,7 @@ impl Default for StartOptions {
             metering: Metering::Fuel,
             client: false,
             system_index: None,
+            engine: None,
         }
     }
 }
@@ -767,6 +780,7 @@ fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartEr
         kernel_peak: (0, 0),
         cpu_ticks: 0,
         entry,
+        engine: None,
     };
     if slot == table.len() {
         table.push(record);
@@ -831,8 +845,15 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
                         verify,
                         &limits,
                         options.metering,
+                        engine_of(options),
                     ),
                     Some(reservation),
+                ),
+                (Ok(_), placement) if engine_of(options) == bootpkg::Engine::Compiled => (
+                    Ending::LoadFailed(format!(
+                        "the compiled engine runs SIPs in the kernel (`soft`) only so far; this SIP's placement is {placement:?} (boot it with --engine interp)"
+                    )),
+                    None,
                 ),
                 (Ok(reservation), placement) => (
                     crate::hosted::execute(
@@ -992,7 +1013,61 @@ fn reserve(
     )
 }
 
+/// The engine a SIP started with `options` runs in.
+fn engine_of(options: StartOptions) -> bootpkg::Engine {
+    options
+        .engine
+        .unwrap_or_else(|| crate::boot_package().engine_of(options.system_index))
+}
+
+/// The compiled form of SIP `name`'s verified `module`: its artifact from the boot
+/// package, checked to belong to exactly these bytes, in a fresh code window.
+fn compiled_image(name: &str, module: &[u8]) -> Result<crate::mm::code::CodeWindow, String> {
+    let artifact = crate::boot_package().artifact(name).ok_or_else(|| {
+        format!("no compiled artifact for `{name}` in the boot package (the runner compiles every module it packs with --engine compiled or a manifest `engine = \"compiled\"`)")
+    })?;
+    artifact.check(module)?;
+    crate::mm::code::CodeWindow::new(&artifact.code)
+}
+
+/// Instantiates a verified SIP in `engine` (in the kernel: `soft`).
+fn instantiate(
+    pid: Pid,
+    name: &str,
+    module: &[u8],
+    kernel: SipKernel,
+    limits: &cordon_abi::Limits,
+    metering: Metering,
+    engine: bootpkg::Engine,
+) -> Result<Sip<SipKernel>, String> {
+    match engine {
+        bootpkg::Engine::Interp => {
+            Sip::with_metering(module, limits, kernel, metering).map_err(|e| format!("{e}"))
+        }
+        bootpkg::Engine::Compiled => {
+            let image = compiled_image(name, module)?;
+            let host = sip_runtime::compiled::Host {
+                code_memory: alloc::sync::Arc::new(crate::mm::code::KernelCodeMemory),
+                detect: crate::arch::fpu::has_feature,
+            };
+            let sip = sip_runtime::compiled::CompiledSip::load(
+                alloc::boxed::Box::new(image),
+                limits,
+                kernel,
+                metering,
+                &host,
+            )
+            .map_err(|e| format!("{e}"))?;
+            if let Some(slot) = live_slot(pid) {
+                *slot.epoch.lock() = Some(sip.epoch());
+            }
+            Ok(Sip::Compiled(sip))
+        }
+    }
+}
+
 /// Instantiates and runs a verified SIP, recording its costs.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     pid: Pid,
     name: &str,
@@ -1001,10 +1076,11 @@ fn execute(
     verify: u64,
     limits: &cordon_abi::Limits,
     metering: Metering,
+    engine: bootpkg::Engine,
 ) -> Ending {
     let kernel = SipKernel::new(pid, name, created);
-    let mut sip = match Sip::with_metering(&module, limits, kernel, metering) {
-        Err(err) => return Ending::LoadFailed(format!("{err}")),
+    let mut sip = match instantiate(pid, name, &module, kernel, limits, metering, engine) {
+        Err(err) => return Ending::LoadFailed(err),
         Ok(sip) => sip,
     };
     let instantiate = cycles::stop() - created;
@@ -1012,6 +1088,9 @@ fn execute(
     let entered = cycles::start();
     let exit = sip.run();
     let run = cycles::stop() - entered;
+    if let Some(slot) = live_slot(pid) {
+        slot.epoch.lock().take();
+    }
     let stats = sip.stats();
     let first_call = sip.kernel().first_call;
     update(pid, |record| {
@@ -1023,6 +1102,7 @@ fn execute(
         };
         record.abi_calls = stats.abi_calls;
         record.fuel_used = stats.fuel_used;
+        record.engine = Some(engine);
     });
     Ending::Ran(exit)
 }
@@ -1067,14 +1147,15 @@ pub fn record(pid: Pid) -> Option<Record> {
 pub fn print_summary() -> usize {
     let records = records();
     println!(
-        "pid  sip              verify   instantiate  create+start  abi calls  fuel        ticks  kernel objects (peak)  ended"
+        "pid  sip            engine        verify   instantiate  create+start  abi calls  fuel        ticks  kernel objects (peak)  ended"
     );
     for r in &records {
         let t = r.timings;
         println!(
-            "{:<4} {:<14} {:>10} {:>12} {:>13} {:>10} {:>11} {:>6}  {:>5} {:>9} KiB  {}",
+            "{:<4} {:<14} {:<8} {:>10} {:>12} {:>13} {:>10} {:>11} {:>6}  {:>5} {:>9} KiB  {}",
             r.pid,
             r.name.as_str(),
+            r.engine.map_or("-", bootpkg::Engine::name),
             t.verify,
             t.instantiate,
             t.first_call

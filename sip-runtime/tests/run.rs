@@ -1,9 +1,13 @@
 //! The runtime on the host with a mock kernel: every way a SIP can end.
+//!
+//! With the `compile` feature (as the workspace's `cargo test` builds it, since the runner
+//! needs it) every module also runs in the compiled engine, compiled for the host with the
+//! kernel's settings, and must end the same way with the same console output.
 
 use cordon_abi::Limits;
 use sip_runtime::{Exit, FUEL_SLICE, Fault, Kernel, Metering, Sip};
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Mock {
     console: Vec<u8>,
     yields: u32,
@@ -109,8 +113,22 @@ impl Kernel for Mock {
 
 fn run_with(wat: &str, limits: Limits, kernel: Mock) -> (Exit, Mock, sip_runtime::Stats) {
     let bytes = wat::parse_str(wat).expect("test WAT assembles");
+    #[cfg(feature = "compile")]
+    let (compiled_exit, compiled_console) = run_compiled(&bytes, &limits, kernel.clone());
     let mut sip = Sip::new(&bytes, &limits, kernel).expect("instantiates");
     let exit = sip.run();
+    #[cfg(feature = "compile")]
+    {
+        assert_eq!(
+            compiled_exit, exit,
+            "the compiled engine ends the SIP differently"
+        );
+        assert_eq!(
+            compiled_console,
+            sip.kernel().console,
+            "the compiled engine's console output differs"
+        );
+    }
     let stats = sip.stats();
     let Mock {
         console,
@@ -128,6 +146,31 @@ fn run_with(wat: &str, limits: Limits, kernel: Mock) -> (Exit, Mock, sip_runtime
         },
         stats,
     )
+}
+
+/// Runs `bytes` in the compiled engine, with a thread advancing its epoch as the kernel's
+/// timer does (every millisecond), so a kill reaches a SIP that never calls the kernel.
+#[cfg(feature = "compile")]
+fn run_compiled(bytes: &[u8], limits: &Limits, kernel: Mock) -> (Exit, Vec<u8>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut sip =
+        sip_runtime::compiled::CompiledSip::compile_on_host(bytes, limits, kernel, Metering::Fuel)
+            .expect("compiles and instantiates");
+    let epoch = sip.epoch();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                epoch.tick();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let exit = sip.run();
+    done.store(true, Ordering::Relaxed);
+    ticker.join().unwrap();
+    (exit, sip.kernel().console.clone())
 }
 
 fn run(wat: &str) -> Exit {

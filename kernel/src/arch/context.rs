@@ -106,6 +106,8 @@ struct Slot {
     user: super::user::ThreadState,
     /// x87/SSE registers while the thread is not running.
     vectors: super::fpu::VectorState,
+    /// The compiled engine's thread-local pointer while the thread is not running.
+    wasm_tls: usize,
 }
 
 struct Table {
@@ -140,6 +142,7 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
             cr3: 0,
             user: Default::default(),
             vectors: super::fpu::initial(),
+            wasm_tls: 0,
         }),
         threads: Vec::new(),
         running: ContextId::Idle,
@@ -165,6 +168,7 @@ pub fn create(index: usize, mut stack: GuardedStack, entry: extern "C" fn(u64) -
             cr3: 0,
             user: Default::default(),
             vectors: super::fpu::initial(),
+            wasm_tls: 0,
         }));
     });
 }
@@ -252,6 +256,8 @@ pub fn switch_to(next: ContextId) {
             (slot.rsp, slot.cr3, slot.user)
         };
         super::user::restore_thread(next_user);
+        table.slot(from).wasm_tls = super::wasm_tls::save();
+        super::wasm_tls::restore(table.slot(next).wasm_tls);
         let current_cr3 = x86_64::registers::control::Cr3::read_raw()
             .0
             .start_address();

@@ -32,6 +32,7 @@ pub mod serial;
 pub mod smap;
 pub mod trap;
 pub mod user;
+pub mod wasm_tls;
 
 /// Brings up the processor tables and interrupt controllers, interrupts still masked.
 pub fn init() {

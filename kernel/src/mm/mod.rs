@@ -4,6 +4,7 @@
 //! With `unsafe` confined here and in `arch`, the rest of the kernel gets memory only as
 //! owned values ([`frames::FrameBlock`], heap allocations).
 
+pub mod code;
 pub mod frames;
 pub mod heap;
 pub mod stacks;
@@ -97,6 +98,7 @@ pub fn init(boot_info: &BootInfo) -> MemoryReport {
     let heap_bytes = heap::grow_from_frames(usable_bytes);
     vm::init();
     stacks::init();
+    code::init();
     MemoryReport {
         usable_bytes,
         heap_bytes,

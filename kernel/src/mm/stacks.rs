@@ -39,50 +39,66 @@ fn table(phys: u64) -> *mut PageTable {
     phys_to_virt(PhysAddr::new(phys)).as_mut_ptr::<PageTable>()
 }
 
-/// Makes the stack area: a free top-level slot of the kernel half and every table below
-/// it. Runs once at boot, before any address space copies the kernel's top level.
+/// Makes the stack area. Runs once at boot, before any address space copies the kernel's
+/// top level.
 pub fn init() {
+    AREA.store(make_area(&mut L1.lock()[..], "stacks"), Ordering::Relaxed);
+}
+
+/// Makes an area of the kernel half mapped 4 KiB at a time: a free top-level slot and
+/// every table below it for `l1s.len()` × 2 MiB (at most 1 GiB), whose last-level tables'
+/// physical addresses go into `l1s`. Returns the area's first address. Every address
+/// space made later shares it (they copy the kernel's top level), and using it never
+/// allocates page tables. Runs at boot on the only processor.
+pub(super) fn make_area(l1s: &mut [u64], what: &str) -> u64 {
+    assert!(l1s.len() <= 512, "an area spans at most 1 GiB");
     let inner = Flags::PRESENT | Flags::WRITABLE;
     let l4 = Cr3::read().0.start_address().as_u64();
-    // SAFETY: CR3's table is live and mapped through the physical mapping; this runs once
-    // at boot on the only processor, before other spaces copy its entries, and only fills
-    // an unused entry with tables allocated here.
+    // SAFETY: CR3's table is live and mapped through the physical mapping; this runs at
+    // boot on the only processor, before other spaces copy its entries, and only fills an
+    // unused entry with tables allocated here.
     let slot = unsafe {
         let top = &mut *table(l4);
         let slot = (256..511)
             .rev()
             .find(|&i| top[i].is_unused())
-            .expect("a free top-level slot in the kernel half for stacks");
-        let l3 = alloc_frame().expect("boot-time frames for the stack area");
-        let l2 = alloc_frame().expect("boot-time frames for the stack area");
+            .unwrap_or_else(|| panic!("no free top-level slot in the kernel half for {what}"));
+        let l3 = alloc_frame().expect("boot-time frames for a kernel area");
+        let l2 = alloc_frame().expect("boot-time frames for a kernel area");
         top[slot].set_addr(l3, inner);
         (&mut *table(l3.as_u64()))[0].set_addr(l2, inner);
-        let mut l1s = L1.lock();
         for (i, l1) in l1s.iter_mut().enumerate() {
-            let frame = alloc_frame().expect("boot-time frames for the stack area");
+            let frame = alloc_frame().expect("boot-time frames for a kernel area");
             (&mut *table(l2.as_u64()))[i].set_addr(frame, inner);
             *l1 = frame.as_u64();
         }
         slot
     };
     // Sign-extend: the area lies in the upper half.
-    AREA.store(
-        0xffff_0000_0000_0000 | ((slot as u64) << 39),
-        Ordering::Relaxed,
-    );
+    0xffff_0000_0000_0000 | ((slot as u64) << 39)
 }
 
-/// The entry mapping `addr` of the area; the caller holds the `L1` lock (`l1s`).
+/// The entry mapping `addr` of the area at `area` whose last-level tables are `l1s`; the
+/// caller holds the lock of `l1s`, and `addr` lies in the area.
+pub(super) fn area_entry(
+    area: u64,
+    l1s: &mut [u64],
+    addr: u64,
+) -> &mut x86_64::structures::paging::page_table::PageTableEntry {
+    let offset = addr - area;
+    let l1 = l1s[(offset / (2 << 20)) as usize];
+    // SAFETY: `l1` is one of the area's tables made by `make_area`, mapped through the
+    // physical mapping; the caller holds the lock of `l1s` for as long as the entry is
+    // borrowed, so one entry is touched at a time.
+    unsafe { &mut (&mut *table(l1))[((offset / PAGE) % 512) as usize] }
+}
+
+/// The entry mapping `addr` of the stack area; the caller holds the `L1` lock (`l1s`).
 fn entry(
     l1s: &mut [u64; L1_TABLES],
     addr: u64,
 ) -> &mut x86_64::structures::paging::page_table::PageTableEntry {
-    let offset = addr - AREA.load(Ordering::Relaxed);
-    let l1 = l1s[(offset / (2 << 20)) as usize];
-    // SAFETY: `l1` is one of the area's tables made by `init`, mapped through the physical
-    // mapping; the caller holds the `L1` lock for as long as the entry is borrowed, so one
-    // entry is touched at a time.
-    unsafe { &mut (&mut *table(l1))[((offset / PAGE) % 512) as usize] }
+    area_entry(AREA.load(Ordering::Relaxed), &mut l1s[..], addr)
 }
 
 /// A thread's stack, mapped with unmapped guard space below it; unmapped and freed on

@@ -273,3 +273,26 @@ macro_rules! entry {
         }
     };
 }
+
+/// wasmtime's thread-local pointer (its `no_std` platform hook). The runtime links
+/// wasmtime because `sip-runtime`'s features are shared with the kernel's build; it has one
+/// thread, so one word holds it. (The compiled engine runs in the kernel only so far.)
+static WASM_TLS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: the symbols wasmtime's `no_std` runtime declares (`capi.rs`), defined once here
+// with its C signatures; only slot 0 is used without the component model.
+#[unsafe(no_mangle)]
+extern "C" fn wasmtime_tls_get(slot: usize) -> *mut u8 {
+    match slot {
+        0 => WASM_TLS.load(Ordering::Relaxed) as *mut u8,
+        _ => core::ptr::null_mut(),
+    }
+}
+
+// SAFETY: as for `wasmtime_tls_get`.
+#[unsafe(no_mangle)]
+extern "C" fn wasmtime_tls_set(slot: usize, ptr: *mut u8) {
+    if slot == 0 {
+        WASM_TLS.store(ptr as u64, Ordering::Relaxed);
+    }
+}

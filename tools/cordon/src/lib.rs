@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod compile;
 pub mod image;
 pub mod linux;
 pub mod program;

@@ -85,6 +85,11 @@ struct BootArgs {
     /// address space). The client of `client-*` is the system manifest's `client`.
     #[arg(long, value_enum, default_value = "soft")]
     isolation: IsolationArg,
+    /// The engine that runs SIPs: `interp` (wasmi interprets the verified module) or
+    /// `compiled` (native code Cranelift compiled from it when the image was built). A
+    /// system manifest's [[engines]] may choose otherwise for single SIPs.
+    #[arg(long, value_enum, default_value = "interp")]
+    engine: EngineArg,
     /// QEMU accelerator. TCG (software emulation) works everywhere; KVM needs a host
     /// processor with VT-x or AMD-V.
     #[arg(long, value_enum, default_value = "tcg")]
@@ -331,6 +336,19 @@ fn bench(
     compare::webfiles(base, &configs, runs, workload, !quick, &out)
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum EngineArg {
+    Interp,
+    Compiled,
+}
+
+fn engine(arg: EngineArg) -> bootpkg::Engine {
+    match arg {
+        EngineArg::Interp => bootpkg::Engine::Interp,
+        EngineArg::Compiled => bootpkg::Engine::Compiled,
+    }
+}
+
 fn isolation(arg: IsolationArg) -> Isolation {
     match arg {
         IsolationArg::Soft => Isolation::Soft,
@@ -358,8 +376,15 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         eprintln!("[cordon] error: {err:#}");
         return Err(ExitCode::from(2));
     }
+    if let Err(err) =
+        cordon::compile::check_placement(isolation(cli.isolation), engine(cli.engine), &system)
+    {
+        eprintln!("[cordon] error: {err:#}");
+        return Err(ExitCode::from(2));
+    }
     Ok(BootOptions {
         isolation: isolation(cli.isolation),
+        engine: engine(cli.engine),
         log_level: match cli.log {
             LogArg::Error => LogLevel::Error,
             LogArg::Warn => LogLevel::Warn,
@@ -387,8 +412,9 @@ fn boot(cli: BootArgs) -> ExitCode {
         Err(code) => return code,
     };
     eprintln!(
-        "[cordon] isolation={} firmware={:?} accel={} memory={} MiB",
+        "[cordon] isolation={} engine={} firmware={:?} accel={} memory={} MiB",
         options.isolation,
+        options.engine.name(),
         options.firmware,
         match options.accel {
             Accel::Tcg => "tcg (software emulation: timings are emulated cost)",

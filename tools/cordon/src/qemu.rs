@@ -46,6 +46,8 @@ pub enum Accel {
 #[derive(Clone, Debug)]
 pub struct BootOptions {
     pub isolation: Isolation,
+    /// The engine that runs SIPs (the system manifest may choose another for one entry).
+    pub engine: bootpkg::Engine,
     pub log_level: LogLevel,
     /// Kernel self-test group to run instead of the normal system.
     pub self_test: Option<String>,
@@ -75,6 +77,7 @@ impl Default for BootOptions {
     fn default() -> Self {
         BootOptions {
             isolation: Isolation::Soft,
+            engine: bootpkg::Engine::Interp,
             log_level: LogLevel::Info,
             self_test: None,
             bench: None,
@@ -206,12 +209,12 @@ pub fn kvm_usable() -> Result<(), String> {
 
 /// Builds the image for `options`, boots it and waits for the verdict.
 pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
-    let ovmf = ensure_installed(options.firmware)?;
-    if options.accel == Accel::Kvm
-        && let Err(why) = kvm_usable()
-    {
-        bail!("--accel kvm: KVM is not usable on this machine: {why}. Use --accel tcg.");
-    }
+    boot_package(options, &package(options)?)
+}
+
+/// The boot package for `options`: the system's modules and contracts, the bundled
+/// programs and, when some SIP runs compiled, every module's compiled artifact.
+pub fn package(options: &BootOptions) -> anyhow::Result<BootPackage> {
     let mut files: Vec<bootpkg::File> = crate::system::contract_files()?
         .into_iter()
         .map(|(name, data)| bootpkg::File { name, data })
@@ -224,13 +227,24 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
             });
         }
     }
+    let engines = options.system.engines.clone();
+    let compiled = options.engine == bootpkg::Engine::Compiled
+        || engines.iter().any(|(_, e)| *e == bootpkg::Engine::Compiled);
+    let artifacts = if compiled {
+        crate::compile::artifacts(&files)?
+    } else {
+        Vec::new()
+    };
     let package = BootPackage {
         config: BootConfig {
             isolation: options.isolation,
             log_level: options.log_level,
             self_test: options.self_test.clone(),
             bench: options.bench.clone(),
+            engine: options.engine,
         },
+        engines,
+        artifacts,
         sips: options.system.sips.clone(),
         on_request: options.system.on_request.clone(),
         channels: options.system.channels.clone(),
@@ -241,7 +255,18 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
         powers: options.system.powers.clone(),
         limits: options.system.limits.clone(),
     };
-    let image = build_image(crate::kernel_elf(), &package, options.firmware)?;
+    Ok(package)
+}
+
+/// Boots `package` with `options`' machine settings and waits for the verdict.
+pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Result<Outcome> {
+    let ovmf = ensure_installed(options.firmware)?;
+    if options.accel == Accel::Kvm
+        && let Err(why) = kvm_usable()
+    {
+        bail!("--accel kvm: KVM is not usable on this machine: {why}. Use --accel tcg.");
+    }
+    let image = build_image(crate::kernel_elf(), package, options.firmware)?;
 
     let mut qemu = Command::new(QEMU);
     qemu.args(["-m", &format!("{}M", options.memory_mib)])

@@ -59,6 +59,16 @@
 //! cpu-ticks = 5        # also memory-pages, call-depth, fuel, kernel-objects, kernel-bytes
 //! ```
 //!
+//! The engine that runs SIPs is the boot's (`--engine interp|compiled`) unless the system
+//! manifest chooses one for an entry; a SIP asked to run compiled runs compiled or is
+//! refused, never silently interpreted:
+//!
+//! ```toml
+//! [[engines]]
+//! sip = "fs"
+//! engine = "compiled"   # or "interp"
+//! ```
+//!
 //! A SIP named twice is addressed as `name#2` for its second instance. `client = "name"`
 //! names the SIP that the `client-space` and `client-ring3` isolation configurations
 //! isolate from the rest (Singularity's WebFiles client); by default the last SIP.
@@ -105,7 +115,16 @@ struct LimitSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct EngineSpec {
+    sip: String,
+    engine: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SystemFile {
+    #[serde(default)]
+    engines: Vec<EngineSpec>,
     #[serde(default)]
     limits: Vec<LimitSpec>,
     /// Modules in the boot package that are not started at boot.
@@ -143,6 +162,8 @@ pub struct System {
     pub modules: Vec<String>,
     /// Limits lowered below the SIPs' own.
     pub limits: Vec<LimitCap>,
+    /// Engines chosen for single entries, overriding `--engine`.
+    pub engines: Vec<(u32, bootpkg::Engine)>,
 }
 
 /// The repository's `systems/` directory.
@@ -174,6 +195,7 @@ pub fn of_sips(sips: &[String]) -> System {
         powers: Vec::new(),
         modules: Vec::new(),
         limits: Vec::new(),
+        engines: Vec::new(),
     }
 }
 
@@ -287,6 +309,16 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
             kernel_bytes: l.kernel_bytes,
         });
     }
+    let mut engines = Vec::new();
+    for e in &file.engines {
+        let engine = bootpkg::Engine::from_name(&e.engine).with_context(|| {
+            format!(
+                "[[engines]] for `{}`: no engine `{}` (engines: interp, compiled)",
+                e.sip, e.engine
+            )
+        })?;
+        engines.push((find_sip(&file.sips, &e.sip)? as u32, engine));
+    }
     Ok(System {
         sips: file.sips,
         on_request,
@@ -296,6 +328,7 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
         powers,
         modules: file.modules,
         limits,
+        engines,
     })
 }
 

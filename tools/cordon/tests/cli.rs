@@ -137,3 +137,20 @@ fn contract_errors_carry_line_and_column() {
     assert!(stdout.contains("contract Echo: 5 messages"), "{stdout}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn compiled_sips_outside_soft_isolation_are_refused_before_boot() {
+    let (code, stderr) = cordon(&["--engine", "compiled", "--isolation", "hard"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--engine compiled runs SIPs in `soft` isolation only so far"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
+    let (code, stderr) = cordon(&["--engine", "jit"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[possible values: interp, compiled]"),
+        "{stderr}"
+    );
+}

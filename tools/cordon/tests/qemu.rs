@@ -2,10 +2,13 @@
 //! chosen here and checks the verdict (QEMU exit status via `isa-debug-exit`) and what the
 //! kernel printed. On a mismatch the whole console is shown.
 
+use bootpkg::Engine;
 use cordon::{BootOptions, Firmware, Isolation, Outcome, Verdict, boot};
 
 /// Two tests of `body`: the first name in soft isolation, the second in hard (every SIP in
-/// its own ring-3 address space). The expectations are the same, word for word.
+/// its own ring-3 address space). The expectations are the same, word for word. With a
+/// third name, also soft isolation with every SIP compiled ahead of time (`--engine
+/// compiled`), same expectations.
 macro_rules! in_both_modes {
     ($soft:ident, $hard:ident, $body:ident) => {
         #[test]
@@ -18,9 +21,27 @@ macro_rules! in_both_modes {
             $body(Isolation::Hard);
         }
     };
+    ($soft:ident, $hard:ident, $compiled:ident, $body:ident) => {
+        in_both_modes!($soft, $hard, $body);
+
+        #[test]
+        fn $compiled() {
+            ENGINE.set(Engine::Compiled);
+            $body(Isolation::Soft);
+        }
+    };
+}
+
+thread_local! {
+    /// The engine every boot of the running test uses (each test runs on its own thread).
+    static ENGINE: std::cell::Cell<Engine> = const { std::cell::Cell::new(Engine::Interp) };
 }
 
 fn run(options: BootOptions) -> Outcome {
+    let options = BootOptions {
+        engine: ENGINE.get(),
+        ..options
+    };
     boot(&options).unwrap_or_else(|err| panic!("could not boot QEMU: {err:#}"))
 }
 
@@ -89,6 +110,7 @@ fn in_mode(isolation: Isolation, options: BootOptions) -> BootOptions {
 in_both_modes!(
     misbehaving_sips_end_alone_with_their_reason,
     misbehaving_sips_end_alone_with_their_reason_in_ring3,
+    misbehaving_sips_end_alone_with_their_reason_compiled,
     misbehaving_sips
 );
 
@@ -149,6 +171,7 @@ fn misbehaving_sips(isolation: Isolation) {
 in_both_modes!(
     sealed_process_invariants_hold,
     sealed_process_invariants_hold_in_ring3,
+    sealed_process_invariants_hold_compiled,
     sealed_process_invariants
 );
 
@@ -190,6 +213,7 @@ fn system(name: &str) -> BootOptions {
 in_both_modes!(
     echo_pair_measures_round_trips_and_moves_buffers,
     echo_pair_measures_round_trips_and_moves_buffers_in_ring3,
+    echo_pair_measures_round_trips_and_moves_buffers_compiled,
     echo_pair
 );
 
@@ -212,6 +236,7 @@ fn echo_pair(isolation: Isolation) {
 in_both_modes!(
     contract_violation_terminates_the_sender_and_the_peer_goes_on,
     contract_violation_terminates_the_sender_and_the_peer_goes_on_in_ring3,
+    contract_violation_terminates_the_sender_and_the_peer_goes_on_compiled,
     contract_violation
 );
 
@@ -233,6 +258,7 @@ fn contract_violation(isolation: Isolation) {
 in_both_modes!(
     services_are_found_by_name_and_endpoints_travel_in_messages,
     services_are_found_by_name_and_endpoints_travel_in_messages_in_ring3,
+    services_are_found_by_name_and_endpoints_travel_in_messages_compiled,
     directory
 );
 
@@ -258,6 +284,7 @@ fn directory(isolation: Isolation) {
 in_both_modes!(
     a_sip_past_its_cpu_budget_is_stopped_by_the_kernel,
     a_sip_past_its_cpu_budget_is_stopped_by_the_kernel_in_ring3,
+    a_sip_past_its_cpu_budget_is_stopped_by_the_kernel_compiled,
     cpu_budget
 );
 
@@ -289,13 +316,14 @@ fn cpu_budget(isolation: Isolation) {
         .lines()
         .find(|l| l.starts_with("2    burn"))
         .expect("burn's summary row");
-    let ticks: u64 = burn.split_whitespace().nth(7).unwrap().parse().unwrap();
+    let ticks: u64 = burn.split_whitespace().nth(8).unwrap().parse().unwrap();
     assert!((21..=30).contains(&ticks), "charged {ticks} ticks: {burn}");
 }
 
 in_both_modes!(
     powers_over_sips_come_only_from_the_system_manifest,
     powers_over_sips_come_only_from_the_system_manifest_in_ring3,
+    powers_over_sips_come_only_from_the_system_manifest_compiled,
     powers
 );
 
@@ -346,6 +374,7 @@ fn powers(isolation: Isolation) {
 in_both_modes!(
     a_sip_printing_without_end_is_cut_off_at_its_console_budget,
     a_sip_printing_without_end_is_cut_off_at_its_console_budget_in_ring3,
+    a_sip_printing_without_end_is_cut_off_at_its_console_budget_compiled,
     console_budget
 );
 
@@ -374,6 +403,7 @@ fn console_budget(isolation: Isolation) {
 in_both_modes!(
     several_attackers_at_once_end_alone,
     several_attackers_at_once_end_alone_in_ring3,
+    several_attackers_at_once_end_alone_compiled,
     attackers_at_once
 );
 
@@ -410,6 +440,7 @@ fn attackers_at_once(isolation: Isolation) {
 in_both_modes!(
     the_system_manifest_lowers_limits_and_never_raises_them,
     the_system_manifest_lowers_limits_and_never_raises_them_in_ring3,
+    the_system_manifest_lowers_limits_and_never_raises_them_compiled,
     capped
 );
 
@@ -532,6 +563,7 @@ fn reclaim(outcome: &Outcome) -> Reclaim {
 in_both_modes!(
     resource_floods_end_in_out_of_memory_for_the_attacker_alone,
     resource_floods_end_in_out_of_memory_for_the_attacker_alone_in_ring3,
+    resource_floods_end_in_out_of_memory_for_the_attacker_alone_compiled,
     resource_floods
 );
 
@@ -574,6 +606,7 @@ fn resource_floods(isolation: Isolation) {
 in_both_modes!(
     looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly,
     looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_in_ring3,
+    looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_compiled,
     looping_sip_killed
 );
 
@@ -710,6 +743,7 @@ fn threads_switch_preempt_sleep_and_wait() {
 in_both_modes!(
     destroying_a_long_chain_masks_interrupts_no_longer_than_a_short_one,
     destroying_a_long_chain_masks_interrupts_no_longer_than_a_short_one_in_hard,
+    destroying_a_long_chain_masks_interrupts_no_longer_than_a_short_one_compiled,
     chain_destruction
 );
 
@@ -968,6 +1002,7 @@ fn webfiles_system(isolation: Isolation, disk: Option<std::path::PathBuf>) -> Bo
 in_both_modes!(
     webfiles_reads_every_byte_right_through_driver_and_file_system_sips,
     webfiles_reads_every_byte_right_through_driver_and_file_system_sips_in_ring3,
+    webfiles_reads_every_byte_right_through_driver_and_file_system_sips_compiled,
     webfiles
 );
 
@@ -1081,6 +1116,7 @@ fn a_corrupt_inode_fails_the_request_with_its_reason() {
 in_both_modes!(
     a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly,
     a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly_in_ring3,
+    a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly_compiled,
     driver_killed
 );
 
@@ -1132,6 +1168,7 @@ fn a_driver_whose_device_is_missing_is_not_started() {
 in_both_modes!(
     sips_reach_only_the_device_registers_they_were_granted,
     sips_reach_only_the_device_registers_they_were_granted_in_ring3,
+    sips_reach_only_the_device_registers_they_were_granted_compiled,
     device_grants
 );
 
@@ -1183,4 +1220,93 @@ fn device_grants(isolation: Isolation) {
             "2 of 2 SIPs did not exit with status 0",
         ],
     );
+}
+
+/// The compiled engine runs a SIP only from the artifact compiled from exactly its module:
+/// `hello` given `primes`' artifact (as a stale or confused build would) and `primes` with
+/// one byte of its artifact changed are refused with what is wrong, and `abi-bench`, whose
+/// artifact is intact, runs compiled beside them. (Whoever can rewrite the whole package
+/// can also rewrite its hashes: the runner and the image are trusted, as in Singularity.)
+#[test]
+fn a_mismatched_or_changed_artifact_is_refused_and_the_others_run() {
+    let options = BootOptions {
+        engine: Engine::Compiled,
+        ..sips(&["hello", "primes", "abi-bench"])
+    };
+    let mut package = cordon::qemu::package(&options).expect("package");
+    let primes = package.artifact("primes").expect("primes compiled").clone();
+    let hello = package
+        .artifacts
+        .iter_mut()
+        .find(|a| a.module == "hello")
+        .expect("hello compiled");
+    *hello = bootpkg::Artifact {
+        module: "hello".into(),
+        ..primes
+    };
+    let primes = package
+        .artifacts
+        .iter_mut()
+        .find(|a| a.module == "primes")
+        .unwrap();
+    let middle = primes.code.len() / 2;
+    primes.code[middle] ^= 0x40;
+    let outcome = cordon::qemu::boot_package(&options, &package).expect("boots");
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "booted: isolation=soft, engine=compiled",
+            "[kernel] SIP hello (pid 1) could not be loaded: the compiled artifact for `hello` belongs to another module",
+            "[kernel] SIP primes (pid 2) could not be loaded: the compiled artifact for `primes` was changed after compilation",
+            "[kernel] SIP abi-bench (pid 3) exited with status 0",
+        ],
+    );
+    let row = outcome
+        .console
+        .lines()
+        .find(|l| l.starts_with("3    abi-bench"))
+        .expect("abi-bench's summary row");
+    assert!(
+        row.contains(" compiled "),
+        "abi-bench ran in another engine: {row}"
+    );
+}
+
+/// The system manifest chooses the engine per SIP, and the summary names the engine that
+/// actually ran each one.
+#[test]
+fn the_system_manifest_chooses_the_engine_per_sip() {
+    let mut system = cordon::system::parse(
+        r#"
+        sips = ["hello", "primes"]
+        [[engines]]
+        sip = "primes"
+        engine = "compiled"
+        "#,
+    )
+    .expect("manifest parses");
+    system.client = None;
+    let outcome = run(BootOptions {
+        system,
+        ..BootOptions::default()
+    });
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "booted: isolation=soft, engine=interp",
+            "[kernel] SIP primes (pid 2) exited with status 0",
+        ],
+    );
+    let engine_of = |name: &str| {
+        let row = outcome
+            .console
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no summary row for {name}"));
+        row.split_whitespace().nth(2).unwrap().to_string()
+    };
+    assert_eq!(engine_of("hello"), "interp");
+    assert_eq!(engine_of("primes"), "compiled");
 }

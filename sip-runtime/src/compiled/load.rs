@@ -1,0 +1,145 @@
+//! Handing compiled code to wasmtime: the one place in the runtime with `unsafe`.
+//!
+//! Safety argument. Running native code is sound only if the code is what the trusted
+//! compiler produced for a module the verifier accepted, and nothing can change it after.
+//! - Wasmtime's settings that shape code (`shared_config`) are one function used by the
+//!   runner to compile and by the kernel to load; wasmtime itself checks that an artifact's
+//!   recorded settings, features and target match the loading engine's, and refuses it
+//!   otherwise.
+//! - The kernel binds each artifact to its module by SHA-256 of the module's bytes and
+//!   verifies the module before calling [`deserialize`]: an artifact that does not belong
+//!   to a verified module never gets here.
+//! - The memory holding the artifact is a [`CodeImage`], whose implementer promises it stays
+//!   put and unwritten for as long as the image lives; [`super::CompiledSip`] drops the
+//!   image only after the module that runs from it.
+//! - Floats: the kernel is built soft-float (`x86_64-unknown-none`), Cranelift's code is
+//!   hard-float. Compiled code exchanges floats with host code only through float libcalls,
+//!   and [`ISA_FLAGS`] enables enough SSE that Cranelift emits none (wasmtime's
+//!   `x86_float_abi_ok` contract, issue #11506); the ABI's host functions take and return
+//!   integers only. Wasmtime checks at load that the processor has every flag (through
+//!   [`Host::detect`]), and the kernel saves each thread's vector registers on switches.
+
+use alloc::format;
+#[cfg(feature = "compile")]
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::ptr::NonNull;
+
+use cordon_abi::Limits;
+use wasmtime::{Config, CustomCodeMemory, Engine, Module};
+
+use crate::LoadError;
+
+/// The triple the kernel runs compiled SIPs on.
+pub const TARGET: &str = "x86_64-unknown-none";
+/// Cranelift ISA flags for Cordon's artifacts: SSE up to 4.2 (no float libcalls; see the
+/// module comment) and POPCNT. No AVX: the kernel keeps XSAVE state off.
+pub const ISA_FLAGS: &[&str] = &[
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_popcnt",
+];
+
+/// Memory holding one compiled artifact, aligned to the kernel's page size, which the
+/// kernel's [`CustomCodeMemory`] can make read+execute.
+///
+/// # Safety
+/// [`CodeImage::bytes`] returns the same memory on every call, and nothing writes it while
+/// the image lives except through the [`CustomCodeMemory`] of the engine it was loaded
+/// into (which only changes its permissions).
+pub unsafe trait CodeImage: Send + Sync + 'static {
+    fn bytes(&self) -> &[u8];
+}
+
+/// What the kernel provides to load compiled code.
+pub struct Host {
+    /// Flips an artifact's text between read+write and read+execute (W^X).
+    pub code_memory: Arc<dyn CustomCodeMemory>,
+    /// Whether the processor has a feature, by its Rust name (`"sse4.1"`); must be true.
+    pub detect: fn(&str) -> Option<bool>,
+}
+
+/// The settings that shape generated code, identical when compiling and when loading.
+fn shared_config(limits: &Limits) -> Config {
+    let mut config = Config::new();
+    config
+        .signals_based_traps(false)
+        .memory_reservation(0)
+        .memory_guard_size(0)
+        .memory_reservation_for_growth(0)
+        .memory_init_cow(false)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(super::wasm_stack_bytes(limits))
+        // The proposals the verifier admits, as in the interpreter.
+        .wasm_multi_memory(false)
+        .wasm_tail_call(false)
+        .wasm_extended_const(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_simd(false)
+        .wasm_relaxed_simd(false);
+    // SAFETY: see the module comment (floats): no float crosses between compiled code and
+    // the soft-float host, given `ISA_FLAGS`.
+    unsafe { config.x86_float_abi_ok(true) };
+    config
+}
+
+/// The loading engine for one SIP: [`shared_config`] plus the kernel's code memory and
+/// feature detection.
+pub(super) fn kernel_engine(limits: &Limits, host: &Host) -> Result<Engine, LoadError> {
+    let mut config = shared_config(limits);
+    config.with_custom_code_memory(Some(host.code_memory.clone()));
+    // SAFETY: `Host::detect` answers from CPUID (the kernel's contract for `Host`).
+    unsafe { config.detect_host_feature(host.detect) };
+    Engine::new(&config).map_err(|e| LoadError(format!("configuring the compiled engine: {e}")))
+}
+
+/// Deserialises the artifact in `image` in place (no copy: the image is the code memory).
+pub(super) fn deserialize(engine: &Engine, image: &dyn CodeImage) -> Result<Module, LoadError> {
+    let bytes = image.bytes();
+    // SAFETY: the artifact comes from the trusted compiler for a verified module (the
+    // caller checked the binding, see the module comment), wasmtime checks its settings;
+    // `image` outlives the module (field order of `CompiledSip`) and is never written
+    // (`CodeImage`'s contract).
+    unsafe { Module::deserialize_raw(engine, NonNull::from(bytes)) }
+        .map_err(|e| LoadError(format!("loading the compiled artifact: {e:#}")))
+}
+
+#[cfg(feature = "compile")]
+fn compiler_config(limits: &Limits, target: Option<&str>) -> Result<Config, String> {
+    let mut config = shared_config(limits);
+    if let Some(target) = target {
+        config
+            .target(target)
+            .map_err(|e| format!("target {target}: {e}"))?;
+    }
+    for flag in ISA_FLAGS {
+        // SAFETY: the loading side checks that the processor has each flag (wasmtime's
+        // `check_compatible_with_native_host` through `Host::detect`) before running code.
+        unsafe { config.cranelift_flag_enable(flag) };
+    }
+    Ok(config)
+}
+
+/// Compiles a verified module to an artifact the kernel can load (install-time compilation).
+/// The stack limit is a load-time setting, so one artifact serves any manifest limits.
+#[cfg(feature = "compile")]
+pub fn precompile(wasm: &[u8]) -> Result<alloc::vec::Vec<u8>, String> {
+    let config = compiler_config(&Limits::default(), Some(TARGET))?;
+    let engine = Engine::new(&config).map_err(|e| format!("configuring Cranelift: {e}"))?;
+    engine
+        .precompile_module(wasm)
+        .map_err(|e| format!("compiling: {e:#}"))
+}
+
+#[cfg(feature = "compile")]
+pub(super) fn compile_on_host(wasm: &[u8], limits: &Limits) -> Result<(Engine, Module), LoadError> {
+    let config = compiler_config(limits, None).map_err(LoadError)?;
+    let engine =
+        Engine::new(&config).map_err(|e| LoadError(format!("configuring Cranelift: {e}")))?;
+    let module = Module::new(&engine, wasm).map_err(|e| LoadError(format!("compiling: {e:#}")))?;
+    Ok((engine, module))
+}
