@@ -133,6 +133,29 @@ fn thread_switch() -> Result<(), String> {
     Ok(())
 }
 
+/// The compute mix natively (the kernel's own build of the same code) and as the `compute`
+/// SIP in this boot's engine: what the engine costs over native code. Both must give the
+/// workload's checksum.
+fn compute() -> Result<(), String> {
+    const ITERATIONS: u32 = 200;
+    let mut native = Vec::new();
+    for _ in 0..3 {
+        let start = cycles::start();
+        let checksum = compute_mix::run(core::hint::black_box(ITERATIONS));
+        native.push(cycles::stop() - start);
+        if checksum != compute_mix::EXPECTED_200 {
+            return Err(format!("compute mix natively: checksum {checksum:#010x}"));
+        }
+    }
+    let (median_native, low, high) = median(native);
+    println!(
+        "  compute mix natively in the kernel ({ITERATIONS} iterations, 3 runs): median {median_native} cycles (min {low}, max {high})"
+    );
+    // The SIP prints its own figure (`[compute] compute mix: … cycles`).
+    run_alone("compute", Metering::Fuel)?;
+    Ok(())
+}
+
 fn metering_cost() -> Result<(), String> {
     if crate::boot_package().config.engine == bootpkg::Engine::Compiled {
         println!(
@@ -205,6 +228,7 @@ fn micro() -> Result<(), String> {
     let counters = Counters::now();
     run_alone("abi-bench", Metering::Fuel)?;
     counters.print_since("abi-bench");
+    compute()?;
     metering_cost()?;
     thread_switch()?;
     let counters = Counters::now();

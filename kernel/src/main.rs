@@ -150,6 +150,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
 
     sched::init();
+    // A SIP thread that finds one of the compiled engine's locks held gives the processor
+    // to others (the holder is a preempted SIP thread) instead of spinning its slice.
+    sip_runtime::compiled::set_lock_wait(sched::yield_now);
     if let Err(err) = load_contracts(package) {
         fail(format_args!("{err}"));
     }

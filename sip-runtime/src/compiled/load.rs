@@ -18,6 +18,11 @@
 //!   `x86_float_abi_ok` contract, issue #11506); the ABI's host functions take and return
 //!   integers only. Wasmtime checks at load that the processor has every flag (through
 //!   [`Host::detect`]), and the kernel saves each thread's vector registers on switches.
+//! - Locks: wasmtime's `no_std` runtime takes its few global locks (the code registry, type
+//!   registries) through `wasmtime_sync_*` hooks, defined here over the lock word wasmtime
+//!   hands in. A thread that finds one held calls the embedder's wait function
+//!   ([`set_lock_wait`]: the kernel yields the processor, since the holder is a preempted
+//!   SIP thread), so contention never spins a whole time slice or panics.
 
 use alloc::format;
 #[cfg(feature = "compile")]
@@ -142,4 +147,105 @@ pub(super) fn compile_on_host(wasm: &[u8], limits: &Limits) -> Result<(Engine, M
         Engine::new(&config).map_err(|e| LoadError(format!("configuring Cranelift: {e}")))?;
     let module = Module::new(&engine, wasm).map_err(|e| LoadError(format!("compiling: {e:#}")))?;
     Ok((engine, module))
+}
+
+/// What a thread does while a wasmtime lock it wants is held: 0 = spin, else a `fn()`.
+static LOCK_WAIT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Sets what a thread does while a wasmtime lock it wants is held (the kernel: yield).
+pub fn set_lock_wait(wait: fn()) {
+    LOCK_WAIT.store(wait as usize, core::sync::atomic::Ordering::Release);
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+fn lock_wait() {
+    match LOCK_WAIT.load(core::sync::atomic::Ordering::Acquire) {
+        0 => core::hint::spin_loop(),
+        f => {
+            // SAFETY: the only non-zero value ever stored is a `fn()` (`set_lock_wait`).
+            let wait = unsafe { core::mem::transmute::<usize, fn()>(f) };
+            wait();
+        }
+    }
+}
+
+/// The platform's lock hooks for wasmtime's `no_std` runtime (`custom-sync-primitives`).
+/// Each lock is the `usize` wasmtime hands in, zero when free; a read-write lock holds its
+/// reader count, or `WRITER`.
+#[cfg(target_os = "none")]
+mod sync_hooks {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    const WRITER: usize = usize::MAX;
+
+    /// The lock word behind `lock`.
+    fn word<'a>(lock: *mut usize) -> &'a AtomicUsize {
+        // SAFETY: wasmtime passes a pointer to a live, aligned `usize` it owns for as long
+        // as the lock exists and touches it only through these hooks, all of which use it
+        // atomically.
+        unsafe { AtomicUsize::from_ptr(lock) }
+    }
+
+    // SAFETY (every hook): the symbols wasmtime's `no_std` runtime declares (`capi.rs`),
+    // defined once, with its C signatures.
+    #[unsafe(no_mangle)]
+    extern "C" fn wasmtime_sync_lock_acquire(lock: *mut usize) {
+        while word(lock)
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            super::lock_wait();
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn wasmtime_sync_lock_release(lock: *mut usize) {
+        word(lock).store(0, Ordering::Release);
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn wasmtime_sync_lock_free(_lock: *mut usize) {}
+
+    #[unsafe(no_mangle)]
+    extern "C" fn wasmtime_sync_rwlock_read(lock: *mut usize) {
+        loop {
+            let readers = word(lock).load(Ordering::Relaxed);
+            if readers != WRITER
+                && word(lock)
+                    .compare_exchange_weak(
+                        readers,
+                        readers + 1,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                return;
+            }
+            super::lock_wait();
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn wasmtime_sync_rwlock_read_release(lock: *mut usize) {
+        word(lock).fetch_sub(1, Ordering::Release);
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn wasmtime_sync_rwlock_write(lock: *mut usize) {
+        while word(lock)
+            .compare_exchange_weak(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            super::lock_wait();
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn wasmtime_sync_rwlock_write_release(lock: *mut usize) {
+        word(lock).store(0, Ordering::Release);
+    }
+
+    #[unsafe(no_mangle)]
+    extern "C" fn wasmtime_sync_rwlock_free(_lock: *mut usize) {}
 }

@@ -29,7 +29,7 @@ use crate::{Exit, Fault, Kernel, LoadError, Metering, Stats, Stop};
 #[allow(unsafe_code)]
 mod load;
 
-pub use load::{CodeImage, Host, ISA_FLAGS, TARGET};
+pub use load::{CodeImage, Host, ISA_FLAGS, TARGET, set_lock_wait};
 // The kernel implements `wasmtime::CustomCodeMemory` for its code windows.
 #[cfg(feature = "compile")]
 pub use load::precompile;

@@ -3,14 +3,50 @@
 //! console and set side by side, each as a ratio to the soft baseline measured in the same
 //! run of this command.
 
-use bootpkg::Isolation;
+use bootpkg::{Engine, Isolation};
+
+/// One configuration a benchmark boots: an isolation configuration and the engine that
+/// runs the SIPs (compiled: `soft` only so far).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub isolation: Isolation,
+    pub engine: Engine,
+}
+
+impl Config {
+    pub fn interp(isolation: Isolation) -> Config {
+        Config {
+            isolation,
+            engine: Engine::Interp,
+        }
+    }
+
+    /// `soft`, `hard`, … for interpreted SIPs; `soft+compiled` for compiled ones.
+    pub fn name(&self) -> String {
+        match self.engine {
+            Engine::Interp => self.isolation.name().to_string(),
+            Engine::Compiled => format!("{}+compiled", self.isolation.name()),
+        }
+    }
+
+    pub fn description(&self) -> String {
+        match self.engine {
+            Engine::Interp => format!("{}; SIPs interpreted (wasmi)", self.isolation.description()),
+            Engine::Compiled => format!(
+                "{}; SIPs compiled ahead of time (Cranelift)",
+                self.isolation.description()
+            ),
+        }
+    }
+}
 
 /// The SIP modules the kernel's `micro` suite starts.
-pub const MICRO_SIPS: [&str; 6] = [
+pub const MICRO_SIPS: [&str; 7] = [
     "startup",
     "hello",
     "abi-bench",
     "primes",
+    "compute",
     "echo-server",
     "echo-client",
 ];
@@ -110,6 +146,12 @@ pub const MICRO: &[Metric] = &[
         "median ",
     ),
     after("copy-on-write fault", "copy-on-write fault (", "median "),
+    after(
+        "compute mix, native in the kernel",
+        "compute mix natively in the kernel",
+        "median ",
+    ),
+    before("compute mix, as a SIP", "[compute] compute mix:", " cycles"),
     count(
         "echo pair: system calls",
         "counters (echo pair)",
@@ -247,26 +289,32 @@ pub fn parse(metrics: &[Metric], console: &str) -> Vec<Option<u64>> {
 
 /// Every raw figure as CSV: `configuration,run,metric,value`, one line per figure a run
 /// printed (runs numbered from 1).
-/// What heads a column: an isolation configuration, or another system (e.g. `linux`).
+/// What heads a column: a configuration, or another system (e.g. `linux`).
 pub trait Column {
-    fn column(&self) -> &str;
+    fn column(&self) -> String;
 }
 
-impl Column for Isolation {
-    fn column(&self) -> &str {
+impl Column for Config {
+    fn column(&self) -> String {
         self.name()
     }
 }
 
+impl Column for Isolation {
+    fn column(&self) -> String {
+        self.name().to_string()
+    }
+}
+
 impl Column for String {
-    fn column(&self) -> &str {
-        self
+    fn column(&self) -> String {
+        self.clone()
     }
 }
 
 impl Column for &str {
-    fn column(&self) -> &str {
-        self
+    fn column(&self) -> String {
+        self.to_string()
     }
 }
 

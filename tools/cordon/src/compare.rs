@@ -7,17 +7,17 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cordon::bench::{Metric, Summary};
+use cordon::bench::{Config, Metric, Summary};
 use cordon::webfiles::{self, Machine, Workload};
-use cordon::{Accel, BootOptions, Isolation, Verdict};
+use cordon::{Accel, BootOptions, Verdict};
 
 /// Raw figures: per configuration, per run, per metric.
-type Raw = Vec<(Isolation, Vec<Vec<Option<u64>>>)>;
+type Raw = Vec<(Config, Vec<Vec<Option<u64>>>)>;
 
 /// Boots every configuration `runs` times; each console must pass `check`.
 fn boot_all(
     base: &BootOptions,
-    configs: &[Isolation],
+    configs: &[Config],
     runs: u32,
     metrics: &[Metric],
     what: &str,
@@ -29,7 +29,7 @@ fn boot_all(
     let started = Instant::now();
     let mut last_console = String::new();
     for run in 0..runs as usize {
-        for (i, &isolation) in configs.iter().enumerate() {
+        for (i, &config) in configs.iter().enumerate() {
             let n = run * configs.len() + i;
             let elapsed = started.elapsed().as_secs_f64();
             let eta = if n == 0 {
@@ -41,12 +41,14 @@ fn boot_all(
                 )
             };
             eprintln!(
-                "[cordon] {what} {}/{total} ({elapsed:.0} s so far{eta}): isolation={isolation}, run {}/{runs}",
+                "[cordon] {what} {}/{total} ({elapsed:.0} s so far{eta}): {}, run {}/{runs}",
                 n + 1,
+                config.name(),
                 run + 1
             );
             let options = BootOptions {
-                isolation,
+                isolation: config.isolation,
+                engine: config.engine,
                 echo: false,
                 ..base.clone()
             };
@@ -57,7 +59,7 @@ fn boot_all(
                     return Err(ExitCode::from(3));
                 }
             };
-            let log = out.join(format!("{what}-{isolation}-{}.log", run + 1));
+            let log = out.join(format!("{what}-{}-{}.log", config.name(), run + 1));
             let _ = std::fs::write(&log, &outcome.console);
             let checked = match outcome.verdict {
                 Verdict::Passed => check(&outcome.console),
@@ -65,7 +67,8 @@ fn boot_all(
             };
             if let Err(why) = checked {
                 eprintln!(
-                    "[cordon] isolation={isolation}, run {}: {why}; console in {}",
+                    "[cordon] {}, run {}: {why}; console in {}",
+                    config.name(),
                     run + 1,
                     log.display()
                 );
@@ -99,12 +102,12 @@ fn accel_name(options: &BootOptions) -> &'static str {
 fn table(metrics: &[Metric], raw: &Raw) -> String {
     let results: Vec<_> = raw
         .iter()
-        .map(|(isolation, runs)| (*isolation, cordon::bench::summarise(runs)))
+        .map(|(config, runs)| (*config, cordon::bench::summarise(runs)))
         .collect();
     cordon::bench::table(metrics, &results)
 }
 
-fn legend(configs: &[Isolation]) -> String {
+fn legend(configs: &[Config]) -> String {
     configs
         .iter()
         .map(|i| format!("  {:<13} {}\n", i.name(), i.description()))
@@ -131,7 +134,7 @@ fn write_all(out: &Path, files: &[(&str, String)]) -> bool {
 /// on Linux booted in the same QEMU configuration, as one more column.
 pub fn micro(
     base: BootOptions,
-    configs: &[Isolation],
+    configs: &[Config],
     runs: u32,
     linux: bool,
     out: &Path,
@@ -173,7 +176,7 @@ pub fn micro(
     };
     let mut columns: Vec<(String, Vec<Option<Summary>>)> = raw
         .iter()
-        .map(|(isolation, runs)| (isolation.name().to_string(), cordon::bench::summarise(runs)))
+        .map(|(config, runs)| (config.name(), cordon::bench::summarise(runs)))
         .collect();
     let mut csv = cordon::bench::csv(cordon::bench::MICRO, &raw);
     let mut notes = String::new();
@@ -244,7 +247,7 @@ pub fn micro(
 /// WebFiles in each configuration: the unsafe-code tax.
 pub fn webfiles(
     mut base: BootOptions,
-    configs: &[Isolation],
+    configs: &[Config],
     runs: u32,
     workload: Workload,
     icount_pass: bool,

@@ -24,6 +24,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing would fight clap's flatten"
+)]
 enum Command {
     /// Check WebAssembly modules with the kernel's verifier and say why each is refused.
     Verify {
@@ -70,6 +74,10 @@ enum Command {
         /// Only these configurations (comma-separated; default: all five).
         #[arg(long, value_enum, value_delimiter = ',')]
         only: Vec<IsolationArg>,
+        /// Engines to measure (comma-separated; default: both). Compiled SIPs run in `soft`
+        /// only so far, so `compiled` adds the column `soft+compiled`.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        engines: Vec<EngineArg>,
         /// Where the tables, CSV, JSON, chart and consoles go (default: target/bench).
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
@@ -180,9 +188,12 @@ fn main() -> ExitCode {
             runs,
             reads,
             only,
+            engines,
             out,
             boot,
-        }) => bench(micro, !no_linux, quick, runs, reads, &only, out, boot),
+        }) => bench(
+            micro, !no_linux, quick, runs, reads, &only, &engines, out, boot,
+        ),
         None => boot(cli.boot),
     }
 }
@@ -285,10 +296,11 @@ fn bench(
     runs: Option<u32>,
     reads: Option<u32>,
     only: &[IsolationArg],
+    engines: &[EngineArg],
     out: Option<std::path::PathBuf>,
     mut boot: BootArgs,
 ) -> ExitCode {
-    let configs: Vec<Isolation> = if only.is_empty() {
+    let isolations: Vec<Isolation> = if only.is_empty() {
         Isolation::ALL.to_vec()
     } else {
         Isolation::ALL
@@ -296,6 +308,31 @@ fn bench(
             .filter(|i| only.iter().any(|o| isolation(*o) == *i))
             .collect()
     };
+    let engines: Vec<bootpkg::Engine> = if engines.is_empty() {
+        bootpkg::Engine::ALL.to_vec()
+    } else {
+        bootpkg::Engine::ALL
+            .into_iter()
+            .filter(|e| engines.iter().any(|a| engine(*a) == *e))
+            .collect()
+    };
+    // Interpreted configurations first (the first column is the ratios' base), then the
+    // compiled ones; compiled SIPs run in `soft` only so far.
+    let configs: Vec<cordon::bench::Config> = engines
+        .iter()
+        .flat_map(|&engine| {
+            isolations
+                .iter()
+                .filter(move |&&i| engine == bootpkg::Engine::Interp || i == Isolation::Soft)
+                .map(move |&isolation| cordon::bench::Config { isolation, engine })
+        })
+        .collect();
+    if configs.is_empty() {
+        eprintln!(
+            "[cordon] error: nothing to measure: compiled SIPs run in `soft` only so far (add soft to --only, or interp to --engines)"
+        );
+        return ExitCode::from(2);
+    }
     let out = out.unwrap_or_else(|| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench")
     });

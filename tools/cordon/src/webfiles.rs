@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use bootpkg::Isolation;
 
+use crate::bench::Config;
+
 use crate::bench::{Summary, WEBFILES};
 
 /// Raw figures: per configuration, per run, per metric (in [`WEBFILES`] order).
-pub type Raw = [(Isolation, Vec<Vec<Option<u64>>>)];
+pub type Raw = [(Config, Vec<Vec<Option<u64>>>)];
 
 /// Singularity's WebFiles run time in each configuration, relative to the soft baseline
 /// ("Singularity: Rethinking the Software Stack", Figure 5; real hardware, AMD Athlon 64).
@@ -153,7 +155,7 @@ pub const HEADLINE: usize = 0;
 
 /// Slowdown of each configuration against the first (soft): (median, lowest, highest), in
 /// percent, from the headline figure of every run.
-pub fn slowdowns(raw: &Raw) -> Vec<(Isolation, f64, f64, f64)> {
+pub fn slowdowns(raw: &Raw) -> Vec<(Config, f64, f64, f64)> {
     let values = |runs: &Vec<Vec<Option<u64>>>| -> Vec<u64> {
         let mut v: Vec<u64> = runs.iter().filter_map(|r| r[HEADLINE]).collect();
         v.sort_unstable();
@@ -167,10 +169,10 @@ pub fn slowdowns(raw: &Raw) -> Vec<(Isolation, f64, f64, f64)> {
     };
     let pct = |v: u64| (v as f64 / base_median.max(1) as f64 - 1.0) * 100.0;
     raw.iter()
-        .filter_map(|(isolation, runs)| {
+        .filter_map(|(config, runs)| {
             let v = values(runs);
             let median = *v.get(v.len() / 2)?;
-            Some((*isolation, pct(median), pct(v[0]), pct(v[v.len() - 1])))
+            Some((*config, pct(median), pct(v[0]), pct(v[v.len() - 1])))
         })
         .collect()
 }
@@ -180,15 +182,15 @@ pub fn headline(raw: &Raw) -> String {
     let mut out = String::from(
         "slowdown against soft (I/O cycles per file read)   Cordon median [lowest, highest run]   Singularity (Figure 5)\n",
     );
-    for (isolation, median, low, high) in slowdowns(raw) {
+    for (config, median, low, high) in slowdowns(raw) {
         let _ = writeln!(
             out,
             "  {:<48} {:>+7.1}%  [{:+.1}%, {:+.1}%]{:>18}",
-            isolation.name(),
+            config.name(),
             median,
             low,
             high,
-            format!("{:+.1}%", singularity_slowdown(isolation))
+            format!("{:+.1}%", singularity_slowdown(config.isolation))
         );
     }
     out
@@ -224,7 +226,7 @@ pub fn json(machine: &Machine, workload: &Workload, raw: &Raw, icount: Option<&R
 
 fn configurations_json(raw: &Raw) -> Vec<serde_json::Value> {
     raw.iter()
-        .map(|(isolation, runs)| {
+        .map(|(config, runs)| {
             let summaries = crate::bench::summarise(runs);
             let figures: serde_json::Map<String, serde_json::Value> = WEBFILES
                 .iter()
@@ -244,9 +246,11 @@ fn configurations_json(raw: &Raw) -> Vec<serde_json::Value> {
                 })
                 .collect();
             serde_json::json!({
-                "isolation": isolation.name(),
-                "description": isolation.description(),
-                "singularity_slowdown_percent": singularity_slowdown(*isolation),
+                "configuration": config.name(),
+                "isolation": config.isolation.name(),
+                "engine": config.engine.name(),
+                "description": config.description(),
+                "singularity_slowdown_percent": singularity_slowdown(config.isolation),
                 "figures": figures,
             })
         })
@@ -256,13 +260,15 @@ fn configurations_json(raw: &Raw) -> Vec<serde_json::Value> {
 fn slowdowns_json(raw: &Raw) -> Vec<serde_json::Value> {
     slowdowns(raw)
         .into_iter()
-        .map(|(isolation, median, low, high)| {
+        .map(|(config, median, low, high)| {
             serde_json::json!({
-                "isolation": isolation.name(),
+                "configuration": config.name(),
+                "isolation": config.isolation.name(),
+                "engine": config.engine.name(),
                 "median_percent": median,
                 "lowest_percent": low,
                 "highest_percent": high,
-                "singularity_percent": singularity_slowdown(isolation),
+                "singularity_percent": singularity_slowdown(config.isolation),
             })
         })
         .collect()
@@ -277,7 +283,7 @@ pub fn svg_chart(raw: &Raw, subtitle: &str) -> String {
     let plot_h = height - top - bottom;
     let highest = bars
         .iter()
-        .map(|b| b.3.max(singularity_slowdown(b.0)))
+        .map(|b| b.3.max(singularity_slowdown(b.0.isolation)))
         .fold(10.0f64, f64::max);
     let lowest = bars.iter().map(|b| b.2).fold(0.0f64, f64::min);
     let step = if highest - lowest > 100.0 { 20.0 } else { 10.0 };
@@ -313,9 +319,9 @@ pub fn svg_chart(raw: &Raw, subtitle: &str) -> String {
         "<text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">slowdown (% of soft)</text>",
         top + plot_h / 2.0
     );
-    for (i, (isolation, median, low, high)) in bars.iter().enumerate() {
+    for (i, (config, median, low, high)) in bars.iter().enumerate() {
         let x = left + group * i as f64 + group * 0.2;
-        let theirs = singularity_slowdown(*isolation);
+        let theirs = singularity_slowdown(config.isolation);
         for (j, (value, colour)) in [(*median, "#2b6cb0"), (theirs, "#bbbbbb")]
             .into_iter()
             .enumerate()
@@ -347,7 +353,7 @@ pub fn svg_chart(raw: &Raw, subtitle: &str) -> String {
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             x + bar,
             height - bottom + 18.0,
-            isolation.name()
+            config.name()
         );
     }
     let ly = height - 30.0;
@@ -474,11 +480,11 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
     #[test]
     fn slowdowns_are_against_the_soft_median_and_charted() {
         let raw = vec![
-            (Isolation::Soft, runs(&[90, 100, 110])),
-            (Isolation::Hard, runs(&[150, 140, 160])),
+            (Config::interp(Isolation::Soft), runs(&[90, 100, 110])),
+            (Config::interp(Isolation::Hard), runs(&[150, 140, 160])),
         ];
         let s = slowdowns(&raw);
-        assert_eq!(s[0].0, Isolation::Soft);
+        assert_eq!(s[0].0, Config::interp(Isolation::Soft));
         assert!((s[0].1 - 0.0).abs() < 1e-9 && (s[0].2 + 10.0).abs() < 1e-9);
         assert!((s[1].1 - 50.0).abs() < 1e-9 && (s[1].3 - 60.0).abs() < 1e-9);
         let text = headline(&raw);
