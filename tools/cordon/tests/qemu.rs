@@ -323,7 +323,6 @@ fn cpu_budget(isolation: Isolation) {
 in_both_modes!(
     powers_over_sips_come_only_from_the_system_manifest,
     powers_over_sips_come_only_from_the_system_manifest_in_ring3,
-    powers_over_sips_come_only_from_the_system_manifest_compiled,
     powers
 );
 
@@ -374,7 +373,6 @@ fn powers(isolation: Isolation) {
 in_both_modes!(
     a_sip_printing_without_end_is_cut_off_at_its_console_budget,
     a_sip_printing_without_end_is_cut_off_at_its_console_budget_in_ring3,
-    a_sip_printing_without_end_is_cut_off_at_its_console_budget_compiled,
     console_budget
 );
 
@@ -440,7 +438,6 @@ fn attackers_at_once(isolation: Isolation) {
 in_both_modes!(
     the_system_manifest_lowers_limits_and_never_raises_them,
     the_system_manifest_lowers_limits_and_never_raises_them_in_ring3,
-    the_system_manifest_lowers_limits_and_never_raises_them_compiled,
     capped
 );
 
@@ -488,9 +485,13 @@ fn attack_row(attack: &str, isolation: Isolation, attackers: &[&str], outcome: &
             format!("{a}: {short}")
         })
         .collect();
+    // The engine the test's boots used: compiled rows are their own.
+    let mode = match ENGINE.get() {
+        Engine::Interp => isolation.name().to_string(),
+        Engine::Compiled => format!("{}+compiled", isolation.name()),
+    };
     let row = format!(
-        "| {attack} | {} | {} | {:+} | {:+} | {endpoints} | {blocks} |",
-        isolation.name(),
+        "| {attack} | {mode} | {} | {:+} | {:+} | {endpoints} | {blocks} |",
         endings.join("; "),
         heap_after - heap_before,
         frames_after - frames_before,
@@ -498,7 +499,7 @@ fn attack_row(attack: &str, isolation: Isolation, attackers: &[&str], outcome: &
     println!("{row}");
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::write(
-        dir.join(format!("attack-{attack}-{}.row", isolation.name())),
+        dir.join(format!("attack-{attack}-{mode}.row")),
         format!("{row}\n"),
     )
     .expect("target/tmp is writable");
@@ -743,7 +744,6 @@ fn threads_switch_preempt_sleep_and_wait() {
 in_both_modes!(
     destroying_a_long_chain_masks_interrupts_no_longer_than_a_short_one,
     destroying_a_long_chain_masks_interrupts_no_longer_than_a_short_one_in_hard,
-    destroying_a_long_chain_masks_interrupts_no_longer_than_a_short_one_compiled,
     chain_destruction
 );
 
@@ -1168,7 +1168,6 @@ fn a_driver_whose_device_is_missing_is_not_started() {
 in_both_modes!(
     sips_reach_only_the_device_registers_they_were_granted,
     sips_reach_only_the_device_registers_they_were_granted_in_ring3,
-    sips_reach_only_the_device_registers_they_were_granted_compiled,
     device_grants
 );
 
