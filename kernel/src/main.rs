@@ -83,6 +83,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     };
     let config = &package.config;
     log::set_max_level(level_filter(config.log_level));
+    process::init_artifact_checks(package.artifacts.len());
 
     // A self-test that must run before the scheduler exists (it never returns).
     if let Some(name) = config.self_test.as_deref() {

@@ -1020,13 +1020,40 @@ fn engine_of(options: StartOptions) -> bootpkg::Engine {
         .unwrap_or_else(|| crate::boot_package().engine_of(options.system_index))
 }
 
+/// Whether each boot-package artifact belongs to the module file it names and is intact:
+/// checked once, at its first use (the package never changes), since hashing a module and
+/// its artifact costs more than the rest of a compiled SIP's start.
+static ARTIFACT_CHECKS: spin::Once<Vec<spin::Once<Result<(), String>>>> = spin::Once::new();
+
+/// Makes room for the artifact checks (at boot, before any SIP starts).
+pub fn init_artifact_checks(artifacts: usize) {
+    ARTIFACT_CHECKS.call_once(|| (0..artifacts).map(|_| spin::Once::new()).collect());
+}
+
 /// The compiled form of SIP `name`'s verified `module`: its artifact from the boot
 /// package, checked to belong to exactly these bytes, in a fresh code window.
 fn compiled_image(name: &str, module: &[u8]) -> Result<crate::mm::code::CodeWindow, String> {
-    let artifact = crate::boot_package().artifact(name).ok_or_else(|| {
+    let package = crate::boot_package();
+    let index = package.artifacts.iter().position(|a| a.module == name).ok_or_else(|| {
         format!("no compiled artifact for `{name}` in the boot package (the runner compiles every module it packs with --engine compiled or a manifest `engine = \"compiled\"`)")
     })?;
-    artifact.check(module)?;
+    let artifact = &package.artifacts[index];
+    // The artifact is checked against the package's file once; this module must be that
+    // file, byte for byte.
+    let file = package
+        .file(name)
+        .ok_or_else(|| format!("no module file `{name}` for its compiled artifact"))?;
+    if module != file {
+        return Err(format!(
+            "the module started as `{name}` is not the boot package's `{name}`, which its artifact was compiled from"
+        ));
+    }
+    ARTIFACT_CHECKS
+        .get()
+        .and_then(|checks| checks.get(index))
+        .ok_or("the artifact checks were not set up at boot")?
+        .call_once(|| artifact.check(file))
+        .clone()?;
     crate::mm::code::CodeWindow::new(&artifact.code)
 }
 
