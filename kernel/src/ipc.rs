@@ -372,16 +372,40 @@ pub fn buf_alloc(pid: Pid, size: u32) -> Result<i32, String> {
         return Ok(status::OUT_OF_MEMORY);
     }
     // Charged first, then allocated and zeroed with interrupts on.
-    let mut data = Vec::new();
-    if data.try_reserve_exact(size).is_err() {
+    let Some(data) = new_block(size) else {
         with(|c| c.cancel_block(pid, size));
         return Ok(status::OUT_OF_MEMORY);
-    }
-    data.resize(size, 0);
+    };
     match with(|c| c.add_block(pid, data)) {
         Ok(id) => Ok(id as i32),
         Err(_) => Ok(status::OUT_OF_MEMORY),
     }
+}
+
+/// A zeroed block of `size` bytes, physically contiguous so that a driver's device can DMA
+/// into it (`buf_dma`). The heap is contiguous everywhere but in its static boot arena: a
+/// block that lands there is held aside while the next attempt is made (so it cannot land
+/// in the same place), and the attempts held aside are freed at the end. `None` when the
+/// heap has no room.
+fn new_block(size: usize) -> Option<Vec<u8>> {
+    const ATTEMPTS: usize = 16;
+    let mut aside: [Option<Vec<u8>>; ATTEMPTS] = [const { None }; ATTEMPTS];
+    let mut data = Vec::new();
+    for slot in aside.iter_mut() {
+        data = Vec::new();
+        data.try_reserve_exact(size).ok()?;
+        if size == 0 || !crate::mm::heap::in_boot_arena(data.as_ptr(), size) {
+            break;
+        }
+        *slot = Some(core::mem::take(&mut data));
+    }
+    if data.capacity() < size {
+        // Every attempt landed in the arena (its free space held that many such blocks):
+        // take the last one; `buf_dma` refuses it if a device is ever pointed at it.
+        data = aside.iter_mut().rev().find_map(Option::take)?;
+    }
+    data.resize(size, 0);
+    Some(data)
 }
 
 fn block_range(

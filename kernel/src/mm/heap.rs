@@ -54,6 +54,16 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 }
 
+/// Whether [`ptr`, `ptr + len`) touches the static boot arena: the one part of the heap
+/// whose pages need not be physically contiguous (it lies in the kernel image, mapped page
+/// by page by the bootloader; everything else is claimed through the physical-memory map in
+/// buddy blocks, so it is contiguous wherever it is contiguous in address).
+pub fn in_boot_arena(ptr: *const u8, len: usize) -> bool {
+    let start = (&raw const BOOT_ARENA) as usize;
+    let (from, to) = (ptr as usize, (ptr as usize).saturating_add(len));
+    from < start + BOOT_ARENA_SIZE && to > start
+}
+
 /// Claims the static boot arena. Must run before the first allocation.
 pub fn init_boot_arena() {
     x86_64::instructions::interrupts::without_interrupts(|| {
