@@ -36,8 +36,6 @@ static AREA: AtomicU64 = AtomicU64::new(0);
 static L1: IrqMutex<[u64; L1_TABLES]> = IrqMutex::new([0; L1_TABLES]);
 /// Pages of the image in each window; 0 = window free.
 static IMAGE_PAGES: IrqMutex<[u32; WINDOWS]> = IrqMutex::new([0; WINDOWS]);
-/// Pages made executable since boot (for the counters).
-pub static PAGES_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 
 /// Makes the code area. Runs once at boot, before any address space copies the kernel's
 /// top level.
@@ -50,14 +48,6 @@ pub fn init() {
 
 fn window_base(window: usize) -> u64 {
     AREA.load(Ordering::Relaxed) + window as u64 * WINDOW_BYTES
-}
-
-fn nx() -> Flags {
-    if super::vm::nx_enabled() {
-        Flags::NO_EXECUTE
-    } else {
-        Flags::empty()
-    }
 }
 
 /// Sets the flags of every page in [`start`, `end`) of the area (mapped pages only).
@@ -115,7 +105,7 @@ impl CodeWindow {
             for page in 0..pages {
                 area_entry(area, &mut l1s[..], base + page * PAGE).set_addr(
                     frames.start() + page * PAGE,
-                    Flags::PRESENT | Flags::WRITABLE | nx(),
+                    Flags::PRESENT | Flags::WRITABLE | super::vm::no_execute(),
                 );
                 tlb::flush(VirtAddr::new(base + page * PAGE));
             }
@@ -193,9 +183,12 @@ impl sip_runtime::compiled::wasmtime::CustomCodeMemory for KernelCodeMemory {
             ));
         };
         // The whole image read-only first, then its text read+execute.
-        set_flags(image_start, image_end, Flags::PRESENT | nx());
+        set_flags(
+            image_start,
+            image_end,
+            Flags::PRESENT | super::vm::no_execute(),
+        );
         set_flags(ptr as u64, ptr as u64 + len as u64, Flags::PRESENT);
-        PAGES_PUBLISHED.fetch_add(len as u64 / PAGE, Ordering::Relaxed);
         Ok(())
     }
 
@@ -209,7 +202,11 @@ impl sip_runtime::compiled::wasmtime::CustomCodeMemory for KernelCodeMemory {
                 "code at {ptr:p} (+{len}) is not in a code window"
             ));
         }
-        set_flags(ptr as u64, ptr as u64 + len as u64, Flags::PRESENT | nx());
+        set_flags(
+            ptr as u64,
+            ptr as u64 + len as u64,
+            Flags::PRESENT | super::vm::no_execute(),
+        );
         Ok(())
     }
 }

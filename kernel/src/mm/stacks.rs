@@ -123,12 +123,7 @@ impl GuardedStack {
             index
         };
         let stack = GuardedStack { frames, window };
-        let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE;
-        let flags = if super::vm::nx_enabled() {
-            flags
-        } else {
-            flags - Flags::NO_EXECUTE
-        };
+        let flags = Flags::PRESENT | Flags::WRITABLE | super::vm::no_execute();
         let mut l1s = L1.lock();
         for page in 0..stack.frames.len() as u64 / PAGE {
             let at = stack.bottom() + page * PAGE;

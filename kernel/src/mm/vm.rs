@@ -96,6 +96,15 @@ pub fn nx_enabled() -> bool {
     NX.load(Ordering::Relaxed)
 }
 
+/// `NO_EXECUTE` where EFER.NXE is on (the bit is reserved otherwise), else no flag.
+pub fn no_execute() -> Flags {
+    if nx_enabled() {
+        Flags::NO_EXECUTE
+    } else {
+        Flags::empty()
+    }
+}
+
 /// What a mapping allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
@@ -114,8 +123,8 @@ impl Access {
         if self.user {
             flags |= Flags::USER_ACCESSIBLE;
         }
-        if !self.executable && nx_enabled() {
-            flags |= Flags::NO_EXECUTE;
+        if !self.executable {
+            flags |= no_execute();
         }
         flags
     }

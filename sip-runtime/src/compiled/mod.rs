@@ -135,10 +135,11 @@ pub struct CompiledSip<K: Kernel + 'static> {
     // non-executable again), then the memory holding the code.
     store: Store<State<K>>,
     main: TypedFunc<(), ()>,
-    module: Module,
+    /// Held only so that it drops before `image` (the store holds it too).
+    _module: Module,
     budget: Option<u64>,
     given: u64,
-    image: Option<Box<dyn CodeImage>>,
+    _image: Option<Box<dyn CodeImage>>,
 }
 
 fn classify(error: &Error, budget: Option<u64>) -> Exit {
@@ -239,10 +240,10 @@ impl<K: Kernel + 'static> CompiledSip<K> {
         Ok(CompiledSip {
             store,
             main,
-            module,
+            _module: module,
             budget: limits.fuel,
             given,
-            image,
+            _image: image,
         })
     }
 
@@ -270,18 +271,6 @@ impl<K: Kernel + 'static> CompiledSip<K> {
     /// The kernel-side state handed to the constructor.
     pub fn kernel(&self) -> &K {
         &self.store.data().kernel
-    }
-
-    /// Bytes of native code (the artifact's text section).
-    pub fn code_bytes(&self) -> usize {
-        let image = self.module.image_range();
-        image.end as usize - image.start as usize
-    }
-
-    /// Whether the code came from an artifact the kernel placed (as opposed to the host
-    /// tests' in-process compilation).
-    pub fn from_artifact(&self) -> bool {
-        self.image.is_some()
     }
 }
 
