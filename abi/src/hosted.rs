@@ -52,11 +52,15 @@ pub struct HostedArgs {
     pub gate: u64,
     /// Non-zero only for the kernel's system-call probe program (a test): which probe.
     pub probe: u64,
+    /// The module's compiled artifact (mapped read-only, its text read+execute), or 0 with
+    /// `artifact_len` 0 to interpret the module.
+    pub artifact: u64,
+    pub artifact_len: u64,
 }
 
 impl HostedArgs {
     /// Number of words.
-    pub const WORDS: usize = 11;
+    pub const WORDS: usize = 13;
 
     pub fn to_words(&self) -> [u64; Self::WORDS] {
         [
@@ -71,6 +75,8 @@ impl HostedArgs {
             self.metering,
             self.gate,
             self.probe,
+            self.artifact,
+            self.artifact_len,
         ]
     }
 
@@ -87,6 +93,8 @@ impl HostedArgs {
             metering: w[8],
             gate: w[9],
             probe: w[10],
+            artifact: w[11],
+            artifact_len: w[12],
         }
     }
 }
@@ -165,6 +173,8 @@ mod tests {
             metering: 9,
             gate: 10,
             probe: 11,
+            artifact: 12,
+            artifact_len: 13,
         };
         assert_eq!(HostedArgs::from_words(&args.to_words()), args);
         let report = ExitReport {

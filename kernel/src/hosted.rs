@@ -3,8 +3,9 @@
 //!
 //! The kernel verifies the module as always, then builds the SIP's *window* in an address
 //! space: the `sip-hosted` program from the boot package (copied and relocated), its
-//! arguments, the module bytes (read-only), a stack, and a demand-zero heap sized by the
-//! manifest's limits. A SIP with a space of its own gets window 0 of a fresh space; the
+//! arguments, the module bytes (read-only), for a compiled SIP its artifact (read-only, the
+//! text read+execute: mapped here, before the SIP starts, since nothing in the ABI makes
+//! memory executable), a stack, and a demand-zero heap sized by the manifest's limits. A SIP with a space of its own gets window 0 of a fresh space; the
 //! others share one system-wide space, one window each, and are torn down window by
 //! window (the space itself goes when its last SIP does). A space of its own is made by
 //! *forking* a prepared image ([`prepare`]): the program is loaded and relocated once at
@@ -20,6 +21,7 @@
 //! | 0 | arguments (`cordon_abi::hosted::HostedArgs`) | one read-only page |
 //! | 2 MiB | the program's segments | as the ELF says (text R+X, data R+W) |
 //! | 1 GiB | the module | read-only |
+//! | 1.5 GiB | its compiled artifact, if it runs compiled | read-only; its text read+execute |
 //! | 2 GiB - 256 KiB | the stack, growing down to a guard gap | read-write |
 //! | 4 GiB | the heap | demand-zero read-write, up to 12 GiB |
 #![deny(unsafe_code)]
@@ -47,6 +49,9 @@ const WINDOW: u64 = 16 * GIB;
 const WINDOWS: usize = 31;
 const PROGRAM: u64 = 2 << 20;
 const MODULE: u64 = GIB;
+const ARTIFACT: u64 = GIB + GIB / 2;
+/// Largest compiled artifact a window holds (below the stack and its guard gap).
+const ARTIFACT_MAX: u64 = GIB / 4;
 const STACK_TOP: u64 = 2 * GIB;
 const STACK_BYTES: u64 = 256 << 10;
 const HEAP: u64 = 4 * GIB;
@@ -62,6 +67,8 @@ pub struct Setup {
     pub verify: u64,
     /// Run the `syscall-probe` test program instead: (probe, kernel address it targets).
     pub probe: Option<(u64, u64)>,
+    /// The module's compiled artifact, checked to belong to it, to run it compiled.
+    pub artifact: Option<&'static [u8]>,
 }
 
 /// The system-wide space of the `paged` configurations: (space, windows in use).
@@ -167,9 +174,13 @@ impl Drop for Home {
     }
 }
 
-/// Frames a SIP may use at most: program, module, stack, heap, their page tables.
-fn worst_case_frames(program: &Program, module: usize, heap: u64) -> u64 {
-    let pages = program.span() / PAGE + (module as u64).div_ceil(PAGE) + STACK_BYTES / PAGE + 1;
+/// Frames a SIP may use at most: program, module, artifact, stack, heap, their page tables.
+fn worst_case_frames(program: &Program, module: usize, artifact: usize, heap: u64) -> u64 {
+    let pages = program.span() / PAGE
+        + (module as u64).div_ceil(PAGE)
+        + (artifact as u64).div_ceil(PAGE)
+        + STACK_BYTES / PAGE
+        + 1;
     let heap_pages = heap / PAGE;
     pages + heap_pages + (pages + heap_pages) / 512 + 8
 }
@@ -195,7 +206,13 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
             HEAP_MAX >> 20
         ));
     }
-    let _promise = match FramePromise::new(worst_case_frames(program, module.len(), heap)) {
+    let code = match setup.artifact.map(code_of).transpose() {
+        Ok(code) => code,
+        Err(why) => return Ending::LoadFailed(why),
+    };
+    let artifact_len = code.as_ref().map_or(0, |code| code.bytes.len());
+    let frames = worst_case_frames(program, module.len(), artifact_len, heap);
+    let _promise = match FramePromise::new(frames) {
         Ok(promise) => promise,
         Err((asked, available)) => {
             return Ending::LoadFailed(format!(
@@ -237,12 +254,22 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         metering: u64::from(setup.metering == Metering::Fuel),
         gate: if ring3 { 0 } else { user::gate_address() },
         probe: setup.probe.map_or(0, |(probe, _)| probe),
+        artifact: if code.is_some() {
+            (base + ARTIFACT).as_u64()
+        } else {
+            0
+        },
+        artifact_len: artifact_len as u64,
     };
     let built = home.with_space(|space| {
         if !program_loaded {
             load_program(space, base, program, ring3)?;
         }
-        build(space, base, module, &args, ring3)
+        build(space, base, module, &args, ring3)?;
+        match &code {
+            Some(code) => map_code(space, base + ARTIFACT, code, ring3),
+            None => Ok(()),
+        }
     });
     if let Err(err) = built {
         return Ending::LoadFailed(format!("cannot build its address space: {err:?}"));
@@ -278,10 +305,63 @@ pub fn execute(kernel: SipKernel, module: &[u8], setup: Setup) -> Ending {
         };
         record.abi_calls = report.abi_calls;
         record.fuel_used = report.fuel_used;
-        record.engine = Some(bootpkg::Engine::Interp);
+        record.engine = Some(if code.is_some() {
+            bootpkg::Engine::Compiled
+        } else {
+            bootpkg::Engine::Interp
+        });
     });
     sip.ending
         .unwrap_or_else(|| Ending::Ran(Exit::Fault(Fault::Other("ended without a report".into()))))
+}
+
+/// A compiled artifact and where its text lies in it.
+struct Code {
+    bytes: &'static [u8],
+    text: core::ops::Range<usize>,
+}
+
+fn code_of(artifact: &'static [u8]) -> Result<Code, String> {
+    if artifact.len() as u64 > ARTIFACT_MAX {
+        return Err(format!(
+            "its compiled artifact of {} MiB exceeds the {} MiB a SIP window holds",
+            artifact.len() >> 20,
+            ARTIFACT_MAX >> 20
+        ));
+    }
+    let text = sip_runtime::compiled::text_range(artifact).map_err(|e| format!("{e}"))?;
+    Ok(Code {
+        bytes: artifact,
+        text,
+    })
+}
+
+/// Maps a compiled artifact at `at`: read-only, except its text, read+execute. Never
+/// writable and executable at once (the bytes go in through the kernel's own mapping of
+/// the frames).
+fn map_code(
+    space: &mut AddressSpace,
+    at: VirtAddr,
+    code: &Code,
+    user: bool,
+) -> Result<(), MapError> {
+    let pages = |from: usize, to: usize| (to as u64).div_ceil(PAGE) - from as u64 / PAGE;
+    let (start, end) = (code.text.start, code.text.end);
+    for (from, to, executable) in [
+        (0, start, false),
+        (start, end, true),
+        (end, code.bytes.len(), false),
+    ] {
+        if to > from {
+            let access = Access {
+                writable: false,
+                executable,
+                user,
+            };
+            space.map_pages(at + from as u64, pages(from, to), access)?;
+        }
+    }
+    space.write_bytes(at, code.bytes)
 }
 
 /// Copies and relocates the program into the window at `base`. Read-only segments

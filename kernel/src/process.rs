@@ -738,6 +738,7 @@ pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartEr
             created,
             verify: 0,
             probe: Some((probe, target)),
+            artifact: None,
         };
         let ending = crate::hosted::execute(SipKernel::new(pid, &name, created), &[], setup);
         finish(pid, format_args!("{name}"), ending);
@@ -849,27 +850,29 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
                     ),
                     Some(reservation),
                 ),
-                (Ok(_), placement) if engine_of(options) == bootpkg::Engine::Compiled => (
-                    Ending::LoadFailed(format!(
-                        "the compiled engine runs SIPs in the kernel (`soft`) only so far; this SIP's placement is {placement:?} (boot it with --engine interp)"
-                    )),
-                    None,
-                ),
-                (Ok(reservation), placement) => (
-                    crate::hosted::execute(
-                        SipKernel::new(pid, &name, created),
-                        &module,
-                        crate::hosted::Setup {
-                            placement,
-                            limits,
-                            metering: options.metering,
-                            created,
-                            verify,
-                            probe: None,
-                        },
-                    ),
-                    Some(reservation),
-                ),
+                (Ok(reservation), placement) => {
+                    let artifact = match engine_of(options) {
+                        bootpkg::Engine::Interp => Ok(None),
+                        bootpkg::Engine::Compiled => compiled_artifact(&name, &module).map(Some),
+                    };
+                    let ending = match artifact {
+                        Err(why) => Ending::LoadFailed(why),
+                        Ok(artifact) => crate::hosted::execute(
+                            SipKernel::new(pid, &name, created),
+                            &module,
+                            crate::hosted::Setup {
+                                placement,
+                                limits,
+                                metering: options.metering,
+                                created,
+                                verify,
+                                probe: None,
+                                artifact,
+                            },
+                        ),
+                    };
+                    (ending, Some(reservation))
+                }
             }
         }
     };
@@ -1031,8 +1034,8 @@ pub fn init_artifact_checks(artifacts: usize) {
 }
 
 /// The compiled form of SIP `name`'s verified `module`: its artifact from the boot
-/// package, checked to belong to exactly these bytes, in a fresh code window.
-fn compiled_image(name: &str, module: &[u8]) -> Result<crate::mm::code::CodeWindow, String> {
+/// package, checked to belong to exactly these bytes.
+fn compiled_artifact(name: &str, module: &[u8]) -> Result<&'static [u8], String> {
     let package = crate::boot_package();
     let index = package.artifacts.iter().position(|a| a.module == name).ok_or_else(|| {
         format!("no compiled artifact for `{name}` in the boot package (the runner compiles every module it packs with --engine compiled or a manifest `engine = \"compiled\"`)")
@@ -1054,7 +1057,7 @@ fn compiled_image(name: &str, module: &[u8]) -> Result<crate::mm::code::CodeWind
         .ok_or("the artifact checks were not set up at boot")?
         .call_once(|| artifact.check(file))
         .clone()?;
-    crate::mm::code::CodeWindow::new(&artifact.code)
+    Ok(&artifact.code)
 }
 
 /// Instantiates a verified SIP in `engine` (in the kernel: `soft`).
@@ -1072,10 +1075,9 @@ fn instantiate(
             Sip::with_metering(module, limits, kernel, metering).map_err(|e| format!("{e}"))
         }
         bootpkg::Engine::Compiled => {
-            let image = compiled_image(name, module)?;
+            let image = crate::mm::code::CodeWindow::new(compiled_artifact(name, module)?)?;
             let host = sip_runtime::compiled::Host {
                 code_memory: alloc::sync::Arc::new(crate::mm::code::KernelCodeMemory),
-                detect: crate::arch::fpu::has_feature,
             };
             let sip = sip_runtime::compiled::CompiledSip::load(
                 alloc::boxed::Box::new(image),

@@ -532,3 +532,33 @@ fn function_types_at_the_engine_limit_load_and_past_it_are_refused() {
     // Past wasmparser's own limit the refusal is a validation error.
     assert!(verifier::verify(&module(5_000), &verifier::Policy::default()).is_err());
 }
+
+/// Where an artifact's text lies is what the kernel maps executable for a ring-3 SIP: a
+/// page-aligned range inside the image, and a clear error for anything that is not an
+/// artifact.
+#[cfg(feature = "compile")]
+#[test]
+fn artifact_text_is_found_page_aligned_and_garbage_is_refused() {
+    use sip_runtime::compiled::{CODE_PAGE, precompile, text_range};
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "cordon_main") (loop $l (br $l))))"#,
+    )
+    .unwrap();
+    let artifact = precompile(&wasm).expect("compiles");
+    let text = text_range(&artifact).expect("an artifact has text");
+    assert!(!text.is_empty() && text.end <= artifact.len(), "{text:?}");
+    assert_eq!(text.start % CODE_PAGE, 0, "{text:?}");
+    assert_eq!(text.end % CODE_PAGE, 0, "{text:?}");
+
+    let message = |bytes: &[u8]| text_range(bytes).unwrap_err().0;
+    assert!(
+        message(&wasm).contains("no ELF header"),
+        "{}",
+        message(&wasm)
+    );
+    assert!(message(&[]).contains("malformed"), "{}", message(&[]));
+    // Cut off inside the text: the section table lies past the end.
+    let cut = &artifact[..text.start + 16];
+    assert!(message(cut).contains("malformed"), "{}", message(cut));
+}

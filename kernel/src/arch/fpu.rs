@@ -117,23 +117,3 @@ pub fn switch(from: &mut VectorState, to: &VectorState) {
         asm!("fxrstor64 [{}]", in(reg) to as *const VectorState, options(nostack, readonly));
     }
 }
-
-/// Whether the processor has the instruction-set feature Rust calls `name` (`"sse4.1"`),
-/// from CPUID; `None` for a name this does not know. The compiled engine asks before it
-/// runs code that uses one: Cordon's artifacts use SSE up to 4.2 and POPCNT, the 512-byte
-/// FXSAVE state [`switch`] saves. Features needing XSAVE state (AVX and later) answer
-/// `false` whatever the processor has, since their registers would not be saved.
-pub fn has_feature(name: &str) -> Option<bool> {
-    let leaf1 = core::arch::x86_64::__cpuid(1);
-    let bit = |reg: u32, n: u32| Some(reg & (1 << n) != 0);
-    match name {
-        "sse3" => bit(leaf1.ecx, 0),
-        "ssse3" => bit(leaf1.ecx, 9),
-        "sse4.1" => bit(leaf1.ecx, 19),
-        "sse4.2" => bit(leaf1.ecx, 20),
-        "popcnt" => bit(leaf1.ecx, 23),
-        "avx" | "avx2" | "fma" | "f16c" | "avx512f" | "avx512vl" | "avx512dq" | "avx512bitalg"
-        | "avx512vbmi" | "avx512bw" => Some(false),
-        _ => None,
-    }
-}

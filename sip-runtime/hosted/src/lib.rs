@@ -8,6 +8,9 @@
 //! implementation differs: each ABI operation is one system call ([`sys::call`]) whose
 //! arguments point into the runtime's own memory (see `cordon_abi::hosted`).
 //!
+//! A SIP runs interpreted, or compiled when the kernel maps its artifact beside the module
+//! ([`code`]).
+//!
 //! This library holds what both executables share: the entry glue and the system-call
 //! wrappers. `unsafe` is confined to [`sys`], the user-mode counterpart of the kernel's
 //! `arch` module.
@@ -18,5 +21,6 @@
 
 extern crate alloc;
 
+pub mod code;
 pub mod kernel;
 pub mod sys;

@@ -1,16 +1,21 @@
-//! The hosted SIP runtime: instantiates the module the kernel mapped, runs it with the
-//! same `sip-runtime` code as soft mode, and reports how it ended through `exit`.
+//! The hosted SIP runtime: instantiates the module the kernel mapped (interpreted, or from
+//! the compiled artifact the kernel mapped beside it), runs it with the same `sip-runtime`
+//! code as soft mode, and reports how it ended through `exit`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+use alloc::boxed::Box;
+use alloc::sync::Arc;
 use cordon_abi::Limits;
 use cordon_abi::hosted::{ExitReport, HostedArgs, exit_kind};
+use sip_hosted::code::MappedCode;
 use sip_hosted::kernel::SyscallKernel;
-use sip_hosted::sys;
-use sip_runtime::{Metering, Sip};
+use sip_hosted::sys::{self, MappedArtifact};
+use sip_runtime::compiled::{self, CodeImage, CompiledSip};
+use sip_runtime::{LoadError, Metering, Sip};
 
 sip_hosted::entry!(main);
 
@@ -28,7 +33,11 @@ fn main(args: HostedArgs) -> ! {
     } else {
         Metering::Off
     };
-    let mut sip = match Sip::with_metering(sys::module(&args), &limits, SyscallKernel, metering) {
+    let sip = match sys::artifact(&args) {
+        None => Sip::with_metering(sys::module(&args), &limits, SyscallKernel, metering),
+        Some(artifact) => load_compiled(artifact, &limits, metering),
+    };
+    let mut sip = match sip {
         Ok(sip) => sip,
         Err(err) => {
             let text = alloc::format!("{err}");
@@ -55,4 +64,19 @@ fn main(args: HostedArgs) -> ! {
         fuel_used: stats.fuel_used,
         instantiated_at,
     })
+}
+
+/// Loads the compiled artifact the kernel mapped (it checked the artifact belongs to the
+/// verified module, and mapped its text executable).
+fn load_compiled(
+    artifact: MappedArtifact,
+    limits: &Limits,
+    metering: Metering,
+) -> Result<Sip<SyscallKernel>, LoadError> {
+    let bytes = artifact.bytes();
+    let code = MappedCode::new(bytes.as_ptr() as usize, compiled::text_range(bytes)?);
+    let host = compiled::Host {
+        code_memory: Arc::new(code),
+    };
+    CompiledSip::load(Box::new(artifact), limits, SyscallKernel, metering, &host).map(Sip::Compiled)
 }

@@ -68,6 +68,31 @@ pub fn module(args: &HostedArgs) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(args.module as *const u8, args.module_len as usize) }
 }
 
+/// The compiled artifact the kernel mapped (read-only, its text read+execute), if the SIP
+/// runs compiled.
+pub fn artifact(args: &HostedArgs) -> Option<MappedArtifact> {
+    (args.artifact_len > 0).then_some(MappedArtifact {
+        start: args.artifact,
+        len: args.artifact_len,
+    })
+}
+
+/// A compiled artifact mapped into the runtime's window by the kernel before it started.
+pub struct MappedArtifact {
+    start: u64,
+    len: u64,
+}
+
+// SAFETY: the kernel maps the artifact at [start, start + len) before entering the runtime
+// and never changes or unmaps it while the runtime runs; the runtime cannot write it (its
+// pages are read-only, the text read+execute) and never asks to.
+unsafe impl sip_runtime::compiled::CodeImage for MappedArtifact {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: as above: mapped, readable and unchanging for the runtime's whole life.
+        unsafe { core::slice::from_raw_parts(self.start as *const u8, self.len as usize) }
+    }
+}
+
 /// The kernel's gate for ring-0 runtimes: `op` first, then the six arguments.
 type Gate = extern "sysv64" fn(u64, u64, u64, u64, u64, u64, u64) -> Pair;
 
@@ -274,9 +299,8 @@ macro_rules! entry {
     };
 }
 
-/// wasmtime's thread-local pointer (its `no_std` platform hook). The runtime links
-/// wasmtime because `sip-runtime`'s features are shared with the kernel's build; it has one
-/// thread, so one word holds it. (The compiled engine runs in the kernel only so far.)
+/// wasmtime's thread-local pointer (its `no_std` platform hook) for compiled SIPs; the
+/// runtime has one thread, so one word holds it.
 static WASM_TLS: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: the symbols wasmtime's `no_std` runtime declares (`capi.rs`), defined once here

@@ -17,7 +17,7 @@
 //!   and [`ISA_FLAGS`] enables enough SSE that Cranelift emits none (wasmtime's
 //!   `x86_float_abi_ok` contract, issue #11506); the ABI's host functions take and return
 //!   integers only. Wasmtime checks at load that the processor has every flag (through
-//!   [`Host::detect`]), and the kernel saves each thread's vector registers on switches.
+//!   [`super::cpu_feature`]), and the kernel saves each thread's vector registers on switches.
 //! - Locks: wasmtime's `no_std` runtime takes its few global locks (the code registry, type
 //!   registries) through `wasmtime_sync_*` hooks, defined here over the lock word wasmtime
 //!   hands in. A thread that finds one held calls the embedder's wait function
@@ -58,12 +58,12 @@ pub unsafe trait CodeImage: Send + Sync + 'static {
     fn bytes(&self) -> &[u8];
 }
 
-/// What the kernel provides to load compiled code.
+/// What the embedder provides to load compiled code.
 pub struct Host {
-    /// Flips an artifact's text between read+write and read+execute (W^X).
+    /// Makes an artifact's text read+execute when wasmtime publishes it (W^X): the kernel
+    /// flips the pages of a code window; the ring-3 runtime checks that the kernel already
+    /// mapped exactly that text executable.
     pub code_memory: Arc<dyn CustomCodeMemory>,
-    /// Whether the processor has a feature, by its Rust name (`"sse4.1"`); must be true.
-    pub detect: fn(&str) -> Option<bool>,
 }
 
 /// The settings that shape generated code, identical when compiling and when loading.
@@ -97,8 +97,8 @@ fn shared_config(limits: &Limits) -> Config {
 pub(super) fn kernel_engine(limits: &Limits, host: &Host) -> Result<Engine, LoadError> {
     let mut config = shared_config(limits);
     config.with_custom_code_memory(Some(host.code_memory.clone()));
-    // SAFETY: `Host::detect` answers from CPUID (the kernel's contract for `Host`).
-    unsafe { config.detect_host_feature(host.detect) };
+    // SAFETY: `cpu_feature` answers from CPUID, and only yes for state the kernel saves.
+    unsafe { config.detect_host_feature(super::cpu_feature) };
     Engine::new(&config).map_err(|e| LoadError(format!("configuring the compiled engine: {e}")))
 }
 
@@ -123,7 +123,7 @@ fn compiler_config(limits: &Limits, target: Option<&str>) -> Result<Config, Stri
     }
     for flag in ISA_FLAGS {
         // SAFETY: the loading side checks that the processor has each flag (wasmtime's
-        // `check_compatible_with_native_host` through `Host::detect`) before running code.
+        // `check_compatible_with_native_host` through `cpu_feature`) before running code.
         unsafe { config.cranelift_flag_enable(flag) };
     }
     Ok(config)

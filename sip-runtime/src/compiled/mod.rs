@@ -52,6 +52,64 @@ pub fn wasm_stack_bytes(limits: &Limits) -> usize {
         .clamp(MIN_WASM_STACK, MAX_WASM_STACK)
 }
 
+/// Whether the processor has the instruction-set feature Rust calls `name` (`"sse4.1"`),
+/// from CPUID; `None` for a name this does not know. Wasmtime asks before it loads code
+/// that uses one: Cordon's artifacts use SSE up to 4.2 and POPCNT ([`ISA_FLAGS`]), whose
+/// registers are the 512-byte FXSAVE state the kernel saves on every switch, in every
+/// ring. Features needing XSAVE state (AVX and later) answer `false` whatever the
+/// processor has, since their registers would not be saved.
+pub fn cpu_feature(name: &str) -> Option<bool> {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    let bit = |reg: u32, n: u32| Some(reg & (1 << n) != 0);
+    match name {
+        "sse3" => bit(leaf1.ecx, 0),
+        "ssse3" => bit(leaf1.ecx, 9),
+        "sse4.1" => bit(leaf1.ecx, 19),
+        "sse4.2" => bit(leaf1.ecx, 20),
+        "popcnt" => bit(leaf1.ecx, 23),
+        "avx" | "avx2" | "fma" | "f16c" | "avx512f" | "avx512vl" | "avx512dq" | "avx512bitalg"
+        | "avx512vbmi" | "avx512bw" => Some(false),
+        _ => None,
+    }
+}
+
+/// Page size the text of an artifact is aligned to, and that [`text_range`] checks.
+pub const CODE_PAGE: usize = 4096;
+
+/// Where the executable text of `artifact` (an ELF image from [`precompile`]) lies: the
+/// byte range of its `.text` section, page-aligned at both ends. Under hardware isolation
+/// the kernel maps exactly these pages read+execute (and the rest of the image read-only)
+/// before the SIP starts, since the ring-3 runtime cannot change its own mappings and the
+/// ABI has no operation that makes memory executable.
+pub fn text_range(artifact: &[u8]) -> Result<core::ops::Range<usize>, LoadError> {
+    use object::read::elf::{FileHeader, SectionHeader};
+    let bad = |what: &str| LoadError(format!("the compiled artifact is malformed: {what}"));
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(artifact)
+        .map_err(|_| bad("no ELF header"))?;
+    let endian = header.endian().map_err(|_| bad("unknown byte order"))?;
+    let sections = header
+        .sections(endian, artifact)
+        .map_err(|_| bad("no section table"))?;
+    let (_, text) = sections
+        .section_by_name(endian, b".text")
+        .ok_or_else(|| bad("no .text section"))?;
+    let (offset, size) = text
+        .file_range(endian)
+        .ok_or_else(|| bad(".text has no bytes in the file"))?;
+    let start = usize::try_from(offset).map_err(|_| bad(".text lies past the image"))?;
+    let end = usize::try_from(size)
+        .ok()
+        .and_then(|size| start.checked_add(size))
+        .filter(|&end| end <= artifact.len())
+        .ok_or_else(|| bad(".text lies past the image"))?;
+    if start % CODE_PAGE != 0 || end % CODE_PAGE != 0 {
+        return Err(bad(&format!(
+            ".text at {start:#x}..{end:#x} is not aligned to {CODE_PAGE}-byte pages"
+        )));
+    }
+    Ok(start..end)
+}
+
 fn host_error(stop: Stop) -> Error {
     Error::new(stop)
 }

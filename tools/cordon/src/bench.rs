@@ -6,7 +6,7 @@
 use bootpkg::{Engine, Isolation};
 
 /// One configuration a benchmark boots: an isolation configuration and the engine that
-/// runs the SIPs (compiled: `soft` only so far).
+/// runs the SIPs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub isolation: Isolation,
@@ -21,7 +21,8 @@ impl Config {
         }
     }
 
-    /// `soft`, `hard`, … for interpreted SIPs; `soft+compiled` for compiled ones.
+    /// `soft`, `hard`, … for interpreted SIPs; `soft+compiled`, `hard+compiled`, … for
+    /// compiled ones.
     pub fn name(&self) -> String {
         match self.engine {
             Engine::Interp => self.isolation.name().to_string(),

@@ -13,8 +13,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
-
 /// One compilation: the artifact and what it cost.
 #[derive(Clone)]
 pub struct Compiled {
@@ -84,32 +82,4 @@ pub fn artifacts(files: &[bootpkg::File]) -> anyhow::Result<Vec<bootpkg::Artifac
         time.as_millis()
     );
     Ok(artifacts)
-}
-
-/// Refuses, before anything is built, a boot that asks for compiled SIPs where the kernel
-/// cannot run them yet: the compiled engine runs in the kernel (`soft`) only so far.
-pub fn check_placement(
-    isolation: bootpkg::Isolation,
-    engine: bootpkg::Engine,
-    system: &crate::system::System,
-) -> anyhow::Result<()> {
-    if isolation == bootpkg::Isolation::Soft {
-        return Ok(());
-    }
-    if engine == bootpkg::Engine::Compiled {
-        bail!(
-            "--engine compiled runs SIPs in `soft` isolation only so far (the ring-3 runtime does not load compiled code yet); use --isolation soft or --engine interp"
-        );
-    }
-    if let Some((index, _)) = system
-        .engines
-        .iter()
-        .find(|(_, e)| *e == bootpkg::Engine::Compiled)
-    {
-        bail!(
-            "[[engines]] runs `{}` compiled, which works in `soft` isolation only so far",
-            system.sips[*index as usize]
-        );
-    }
-    Ok(())
 }

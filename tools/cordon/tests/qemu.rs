@@ -6,8 +6,8 @@ use bootpkg::Engine;
 use cordon::{BootOptions, Firmware, Isolation, Outcome, Verdict, boot};
 
 /// Two tests of `body`: the first name in soft isolation, the second in hard (every SIP in
-/// its own ring-3 address space). The expectations are the same, word for word. With a
-/// third name, also soft isolation with every SIP compiled ahead of time (`--engine
+/// its own ring-3 address space). The expectations are the same, word for word. With third
+/// and fourth names, also both modes with every SIP compiled ahead of time (`--engine
 /// compiled`), same expectations.
 macro_rules! in_both_modes {
     ($soft:ident, $hard:ident, $body:ident) => {
@@ -21,13 +21,19 @@ macro_rules! in_both_modes {
             $body(Isolation::Hard);
         }
     };
-    ($soft:ident, $hard:ident, $compiled:ident, $body:ident) => {
+    ($soft:ident, $hard:ident, $compiled:ident, $compiled_hard:ident, $body:ident) => {
         in_both_modes!($soft, $hard, $body);
 
         #[test]
         fn $compiled() {
             ENGINE.set(Engine::Compiled);
             $body(Isolation::Soft);
+        }
+
+        #[test]
+        fn $compiled_hard() {
+            ENGINE.set(Engine::Compiled);
+            $body(Isolation::Hard);
         }
     };
 }
@@ -111,6 +117,7 @@ in_both_modes!(
     misbehaving_sips_end_alone_with_their_reason,
     misbehaving_sips_end_alone_with_their_reason_in_ring3,
     misbehaving_sips_end_alone_with_their_reason_compiled,
+    misbehaving_sips_end_alone_with_their_reason_in_ring3_compiled,
     misbehaving_sips
 );
 
@@ -172,6 +179,7 @@ in_both_modes!(
     sealed_process_invariants_hold,
     sealed_process_invariants_hold_in_ring3,
     sealed_process_invariants_hold_compiled,
+    sealed_process_invariants_hold_in_ring3_compiled,
     sealed_process_invariants
 );
 
@@ -214,6 +222,7 @@ in_both_modes!(
     echo_pair_measures_round_trips_and_moves_buffers,
     echo_pair_measures_round_trips_and_moves_buffers_in_ring3,
     echo_pair_measures_round_trips_and_moves_buffers_compiled,
+    echo_pair_measures_round_trips_and_moves_buffers_in_ring3_compiled,
     echo_pair
 );
 
@@ -237,6 +246,7 @@ in_both_modes!(
     contract_violation_terminates_the_sender_and_the_peer_goes_on,
     contract_violation_terminates_the_sender_and_the_peer_goes_on_in_ring3,
     contract_violation_terminates_the_sender_and_the_peer_goes_on_compiled,
+    contract_violation_terminates_the_sender_and_the_peer_goes_on_in_ring3_compiled,
     contract_violation
 );
 
@@ -259,6 +269,7 @@ in_both_modes!(
     services_are_found_by_name_and_endpoints_travel_in_messages,
     services_are_found_by_name_and_endpoints_travel_in_messages_in_ring3,
     services_are_found_by_name_and_endpoints_travel_in_messages_compiled,
+    services_are_found_by_name_and_endpoints_travel_in_messages_in_ring3_compiled,
     directory
 );
 
@@ -285,6 +296,7 @@ in_both_modes!(
     a_sip_past_its_cpu_budget_is_stopped_by_the_kernel,
     a_sip_past_its_cpu_budget_is_stopped_by_the_kernel_in_ring3,
     a_sip_past_its_cpu_budget_is_stopped_by_the_kernel_compiled,
+    a_sip_past_its_cpu_budget_is_stopped_by_the_kernel_in_ring3_compiled,
     cpu_budget
 );
 
@@ -402,6 +414,7 @@ in_both_modes!(
     several_attackers_at_once_end_alone,
     several_attackers_at_once_end_alone_in_ring3,
     several_attackers_at_once_end_alone_compiled,
+    several_attackers_at_once_end_alone_in_ring3_compiled,
     attackers_at_once
 );
 
@@ -565,6 +578,7 @@ in_both_modes!(
     resource_floods_end_in_out_of_memory_for_the_attacker_alone,
     resource_floods_end_in_out_of_memory_for_the_attacker_alone_in_ring3,
     resource_floods_end_in_out_of_memory_for_the_attacker_alone_compiled,
+    resource_floods_end_in_out_of_memory_for_the_attacker_alone_in_ring3_compiled,
     resource_floods
 );
 
@@ -608,6 +622,7 @@ in_both_modes!(
     looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly,
     looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_in_ring3,
     looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_compiled,
+    looping_sip_is_killed_and_sip_memory_is_reclaimed_exactly_in_ring3_compiled,
     looping_sip_killed
 );
 
@@ -1003,6 +1018,7 @@ in_both_modes!(
     webfiles_reads_every_byte_right_through_driver_and_file_system_sips,
     webfiles_reads_every_byte_right_through_driver_and_file_system_sips_in_ring3,
     webfiles_reads_every_byte_right_through_driver_and_file_system_sips_compiled,
+    webfiles_reads_every_byte_right_through_driver_and_file_system_sips_in_ring3_compiled,
     webfiles
 );
 
@@ -1117,6 +1133,7 @@ in_both_modes!(
     a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly,
     a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly_in_ring3,
     a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly_compiled,
+    a_driver_killed_mid_run_is_quiesced_and_its_clients_end_cleanly_in_ring3_compiled,
     driver_killed
 );
 
@@ -1221,16 +1238,22 @@ fn device_grants(isolation: Isolation) {
     );
 }
 
+in_both_modes!(
+    a_mismatched_or_changed_artifact_is_refused_and_the_others_run,
+    a_mismatched_or_changed_artifact_is_refused_and_the_others_run_in_ring3,
+    a_mismatched_or_changed_artifact
+);
+
 /// The compiled engine runs a SIP only from the artifact compiled from exactly its module:
 /// `hello` given `primes`' artifact (as a stale or confused build would) and `primes` with
 /// one byte of its artifact changed are refused with what is wrong, and `abi-bench`, whose
 /// artifact is intact, runs compiled beside them. (Whoever can rewrite the whole package
 /// can also rewrite its hashes: the runner and the image are trusted, as in Singularity.)
-#[test]
-fn a_mismatched_or_changed_artifact_is_refused_and_the_others_run() {
+/// In ring 3 the kernel checks the same before it maps any of the artifact.
+fn a_mismatched_or_changed_artifact(isolation: Isolation) {
     let options = BootOptions {
         engine: Engine::Compiled,
-        ..sips(&["hello", "primes", "abi-bench"])
+        ..in_mode(isolation, sips(&["hello", "primes", "abi-bench"]))
     };
     let mut package = cordon::qemu::package(&options).expect("package");
     let primes = package.artifact("primes").expect("primes compiled").clone();
@@ -1255,7 +1278,7 @@ fn a_mismatched_or_changed_artifact_is_refused_and_the_others_run() {
         &outcome,
         Verdict::Failed,
         &[
-            "booted: isolation=soft, engine=compiled",
+            format!("booted: isolation={}, engine=compiled", isolation.name()).as_str(),
             "[kernel] SIP hello (pid 1) could not be loaded: the compiled artifact for `hello` belongs to another module",
             "[kernel] SIP primes (pid 2) could not be loaded: the compiled artifact for `primes` was changed after compilation",
             "[kernel] SIP abi-bench (pid 3) exited with status 0",
