@@ -6,6 +6,7 @@
 //! - the minimum kernel call from a SIP (printed by the `abi-bench` SIP itself);
 //! - the cost of fuel metering: the same CPU-bound SIP run with and without it;
 //! - a thread switch (semaphore round trip between two kernel threads, halved);
+//! - a SIP-to-SIP yield (two `yield` SIPs yielding to each other, printed by each);
 //! - channel round trips between two SIPs over the Echo contract (printed by the
 //!   `echo-client` SIP): a small message, 16 KiB copied, 16 KiB exchange-heap buffer;
 //! - forking the prepared runtime image (how SIPs with a space of their own are made) and
@@ -211,6 +212,33 @@ fn channel_round_trip() -> Result<(), String> {
     Ok(())
 }
 
+/// Two instances of the `yield` SIP at once: each `yield_now` switches to the other (each
+/// prints its own figure). The first is the configuration's client, like the echo pair's,
+/// so that in the intermediate configurations the switch crosses address spaces.
+fn yield_pair() -> Result<(), String> {
+    let module = crate::boot_module("yield")?;
+    // Both exist before either runs, so neither measures yields with nothing to switch to.
+    let (first, second) =
+        x86_64::instructions::interrupts::without_interrupts(|| -> Result<_, String> {
+            let options = process::StartOptions {
+                client: true,
+                ..Default::default()
+            };
+            let first = process::start_with("yield", module.clone(), options)
+                .map_err(|e| format!("{e:?}"))?;
+            let second = process::start("yield", module).map_err(|e| format!("{e:?}"))?;
+            Ok((first, second))
+        })?;
+    for (pid, thread) in [first, second] {
+        thread.join();
+        let record = process::record(pid).ok_or("record vanished")?;
+        if record.ending != Some(Ending::Ran(Exit::Status(0))) {
+            return Err(format!("yield (pid {pid}) ended {:?}", record.ending));
+        }
+    }
+    Ok(())
+}
+
 fn micro() -> Result<(), String> {
     let isolation = crate::boot_package().config.isolation;
     println!(
@@ -231,6 +259,7 @@ fn micro() -> Result<(), String> {
     compute()?;
     metering_cost()?;
     thread_switch()?;
+    yield_pair()?;
     let counters = Counters::now();
     channel_round_trip()?;
     counters.print_since("echo pair");

@@ -12,6 +12,8 @@
  *   - thread switch: two threads of one process pinned to one CPU ping-pong through two
  *     POSIX semaphores, like the kernel's semaphore ping-pong (each switch here also pays
  *     for the futex system calls, which Cordon's kernel threads do not make);
+ *   - yield ping-pong: two processes pinned to one CPU call sched_yield in a loop, so each
+ *     call switches to the other, like the `yield` SIP pair;
  *   - copy-on-write fault: after fork, the child's first write to each of 64 shared pages,
  *     minus the same write once the page is its own, like the kernel's figure.
  * Each figure is the median of several trials. */
@@ -150,6 +152,27 @@ static void thread_switch(void) {
            SWITCH_ROUNDS, (unsigned long long)(spent / (2 * SWITCH_ROUNDS)));
 }
 
+static void yield_pair(void) {
+    enum { YIELDS = 1000, WARM_UP = 200 };
+    uint64_t t[TRIALS];
+    pin_to_first_cpu();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Keeps yielding until well after the parent's last measured yield. */
+        for (int i = 0; i < WARM_UP * 2 + TRIALS * YIELDS; i++) sched_yield();
+        _exit(0);
+    }
+    for (int i = 0; i < WARM_UP; i++) sched_yield();
+    for (int k = 0; k < TRIALS; k++) {
+        uint64_t s = cycles();
+        for (int i = 0; i < YIELDS; i++) sched_yield();
+        t[k] = (cycles() - s) / YIELDS;
+    }
+    waitpid(pid, NULL, 0);
+    printf("linux: sched_yield ping-pong (two processes, one CPU): median %llu cycles/yield (%d trials x %d yields)\n",
+           (unsigned long long)median(t, TRIALS), TRIALS, YIELDS);
+}
+
 static void cow_fault(void) {
     enum { PAGES = 64, PAGE = 4096 };
     volatile uint64_t *region = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE,
@@ -197,6 +220,7 @@ int main(int argc, char **argv) {
     ping_pong(16384, "16 KiB copied");
     create_start(argv[0]);
     thread_switch();
+    yield_pair();
     cow_fault();
     printf("linux: bench done\n");
     sync();

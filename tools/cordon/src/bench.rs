@@ -42,10 +42,11 @@ impl Config {
 }
 
 /// The SIP modules the kernel's `micro` suite starts.
-pub const MICRO_SIPS: [&str; 7] = [
+pub const MICRO_SIPS: [&str; 8] = [
     "startup",
     "hello",
     "abi-bench",
+    "yield",
     "primes",
     "compute",
     "echo-server",
@@ -142,6 +143,11 @@ pub const MICRO: &[Metric] = &[
         "kernel thread switch",
         "kernel thread switch",
         " cycles per switch",
+    ),
+    after(
+        "SIP-to-SIP yield (two SIPs ping-pong)",
+        "[yield] yield ping-pong (two SIPs)",
+        "median ",
     ),
     after(
         "SIP fork (ring-3 runtime image)",

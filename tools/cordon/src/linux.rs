@@ -48,6 +48,11 @@ pub const METRICS: &[Metric] = &[
         " cycles per switch",
     ),
     after(
+        "SIP-to-SIP yield (two SIPs ping-pong)",
+        "linux: sched_yield ping-pong (two processes",
+        "median ",
+    ),
+    after(
         "copy-on-write fault",
         "linux: copy-on-write fault",
         "median ",

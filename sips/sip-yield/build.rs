@@ -1,0 +1,5 @@
+//! Generates the manifest from [package.metadata.cordon].
+
+fn main() {
+    sip_build::emit_manifest()
+}
