@@ -309,6 +309,7 @@ linux: pipe round trip, 1 byte: median 306642 cycles (200 round trips)
 linux: pipe round trip, 16 KiB copied: median 1077044 cycles (200 round trips)
 linux: process create+start (fork, exec, exit, wait; 9 runs): median 15523739 cycles
 linux: thread switch (semaphore ping-pong, 2000 round trips): 41234 cycles per switch
+linux: sched_yield ping-pong (two processes, one CPU): median 4424 cycles/yield (7 trials x 1000 yields)
 linux: copy-on-write fault (fault, copy 4 KiB; 64 pages): median 30511 cycles
 linux: page-table isolation: 1
 ";
@@ -321,6 +322,7 @@ linux: page-table isolation: 1
                 Some(1077044),
                 Some(15523739),
                 Some(41234),
+                Some(4424),
                 Some(30511),
                 Some(1)
             ]
