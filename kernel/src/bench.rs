@@ -3,6 +3,7 @@
 //! Suite `micro`, in whichever isolation configuration the kernel booted:
 //! - SIP create + start: from the kernel beginning to create a SIP (verify, compile,
 //!   instantiate, thread) to the SIP's first kernel call, each SIP alone on the processor;
+//!   and its whole life: created, run to its exit, reclaimed and its thread joined;
 //! - the minimum kernel call from a SIP (printed by the `abi-bench` SIP itself);
 //! - the cost of fuel metering: the same CPU-bound SIP run with and without it;
 //! - a thread switch (semaphore round trip between two kernel threads, halved);
@@ -89,10 +90,13 @@ fn create_start(name: &str, runs: usize) -> Result<(), String> {
     // One warm-up run so kernel tables have their working size.
     run_alone(name, Metering::Fuel)?;
     let mut total = Vec::new();
+    let mut whole = Vec::new();
     let mut verify = Vec::new();
     let mut instantiate = Vec::new();
     for _ in 0..runs {
+        let start = cycles::start();
         let record = run_alone(name, Metering::Fuel)?;
+        whole.push(cycles::stop() - start);
         total.push(record.timings.first_call.ok_or("SIP made no kernel call")?);
         verify.push(record.timings.verify);
         instantiate.push(record.timings.instantiate - record.timings.verify);
@@ -102,6 +106,12 @@ fn create_start(name: &str, runs: usize) -> Result<(), String> {
         "  SIP create+start ({name}, {module_bytes} bytes, {runs} runs): median {t} cycles (min {tmin}, max {tmax}); verify {}, compile+instantiate {}",
         median(verify).0,
         median(instantiate).0
+    );
+    // The whole life, like Linux's fork+exec+exit+wait: created, run to its end, its
+    // memory, space and kernel objects reclaimed, its thread joined.
+    let (w, wmin, wmax) = median(whole);
+    println!(
+        "  SIP create+start+exit+reap ({name}, {runs} runs): median {w} cycles (min {wmin}, max {wmax})"
     );
     Ok(())
 }

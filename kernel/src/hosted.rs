@@ -5,8 +5,9 @@
 //! space: the `sip-hosted` program from the boot package (copied and relocated), its
 //! arguments, the module bytes (read-only), for a compiled SIP its artifact (read-only, the
 //! text read+execute: mapped here, before the SIP starts, since nothing in the ABI makes
-//! memory executable), a stack, and a demand-zero heap sized by the manifest's limits. A SIP with a space of its own gets window 0 of a fresh space; the
-//! others share one system-wide space, one window each, and are torn down window by
+//! memory executable), a stack, and a demand-zero heap sized by the manifest's limits. A
+//! SIP with a space of its own gets window 0 of a fresh space; the others share one
+//! system-wide space, one window each, and are torn down window by
 //! window (the space itself goes when its last SIP does). A space of its own is made by
 //! *forking* a prepared image ([`prepare`]): the program is loaded and relocated once at
 //! boot, and each SIP gets its pages copy-on-write (text stays shared for good; a data

@@ -48,7 +48,8 @@ pub const ISA_FLAGS: &[&str] = &[
 ];
 
 /// Memory holding one compiled artifact, aligned to the kernel's page size, which the
-/// kernel's [`CustomCodeMemory`] can make read+execute.
+/// embedder's [`CustomCodeMemory`] makes (or, for the hosted runtime, the kernel has
+/// already made) read+execute.
 ///
 /// # Safety
 /// [`CodeImage::bytes`] returns the same memory on every call, and nothing writes it while
@@ -61,8 +62,8 @@ pub unsafe trait CodeImage: Send + Sync + 'static {
 /// What the embedder provides to load compiled code.
 pub struct Host {
     /// Makes an artifact's text read+execute when wasmtime publishes it (W^X): the kernel
-    /// flips the pages of a code window; the ring-3 runtime checks that the kernel already
-    /// mapped exactly that text executable.
+    /// flips the pages of a code window; the hosted runtime (every configuration but
+    /// `soft`) checks that the kernel already mapped exactly that text executable.
     pub code_memory: Arc<dyn CustomCodeMemory>,
 }
 

@@ -77,10 +77,10 @@ pub fn cpu_feature(name: &str) -> Option<bool> {
 pub const CODE_PAGE: usize = 4096;
 
 /// Where the executable text of `artifact` (an ELF image from [`precompile`]) lies: the
-/// byte range of its `.text` section, page-aligned at both ends. Under hardware isolation
-/// the kernel maps exactly these pages read+execute (and the rest of the image read-only)
-/// before the SIP starts, since the ring-3 runtime cannot change its own mappings and the
-/// ABI has no operation that makes memory executable.
+/// byte range of its `.text` section, page-aligned at both ends. In every configuration but
+/// `soft` the kernel maps exactly these pages read+execute (and the rest of the image
+/// read-only) before the SIP starts, since the hosted runtime cannot change its own
+/// mappings and the ABI has no operation that makes memory executable.
 pub fn text_range(artifact: &[u8]) -> Result<core::ops::Range<usize>, LoadError> {
     use object::read::elf::{FileHeader, SectionHeader};
     let bad = |what: &str| LoadError(format!("the compiled artifact is malformed: {what}"));

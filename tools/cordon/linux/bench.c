@@ -5,7 +5,8 @@
  * Runs as /init of a small initramfs (built by the runner), prints one line per figure on
  * the serial console in the form `cordon bench` parses, then powers the machine off.
  *   - minimum system call: getpid through syscall(2) (never cached by libc);
- *   - pipe round trip: two processes ping-pong one byte over two pipes (two switches);
+ *   - pipe round trip: two processes ping-pong 16 bytes over two pipes (two switches),
+ *     the size of the echo pair's small message;
  *   - pipe round trip with 16 KiB: the same carrying 16 KiB each way (copied twice);
  *   - process create+start: fork, exec of this program in "child" mode (which exits at
  *     once), wait;
@@ -216,7 +217,7 @@ int main(int argc, char **argv) {
     printf("linux: meltdown: %s\n", meltdown);
     printf("linux: page-table isolation: %d\n", strstr(meltdown, "PTI") != NULL);
     min_syscall();
-    ping_pong(1, "1 byte");
+    ping_pong(16, "16 bytes");
     ping_pong(16384, "16 KiB copied");
     create_start(argv[0]);
     thread_switch();

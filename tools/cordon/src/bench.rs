@@ -139,6 +139,11 @@ pub const MICRO: &[Metric] = &[
         "SIP create+start (hello",
         "median ",
     ),
+    after(
+        "SIP create+start+exit+reap (startup)",
+        "SIP create+start+exit+reap (startup",
+        "median ",
+    ),
     before(
         "kernel thread switch",
         "kernel thread switch",

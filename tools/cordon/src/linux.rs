@@ -29,7 +29,7 @@ pub const METRICS: &[Metric] = &[
     ),
     after(
         "channel round trip, 16 B message",
-        "linux: pipe round trip, 1 byte",
+        "linux: pipe round trip, 16 bytes",
         "median ",
     ),
     after(
@@ -38,7 +38,7 @@ pub const METRICS: &[Metric] = &[
         "median ",
     ),
     after(
-        "SIP create+start (hello)",
+        "SIP create+start+exit+reap (startup)",
         "linux: process create+start",
         "median ",
     ),
@@ -305,7 +305,7 @@ mod tests {
     fn figures_line_up_with_the_micro_rows() {
         let console = "\
 linux: minimum system call (getpid): median 2290 cycles/call (empty loop 7 subtracted)
-linux: pipe round trip, 1 byte: median 306642 cycles (200 round trips)
+linux: pipe round trip, 16 bytes: median 306642 cycles (200 round trips)
 linux: pipe round trip, 16 KiB copied: median 1077044 cycles (200 round trips)
 linux: process create+start (fork, exec, exit, wait; 9 runs): median 15523739 cycles
 linux: thread switch (semaphore ping-pong, 2000 round trips): 41234 cycles per switch

@@ -947,6 +947,7 @@ fn benchmarks_run_in_ring3_and_messages_cross_spaces_in_one_copy() {
             "[abi-bench] minimum kernel call (abi_version): median",
             "[echo-client] round trip, 16-byte message: median",
             "[yield] yield ping-pong (two SIPs): median",
+            "SIP create+start+exit+reap (startup, 9 runs): median",
             "SIP fork (ring-3 runtime image",
             "copy-on-write fault (",
             "bench micro: done",
