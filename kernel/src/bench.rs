@@ -66,10 +66,18 @@ fn run_alone(name: &str, metering: Metering) -> Result<Record, String> {
     let (pid, thread) = process::start_with(name, crate::boot_module(name)?, options)
         .map_err(|e| format!("{e:?}"))?;
     thread.join();
+    ended_cleanly(pid)
+}
+
+/// The record of finished SIP `pid`, if it exited with status 0.
+fn ended_cleanly(pid: process::Pid) -> Result<Record, String> {
     let record = process::record(pid).ok_or("record vanished")?;
     match &record.ending {
         Some(Ending::Ran(Exit::Status(0))) => Ok(record),
-        other => Err(format!("SIP {name} ended {other:?}")),
+        other => Err(format!(
+            "SIP {} (pid {pid}) ended {other:?}",
+            record.name.as_str()
+        )),
     }
 }
 
@@ -210,14 +218,7 @@ fn channel_round_trip() -> Result<(), String> {
     client_thread.join();
     server_thread.join();
     for pid in [server, client] {
-        let record = process::record(pid).ok_or("record vanished")?;
-        if record.ending != Some(Ending::Ran(Exit::Status(0))) {
-            return Err(format!(
-                "{} ended {:?}",
-                record.name.as_str(),
-                record.ending
-            ));
-        }
+        ended_cleanly(pid)?;
     }
     Ok(())
 }
@@ -239,14 +240,10 @@ fn yield_pair() -> Result<(), String> {
             let second = process::start("yield", module).map_err(|e| format!("{e:?}"))?;
             Ok((first, second))
         })?;
-    for (pid, thread) in [first, second] {
-        thread.join();
-        let record = process::record(pid).ok_or("record vanished")?;
-        if record.ending != Some(Ending::Ran(Exit::Status(0))) {
-            return Err(format!("yield (pid {pid}) ended {:?}", record.ending));
-        }
-    }
-    Ok(())
+    first.1.join();
+    second.1.join();
+    ended_cleanly(first.0)?;
+    ended_cleanly(second.0).map(|_| ())
 }
 
 fn micro() -> Result<(), String> {
