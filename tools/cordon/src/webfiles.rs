@@ -168,30 +168,37 @@ fn engine_base(raw: &Raw, engine: bootpkg::Engine) -> Option<Vec<u64>> {
     Some(headline_values(runs)).filter(|v| !v.is_empty())
 }
 
-/// Slowdown of each configuration against soft in its engine: (median, lowest, highest), in
-/// percent of soft's median, from the headline figure of every run.
-pub fn slowdowns(raw: &Raw) -> Vec<(Config, f64, f64, f64)> {
+/// One configuration's slowdown against `soft` in its engine, in percent.
+#[derive(Clone, Copy, Debug)]
+pub struct Slowdown {
+    pub config: Config,
+    /// The median run, and the lowest and highest runs, against soft's median.
+    pub median: f64,
+    pub lowest: f64,
+    pub highest: f64,
+    /// The fastest run against soft's fastest. Under TCG, interference from the host only
+    /// ever adds time, so the minimum is the steadier figure when runs spread widely; both
+    /// are printed.
+    pub fastest: f64,
+}
+
+/// Slowdown of each configuration against soft in its engine, from the headline figure of
+/// every run.
+pub fn slowdowns(raw: &Raw) -> Vec<Slowdown> {
+    let pct = |v: u64, of: u64| (v as f64 / of.max(1) as f64 - 1.0) * 100.0;
     raw.iter()
         .filter_map(|(config, runs)| {
             let base = engine_base(raw, config.engine)?;
-            let base = base[base.len() / 2];
-            let pct = |v: u64| (v as f64 / base.max(1) as f64 - 1.0) * 100.0;
+            let (base_median, base_fastest) = (base[base.len() / 2], base[0]);
             let v = headline_values(runs);
             let median = *v.get(v.len() / 2)?;
-            Some((*config, pct(median), pct(v[0]), pct(v[v.len() - 1])))
-        })
-        .collect()
-}
-
-/// Slowdown of each configuration's fastest run against the fastest run of soft in its
-/// engine, in percent. Under TCG, interference from the host only ever adds time, so the
-/// minimum is the steadier figure when runs spread widely; both are printed.
-pub fn fastest_slowdowns(raw: &Raw) -> Vec<(Config, f64)> {
-    raw.iter()
-        .filter_map(|(config, runs)| {
-            let base = *engine_base(raw, config.engine)?.first()?;
-            let fastest = *headline_values(runs).first()?;
-            Some((*config, (fastest as f64 / base.max(1) as f64 - 1.0) * 100.0))
+            Some(Slowdown {
+                config: *config,
+                median: pct(median, base_median),
+                lowest: pct(v[0], base_median),
+                highest: pct(v[v.len() - 1], base_median),
+                fastest: pct(v[0], base_fastest),
+            })
         })
         .collect()
 }
@@ -201,21 +208,16 @@ pub fn headline(raw: &Raw) -> String {
     let mut out = String::from(
         "slowdown against soft, same engine (I/O cycles per file read)   Cordon median [lowest, highest run]   fastest vs fastest   Singularity (Figure 5)\n",
     );
-    let fastest = fastest_slowdowns(raw);
-    for (config, median, low, high) in slowdowns(raw) {
-        let best = fastest
-            .iter()
-            .find(|(c, _)| *c == config)
-            .map_or("-".to_string(), |(_, pct)| format!("{pct:+.1}%"));
+    for s in slowdowns(raw) {
         let _ = writeln!(
             out,
             "  {:<48} {:>+7.1}%  [{:+.1}%, {:+.1}%]{:>21}{:>18}",
-            config.name(),
-            median,
-            low,
-            high,
-            best,
-            format!("{:+.1}%", singularity_slowdown(config.isolation))
+            s.config.name(),
+            s.median,
+            s.lowest,
+            s.highest,
+            format!("{:+.1}%", s.fastest),
+            format!("{:+.1}%", singularity_slowdown(s.config.isolation))
         );
     }
     out
@@ -283,22 +285,18 @@ fn configurations_json(raw: &Raw) -> Vec<serde_json::Value> {
 }
 
 fn slowdowns_json(raw: &Raw) -> Vec<serde_json::Value> {
-    let fastest = fastest_slowdowns(raw);
     slowdowns(raw)
         .into_iter()
-        .map(|(config, median, low, high)| {
+        .map(|s| {
             serde_json::json!({
-                "configuration": config.name(),
-                "isolation": config.isolation.name(),
-                "engine": config.engine.name(),
-                "median_percent": median,
-                "lowest_percent": low,
-                "highest_percent": high,
-                "fastest_vs_fastest_percent": fastest
-                    .iter()
-                    .find(|(c, _)| *c == config)
-                    .map(|(_, pct)| *pct),
-                "singularity_percent": singularity_slowdown(config.isolation),
+                "configuration": s.config.name(),
+                "isolation": s.config.isolation.name(),
+                "engine": s.config.engine.name(),
+                "median_percent": s.median,
+                "lowest_percent": s.lowest,
+                "highest_percent": s.highest,
+                "fastest_vs_fastest_percent": s.fastest,
+                "singularity_percent": singularity_slowdown(s.config.isolation),
             })
         })
         .collect()
@@ -313,9 +311,9 @@ pub fn svg_chart(raw: &Raw, subtitle: &str) -> String {
     let plot_h = height - top - bottom;
     let highest = bars
         .iter()
-        .map(|b| b.3.max(singularity_slowdown(b.0.isolation)))
+        .map(|b| b.highest.max(singularity_slowdown(b.config.isolation)))
         .fold(10.0f64, f64::max);
-    let lowest = bars.iter().map(|b| b.2).fold(0.0f64, f64::min);
+    let lowest = bars.iter().map(|b| b.lowest).fold(0.0f64, f64::min);
     let step = if highest - lowest > 100.0 { 20.0 } else { 10.0 };
     let (y_min, y_max) = (
         (lowest / step).floor() * step,
@@ -349,10 +347,20 @@ pub fn svg_chart(raw: &Raw, subtitle: &str) -> String {
         "<text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">slowdown (% of soft)</text>",
         top + plot_h / 2.0
     );
-    for (i, (config, median, low, high)) in bars.iter().enumerate() {
+    for (
+        i,
+        &Slowdown {
+            config,
+            median,
+            lowest: low,
+            highest: high,
+            ..
+        },
+    ) in bars.iter().enumerate()
+    {
         let x = left + group * i as f64 + group * 0.2;
         let theirs = singularity_slowdown(config.isolation);
-        for (j, (value, colour)) in [(*median, "#2b6cb0"), (theirs, "#bbbbbb")]
+        for (j, (value, colour)) in [(median, "#2b6cb0"), (theirs, "#bbbbbb")]
             .into_iter()
             .enumerate()
         {
@@ -364,8 +372,8 @@ pub fn svg_chart(raw: &Raw, subtitle: &str) -> String {
                 (y1 - y0).max(0.5),
                 bx + bar / 2.0,
                 y0 - 4.0
-                    - if j == 0 && *high > value {
-                        y0 - y(*high)
+                    - if j == 0 && high > value {
+                        y0 - y(high)
                     } else {
                         0.0
                     }
@@ -375,8 +383,8 @@ pub fn svg_chart(raw: &Raw, subtitle: &str) -> String {
         let _ = writeln!(
             svg,
             "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>",
-            y(*low),
-            y(*high)
+            y(low),
+            y(high)
         );
         let _ = writeln!(
             svg,
@@ -519,12 +527,11 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
             (Config::interp(Isolation::Hard), runs(&[150, 140, 160])),
         ];
         let s = slowdowns(&raw);
-        assert_eq!(s[0].0, Config::interp(Isolation::Soft));
-        assert!((s[0].1 - 0.0).abs() < 1e-9 && (s[0].2 + 10.0).abs() < 1e-9);
-        assert!((s[1].1 - 50.0).abs() < 1e-9 && (s[1].3 - 60.0).abs() < 1e-9);
+        assert_eq!(s[0].config, Config::interp(Isolation::Soft));
+        assert!((s[0].median - 0.0).abs() < 1e-9 && (s[0].lowest + 10.0).abs() < 1e-9);
+        assert!((s[1].median - 50.0).abs() < 1e-9 && (s[1].highest - 60.0).abs() < 1e-9);
         // Fastest against fastest: 140 against 90.
-        let f = fastest_slowdowns(&raw);
-        assert!((f[1].1 - 5000.0 / 90.0).abs() < 1e-9, "{f:?}");
+        assert!((s[1].fastest - 5000.0 / 90.0).abs() < 1e-9, "{s:?}");
         let text = headline(&raw);
         assert!(text.contains("+50.0%") && text.contains("+37.7%"), "{text}");
         let svg = svg_chart(&raw, "TCG <test>");
@@ -564,8 +571,8 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
             (compiled(Isolation::Hard), runs(&[140])),
         ];
         let s = slowdowns(&raw);
-        assert!((s[1].1 - 10.0).abs() < 1e-9, "{s:?}");
-        assert!(s[2].1.abs() < 1e-9, "{s:?}");
-        assert!((s[3].1 - 40.0).abs() < 1e-9, "{s:?}");
+        assert!((s[1].median - 10.0).abs() < 1e-9, "{s:?}");
+        assert!(s[2].median.abs() < 1e-9, "{s:?}");
+        assert!((s[3].median - 40.0).abs() < 1e-9, "{s:?}");
     }
 }
