@@ -286,7 +286,14 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
     }
     qemu.arg("-drive")
         .arg(format!("format=raw,file={}", image.path.display()));
-    let vars_copy = work_dir().join(format!("ovmf-vars-{}.fd", std::process::id()));
+    // One variable store per boot: tests boot several machines at once from one process,
+    // and each boot removes its own copy when QEMU exits.
+    static BOOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let vars_copy = work_dir().join(format!(
+        "ovmf-vars-{}-{}.fd",
+        std::process::id(),
+        BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     if let Some((code, vars)) = &ovmf {
         std::fs::copy(vars, &vars_copy).context("copying the OVMF variable store")?;
         qemu.arg("-drive").arg(format!(
@@ -383,7 +390,9 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
     for reader in readers {
         let _ = reader.join();
     }
-    let _ = std::fs::remove_file(&vars_copy);
+    if ovmf.is_some() {
+        let _ = std::fs::remove_file(&vars_copy);
+    }
     let verdict = if timed_out {
         Verdict::TimedOut
     } else {
