@@ -471,6 +471,39 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Writes `value` to the first word of each of `pages` pages from `start`, all in one
+    /// activation of this space, as a user loop would: a copy-on-write page faults and is
+    /// copied, a demand-zero page faults and is mapped (both trapped, through
+    /// [`resolve_fault`]). Every page must be mapped or reserved demand-zero. For the
+    /// kernel's fault benchmarks: the faults they time are the processor's own.
+    pub fn touch_pages(&mut self, start: VirtAddr, pages: u64, value: u64) -> Result<(), MapError> {
+        let l4 = self.l4.as_u64();
+        for i in 0..pages {
+            let page = start + i * PAGE;
+            if self.check_mapped(page).is_err() {
+                let reserved = LAZY
+                    .lock()
+                    .iter()
+                    .any(|(s, range, _)| *s == l4 && range.contains(&page.as_u64()));
+                if !reserved {
+                    return Err(MapError::BadAddress);
+                }
+            }
+        }
+        self.with_active(|| {
+            crate::arch::smap::allow_user_access();
+            for i in 0..pages {
+                let page = start + i * PAGE;
+                // SAFETY: every page is mapped in this space or reserved demand-zero
+                // (checked), and the space is active: the write lands, or faults and is
+                // resolved by `resolve_fault` before it lands.
+                unsafe { core::ptr::write_volatile(page.as_mut_ptr::<u64>(), value) };
+            }
+            crate::arch::smap::forbid_user_access();
+        });
+        Ok(())
+    }
+
     /// Reads a word at user address `addr` of this space (a window for one read).
     pub fn read_u64(&mut self, addr: VirtAddr) -> Result<u64, MapError> {
         self.check_mapped(addr)?;

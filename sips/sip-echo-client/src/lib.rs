@@ -1,5 +1,5 @@
 //! SIP `echo-client`: measures request/reply round trips to `echo-server` over the Echo
-//! contract (each `call` is one kernel entry), for a 16-byte message, a 16 KiB message
+//! contract (each `call` is one kernel entry), for a 1-byte and a 16-byte message, a 16 KiB message
 //! copied as `bytes`, and a 16 KiB exchange-heap buffer that moves without copying. Checks
 //! every reply, prints the medians in cycles, says Bye and exits 0.
 #![no_std]
@@ -73,14 +73,17 @@ fn ping_buf(
 
 fn run() -> Result<(), &'static str> {
     let mut ep = echo::Imp::initial("server").map_err(|_| "no `server` endpoint")?;
+    let tiny = [7u8; 1];
     let small = [7u8; 16];
     let big: Vec<u8> = (0..BIG).map(|i| i as u8).collect();
-    let (mut t_small, mut t_big, mut t_buf) = (vec![], vec![], vec![]);
+    let (mut t_tiny, mut t_small, mut t_big, mut t_buf) = (vec![], vec![], vec![], vec![]);
     let mut block = Buffer::new(BIG).map_err(|_| "no exchange heap")?;
     block.write(0, &big).map_err(|_| "buffer write")?;
     let mark = big[BIG - 1];
     for seq in 0..ROUNDS as u32 {
-        let (e, t) = ping(ep, seq, &small)?;
+        let (e, t) = ping(ep, seq, &tiny)?;
+        t_tiny.push(t);
+        let (e, t) = ping(e, seq, &small)?;
         t_small.push(t);
         let (e, t) = ping(e, seq, &big)?;
         t_big.push(t);
@@ -89,7 +92,13 @@ fn run() -> Result<(), &'static str> {
         ep = e;
         block = b;
     }
-    let (small, big, buf) = (median(t_small), median(t_big), median(t_buf));
+    let (tiny, small, big, buf) = (
+        median(t_tiny),
+        median(t_small),
+        median(t_big),
+        median(t_buf),
+    );
+    println!("round trip, 1-byte message: median {tiny} cycles ({ROUNDS} calls)");
     println!("round trip, 16-byte message: median {small} cycles ({ROUNDS} calls)");
     println!("round trip, 16 KiB copied as bytes: median {big} cycles");
     println!("round trip, 16 KiB exchange-heap buffer moved: median {buf} cycles");

@@ -5,8 +5,8 @@
  * Runs as /init of a small initramfs (built by the runner), prints one line per figure on
  * the serial console in the form `cordon bench` parses, then powers the machine off.
  *   - minimum system call: getpid through syscall(2) (never cached by libc);
- *   - pipe round trip: two processes ping-pong 16 bytes over two pipes (two switches),
- *     the size of the echo pair's small message;
+ *   - pipe round trip: two processes ping-pong 1 byte, and 16 bytes, over two pipes (two
+ *     switches), the sizes of the echo pair's small messages;
  *   - pipe round trip with 16 KiB: the same carrying 16 KiB each way (copied twice);
  *   - process create+start: fork, exec of this program in "child" mode (which exits at
  *     once), wait;
@@ -14,9 +14,13 @@
  *     POSIX semaphores, like the kernel's semaphore ping-pong (each switch here also pays
  *     for the futex system calls, which Cordon's kernel threads do not make);
  *   - yield ping-pong: two processes pinned to one CPU call sched_yield in a loop, so each
- *     call switches to the other, like the `yield` SIP pair;
- *   - copy-on-write fault: after fork, the child's first write to each of 64 shared pages,
- *     minus the same write once the page is its own, like the kernel's figure.
+ *     call switches to the other, like the `yield` SIP pair; and the same between two
+ *     threads of one process (no address-space switch);
+ *   - copy-on-write fault: after fork, one timed pass of the child's first writes to 4,096
+ *     shared pages, minus a second pass once the pages are its own, per page (the kernel's
+ *     figure is taken the same way);
+ *   - demand-zero fault: one timed pass of first writes to 4,096 pages of fresh anonymous
+ *     memory, minus a second pass, per page.
  * Each figure is the median of several trials. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -174,31 +178,85 @@ static void yield_pair(void) {
            (unsigned long long)median(t, TRIALS), TRIALS, YIELDS);
 }
 
-static void cow_fault(void) {
-    enum { PAGES = 64, PAGE = 4096 };
-    volatile uint64_t *region = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE,
-                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED) { perror("mmap"); return; }
-    for (int i = 0; i < PAGES; i++) region[i * PAGE / 8] = i; /* present in the parent */
-    pid_t pid = fork();
-    if (pid == 0) {
-        uint64_t faulting[PAGES], plain[PAGES];
-        for (int i = 0; i < PAGES; i++) {
-            volatile uint64_t *page = region + i * PAGE / 8;
-            uint64_t s = cycles();
-            *page = i + 1;
-            faulting[i] = cycles() - s;
-            s = cycles();
-            *page = i + 2;
-            plain[i] = cycles() - s;
-        }
-        uint64_t f = median(faulting, PAGES), p = median(plain, PAGES);
-        printf("linux: copy-on-write fault (fault, copy 4 KiB; %d pages): median %llu cycles\n",
-               PAGES, (unsigned long long)(f > p ? f - p : 0));
-        _exit(0);
+static volatile int yielding;
+
+static void *thread_yielder(void *unused) {
+    (void)unused;
+    pin_to_first_cpu();
+    while (yielding) sched_yield();
+    return NULL;
+}
+
+static void yield_threads(void) {
+    enum { YIELDS = 1000, WARM_UP = 200 };
+    uint64_t t[TRIALS];
+    pthread_t partner;
+    pin_to_first_cpu();
+    yielding = 1;
+    pthread_create(&partner, NULL, thread_yielder, NULL);
+    for (int i = 0; i < WARM_UP; i++) sched_yield();
+    for (int k = 0; k < TRIALS; k++) {
+        uint64_t s = cycles();
+        for (int i = 0; i < YIELDS; i++) sched_yield();
+        t[k] = (cycles() - s) / YIELDS;
     }
-    waitpid(pid, NULL, 0);
-    munmap((void *)region, PAGES * PAGE);
+    yielding = 0;
+    pthread_join(partner, NULL);
+    printf("linux: sched_yield ping-pong (two threads of one process, one CPU): median %llu cycles/yield (%d trials x %d yields)\n",
+           (unsigned long long)median(t, TRIALS), TRIALS, YIELDS);
+}
+
+enum { FAULT_PAGES = 4096, FAULT_TRIALS = 3, PAGE = 4096 };
+
+/* Cycles per page of one pass writing every page of `region`, minus a second pass over the
+ * same pages once they are mapped and private: the kernel's fault figures, taken the same
+ * way (one timed loop over many pages, not one timed access per page). */
+static uint64_t faulting_pass(volatile uint64_t *region) {
+    uint64_t s = cycles();
+    for (int i = 0; i < FAULT_PAGES; i++) region[i * PAGE / 8] = 1;
+    uint64_t faulting = cycles() - s;
+    s = cycles();
+    for (int i = 0; i < FAULT_PAGES; i++) region[i * PAGE / 8] = 2;
+    uint64_t plain = cycles() - s;
+    return (faulting > plain ? faulting - plain : 0) / FAULT_PAGES;
+}
+
+static void cow_fault(void) {
+    uint64_t t[FAULT_TRIALS];
+    for (int k = 0; k < FAULT_TRIALS; k++) {
+        volatile uint64_t *region = mmap(NULL, FAULT_PAGES * PAGE, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (region == MAP_FAILED) { perror("mmap"); return; }
+        for (int i = 0; i < FAULT_PAGES; i++) region[i * PAGE / 8] = i; /* present in the parent */
+        int result[2];
+        if (pipe(result)) { perror("pipe"); return; }
+        pid_t pid = fork();
+        if (pid == 0) {
+            uint64_t per_page = faulting_pass(region);
+            if (write(result[1], &per_page, sizeof per_page) != sizeof per_page) _exit(1);
+            _exit(0);
+        }
+        if (read(result[0], &t[k], sizeof t[k]) != sizeof t[k]) t[k] = 0;
+        waitpid(pid, NULL, 0);
+        close(result[0]);
+        close(result[1]);
+        munmap((void *)region, FAULT_PAGES * PAGE);
+    }
+    printf("linux: copy-on-write fault (fault, copy 4 KiB; %d pages per pass, %d passes): median %llu cycles per page\n",
+           FAULT_PAGES, FAULT_TRIALS, (unsigned long long)median(t, FAULT_TRIALS));
+}
+
+static void demand_zero_fault(void) {
+    uint64_t t[FAULT_TRIALS];
+    for (int k = 0; k < FAULT_TRIALS; k++) {
+        volatile uint64_t *region = mmap(NULL, FAULT_PAGES * PAGE, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (region == MAP_FAILED) { perror("mmap"); return; }
+        t[k] = faulting_pass(region);
+        munmap((void *)region, FAULT_PAGES * PAGE);
+    }
+    printf("linux: demand-zero fault (first write to anonymous memory; %d pages per pass, %d passes): median %llu cycles per page\n",
+           FAULT_PAGES, FAULT_TRIALS, (unsigned long long)median(t, FAULT_TRIALS));
 }
 
 int main(int argc, char **argv) {
@@ -217,12 +275,15 @@ int main(int argc, char **argv) {
     printf("linux: meltdown: %s\n", meltdown);
     printf("linux: page-table isolation: %d\n", strstr(meltdown, "PTI") != NULL);
     min_syscall();
+    ping_pong(1, "1 byte");
     ping_pong(16, "16 bytes");
     ping_pong(16384, "16 KiB copied");
     create_start(argv[0]);
     thread_switch();
     yield_pair();
+    yield_threads();
     cow_fault();
+    demand_zero_fault();
     printf("linux: bench done\n");
     sync();
     reboot(RB_POWER_OFF);

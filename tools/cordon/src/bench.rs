@@ -120,6 +120,11 @@ pub const MICRO: &[Metric] = &[
         "median ",
     ),
     after(
+        "channel round trip, 1 B message",
+        "[echo-client] round trip, 1-byte message",
+        "median ",
+    ),
+    after(
         "channel round trip, 16 B message",
         "[echo-client] round trip, 16-byte message",
         "median ",
@@ -154,6 +159,13 @@ pub const MICRO: &[Metric] = &[
         "[yield] yield ping-pong (two SIPs)",
         "median ",
     ),
+    // Linux only (SIPs have one thread each): the yield row without an address-space
+    // switch, the like-for-like figure for `soft`. Cordon never prints this line.
+    after(
+        "linux only: sched_yield ping-pong, two threads of one process",
+        "linux: sched_yield ping-pong (two threads",
+        "median ",
+    ),
     after(
         "SIP fork (ring-3 runtime image)",
         "SIP fork (ring-3",
@@ -165,6 +177,7 @@ pub const MICRO: &[Metric] = &[
         "median ",
     ),
     after("copy-on-write fault", "copy-on-write fault (", "median "),
+    after("demand-zero fault", "demand-zero fault (", "median "),
     after(
         "compute mix, native in the kernel",
         "compute mix natively in the kernel",

@@ -224,7 +224,8 @@ pub fn micro(
         notes = format!(
             "  linux         {} with a static benchmark as /init (tools/cordon/linux/bench.c): getpid via syscall(2), \
              pipe ping-pong between two processes, fork+exec+wait, semaphore ping-pong between two threads \
-             on one CPU (futex calls included), CoW faults after fork; its meltdown mitigation here: {meltdown}\n",
+             on one CPU (futex calls included), sched_yield ping-pong (two processes; two threads), \
+             demand-zero and CoW faults (one timed pass over 4,096 pages); its meltdown mitigation here: {meltdown}\n",
             prepared.package
         );
     }

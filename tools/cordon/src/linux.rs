@@ -1,7 +1,8 @@
 //! Linux in the same QEMU configuration, for the micro-benchmark table: Debian's
 //! `linux-image-amd64` kernel booted with a one-file initramfs whose `/init` is a static
 //! benchmark program (`tools/cordon/linux/bench.c`: getpid, pipe ping-pong between two
-//! processes, fork+exec+wait, semaphore ping-pong between two threads, copy-on-write
+//! processes, fork+exec+wait, semaphore ping-pong between two threads, sched_yield ping-pong,
+//! demand-zero and copy-on-write
 //! faults after fork, timed with the same serialised TSC read as Cordon's).
 //!
 //! The kernel comes from the Debian archive (`apt-get download`, unpacked with `dpkg-deb`)
@@ -25,6 +26,11 @@ pub const METRICS: &[Metric] = &[
     after(
         "minimum kernel call (abi_version), cycles",
         "linux: minimum system call (getpid)",
+        "median ",
+    ),
+    after(
+        "channel round trip, 1 B message",
+        "linux: pipe round trip, 1 byte",
         "median ",
     ),
     after(
@@ -53,10 +59,16 @@ pub const METRICS: &[Metric] = &[
         "median ",
     ),
     after(
+        "linux only: sched_yield ping-pong, two threads of one process",
+        "linux: sched_yield ping-pong (two threads",
+        "median ",
+    ),
+    after(
         "copy-on-write fault",
         "linux: copy-on-write fault",
         "median ",
     ),
+    after("demand-zero fault", "linux: demand-zero fault", "median "),
     count_after(
         "linux: kernel page-table isolation (1 = on)",
         "linux: page-table isolation:",
@@ -305,12 +317,15 @@ mod tests {
     fn figures_line_up_with_the_micro_rows() {
         let console = "\
 linux: minimum system call (getpid): median 2290 cycles/call (empty loop 7 subtracted)
+linux: pipe round trip, 1 byte: median 301234 cycles (200 round trips)
 linux: pipe round trip, 16 bytes: median 306642 cycles (200 round trips)
 linux: pipe round trip, 16 KiB copied: median 1077044 cycles (200 round trips)
 linux: process create+start (fork, exec, exit, wait; 9 runs): median 15523739 cycles
 linux: thread switch (semaphore ping-pong, 2000 round trips): 41234 cycles per switch
 linux: sched_yield ping-pong (two processes, one CPU): median 4424 cycles/yield (7 trials x 1000 yields)
-linux: copy-on-write fault (fault, copy 4 KiB; 64 pages): median 30511 cycles
+linux: sched_yield ping-pong (two threads of one process, one CPU): median 3987 cycles/yield (7 trials x 1000 yields)
+linux: copy-on-write fault (fault, copy 4 KiB; 4096 pages per pass, 3 passes): median 30511 cycles per page
+linux: demand-zero fault (first write to anonymous memory; 4096 pages per pass, 3 passes): median 12345 cycles per page
 linux: page-table isolation: 1
 ";
         let figures = crate::bench::parse(METRICS, console);
@@ -318,12 +333,15 @@ linux: page-table isolation: 1
             figures,
             vec![
                 Some(2290),
+                Some(301234),
                 Some(306642),
                 Some(1077044),
                 Some(15523739),
                 Some(41234),
                 Some(4424),
+                Some(3987),
                 Some(30511),
+                Some(12345),
                 Some(1)
             ]
         );

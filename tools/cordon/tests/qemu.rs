@@ -231,10 +231,11 @@ fn echo_pair(isolation: Isolation) {
         &run(in_mode(isolation, system("echo"))),
         Verdict::Passed,
         &[
+            "[echo-client] round trip, 1-byte message: median",
             "[echo-client] round trip, 16-byte message: median",
             "[echo-client] round trip, 16 KiB copied as bytes: median",
             "[echo-client] round trip, 16 KiB exchange-heap buffer moved: median",
-            "[echo-server] served 603 requests; the client said Bye",
+            "[echo-server] served 804 requests; the client said Bye",
             "[kernel] SIP echo-server (pid 1) exited with status 0",
             "[kernel] SIP echo-client (pid 2) exited with status 0",
             "0 endpoints and 0 exchange-heap blocks left",
@@ -950,6 +951,7 @@ fn benchmarks_run_in_ring3_and_messages_cross_spaces_in_one_copy() {
             "SIP create+start+exit+reap (startup, 9 runs): median",
             "SIP fork (ring-3 runtime image",
             "copy-on-write fault (",
+            "demand-zero fault (",
             "bench micro: done",
         ],
     );
