@@ -392,8 +392,10 @@ pub const OPS: &[Op] = &[
 /// Most endpoints one `chan_select` waits on (the kernel copies the list onto its stack).
 pub const MAX_SELECT: usize = 64;
 
-/// Revision returned by `abi_version`; bumped when [`OPS`] changes.
-pub const VERSION: i32 = 4;
+/// Revision returned by `abi_version`; bumped when [`OPS`] or the meaning of a result
+/// changes (5: `chan_initial` waits while the SIP at the endpoint's other end is being
+/// restarted).
+pub const VERSION: i32 = 5;
 
 /// Negative results of kernel calls that a SIP is expected to handle. (Misuse — a handle
 /// the SIP does not own, a message its contract forbids, a buffer outside its memory —

@@ -18,10 +18,13 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+pub mod recovery;
+pub use recovery::{InjectKind, Injection, RestartMode, RestartPolicy};
+
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 
 /// How SIPs are isolated from the kernel and from each other: the five configurations of
 /// Singularity's "unsafe code tax" experiment (Figure 5 of *Rethinking the Software
@@ -295,6 +298,8 @@ pub struct BootConfig {
     pub bench: Option<String>,
     /// The engine that runs SIPs unless the system manifest says otherwise for one.
     pub engine: Engine,
+    /// Faults to inject (`--inject`), for testing recovery.
+    pub injections: Vec<Injection>,
 }
 
 impl Default for BootConfig {
@@ -305,6 +310,7 @@ impl Default for BootConfig {
             self_test: None,
             bench: None,
             engine: Engine::Interp,
+            injections: Vec::new(),
         }
     }
 }
@@ -349,6 +355,8 @@ pub struct BootPackage {
     pub engines: Vec<(u32, Engine)>,
     /// Compiled modules, one per module file, when some SIP runs compiled.
     pub artifacts: Vec<Artifact>,
+    /// Restart policies of single entries; an entry without one is never restarted.
+    pub restarts: Vec<RestartPolicy>,
 }
 
 /// Checks that a system manifest's wiring can work: every on-request index and channel
@@ -648,6 +656,11 @@ impl BootPackage {
             .map_or(self.config.engine, |(_, engine)| *engine)
     }
 
+    /// The restart policy of entry `entry`, if the system manifest gives one.
+    pub fn restart_policy(&self, entry: u32) -> Option<&RestartPolicy> {
+        self.restarts.iter().find(|p| p.sip == entry)
+    }
+
     pub fn file(&self, name: &str) -> Option<&[u8]> {
         self.files
             .iter()
@@ -732,7 +745,9 @@ mod tests {
                 self_test: Some("threads".into()),
                 bench: None,
                 engine: Engine::Compiled,
+                injections: vec![Injection::parse("crash:hello.wasm:3").unwrap()],
             },
+            restarts: vec![RestartPolicy::new(1, RestartMode::OnFailure)],
             engines: vec![(1, Engine::Interp)],
             artifacts: vec![Artifact::new("hello.wasm", &[0, 97, 115, 109], vec![7; 9])],
             sips: vec!["hello.wasm".into(), "hello.wasm".into()],

@@ -457,8 +457,11 @@ struct Hosted {
 
 impl user::Handler for Hosted {
     fn syscall(&mut self, access: &UserAccess, op: u64, args: [u64; 6]) -> Option<[u64; 2]> {
-        if let Some(op) = syscall::op(op) {
-            self.kernel.on_kernel_call(op);
+        if let Some(op) = syscall::op(op)
+            && let Err(why) = self.kernel.on_kernel_call(op)
+        {
+            self.ending = Some(Ending::Ran(Exit::Fault(Fault::Injected(why))));
+            return None;
         }
         match syscall::dispatch(&mut self.kernel, access, op, args) {
             Outcome::Return(first, second) => Some([first, second]),

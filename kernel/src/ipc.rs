@@ -130,7 +130,28 @@ pub fn connect(contract: &str, exporter: (Pid, &str), importer: (Pid, &str)) -> 
 }
 
 /// The initial endpoint `name` of `pid`, checked to be of `contract` and role; taken once.
+/// While the SIP at its other end may still bring it (it has a restart policy and is being
+/// restarted, or is still running), waits for it (a kill ends the wait; the SIP then ends
+/// at its next check): see `recovery::peer_may_return`.
 pub fn take_initial(pid: Pid, name: &str, contract: &str, importer: bool) -> Result<i32, String> {
+    let mut taken = None;
+    let mut attempt = || {
+        // Asked first: a restart that completes in between has put the new end in INITIAL.
+        let may_return = crate::recovery::peer_may_return(pid, name);
+        match take_now(pid, name, contract, importer) {
+            Ok(status::NOT_FOUND) if may_return => false,
+            other => {
+                taken = Some(other);
+                true
+            }
+        }
+    };
+    wait(pid, None, &mut attempt);
+    taken.unwrap_or(Ok(status::NOT_FOUND))
+}
+
+/// [`take_initial`] without waiting.
+fn take_now(pid: Pid, name: &str, contract: &str, importer: bool) -> Result<i32, String> {
     let mut initial = INITIAL.lock();
     let Some(at) = initial.iter().position(|(p, n, _)| *p == pid && n == name) else {
         return Ok(status::NOT_FOUND);
@@ -149,6 +170,16 @@ pub fn take_initial(pid: Pid, name: &str, contract: &str, importer: bool) -> Res
     }
     initial.swap_remove(at);
     Ok(ep as i32)
+}
+
+/// Whether `pid` holds endpoint `ep` as its exporter (serving end).
+pub fn exports(pid: Pid, ep: u32) -> bool {
+    with(|c| c.role_of(pid, ep)) == Ok(contracts::Role::Exporter)
+}
+
+/// Calls `each` with every endpoint `pid` holds (for its crash record).
+pub fn describe_endpoints(pid: Pid, mut each: impl FnMut(kernel_core::channel::EndpointView<'_>)) {
+    with(|c| c.held_endpoints(pid).for_each(&mut each));
 }
 
 /// Initial endpoints of `pid` the SIP never took (checked against its manifest).

@@ -26,6 +26,7 @@ mod ktest;
 mod mm;
 mod pci;
 mod process;
+mod recovery;
 mod sched;
 mod syscall;
 mod time;
@@ -165,7 +166,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let started = match (config.self_test.as_deref(), config.bench.as_deref()) {
         (Some(name), _) => ktest::start(name),
         (None, Some(suite)) => bench::start(suite),
-        (None, None) => start_system(package),
+        (None, None) => recovery::init(package).and_then(|()| start_system(package)),
     };
     if let Err(err) = started {
         fail(format_args!("{err}"));
@@ -191,6 +192,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     } else {
         counters.print_since("system run");
         let unclean = process::print_summary();
+        recovery::print_summary();
         let after = mm::Usage::now();
         let channels = ipc::counts();
         println!(

@@ -71,6 +71,57 @@ struct SlotState {
     /// A compiled SIP's epoch, advanced by the ticks that find it running so that its
     /// code asks whether to stop (see `sip_runtime::compiled`).
     epoch: IrqMutex<Option<sip_runtime::compiled::Epoch>>,
+    /// The tick it was made at (how long an incarnation ran, for its restart policy).
+    started_tick: AtomicU64,
+    /// Its last console lines, for its crash record.
+    tail: IrqMutex<ConsoleTail>,
+}
+
+/// The last [`ConsoleTail::LINES`] lines a SIP printed (each cut at
+/// [`ConsoleTail::WIDTH`] bytes), in fixed storage: keeping them never allocates.
+struct ConsoleTail {
+    lines: [[u8; ConsoleTail::WIDTH]; ConsoleTail::LINES],
+    lens: [usize; ConsoleTail::LINES],
+    /// The line being written (index into `lines`), and how many are complete.
+    current: usize,
+    complete: usize,
+}
+
+impl ConsoleTail {
+    const LINES: usize = 4;
+    const WIDTH: usize = 120;
+
+    const fn new() -> ConsoleTail {
+        ConsoleTail {
+            lines: [[0; ConsoleTail::WIDTH]; ConsoleTail::LINES],
+            lens: [0; ConsoleTail::LINES],
+            current: 0,
+            complete: 0,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.current = (self.current + 1) % Self::LINES;
+                self.lens[self.current] = 0;
+                self.complete = (self.complete + 1).min(Self::LINES - 1);
+            } else if self.lens[self.current] < Self::WIDTH {
+                self.lines[self.current][self.lens[self.current]] = b;
+                self.lens[self.current] += 1;
+            }
+        }
+    }
+
+    /// The kept lines, oldest first (an unfinished last line included).
+    fn lines(&self) -> impl Iterator<Item = &str> {
+        let kept = self.complete + usize::from(self.lens[self.current] > 0);
+        let first = self.current + Self::LINES - self.complete;
+        (0..kept).map(move |i| {
+            let at = (first + i) % Self::LINES;
+            core::str::from_utf8(&self.lines[at][..self.lens[at]]).unwrap_or("(not UTF-8)")
+        })
+    }
 }
 
 impl SlotState {
@@ -86,6 +137,8 @@ impl SlotState {
             powers: AtomicU8::new(0),
             lingering: IrqMutex::new(None),
             epoch: IrqMutex::new(None),
+            started_tick: AtomicU64::new(0),
+            tail: IrqMutex::new(ConsoleTail::new()),
         }
     }
 
@@ -98,6 +151,8 @@ impl SlotState {
         self.cpu_budget.store(u64::MAX, Ordering::Relaxed);
         self.over_budget.store(false, Ordering::Relaxed);
         self.powers.store(powers, Ordering::Relaxed);
+        self.started_tick.store(time::ticks(), Ordering::Relaxed);
+        *self.tail.lock() = ConsoleTail::new();
         self.pid.store(pid, Ordering::Release);
     }
 }
@@ -258,6 +313,9 @@ pub struct Record {
     pub cpu_ticks: u64,
     /// The system-manifest entry it incarnates, if any.
     pub entry: Option<u32>,
+    /// Which incarnation of its entry it is (1 for the first; restarts count up). 1 for a
+    /// SIP no entry names.
+    pub incarnation: u32,
     /// The engine that ran it (set once it is instantiated).
     pub engine: Option<bootpkg::Engine>,
 }
@@ -278,6 +336,9 @@ pub(crate) struct SipKernel {
     pid: Pid,
     /// Console bytes it may still write (see [`CONSOLE_BUDGET`]).
     console_left: usize,
+    /// Its system-manifest entry, until its first message from an exporting end (the
+    /// supervisor times a restarted service to its first reply).
+    awaiting_first_reply: Option<u32>,
 }
 
 /// Console bytes one SIP may write: the console is shared and slow (an emulated UART), so
@@ -294,6 +355,18 @@ impl SipKernel {
             at_line_start: true,
             pid,
             console_left: CONSOLE_BUDGET,
+            awaiting_first_reply: record(pid).and_then(|r| r.entry),
+        }
+    }
+
+    /// Tells the supervisor when this SIP first answers on an endpoint it exports.
+    fn note_sent(&mut self, ep: u32, sent: &Result<i32, String>) {
+        if let Some(entry) = self.awaiting_first_reply
+            && *sent == Ok(cordon_abi::status::OK)
+            && ipc::exports(self.pid, ep)
+        {
+            self.awaiting_first_reply = None;
+            crate::recovery::first_reply(entry);
         }
     }
 
@@ -320,12 +393,16 @@ impl SipKernel {
 }
 
 impl sip_runtime::Kernel for SipKernel {
-    fn on_kernel_call(&mut self, _op: &'static cordon_abi::Op) {
+    fn on_kernel_call(&mut self, _op: &'static cordon_abi::Op) -> Result<(), String> {
         if let Some(slot) = live_slot(self.pid) {
             slot.kernel_calls.fetch_add(1, Ordering::Relaxed);
         }
         if self.first_call.is_none() {
             self.first_call = Some(cycles::stop() - self.created);
+        }
+        match crate::recovery::inject(&self.name) {
+            Some(why) => Err(why),
+            None => Ok(()),
         }
     }
 
@@ -339,6 +416,9 @@ impl sip_runtime::Kernel for SipKernel {
         // The console lock is taken in short pieces (interrupts get in between); this
         // sleeping lock keeps one SIP's write, label included, from being cut by
         // another's.
+        if let Some(slot) = live_slot(self.pid) {
+            slot.tail.lock().write(bytes);
+        }
         SIP_CONSOLE.down();
         // Every line a SIP prints is labelled with its name.
         for line in bytes.split_inclusive(|&b| b == b'\n') {
@@ -385,7 +465,9 @@ impl sip_runtime::Kernel for SipKernel {
     }
 
     fn chan_send(&mut self, ep: u32, message: &[u8]) -> Result<i32, String> {
-        ipc::send(self.pid, ep, message)
+        let sent = ipc::send(self.pid, ep, message);
+        self.note_sent(ep, &sent);
+        sent
     }
 
     fn chan_recv(&mut self, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String> {
@@ -399,7 +481,9 @@ impl sip_runtime::Kernel for SipKernel {
         out: &mut [u8],
         timeout: Option<u64>,
     ) -> Result<i32, String> {
-        let sent = ipc::send(self.pid, ep, message)?;
+        let sent = ipc::send(self.pid, ep, message);
+        self.note_sent(ep, &sent);
+        let sent = sent?;
         if sent != cordon_abi::status::OK {
             return Ok(sent);
         }
@@ -666,9 +750,10 @@ fn incarnation(table: &[Record], entry: u32) -> Option<Pid> {
 }
 
 /// Starts on-request entry `entry` of the system manifest (for a SIP with the `start`
-/// power): its devices, powers and limits as for a boot entry, and its channels made now,
-/// each peer's end waiting under its endpoint name for the peer to take. Every peer must
-/// be running, and the entry not: one incarnation at a time. `module` is the entry's
+/// power, or the supervisor restarting any entry): its devices, powers and limits as for a
+/// boot entry, and its channels made now, each peer's end waiting under its endpoint name
+/// for the peer to take. Every peer must be running or being restarted (its channel is
+/// then made when it starts), and the entry not: one incarnation at a time. `module` is the entry's
 /// module from the boot package.
 pub fn start_entry(entry: u32, module: &[u8]) -> Result<Pid, StartError> {
     let package = crate::boot_package();
@@ -679,7 +764,11 @@ pub fn start_entry(entry: u32, module: &[u8]) -> Result<Pid, StartError> {
         } else {
             &c.exporter
         };
-        if peer.sip != entry && running_entry(peer.sip).is_none() {
+        // A peer the supervisor is restarting gets its channel when it starts.
+        if peer.sip != entry
+            && running_entry(peer.sip).is_none()
+            && !crate::recovery::restarting(peer.sip)
+        {
             let peer_name = package.sips.get(peer.sip as usize).cloned();
             return Err(StartError::PeerNotRunning(
                 c.contract.clone(),
@@ -709,6 +798,12 @@ pub fn start_entry(entry: u32, module: &[u8]) -> Result<Pid, StartError> {
                 (exp, &c.exporter.endpoint),
                 (imp, &c.importer.endpoint),
             ),
+            (Some(_), None) | (None, Some(_))
+                if crate::recovery::restarting(c.exporter.sip)
+                    || crate::recovery::restarting(c.importer.sip) =>
+            {
+                Ok(())
+            }
             _ => Err(format!("the peer of channel {} ended", c.contract)),
         };
         if let Err(why) = wired {
@@ -770,6 +865,7 @@ fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartEr
     };
     ipc::open_account(pid).map_err(|()| StartError::TableFull)?;
     SLOTS[slot].reset(pid, powers);
+    let incarnation = entry.map_or(1, crate::recovery::next_generation);
     STARTED.fetch_add(1, Ordering::Relaxed);
     let record = Record {
         pid,
@@ -781,6 +877,7 @@ fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartEr
         kernel_peak: (0, 0),
         cpu_ticks: 0,
         entry,
+        incarnation,
         engine: None,
     };
     if slot == table.len() {
@@ -928,6 +1025,23 @@ fn finish_with(
     ending: Ending,
     reservation: Option<crate::mm::heap::Reservation>,
 ) {
+    let slot = live_slot(pid).expect("a finishing process still owns its slot");
+    let (entry, incarnation) = record(pid).map_or((None, 1), |r| (r.entry, r.incarnation));
+    // Decided before its endpoints close: a peer woken by the closing that asks for the
+    // endpoint again then waits for the new incarnation's instead of being told it is gone.
+    let ran_ms =
+        (time::ticks() - slot.started_tick.load(Ordering::Relaxed)) * 1_000 / time::TICK_HZ;
+    // A SIP that never ran (refused by the verifier, not loadable) would fail the same way
+    // again: only incarnations that ran are restarted.
+    let verdict = match (entry, &ending) {
+        (Some(e), Ending::Ran(_)) => crate::recovery::on_end(e, ran_ms, !ending.is_clean()),
+        _ => crate::recovery::Verdict::Stay,
+    };
+    if matches!(ending, Ending::Ran(_)) && !ending.is_clean() {
+        SIP_CONSOLE.down();
+        print_crash_record(pid, what, incarnation, &ending, slot);
+        SIP_CONSOLE.up();
+    }
     // Devices first: once quiesced they cannot DMA into the blocks freed next. (Its
     // report, like the lines below, is not cut into another SIP's output.)
     SIP_CONSOLE.down();
@@ -935,7 +1049,6 @@ fn finish_with(
     SIP_CONSOLE.up();
     ipc::release(pid);
     let (left, peak) = ipc::usage(pid);
-    let slot = live_slot(pid).expect("a finishing process still owns its slot");
     let ticks = slot.cpu_ticks.load(Ordering::Relaxed);
     if let Some(mut reservation) = reservation
         && left.objects > 0
@@ -959,8 +1072,26 @@ fn finish_with(
         );
     }
     println!("[kernel] {what} (pid {pid}) {ending}");
+    let name = entry.map(|e| crate::boot_package().sips[e as usize].as_str());
+    match (&verdict, name) {
+        (crate::recovery::Verdict::Restart { delay_ms, next }, Some(name)) => println!(
+            "[supervisor] {name} (generation {incarnation}, pid {pid}) ended; restarting it in {delay_ms} ms as generation {next}"
+        ),
+        (
+            crate::recovery::Verdict::GaveUp {
+                restarts,
+                window_ms,
+            },
+            Some(name),
+        ) => println!(
+            "[supervisor] {name} (generation {incarnation}, pid {pid}) ended after {restarts} restarts within {window_ms} ms: giving up, it stays ended"
+        ),
+        _ => {}
+    }
     SIP_CONSOLE.up();
-    if !ending.is_clean() {
+    // A failure the supervisor answers with a restart is recovered, not a failed run.
+    let restarting = matches!(verdict, crate::recovery::Verdict::Restart { .. });
+    if !ending.is_clean() && !restarting {
         UNCLEAN.fetch_add(1, Ordering::Relaxed);
     }
     update(pid, |record| {
@@ -972,6 +1103,53 @@ fn finish_with(
     });
     // Done with every table: the slot may go to a new process.
     slot.free.store(true, Ordering::Release);
+    // Peers waiting in `chan_initial` for an endpoint it might still have brought re-check.
+    ipc::wake_waiters();
+    if let (crate::recovery::Verdict::Restart { delay_ms, .. }, Some(entry)) = (verdict, entry) {
+        // A restart that does not happen leaves this failure unrecovered (the supervisor
+        // then calls `note_unrecovered`).
+        crate::recovery::schedule(entry, delay_ms);
+    }
+}
+
+/// A failure the supervisor meant to recover from was not (its restart could not be made):
+/// it counts against the run like any other unclean end.
+pub fn note_unrecovered() {
+    UNCLEAN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The crash record of a SIP that ended other than with status 0, printed before its
+/// endpoints are closed and its memory reclaimed: how it ended, the kernel's counts, each
+/// endpoint it held (contract, role, state, queue, whether the peer was still there) and
+/// its last console lines.
+fn print_crash_record(
+    pid: Pid,
+    what: core::fmt::Arguments<'_>,
+    incarnation: u32,
+    ending: &Ending,
+    slot: &SlotState,
+) {
+    let (now, peak) = ipc::usage(pid);
+    println!(
+        "[kernel] crash record of {what} (pid {pid}, generation {incarnation}): {ending}; {} kernel calls, {} ticks, {} kernel objects held ({} at most)",
+        slot.kernel_calls.load(Ordering::Relaxed),
+        slot.cpu_ticks.load(Ordering::Relaxed),
+        now.objects,
+        peak.objects
+    );
+    ipc::describe_endpoints(pid, |view| {
+        println!(
+            "[kernel]   endpoint: {} {} in state {}, {} queued, peer {}",
+            view.contract,
+            view.role.name(),
+            view.state,
+            view.queued,
+            if view.peer_open { "open" } else { "closed" }
+        );
+    });
+    for line in slot.tail.lock().lines() {
+        println!("[kernel]   last output: {line}");
+    }
 }
 
 /// Heap a SIP's runtime may need at most: its declared memory twice (growing a linear

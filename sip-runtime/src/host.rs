@@ -6,11 +6,15 @@
 // `kernel`, `abi_calls`, `scratch` and `memory`), `host_error` and `exit_error` — and the
 // operations, their checks and their error reports stay in one place.
 
-/// Entry of every kernel call: count it, tell the kernel, honour a pending kill.
+/// Entry of every kernel call: count it, tell the kernel (which may end the SIP here),
+/// honour a pending kill.
 fn enter<K: Kernel>(caller: &mut Caller<'_, State<K>>, op: &'static Op) -> Result<(), Error> {
     let state = caller.data_mut();
     state.abi_calls += 1;
-    state.kernel.on_kernel_call(op);
+    state
+        .kernel
+        .on_kernel_call(op)
+        .map_err(|why| host_error(Stop::Injected(why)))?;
     if state.kernel.kill_requested() {
         return Err(host_error(Stop::Killed));
     }

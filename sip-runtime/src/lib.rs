@@ -38,8 +38,11 @@ pub const FUEL_SLICE: u64 = 1_000_000;
 /// What the runtime needs from the kernel.
 pub trait Kernel {
     /// Called on entry to every kernel call, before the operation itself (accounting,
-    /// tracing). The default does nothing.
-    fn on_kernel_call(&mut self, _op: &'static Op) {}
+    /// tracing, fault injection). `Err(why)` ends the SIP with [`Fault::Injected`] instead
+    /// of making the call. The default does nothing.
+    fn on_kernel_call(&mut self, _op: &'static Op) -> Result<(), String> {
+        Ok(())
+    }
     /// Console output from the SIP.
     fn console_write(&mut self, bytes: &[u8]);
     /// Give the processor away.
@@ -130,6 +133,9 @@ pub enum Fault {
     LimitExceeded,
     /// An ABI call with bad arguments (e.g. a buffer outside linear memory).
     BadAbiCall(String),
+    /// The kernel ended it as a fault on purpose (`--inject crash:SIP:N`, for testing
+    /// recovery).
+    Injected(String),
     /// Anything else the engine reported.
     Other(String),
 }
@@ -152,6 +158,7 @@ impl fmt::Display for Fault {
             Fault::FuelExhausted { budget } => write!(f, "fuel budget of {budget} exhausted"),
             Fault::LimitExceeded => f.write_str("memory or table limit of the manifest exceeded"),
             Fault::BadAbiCall(why) => write!(f, "bad kernel call: {why}"),
+            Fault::Injected(why) => write!(f, "injected fault: {why}"),
             Fault::Other(why) => write!(f, "{why}"),
         }
     }
@@ -187,7 +194,9 @@ impl Exit {
                     Fault::FuelExhausted { budget } => (8, *budget, None),
                     Fault::LimitExceeded => (9, 0, None),
                     Fault::BadAbiCall(why) => (10, 0, Some(why.as_str())),
-                    Fault::Other(why) => (11, 0, Some(why.as_str())),
+                    // Only the kernel injects faults: a runtime never reports one as
+                    // such (its report would be another fault).
+                    Fault::Other(why) | Fault::Injected(why) => (11, 0, Some(why.as_str())),
                 };
                 (2 + code, detail, text)
             }
@@ -232,6 +241,8 @@ impl fmt::Display for LoadError {
 enum Stop {
     Killed,
     BadCall(String),
+    /// The kernel injected a fault at a kernel call.
+    Injected(String),
     /// `exit(status)` (the compiled engine; wasmi has its own exit error).
     #[cfg_attr(not(feature = "compiled"), allow(dead_code))]
     Exit(i32),
@@ -244,7 +255,7 @@ impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stop::Killed => f.write_str("killed"),
-            Stop::BadCall(why) => f.write_str(why),
+            Stop::BadCall(why) | Stop::Injected(why) => f.write_str(why),
             Stop::Exit(status) => write!(f, "exit({status})"),
             Stop::Limit => f.write_str("limit exceeded"),
         }
@@ -259,6 +270,7 @@ impl Stop {
         match self {
             Stop::Killed => Exit::Killed,
             Stop::BadCall(why) => Exit::Fault(Fault::BadAbiCall(why.clone())),
+            Stop::Injected(why) => Exit::Fault(Fault::Injected(why.clone())),
             Stop::Exit(status) => Exit::Status(*status),
             Stop::Limit => Exit::Fault(Fault::LimitExceeded),
         }

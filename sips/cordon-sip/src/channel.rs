@@ -118,7 +118,11 @@ impl RawEndpoint {
         ))
     }
 
-    /// The endpoint the system manifest gave this SIP as `name`.
+    /// The endpoint the system manifest gave this SIP as `name`. If the SIP at its other
+    /// end ended and the kernel's supervisor is restarting it, waits for the new
+    /// incarnation's channel (which starts in the contract's initial state: the caller
+    /// replays its session, e.g. `GetInfo` or `Open`, before retrying a request);
+    /// `NotFound` if none will come.
     pub fn initial(name: &str, contract: &str, role: Role) -> Result<RawEndpoint, Error> {
         status(sys::chan_initial(name, contract, role == Role::Importer))
             .map(|h| RawEndpoint::from_handle(h as u32))

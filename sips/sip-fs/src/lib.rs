@@ -5,6 +5,11 @@
 //! status 2, and its client sees the channel closed; nothing else is affected. Damage found
 //! later (a corrupt inode, a failed disk read) fails only the request that met it: the
 //! client gets `Failed`/`ReadFailed` with ext4-view's reason, and the console says it too.
+//!
+//! Recovery: a driver restarted by the kernel's supervisor is reconnected to and the read
+//! that was in flight is sent again (`disk`); a client that went away while its own restart
+//! is pending is waited for and served again from a fresh session (`Imp::initial` on
+//! `clients`, which waits while the kernel restarts it); a client that is gone for good ends this SIP with status 0 as before.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -54,7 +59,7 @@ fn main() -> i32 {
         fs.label().to_str().unwrap_or("?"),
         size >> 20
     );
-    let clients = match file_system::Exp::initial("clients") {
+    let mut clients = match file_system::Exp::initial("clients") {
         Ok(ep) => ep,
         Err(e) => {
             println!("fs: no `clients` endpoint: {e:?}");
@@ -67,22 +72,44 @@ fn main() -> i32 {
         scratch: Vec::new(),
         served: 0,
     };
-    let mut next = clients.recv(None).map_err(RecvError::without_timeout);
     loop {
-        next = match next {
-            Ok(request) => {
-                server.served += 1;
-                server.serve(request)
+        let mut next = clients.recv(None).map_err(RecvError::without_timeout);
+        loop {
+            next = match next {
+                Ok(request) => {
+                    server.served += 1;
+                    server.serve(request)
+                }
+                Err(RecvError::Failed(Error::PeerClosed)) => break,
+                Err(e) => {
+                    println!("fs: channel failed: {e:?}");
+                    return 1;
+                }
+            };
+        }
+        // A new session: the previous client's files are closed.
+        server.open.clear();
+        clients = match file_system::Exp::initial("clients") {
+            Ok(ep) => {
+                println!(
+                    "fs: the client went away and was restarted; serving its next incarnation"
+                );
+                ep
             }
-            Err(RecvError::Failed(Error::PeerClosed)) => {
+            Err(Error::NotFound) => {
                 println!(
                     "fs: served {} requests; the client went away",
                     server.served
                 );
+                println!(
+                    "fs: recovery: retried={} reconnects={}",
+                    disk::RETRIED.load(core::sync::atomic::Ordering::Relaxed),
+                    disk::RECONNECTS.load(core::sync::atomic::Ordering::Relaxed)
+                );
                 return 0;
             }
             Err(e) => {
-                println!("fs: channel failed: {e:?}");
+                println!("fs: the client went away and did not come back: {e:?}");
                 return 1;
             }
         };

@@ -6,6 +6,10 @@
 //!
 //! One request is in flight at a time (the contract allows one per channel); completion is
 //! signalled by the device's interrupt, with a poll of the used ring as the fallback.
+//!
+//! Restarted by the kernel's supervisor, a new incarnation starts the device afresh (the
+//! kernel quiesced and reset it when the previous one ended). When its client (the file
+//! system) is restarted instead, it serves the client's next incarnation from `GetInfo`.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -37,13 +41,57 @@ fn main() -> i32 {
         if disk.read_only() { ", read-only" } else { "" },
         disk.queue_size()
     );
-    let clients = match block_device::Exp::initial("clients") {
+    let mut clients = match block_device::Exp::initial("clients") {
         Ok(ep) => ep,
         Err(e) => {
             println!("virtio-blk: no `clients` endpoint: {e:?}");
             return 1;
         }
     };
+    loop {
+        match serve(&mut disk, clients) {
+            Served::Closed => {
+                println!("virtio-blk: {}", disk.stats());
+                return 0;
+            }
+            Served::Failed(e) => {
+                println!("virtio-blk: channel failed: {e:?}");
+                return 1;
+            }
+            Served::Gone => {}
+        }
+        // The client went away: if the kernel is restarting it, serve its next incarnation
+        // (a fresh session, from GetInfo); if it is gone for good, so is this driver.
+        clients = match block_device::Exp::initial("clients") {
+            Ok(ep) => {
+                println!(
+                    "virtio-blk: the client went away and was restarted; serving its next incarnation"
+                );
+                ep
+            }
+            Err(Error::NotFound) => {
+                println!("virtio-blk: {}; the client went away", disk.stats());
+                return 0;
+            }
+            Err(e) => {
+                println!("virtio-blk: the client went away and did not come back: {e:?}");
+                return 1;
+            }
+        };
+    }
+}
+
+/// How serving one client's session ended.
+enum Served {
+    /// It said `Close`.
+    Closed,
+    /// Its end closed (it ended).
+    Gone,
+    Failed(RecvError<()>),
+}
+
+/// Serves one session on `clients`: `GetInfo`, then reads and writes until it ends.
+fn serve(disk: &mut Disk, clients: block_device::Exp<block_device::state::Start>) -> Served {
     let mut next: Result<ExpReadyIn, RecvError<()>> = match clients.recv(None) {
         Ok(ExpStartIn::GetInfo(ep, _)) => ep
             .reply_info(
@@ -54,10 +102,8 @@ fn main() -> i32 {
                 None,
             )
             .map_err(RecvError::without_timeout),
-        Err(_) => {
-            println!("virtio-blk: the client went away before asking for the disk's size");
-            return 0;
-        }
+        Err(RecvError::Failed(Error::PeerClosed)) => return Served::Gone,
+        Err(e) => return Served::Failed(e.without_timeout()),
     };
     // Each reply goes out with reply-and-wait: one kernel entry answers and takes the next.
     loop {
@@ -80,18 +126,9 @@ fn main() -> i32 {
                 ep.reply_write_done(done, None)
                     .map_err(RecvError::without_timeout)
             }
-            Ok(ExpReadyIn::Close(_, _)) => {
-                println!("virtio-blk: {}", disk.stats());
-                return 0;
-            }
-            Err(RecvError::Failed(Error::PeerClosed)) => {
-                println!("virtio-blk: {}; the client went away", disk.stats());
-                return 0;
-            }
-            Err(e) => {
-                println!("virtio-blk: channel failed: {e:?}");
-                return 1;
-            }
+            Ok(ExpReadyIn::Close(_, _)) => return Served::Closed,
+            Err(RecvError::Failed(Error::PeerClosed)) => return Served::Gone,
+            Err(e) => return Served::Failed(e),
         };
     }
 }

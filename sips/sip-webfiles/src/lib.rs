@@ -6,8 +6,14 @@
 //! checked against its CRC-32 after the file is closed (outside the measured time), and
 //! any mismatch fails the run.
 //!
-//! Output (one line, parsed by `cordon bench`):
-//! `webfiles: result reads=R bytes=B io_cycles=C verify_cycles=V total_cycles=T verified=R`.
+//! If the file system ends mid-file and the kernel's supervisor restarts it, the client
+//! reconnects (`Imp::initial`, which waits while the kernel restarts it), replays the file's session on the new incarnation (a
+//! fresh `Open`, reads from the start into a fresh buffer: the one in flight went down
+//! with the old file system) and carries on; the file is still checked byte for byte.
+//!
+//! Output (parsed by `cordon bench`):
+//! `webfiles: result reads=R bytes=B io_cycles=C verify_cycles=V total_cycles=T verified=R`
+//! and `webfiles: recovery: retried=N reconnects=M`.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -27,6 +33,76 @@ cordon_sip::contracts!();
 use file_system::{CloseFile, Imp, ImpOpenReplyIn, ImpReadReplyIn, ImpReady1In, Open, Read, state};
 
 type Fs = Imp<state::Ready>;
+
+/// Attempts at one file before giving up (each after a restart of the file system).
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Why a file could not be read: the file system went away (retry on a new incarnation),
+/// or anything else (the run fails).
+enum ReadError {
+    Gone(String),
+    Failed(String),
+}
+
+impl From<String> for ReadError {
+    fn from(why: String) -> Self {
+        ReadError::Failed(why)
+    }
+}
+
+impl From<&str> for ReadError {
+    fn from(why: &str) -> Self {
+        ReadError::Failed(why.into())
+    }
+}
+
+/// The channel to the file system, reconnected when its server is restarted.
+struct Client {
+    fs: Option<Fs>,
+    buffer: Option<Buffer>,
+    /// File reads started again after the file system went away, and reconnections.
+    retried: u64,
+    reconnects: u64,
+}
+
+impl Client {
+    /// Reads `path` whole into `data`, starting over on a restarted file system.
+    fn read(&mut self, path: &str, data: &mut Vec<u8>) -> Result<u64, String> {
+        for _ in 0..MAX_ATTEMPTS {
+            let fs = self
+                .fs
+                .take()
+                .ok_or("the file system channel failed earlier")?;
+            if self.buffer.is_none() {
+                // The one in flight went down with the previous file system.
+                self.buffer = Some(
+                    Buffer::new(READ_BLOCK as usize)
+                        .map_err(|e| format!("no exchange heap: {e:?}"))?,
+                );
+            }
+            match read_file(fs, path, &mut self.buffer, data) {
+                Ok((fs, size)) => {
+                    self.fs = Some(fs);
+                    return Ok(size);
+                }
+                Err(ReadError::Gone(why)) => {
+                    let fs = Imp::initial("fs")
+                        .map_err(|e| format!("{why}, and did not come back ({e:?})"))?;
+                    println!(
+                        "webfiles: {why}; reconnected to its next incarnation to read it again"
+                    );
+                    self.fs = Some(fs);
+                    self.retried += 1;
+                    self.reconnects += 1;
+                }
+                Err(ReadError::Failed(why)) => return Err(why),
+            }
+        }
+        Err(format!(
+            "{path}: the file system went away {MAX_ATTEMPTS} times"
+        ))
+    }
+}
 
 fn main() -> i32 {
     match run() {
@@ -50,10 +126,16 @@ struct Tally {
 
 fn run() -> Result<(), String> {
     let fs: Fs = Imp::initial("fs").map_err(|e| format!("no `fs` endpoint: {e:?}"))?;
-    let mut buffer =
+    let buffer =
         Some(Buffer::new(READ_BLOCK as usize).map_err(|e| format!("no exchange heap: {e:?}"))?);
+    let mut client = Client {
+        fs: Some(fs),
+        buffer,
+        retried: 0,
+        reconnects: 0,
+    };
     let mut data = Vec::new();
-    let (fs, _) = read_file(fs, Workload::PATH, &mut buffer, &mut data)?;
+    client.read(Workload::PATH, &mut data)?;
     let text =
         core::str::from_utf8(&data).map_err(|_| format!("{} is not text", Workload::PATH))?;
     let workload = Workload::parse(text)?;
@@ -67,25 +149,23 @@ fn run() -> Result<(), String> {
         workload.request_seed
     );
     let mut requests = Requests::new(&workload.set, workload.request_seed);
-    let (fs, _) = phase(
-        fs,
+    phase(
+        &mut client,
         &workload,
         &mut requests,
         workload.warmup,
-        &mut buffer,
         &mut data,
     )?;
     let started = cycles();
-    let (fs, tally) = phase(
-        fs,
+    let tally = phase(
+        &mut client,
         &workload,
         &mut requests,
         workload.reads,
-        &mut buffer,
         &mut data,
     )?;
     let total = cycles() - started;
-    drop(fs);
+    drop(client.fs.take());
     println!(
         "webfiles: classes read {:?}; {} cycles per read in I/O",
         tally.by_class,
@@ -95,26 +175,28 @@ fn run() -> Result<(), String> {
         "webfiles: result reads={} bytes={} io_cycles={} verify_cycles={} total_cycles={} verified={}",
         tally.reads, tally.bytes, tally.io_cycles, tally.verify_cycles, total, tally.reads
     );
+    println!(
+        "webfiles: recovery: retried={} reconnects={}",
+        client.retried, client.reconnects
+    );
     Ok(())
 }
 
 /// Makes `count` reads of the request stream; fails on the first wrong byte.
 fn phase(
-    mut fs: Fs,
+    client: &mut Client,
     workload: &Workload,
     requests: &mut Requests,
     count: u32,
-    buffer: &mut Option<Buffer>,
     data: &mut Vec<u8>,
-) -> Result<(Fs, Tally), String> {
+) -> Result<Tally, String> {
     let mut tally = Tally::default();
     for _ in 0..count {
         let file: FileId = requests.next_file();
         let path = file.path();
         let start = cycles();
-        let (next, size) = read_file(fs, &path, buffer, data)?;
+        let size = client.read(&path, data)?;
         let read = cycles();
-        fs = next;
         let crc = crc32fast::hash(data);
         tally.verify_cycles += cycles() - read;
         tally.io_cycles += read - start;
@@ -130,7 +212,7 @@ fn phase(
         tally.bytes += size;
         tally.by_class[file.class as usize] += 1;
     }
-    Ok((fs, tally))
+    Ok(tally)
 }
 
 /// Opens `path`, reads all of it into `data` 16 KiB at a time, closes it.
@@ -139,15 +221,15 @@ fn read_file(
     path: &str,
     buffer: &mut Option<Buffer>,
     data: &mut Vec<u8>,
-) -> Result<(Fs, u64), String> {
+) -> Result<(Fs, u64), ReadError> {
     let open = Open {
         path: path.as_bytes().to_vec(),
     };
     let (mut fs, opened) = match fs.call_open(open, None) {
         Ok(ImpOpenReplyIn::Opened(fs, opened)) => (fs, opened),
-        Ok(ImpOpenReplyIn::NotFound(_, _)) => return Err(format!("{path}: not found")),
+        Ok(ImpOpenReplyIn::NotFound(_, _)) => return Err(format!("{path}: not found").into()),
         Ok(ImpOpenReplyIn::Failed(_, refused)) => {
-            return Err(format!("opening {path}: {}", text(&refused.why)));
+            return Err(format!("opening {path}: {}", text(&refused.why)).into());
         }
         Err(e) => return Err(failed("opening", path, e)),
     };
@@ -164,7 +246,7 @@ fn read_file(
             Ok(ImpReadReplyIn::ReadDone(fs, done)) => (fs, done),
             Ok(ImpReadReplyIn::ReadFailed(_, refused)) => {
                 *buffer = Some(refused.into);
-                return Err(format!("reading {path}: {}", text(&refused.why)));
+                return Err(format!("reading {path}: {}", text(&refused.why)).into());
             }
             Err(e) => return Err(failed("reading", path, e)),
         };
@@ -193,12 +275,12 @@ fn text(why: &[u8]) -> &str {
     core::str::from_utf8(why).unwrap_or("(not UTF-8)")
 }
 
-fn failed<S>(what: &str, path: &str, e: RecvError<S>) -> String {
+fn failed<S>(what: &str, path: &str, e: RecvError<S>) -> ReadError {
     match e {
         RecvError::Failed(Error::PeerClosed) => {
-            format!("{what} {path}: the file system went away")
+            ReadError::Gone(format!("{what} {path}: the file system went away"))
         }
-        RecvError::Failed(e) => format!("{what} {path}: {e:?}"),
-        RecvError::Timeout(_) => format!("{what} {path}: timed out"),
+        RecvError::Failed(e) => ReadError::Failed(format!("{what} {path}: {e:?}")),
+        RecvError::Timeout(_) => ReadError::Failed(format!("{what} {path}: timed out")),
     }
 }

@@ -219,6 +219,8 @@ pub const MICRO: &[Metric] = &[
 
 /// The kernel's counter line for a whole system run.
 const RUN: &str = "counters (system run)";
+/// The kernel supervisor's end-of-run line.
+const SUPERVISOR: &str = "supervisor: ";
 
 /// Every figure of the WebFiles system, in table order. Cycle figures come from the client
 /// (its measured reads); counts cover the whole system run (start-up and warm-up too).
@@ -252,6 +254,32 @@ pub const WEBFILES: &[Metric] = &[
         "disk requests (DMA)",
         "[virtio-blk] virtio-blk: served",
         " requests,",
+    ),
+    // Recovery (the system manifest's restart policies; `--inject` makes it happen).
+    count(
+        "recovery: SIPs restarted by the supervisor",
+        SUPERVISOR,
+        " restarts",
+    ),
+    count_after(
+        "recovery: files read again by the client",
+        "[webfiles] webfiles: recovery:",
+        "retried=",
+    ),
+    count_after(
+        "recovery: disk reads sent again by the file system",
+        "[fs] fs: recovery:",
+        "retried=",
+    ),
+    after(
+        "recovery: failure to first reply from the new SIP, median",
+        SUPERVISOR,
+        "median ",
+    ),
+    after(
+        "recovery: failure to first reply from the new SIP, worst",
+        SUPERVISOR,
+        "worst ",
     ),
     count("run: system calls", RUN, " system calls"),
     count("run: CR3 loads", RUN, " CR3 loads"),

@@ -107,6 +107,50 @@ fn table(metrics: &[Metric], raw: &Raw) -> String {
     cordon::bench::table(metrics, &results)
 }
 
+/// With `--inject`: what recovery did in each boot, read from the WebFiles rows.
+fn recovery(injections: &[bootpkg::Injection], raw: &Raw) -> String {
+    if injections.is_empty() {
+        return String::new();
+    }
+    let row = |label: &str| {
+        cordon::bench::WEBFILES
+            .iter()
+            .position(|m| m.label == label)
+            .expect("a WebFiles row")
+    };
+    let restarts = row("recovery: SIPs restarted by the supervisor");
+    let client = row("recovery: files read again by the client");
+    let fs = row("recovery: disk reads sent again by the file system");
+    let median = row("recovery: failure to first reply from the new SIP, median");
+    let worst = row("recovery: failure to first reply from the new SIP, worst");
+    let injected: Vec<String> = injections
+        .iter()
+        .map(|i| format!("{}:{}:{}", i.kind.name(), i.sip, i.at))
+        .collect();
+    let mut out = format!(
+        "\nRecovery under --inject {} (per boot; every read of every boot was verified against its CRC-32, or the run would have stopped):\n",
+        injected.join(" --inject ")
+    );
+    let show = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    for (config, runs) in raw {
+        for (n, figures) in runs.iter().enumerate() {
+            let retried = figures[client].unwrap_or(0) + figures[fs].unwrap_or(0);
+            out.push_str(&format!(
+                "  {:<22} boot {}: recoveries = {}, requests retried = {} (client {}, file system {}), failure to first reply from the new SIP: median {} cycles, worst {}\n",
+                config.name(),
+                n + 1,
+                show(figures[restarts]),
+                retried,
+                show(figures[client]),
+                show(figures[fs]),
+                show(figures[median]),
+                show(figures[worst])
+            ));
+        }
+    }
+    out
+}
+
 fn legend(configs: &[Config]) -> String {
     configs
         .iter()
@@ -330,10 +374,11 @@ pub fn webfiles(
         machine.pcid
     );
     let mut text = format!(
-        "{summary}\n{}\n{}{}",
+        "{summary}\n{}\n{}{}{}",
         table(cordon::bench::WEBFILES, &raw),
         webfiles::headline(&raw),
-        legend(configs)
+        legend(configs),
+        recovery(&base.injections, &raw)
     );
     if let Some(icount) = &icount {
         text.push_str(&format!(

@@ -141,6 +141,10 @@ struct BootArgs {
     /// Kill QEMU after this many seconds (0: never).
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Inject a fault to exercise recovery: `crash:SIP:N` ends SIP as a fault at its N-th
+    /// kernel call (counted across its incarnations, firing once). Repeatable.
+    #[arg(long, value_name = "crash:SIP:N", value_parser = bootpkg::Injection::parse)]
+    inject: Vec<bootpkg::Injection>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -406,6 +410,10 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         eprintln!("[cordon] error: {err:#}");
         return Err(ExitCode::from(2));
     }
+    if let Err(err) = cordon::system::check_injections(&system, &cli.inject) {
+        eprintln!("[cordon] error: {err:#}");
+        return Err(ExitCode::from(2));
+    }
     Ok(BootOptions {
         isolation: isolation(cli.isolation),
         engine: engine(cli.engine),
@@ -427,6 +435,7 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         icount: cli.icount,
         echo: true,
         timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+        injections: cli.inject.clone(),
     })
 }
 

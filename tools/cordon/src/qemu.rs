@@ -69,6 +69,8 @@ pub struct BootOptions {
     pub icount: bool,
     /// Copy the console to this process's stdout as it arrives.
     pub echo: bool,
+    /// Faults the kernel injects (`--inject`), to exercise recovery.
+    pub injections: Vec<bootpkg::Injection>,
     /// Kill QEMU after this long (a safety net, not a measurement).
     pub timeout: Option<Duration>,
 }
@@ -88,6 +90,7 @@ impl Default for BootOptions {
             memory_mib: 256,
             disk: None,
             icount: false,
+            injections: Vec::new(),
             echo: false,
             timeout: Some(Duration::from_secs(300)),
         }
@@ -242,7 +245,9 @@ pub fn package(options: &BootOptions) -> anyhow::Result<BootPackage> {
             self_test: options.self_test.clone(),
             bench: options.bench.clone(),
             engine: options.engine,
+            injections: options.injections.clone(),
         },
+        restarts: options.system.restarts.clone(),
         engines,
         artifacts,
         sips: options.system.sips.clone(),

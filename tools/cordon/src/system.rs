@@ -69,6 +69,21 @@
 //! engine = "compiled"   # or "interp"
 //! ```
 //!
+//! A SIP that ends can be restarted by the kernel's supervisor, with a fresh incarnation
+//! (the next generation) wired to the same channels and devices; a crash loop backs off
+//! and gives up (see the README's recovery section):
+//!
+//! ```toml
+//! [[restart]]
+//! sip = "fs"
+//! policy = "on-failure"    # or "always", "never" (the default for an entry without one)
+//! max-restarts = 5         # restarts within window-ms before the supervisor gives up
+//! window-ms = 60000
+//! backoff-ms = 10          # delay before the first restart, doubled each time...
+//! max-backoff-ms = 2000    # ...up to this
+//! min-healthy-ms = 1000    # an incarnation that ran this long resets the backoff
+//! ```
+//!
 //! A SIP named twice is addressed as `name#2` for its second instance. `client = "name"`
 //! names the SIP that the `client-space` and `client-ring3` isolation configurations
 //! isolate from the rest (Singularity's WebFiles client); by default the last SIP.
@@ -121,8 +136,22 @@ struct EngineSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RestartSpec {
+    sip: String,
+    policy: String,
+    max_restarts: Option<u32>,
+    window_ms: Option<u64>,
+    backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    min_healthy_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SystemFile {
+    #[serde(default)]
+    restart: Vec<RestartSpec>,
     #[serde(default)]
     engines: Vec<EngineSpec>,
     #[serde(default)]
@@ -164,6 +193,8 @@ pub struct System {
     pub limits: Vec<LimitCap>,
     /// Engines chosen for single entries, overriding `--engine`.
     pub engines: Vec<(u32, bootpkg::Engine)>,
+    /// Restart policies of single entries.
+    pub restarts: Vec<bootpkg::RestartPolicy>,
 }
 
 /// The repository's `systems/` directory.
@@ -196,6 +227,7 @@ pub fn of_sips(sips: &[String]) -> System {
         modules: Vec::new(),
         limits: Vec::new(),
         engines: Vec::new(),
+        restarts: Vec::new(),
     }
 }
 
@@ -319,6 +351,32 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
         })?;
         engines.push((find_sip(&file.sips, &e.sip)? as u32, engine));
     }
+    let mut restarts: Vec<bootpkg::RestartPolicy> = Vec::new();
+    for r in &file.restart {
+        let mode = bootpkg::RestartMode::from_name(&r.policy).with_context(|| {
+            format!(
+                "[[restart]] for `{}`: no policy `{}` (policies: never, on-failure, always)",
+                r.sip, r.policy
+            )
+        })?;
+        let sip = find_sip(&file.sips, &r.sip)? as u32;
+        if restarts.iter().any(|p| p.sip == sip) {
+            bail!("[[restart]] for `{}` is given twice", r.sip);
+        }
+        let defaults = bootpkg::RestartPolicy::new(sip, mode);
+        let policy = bootpkg::RestartPolicy {
+            max_restarts: r.max_restarts.unwrap_or(defaults.max_restarts),
+            window_ms: r.window_ms.unwrap_or(defaults.window_ms),
+            backoff_ms: r.backoff_ms.unwrap_or(defaults.backoff_ms),
+            max_backoff_ms: r.max_backoff_ms.unwrap_or(defaults.max_backoff_ms),
+            min_healthy_ms: r.min_healthy_ms.unwrap_or(defaults.min_healthy_ms),
+            ..defaults
+        };
+        policy
+            .check()
+            .map_err(|e| anyhow::anyhow!("[[restart]] for `{}`: {e}", r.sip))?;
+        restarts.push(policy);
+    }
     Ok(System {
         sips: file.sips,
         on_request,
@@ -329,7 +387,28 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
         modules: file.modules,
         limits,
         engines,
+        restarts,
     })
+}
+
+/// Checks that every `--inject` names a SIP the system may run (an entry or a module of
+/// the package), so a misspelt name is refused before boot instead of never firing.
+pub fn check_injections(system: &System, injections: &[bootpkg::Injection]) -> anyhow::Result<()> {
+    for injection in injections {
+        let known = system.sips.iter().chain(&system.modules);
+        if !known.clone().any(|s| *s == injection.sip) {
+            let names: Vec<&str> = known.map(String::as_str).collect();
+            bail!(
+                "--inject {}:{}:{}: no SIP `{}` in this system (its SIPs: {})",
+                injection.kind.name(),
+                injection.sip,
+                injection.at,
+                injection.sip,
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the devices `system` gives and the devices each SIP's own manifest asks for
@@ -447,6 +526,20 @@ mod tests {
         assert_eq!(parse(text).unwrap().limits[0].cpu_ticks, Some(5));
         let text = "sips = [\"a\"]\n[[limits]]\nsip = \"a\"\ncpu = 5";
         assert!(err(text).contains("unknown field `cpu`"));
+        let text = "sips = [\"a\", \"b\"]\n[[restart]]\nsip = \"b\"\npolicy = \"on-failure\"\nmax-restarts = 2";
+        let system = parse(text).unwrap();
+        assert_eq!(system.restarts.len(), 1);
+        assert_eq!(system.restarts[0].sip, 1);
+        assert_eq!(system.restarts[0].max_restarts, 2);
+        assert_eq!(system.restarts[0].backoff_ms, 10, "a default");
+        let text = "sips = [\"a\"]\n[[restart]]\nsip = \"a\"\npolicy = \"sometimes\"";
+        assert!(err(text).contains("no policy `sometimes` (policies: never, on-failure, always)"));
+        let text = "sips = [\"a\"]\n[[restart]]\nsip = \"a\"\npolicy = \"always\"\nbackoff-ms = 9\nmax-backoff-ms = 1";
+        assert!(
+            err(text).contains("[[restart]] for `a`: max-backoff-ms = 1 is below backoff-ms = 9")
+        );
+        let text = "sips = [\"a\"]\n[[restart]]\nsip = \"a\"\npolicy = \"always\"\n[[restart]]\nsip = \"a\"\npolicy = \"never\"";
+        assert!(err(text).contains("given twice"));
         let text = "sips = [\"a\"]\n[[powers]]\nsip = \"a\"\nmay = [\"reboot\"]";
         assert!(err(text).contains("no power `reboot` (powers: start, kill, inspect)"));
         assert_eq!(parse("sips = [\"a\", \"b\"]").unwrap().client, Some(1));

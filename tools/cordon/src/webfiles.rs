@@ -428,6 +428,9 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
 [kernel] SIP fs (pid 2) exited with status 0
 [virtio-blk] virtio-blk: served 30 requests, 919040 bytes by DMA, 30 interrupts, 60 used-ring polls; the client went away
 [kernel] SIP virtio-blk (pid 1) exited with status 0
+[webfiles] webfiles: recovery: retried=2 reconnects=2
+[fs] fs: recovery: retried=1 reconnects=1
+supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnation: median 158743676 cycles, best 158743676, worst 558887004 (2 measured)
   counters (system run): 2629 system calls, 1228 CR3 loads, 77 TLB invalidations, 510 context switches, 319 demand-zero faults, 1 copy-on-write faults, 218 channel messages (200 delivered directly), 6621447 bytes copied by the kernel, 30 device interrupts, 414 device register accesses, 1234567 idle cycles, 987654321 busy cycles, 4321 cycles longest interrupts-masked lock section
 ";
 
@@ -478,6 +481,20 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
         assert_eq!(
             get("run: isolation events at hardware cost (estimate)"),
             Some(394_350 + 368_400 + 26_950 + 800_000)
+        );
+        assert_eq!(get("recovery: SIPs restarted by the supervisor"), Some(2));
+        assert_eq!(get("recovery: files read again by the client"), Some(2));
+        assert_eq!(
+            get("recovery: disk reads sent again by the file system"),
+            Some(1)
+        );
+        assert_eq!(
+            get("recovery: failure to first reply from the new SIP, median"),
+            Some(158743676)
+        );
+        assert_eq!(
+            get("recovery: failure to first reply from the new SIP, worst"),
+            Some(558887004)
         );
         assert!(figures.iter().all(Option::is_some), "{figures:?}");
     }

@@ -147,3 +147,23 @@ fn an_unknown_engine_is_refused_before_boot() {
         "{stderr}"
     );
 }
+
+/// `--inject` is checked before anything boots: its form, and that the SIP it names is in
+/// the system.
+#[test]
+fn a_malformed_or_misdirected_injection_is_refused_before_boot() {
+    let (code, stderr) = cordon(&["--inject", "crash:fs"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("expected crash:SIP:N"), "{stderr}");
+    let (code, stderr) = cordon(&["--inject", "crash:fs:0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is not a call number"), "{stderr}");
+    let (code, stderr) = cordon(&["--system", "webfiles", "--inject", "crash:fss:3"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--inject crash:fss:3: no SIP `fss` in this system (its SIPs: virtio-blk, fs, webfiles)"
+        ),
+        "{stderr}"
+    );
+}

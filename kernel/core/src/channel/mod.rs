@@ -280,6 +280,19 @@ pub fn block_cost(size: usize) -> u64 {
     size as u64 + OBJECT_OVERHEAD
 }
 
+/// One endpoint as a crash record shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointView<'a> {
+    pub contract: &'a str,
+    pub role: Role,
+    /// The contract state it is in.
+    pub state: &'a str,
+    /// Messages waiting in it.
+    pub queued: usize,
+    /// Whether its peer still holds the other end.
+    pub peer_open: bool,
+}
+
 /// Counts, for tests and reclaim checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -395,6 +408,27 @@ impl Channels {
     /// What `owner` is charged for now.
     pub fn usage(&self, owner: Owner) -> Usage {
         self.accounts.usage(owner)
+    }
+
+    /// The endpoints `owner` holds, described for a crash record (a walk of the whole
+    /// table: for reports, never on a message path).
+    pub fn held_endpoints(&self, owner: Owner) -> impl Iterator<Item = EndpointView<'_>> {
+        self.endpoints
+            .iter()
+            .filter(move |e| e.holder == Holder::Process(owner))
+            .map(|e| {
+                let protocol = &self.protocols[e.contract as usize];
+                EndpointView {
+                    contract: &protocol.name,
+                    role: e.role,
+                    state: protocol
+                        .states
+                        .get(e.state as usize)
+                        .map_or("?", |s| s.name.as_str()),
+                    queued: e.queued,
+                    peer_open: e.peer.is_some(),
+                }
+            })
     }
 
     /// The most `owner` was ever charged for at once.
@@ -583,6 +617,11 @@ impl Channels {
     }
 
     /// The endpoint `id` if `owner` holds it.
+    /// The role of endpoint `id`, which `owner` must hold.
+    pub fn role_of(&self, owner: Owner, id: EndpointId) -> Result<Role, Fault> {
+        self.held(owner, id).map(|e| e.role)
+    }
+
     fn held(&self, owner: Owner, id: EndpointId) -> Result<&Endpoint, Fault> {
         match self.ep(id) {
             Some(ep) if ep.holder == Holder::Process(owner) => Ok(ep),
@@ -1356,6 +1395,25 @@ mod tests {
         assert_eq!(ch.counts(), Counts::default());
         ch.open_account(SERVER, QUOTA).unwrap();
         assert!(ch.connect(0, SERVER, CLIENT).is_ok());
+    }
+
+    #[test]
+    fn a_crash_record_sees_each_held_endpoint_with_its_state_queue_and_peer() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        ch.send(CLIENT, imp, &msg(0, 7, b"hi")).unwrap();
+        let server: Vec<_> = ch.held_endpoints(SERVER).collect();
+        assert_eq!(server.len(), 1);
+        assert_eq!(
+            (server[0].contract, server[0].role, server[0].queued),
+            ("Echo", Role::Exporter, 1)
+        );
+        assert!(server[0].peer_open);
+        assert_eq!(ch.held_endpoints(OTHER).count(), 0);
+        ch.close(CLIENT, imp).unwrap();
+        let server: Vec<_> = ch.held_endpoints(SERVER).collect();
+        assert!(!server[0].peer_open, "the client closed its end");
+        let _ = exp;
     }
 
     #[test]
