@@ -394,7 +394,7 @@ pub const MAX_SELECT: usize = 64;
 
 /// Revision returned by `abi_version`; bumped when [`OPS`] or the meaning of a result
 /// changes (5: `chan_initial` waits while the SIP at the endpoint's other end is being
-/// restarted).
+/// restarted; `status::PEER_RESTARTED`).
 pub const VERSION: i32 = 5;
 
 /// Negative results of kernel calls that a SIP is expected to handle. (Misuse — a handle
@@ -418,6 +418,10 @@ pub mod status {
     pub const BAD_ADDRESS: i32 = -6;
     /// `sip_start` of a system-manifest entry that is running already.
     pub const BUSY: i32 = -7;
+    /// The peer ended and the kernel's supervisor is restarting it (for an endpoint the
+    /// system manifest wired): this end is dead, a request in flight may or may not have
+    /// been carried out; `chan_initial` of the same name gives the new incarnation's.
+    pub const PEER_RESTARTED: i32 = -8;
 }
 
 pub mod hosted;

@@ -98,6 +98,7 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
             name: decl.name.text.clone(),
             fields,
             max_encoded,
+            idempotent: decl.idempotent.is_some(),
         });
     }
 
@@ -254,6 +255,8 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
         }
     }
 
+    idempotent(contract, &states, &transitions, initial)?;
+
     let mut max_in_flight = [0u32; 2];
     for dir in [Dir::ToExporter, Dir::ToImporter] {
         max_in_flight[dir.index()] = bound(&states, &transitions, &spans, &messages, dir)?;
@@ -266,6 +269,64 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
         initial,
         max_in_flight,
     })
+}
+
+/// The rules for `idempotent`: the importer's bindings send such a message again, on the
+/// channel of a restarted server, when the server ended before answering. That is only
+/// sound for a request (sent by the importer) that carries nothing that moves (a `buffer`
+/// or an endpoint went down with the old server and cannot be sent twice), sent only in
+/// the initial state (a restarted server's channel starts there: a message sent later
+/// would need the session before it replayed, which the bindings cannot do for the
+/// caller).
+fn idempotent(
+    contract: &ContractDecl,
+    states: &[State],
+    transitions: &[Transition],
+    initial: u16,
+) -> Result<(), Error> {
+    for (index, decl) in contract.messages.iter().enumerate() {
+        let Some(span) = decl.idempotent else {
+            continue;
+        };
+        let name = &decl.name.text;
+        if let Some(field) = decl.fields.iter().find(|f| {
+            matches!(
+                f.ty,
+                TypeExpr::Buffer | TypeExpr::AnyEndpoint | TypeExpr::Endpoint { .. }
+            )
+        }) {
+            return Err(Error::new(
+                span,
+                format!(
+                    "`idempotent` message `{name}` carries `{}`, which moves to the server and is lost with it: a retry could not send it again (drop `idempotent`, or let the caller retry)",
+                    field.name.text
+                ),
+            ));
+        }
+        let sent: Vec<&Transition> = transitions
+            .iter()
+            .filter(|t| t.message as usize == index)
+            .collect();
+        if let Some(t) = sent.iter().find(|t| t.dir != Dir::ToExporter) {
+            return Err(Error::new(
+                span,
+                format!(
+                    "`idempotent` message `{name}` is sent by the exporter (in state `{}`): only requests, which the importer sends, are retried",
+                    states[t.from as usize].name
+                ),
+            ));
+        }
+        if let Some(t) = sent.iter().find(|t| t.from != initial) {
+            return Err(Error::new(
+                span,
+                format!(
+                    "`idempotent` message `{name}` is sent in state `{}`, which a channel reaches only after other messages; a restarted server's channel starts in `{}`, so a retry would have to replay that session first (drop `idempotent`, or let the caller replay the session and retry)",
+                    states[t.from as usize].name, states[initial as usize].name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The most messages one side can send in direction `dir` before it must receive one:

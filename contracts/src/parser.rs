@@ -41,6 +41,8 @@ pub struct Field {
 pub struct MessageDecl {
     pub name: Name,
     pub fields: Vec<Field>,
+    /// Where `idempotent` was written before `message`, if it was.
+    pub idempotent: Option<Span>,
 }
 
 #[derive(Clone, Debug)]
@@ -156,7 +158,7 @@ impl<'a> Parser<'_, 'a> {
         let mut messages = Vec::new();
         let mut states = Vec::new();
         while !self.is_punct("}") {
-            if self.is_word("message") {
+            if self.is_word("message") || self.is_word("idempotent") {
                 messages.push(self.message()?);
             } else if self.is_word("state") || self.is_word("initial") {
                 states.push(self.state()?);
@@ -165,7 +167,7 @@ impl<'a> Parser<'_, 'a> {
                 return Err(Error::new(
                     token.span,
                     format!(
-                        "expected `message`, `state`, `initial state` or `}}`, found `{}`",
+                        "expected `message`, `idempotent message`, `state`, `initial state` or `}}`, found `{}`",
                         token.text
                     ),
                 ));
@@ -180,6 +182,11 @@ impl<'a> Parser<'_, 'a> {
     }
 
     fn message(&mut self) -> Result<MessageDecl, Error> {
+        let idempotent = if self.is_word("idempotent") {
+            Some(self.expect_word("idempotent")?.span)
+        } else {
+            None
+        };
         self.expect_word("message")?;
         let name = self.name("a message name")?;
         let mut fields = Vec::new();
@@ -201,7 +208,11 @@ impl<'a> Parser<'_, 'a> {
             self.expect_punct(")")?;
         }
         self.expect_punct(";")?;
-        Ok(MessageDecl { name, fields })
+        Ok(MessageDecl {
+            name,
+            fields,
+            idempotent,
+        })
     }
 
     fn type_expr(&mut self) -> Result<(TypeExpr, Span), Error> {

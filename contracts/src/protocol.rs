@@ -106,6 +106,10 @@ pub struct Field {
 pub struct Message {
     pub name: String,
     pub fields: Vec<Field>,
+    /// Marked `idempotent`: a request the importer's bindings send again, on the new
+    /// channel, when the server restarted before answering (the checker's rules make
+    /// that safe: see `check::idempotent`).
+    pub idempotent: bool,
     /// Most bytes an encoded message takes, header included.
     pub max_encoded: u32,
 }

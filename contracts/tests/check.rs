@@ -175,7 +175,7 @@ fn syntax_errors_point_at_the_token() {
         "contract A {\n  mesage M;\n}",
         2,
         3,
-        "expected `message`, `state`",
+        "expected `message`, `idempotent message`, `state`",
     );
     error(
         "contract A {\n  message M(x: float);\n  initial state S;\n}",
@@ -201,4 +201,43 @@ fn syntax_errors_point_at_the_token() {
         13,
         "unexpected character `@`",
     );
+}
+
+#[test]
+fn idempotent_requests_are_marked_and_the_rules_refuse_what_a_retry_cannot_redo() {
+    let fs = &shipped("fs.contract")[0];
+    let marked: Vec<&str> = fs
+        .messages
+        .iter()
+        .filter(|m| m.idempotent)
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(marked, ["Open", "Stat", "List"]);
+    let block = &shipped("block.contract")[0];
+    assert!(block.messages[block.message_index("GetInfo").unwrap() as usize].idempotent);
+    assert!(!block.messages[block.message_index("Read").unwrap() as usize].idempotent);
+
+    let moves = "contract C {\n    idempotent message Take(into: buffer);\n    message Done;\n    initial state Start { Take? -> Done! -> Start; }\n}";
+    let rendered = compile(moves).unwrap_err().render("c.contract", moves);
+    assert!(
+        rendered.contains("`idempotent` message `Take` carries `into`, which moves to the server"),
+        "{rendered}"
+    );
+    let late = "contract C {\n    message Hello;\n    idempotent message Go(n: u32);\n    message Done;\n    initial state Start { Hello? -> Done! -> Ready; }\n    state Ready { Go? -> Done! -> Ready; }\n}";
+    let rendered = compile(late).unwrap_err().render("c.contract", late);
+    assert!(
+        rendered.contains("`idempotent` message `Go` is sent in state `Ready`")
+            && rendered
+                .contains("starts in `Start`, so a retry would have to replay that session first")
+            && rendered.contains("c.contract:3:5"),
+        "{rendered}"
+    );
+    let reply = "contract C {\n    message Ask;\n    idempotent message Answer;\n    initial state Start { Ask? -> Answer! -> Start; }\n}";
+    let rendered = compile(reply).unwrap_err().render("c.contract", reply);
+    assert!(
+        rendered.contains("`idempotent` message `Answer` is sent by the exporter"),
+        "{rendered}"
+    );
+    let ok = "contract C {\n    idempotent message Ask(n: u32, name: bytes[8]);\n    message Answer;\n    initial state Start { Ask? -> Answer! -> Start; }\n}";
+    assert!(compile(ok).unwrap()[0].messages[0].idempotent);
 }

@@ -50,6 +50,12 @@ const STEP: usize = 8;
 /// Initial endpoints handed out by the system manifest: (pid, name, handle).
 static INITIAL: IrqMutex<Vec<(Pid, String, EndpointId)>> = IrqMutex::new(Vec::new());
 
+/// Initial endpoints SIPs took, by the name they took them under, so that a closed peer
+/// can be told apart from one being restarted ([`closed`]). Bounded by the system
+/// manifest's endpoints; an entry that cannot be recorded (no memory) only means that
+/// endpoint reports `PEER_CLOSED`.
+static TAKEN: IrqMutex<Vec<(Pid, EndpointId, String)>> = IrqMutex::new(Vec::new());
+
 /// Installs the compiled contracts. Runs once at boot.
 pub fn init(protocols: Vec<contracts::Protocol>) {
     let mut channels = Channels::new(protocols);
@@ -168,7 +174,12 @@ fn take_now(pid: Pid, name: &str, contract: &str, importer: bool) -> Result<i32,
             role.name()
         ));
     }
-    initial.swap_remove(at);
+    let (_, name, _) = initial.swap_remove(at);
+    drop(initial);
+    let mut taken = TAKEN.lock();
+    if taken.try_reserve(1).is_ok() {
+        taken.push((pid, ep, name));
+    }
     Ok(ep as i32)
 }
 
@@ -258,7 +269,7 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
             EVENTS.notify_all_next();
             Ok(status::OK)
         }
-        Err(SendError::PeerClosed) => Ok(status::PEER_CLOSED),
+        Err(SendError::PeerClosed) => Ok(closed(pid, ep)),
         Err(SendError::Fault(fault)) => Err(fault.0),
     }
 }
@@ -327,7 +338,7 @@ pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i
     };
     match outcome {
         Ok(len) => Ok(len as i32),
-        Err(RecvError::PeerClosed) => Ok(status::PEER_CLOSED),
+        Err(RecvError::PeerClosed) => Ok(closed(pid, ep)),
         Err(RecvError::TooSmall(_)) => Ok(status::BUFFER_TOO_SMALL),
         Err(RecvError::OverQuota) => Ok(status::OUT_OF_MEMORY),
         Err(RecvError::Fault(fault)) => Err(fault.0),
@@ -364,6 +375,7 @@ pub fn select(pid: Pid, eps: &[u32], timeout: Option<u64>) -> Result<i32, String
 
 pub fn close(pid: Pid, ep: u32) -> Result<i32, String> {
     with(|c| c.close(pid, ep)).map_err(|f| f.0)?;
+    TAKEN.lock().retain(|(p, e, _)| (*p, *e) != (pid, ep));
     reap();
     EVENTS.notify_all();
     Ok(status::OK)
@@ -394,7 +406,23 @@ pub fn release(pid: Pid) {
     while with(|c| c.release_step(pid as Owner, STEP)) {}
     reap();
     INITIAL.lock().retain(|(p, _, _)| *p != pid);
+    TAKEN.lock().retain(|(p, _, _)| *p != pid);
     EVENTS.notify_all();
+}
+
+/// What a SIP is told when the peer of its endpoint `ep` has gone: `PEER_RESTARTED` for an
+/// endpoint it took by name whose peer may come back (the supervisor restarts it), else
+/// `PEER_CLOSED`.
+fn closed(pid: Pid, ep: u32) -> i32 {
+    let name = TAKEN
+        .lock()
+        .iter()
+        .find(|(p, e, _)| (*p, *e) == (pid, ep))
+        .map(|(_, _, name)| name.clone());
+    match name {
+        Some(name) if crate::recovery::peer_may_return(pid, &name) => status::PEER_RESTARTED,
+        _ => status::PEER_CLOSED,
+    }
 }
 
 pub fn buf_alloc(pid: Pid, size: u32) -> Result<i32, String> {

@@ -132,15 +132,17 @@ pub fn next_generation(entry: u32) -> u32 {
 /// now, if an `--inject` says so.
 pub fn inject(name: &str) -> Option<String> {
     let armed = INJECTIONS.get()?;
+    let mut fire = None;
+    // Every injection for this SIP counts every call, whichever fires.
     for a in armed.iter().filter(|a| a.injection.sip == name) {
         let calls = a.calls.fetch_add(1, Ordering::Relaxed) + 1;
         if calls == a.injection.at && !a.fired.swap(true, Ordering::Relaxed) {
-            return Some(format!(
-                "crash injected at kernel call {calls} of `{name}` (counted across incarnations)"
-            ));
+            fire = Some(calls);
         }
     }
-    None
+    fire.map(|calls| {
+        format!("crash injected at kernel call {calls} of `{name}` (counted across incarnations)")
+    })
 }
 
 /// Whether a restart of `entry` is scheduled or under way.

@@ -7,9 +7,11 @@
 
 extern crate alloc;
 
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use cordon_abi::status::*;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sys;
 
@@ -20,6 +22,12 @@ pub enum Error {
     Timeout,
     /// The peer closed its end.
     PeerClosed,
+    /// The peer ended and the kernel's supervisor is restarting it: this endpoint is dead,
+    /// and a request in flight may or may not have been carried out. Take the new
+    /// incarnation's endpoint under the same name ([`RawEndpoint::reopen`], or the typed
+    /// `initial`), replay the contract's session and retry if that is safe. The generated
+    /// bindings do it themselves for `idempotent` messages.
+    PeerRestarted,
     /// A message was larger than the receive buffer.
     BufferTooSmall,
     /// No such contract, or no initial endpoint by that name.
@@ -41,6 +49,7 @@ pub(crate) fn status(code: i32) -> Result<i32, Error> {
         c if c >= 0 => Ok(c),
         TIMEOUT => Err(Error::Timeout),
         PEER_CLOSED => Err(Error::PeerClosed),
+        PEER_RESTARTED => Err(Error::PeerRestarted),
         BUFFER_TOO_SMALL => Err(Error::BufferTooSmall),
         NOT_FOUND => Err(Error::NotFound),
         OUT_OF_MEMORY => Err(Error::OutOfMemory),
@@ -79,13 +88,22 @@ pub enum Role {
 /// buffer, allocated at the first receive and reused, so receiving does not allocate and
 /// zero a maximum-size buffer per message.
 #[derive(Debug)]
-pub struct RawEndpoint(u32, Vec<u8>);
+pub struct RawEndpoint(u32, Vec<u8>, Option<String>);
+
+/// Requests the generated bindings sent again to a restarted server.
+static RETRIED: AtomicU64 = AtomicU64::new(0);
+
+/// How many `idempotent` requests the generated bindings have sent again, each to a
+/// restarted server, since this SIP started.
+pub fn retried() -> u64 {
+    RETRIED.load(Ordering::Relaxed)
+}
 
 impl RawEndpoint {
     /// Wraps a handle received in a message.
     #[doc(hidden)]
     pub fn from_handle(handle: u32) -> RawEndpoint {
-        RawEndpoint(handle, Vec::new())
+        RawEndpoint(handle, Vec::new(), None)
     }
 
     /// Gives the handle up (it is about to travel in a message).
@@ -93,6 +111,7 @@ impl RawEndpoint {
     pub fn into_handle(mut self) -> u32 {
         let handle = self.0;
         drop(core::mem::take(&mut self.1));
+        drop(self.2.take());
         core::mem::forget(self);
         handle
     }
@@ -125,7 +144,18 @@ impl RawEndpoint {
     /// `NotFound` if none will come.
     pub fn initial(name: &str, contract: &str, role: Role) -> Result<RawEndpoint, Error> {
         status(sys::chan_initial(name, contract, role == Role::Importer))
-            .map(|h| RawEndpoint::from_handle(h as u32))
+            .map(|h| RawEndpoint(h as u32, Vec::new(), Some(String::from(name))))
+    }
+
+    /// The endpoint of the same name again, after `PeerRestarted`: the new incarnation's
+    /// channel, in the contract's initial state (waits until the kernel has restarted the
+    /// peer). `PeerRestarted` again for an endpoint that did not come from
+    /// [`RawEndpoint::initial`] (the kernel only restarts what the system manifest wires).
+    pub fn reopen(&self, contract: &str, role: Role) -> Result<RawEndpoint, Error> {
+        let name = self.2.as_deref().ok_or(Error::PeerRestarted)?;
+        let fresh = RawEndpoint::initial(name, contract, role)?;
+        RETRIED.fetch_add(1, Ordering::Relaxed);
+        Ok(fresh)
     }
 
     pub fn send(&self, message: &[u8]) -> Result<(), Error> {

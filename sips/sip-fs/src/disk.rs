@@ -55,7 +55,7 @@ fn get_info(
     ep: block_device::Imp<state::Start>,
 ) -> Result<(block_device::Imp<state::Ready>, u64, u64), Option<String>> {
     let gone = |e: Error| match e {
-        Error::PeerClosed => None,
+        Error::PeerClosed | Error::PeerRestarted => None,
         e => Some(format!("the driver did not answer GetInfo: {e:?}")),
     };
     let ep = ep.send_get_info(block_device::GetInfo {}).map_err(gone)?;
@@ -154,7 +154,11 @@ impl Disk {
                     self.ep = Some(ep);
                     break done;
                 }
-                Err(RecvError::Failed(Error::PeerClosed)) if attempts < MAX_ATTEMPTS => {
+                // `Read` is not idempotent (it moves a buffer and needs the session): the
+                // bindings give it back as `PeerRestarted`, and it is retried here.
+                Err(RecvError::Failed(Error::PeerClosed | Error::PeerRestarted))
+                    if attempts < MAX_ATTEMPTS =>
+                {
                     attempts += 1;
                     RETRIED.fetch_add(1, Ordering::Relaxed);
                     println!(

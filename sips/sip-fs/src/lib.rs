@@ -80,7 +80,7 @@ fn main() -> i32 {
                     server.served += 1;
                     server.serve(request)
                 }
-                Err(RecvError::Failed(Error::PeerClosed)) => break,
+                Err(RecvError::Failed(Error::PeerClosed | Error::PeerRestarted)) => break,
                 Err(e) => {
                     println!("fs: channel failed: {e:?}");
                     return 1;

@@ -102,7 +102,7 @@ fn serve(disk: &mut Disk, clients: block_device::Exp<block_device::state::Start>
                 None,
             )
             .map_err(RecvError::without_timeout),
-        Err(RecvError::Failed(Error::PeerClosed)) => return Served::Gone,
+        Err(RecvError::Failed(Error::PeerClosed | Error::PeerRestarted)) => return Served::Gone,
         Err(e) => return Served::Failed(e.without_timeout()),
     };
     // Each reply goes out with reply-and-wait: one kernel entry answers and takes the next.
@@ -127,7 +127,9 @@ fn serve(disk: &mut Disk, clients: block_device::Exp<block_device::state::Start>
                     .map_err(RecvError::without_timeout)
             }
             Ok(ExpReadyIn::Close(_, _)) => return Served::Closed,
-            Err(RecvError::Failed(Error::PeerClosed)) => return Served::Gone,
+            Err(RecvError::Failed(Error::PeerClosed | Error::PeerRestarted)) => {
+                return Served::Gone;
+            }
             Err(e) => return Served::Failed(e),
         };
     }

@@ -13,7 +13,8 @@
 //!
 //! Output (parsed by `cordon bench`):
 //! `webfiles: result reads=R bytes=B io_cycles=C verify_cycles=V total_cycles=T verified=R`
-//! and `webfiles: recovery: retried=N reconnects=M`.
+//! and `webfiles: recovery: retried=N reconnects=M resent=K` (files read again by the
+//! client; idempotent requests, `Open`, the bindings sent again by themselves).
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -176,8 +177,10 @@ fn run() -> Result<(), String> {
         tally.reads, tally.bytes, tally.io_cycles, tally.verify_cycles, total, tally.reads
     );
     println!(
-        "webfiles: recovery: retried={} reconnects={}",
-        client.retried, client.reconnects
+        "webfiles: recovery: retried={} reconnects={} resent={}",
+        client.retried,
+        client.reconnects,
+        cordon_sip::channel::retried()
     );
     Ok(())
 }
@@ -280,6 +283,11 @@ fn failed<S>(what: &str, path: &str, e: RecvError<S>) -> ReadError {
         RecvError::Failed(Error::PeerClosed) => {
             ReadError::Gone(format!("{what} {path}: the file system went away"))
         }
+        // The typed error for a request that is not `idempotent` (Read, CloseFile): the
+        // bindings did not send it again; the client replays the file's session.
+        RecvError::Failed(Error::PeerRestarted) => ReadError::Gone(format!(
+            "{what} {path}: the file system was restarted before answering (PeerRestarted)"
+        )),
         RecvError::Failed(e) => ReadError::Failed(format!("{what} {path}: {e:?}")),
         RecvError::Timeout(_) => ReadError::Failed(format!("{what} {path}: timed out")),
     }

@@ -267,6 +267,11 @@ pub const WEBFILES: &[Metric] = &[
         "retried=",
     ),
     count_after(
+        "recovery: idempotent requests the bindings sent again",
+        "[webfiles] webfiles: recovery:",
+        "resent=",
+    ),
+    count_after(
         "recovery: disk reads sent again by the file system",
         "[fs] fs: recovery:",
         "retried=",

@@ -121,6 +121,7 @@ fn recovery(injections: &[bootpkg::Injection], raw: &Raw) -> String {
     let restarts = row("recovery: SIPs restarted by the supervisor");
     let client = row("recovery: files read again by the client");
     let fs = row("recovery: disk reads sent again by the file system");
+    let resent = row("recovery: idempotent requests the bindings sent again");
     let median = row("recovery: failure to first reply from the new SIP, median");
     let worst = row("recovery: failure to first reply from the new SIP, worst");
     let injected: Vec<String> = injections
@@ -134,14 +135,17 @@ fn recovery(injections: &[bootpkg::Injection], raw: &Raw) -> String {
     let show = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     for (config, runs) in raw {
         for (n, figures) in runs.iter().enumerate() {
-            let retried = figures[client].unwrap_or(0) + figures[fs].unwrap_or(0);
+            let retried = figures[client].unwrap_or(0)
+                + figures[fs].unwrap_or(0)
+                + figures[resent].unwrap_or(0);
             out.push_str(&format!(
-                "  {:<22} boot {}: recoveries = {}, requests retried = {} (client {}, file system {}), failure to first reply from the new SIP: median {} cycles, worst {}\n",
+                "  {:<22} boot {}: recoveries = {}, requests retried = {} (files by the client {}, idempotent requests by its bindings {}, disk reads by the file system {}), failure to first reply from the new SIP: median {} cycles, worst {}\n",
                 config.name(),
                 n + 1,
                 show(figures[restarts]),
                 retried,
                 show(figures[client]),
+                show(figures[resent]),
                 show(figures[fs]),
                 show(figures[median]),
                 show(figures[worst])

@@ -428,7 +428,7 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
 [kernel] SIP fs (pid 2) exited with status 0
 [virtio-blk] virtio-blk: served 30 requests, 919040 bytes by DMA, 30 interrupts, 60 used-ring polls; the client went away
 [kernel] SIP virtio-blk (pid 1) exited with status 0
-[webfiles] webfiles: recovery: retried=2 reconnects=2
+[webfiles] webfiles: recovery: retried=2 reconnects=2 resent=3
 [fs] fs: recovery: retried=1 reconnects=1
 supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnation: median 158743676 cycles, best 158743676, worst 558887004 (2 measured)
   counters (system run): 2629 system calls, 1228 CR3 loads, 77 TLB invalidations, 510 context switches, 319 demand-zero faults, 1 copy-on-write faults, 218 channel messages (200 delivered directly), 6621447 bytes copied by the kernel, 30 device interrupts, 414 device register accesses, 1234567 idle cycles, 987654321 busy cycles, 4321 cycles longest interrupts-masked lock section
@@ -487,6 +487,10 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
         assert_eq!(
             get("recovery: disk reads sent again by the file system"),
             Some(1)
+        );
+        assert_eq!(
+            get("recovery: idempotent requests the bindings sent again"),
+            Some(3)
         );
         assert_eq!(
             get("recovery: failure to first reply from the new SIP, median"),

@@ -1234,11 +1234,51 @@ fn recovery_under_injected_crashes(isolation: Isolation) {
     };
     assert_eq!(figure("recovery: SIPs restarted by the supervisor"), 2);
     let retried = figure("recovery: files read again by the client")
+        + figure("recovery: idempotent requests the bindings sent again")
         + figure("recovery: disk reads sent again by the file system");
     assert!(
         retried > 0,
         "a crash mid-request makes a request be sent again\n{}",
         outcome.console
+    );
+    assert_frames_back(&outcome);
+}
+
+in_both_modes!(
+    an_idempotent_request_is_sent_again_and_another_gets_the_typed_error,
+    an_idempotent_request_is_sent_again_and_another_gets_the_typed_error_in_ring3,
+    an_idempotent_request_is_sent_again_and_another_gets_the_typed_error_compiled,
+    an_idempotent_request_is_sent_again_and_another_gets_the_typed_error_in_ring3_compiled,
+    idempotent_and_not
+);
+
+/// `echo-server` crashes before answering `Ping` (idempotent in the Echo contract: the
+/// client's bindings send it again to generation 2 and the call just returns) and before
+/// answering `PingBuf` (not idempotent: the client gets `PeerRestarted`, takes generation
+/// 3's endpoint and sends it again itself).
+fn idempotent_and_not(isolation: Isolation) {
+    let outcome = run(BootOptions {
+        injections: vec![
+            bootpkg::Injection::parse("crash:echo-server:3").unwrap(),
+            bootpkg::Injection::parse("crash:echo-server:7").unwrap(),
+        ],
+        ..in_mode(isolation, system("echo-recovery"))
+    });
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "[supervisor] echo-server (generation 1, pid 1) ended; restarting it in 10 ms as generation 2",
+            "[echo-retry] Ping 1 answered; the bindings sent it again 1 time(s) to a restarted server",
+            "[kernel] crash record of SIP echo-server (pid 3, generation 2): terminated: injected fault: crash injected at kernel call 7 of `echo-server`",
+            "[kernel]   endpoint: Echo exporter in state Ready_2, 0 queued, peer open",
+            "[echo-retry] PingBuf 2: the server was restarted before answering: PeerRestarted (not idempotent: not sent again)",
+            "[supervisor] echo-server restarted: generation 3, pid 4",
+            "[echo-retry] PingBuf 3 answered by the new incarnation",
+            "[echo-server] served 1 requests; the client said Bye",
+            "supervisor: 2 restarts, 0 given up",
+            "0 endpoints and 0 exchange-heap blocks left",
+        ],
     );
     assert_frames_back(&outcome);
 }
