@@ -58,6 +58,10 @@ pub struct RestartPolicy {
     pub max_backoff_ms: u64,
     /// An incarnation that ran this long was healthy: the delay starts over.
     pub min_healthy_ms: u64,
+    /// A watchdog: an incarnation that leaves a message waiting in one of its endpoints
+    /// while it makes no kernel call for this long has stopped answering, and is killed
+    /// (then restarted like any failure). `None`: no watchdog.
+    pub answer_within_ms: Option<u64>,
 }
 
 impl RestartPolicy {
@@ -74,6 +78,7 @@ impl RestartPolicy {
             backoff_ms: 10,
             max_backoff_ms: 2_000,
             min_healthy_ms: 1_000,
+            answer_within_ms: None,
         }
     }
 
@@ -95,6 +100,9 @@ impl RestartPolicy {
         }
         if self.window_ms == 0 {
             return Err("window-ms must be more than 0".into());
+        }
+        if self.answer_within_ms == Some(0) {
+            return Err("answer-within-ms must be more than 0".into());
         }
         Ok(())
     }
@@ -209,17 +217,21 @@ impl History {
 pub enum InjectKind {
     /// End it as a fault at the kernel call.
     Crash,
+    /// Stop it there: the call never returns (until the SIP is killed). A policy's
+    /// `answer-within-ms` watchdog finds it.
+    Hang,
 }
 
 impl InjectKind {
     pub fn name(self) -> &'static str {
         match self {
             InjectKind::Crash => "crash",
+            InjectKind::Hang => "hang",
         }
     }
 }
 
-/// `--inject crash:SIP:N`: at the `at`-th kernel call made by SIPs called `sip`, counted
+/// `--inject crash:SIP:N` or `hang:SIP:N`: at the `at`-th kernel call made by SIPs called `sip`, counted
 /// across incarnations (1 = the first call), fires once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Injection {
@@ -229,15 +241,16 @@ pub struct Injection {
 }
 
 impl Injection {
-    /// Parses `crash:SIP:N`.
+    /// Parses `crash:SIP:N` or `hang:SIP:N`.
     pub fn parse(text: &str) -> Result<Injection, String> {
-        let usage = "expected crash:SIP:N (N: the kernel call, counted from 1)";
+        let usage = "expected crash:SIP:N or hang:SIP:N (N: the kernel call, counted from 1)";
         let mut parts = text.splitn(3, ':');
         let (Some(kind), Some(sip), Some(at)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(alloc::format!("`{text}`: {usage}"));
         };
         let kind = match kind {
             "crash" => InjectKind::Crash,
+            "hang" => InjectKind::Hang,
             other => return Err(alloc::format!("`{text}`: no fault kind `{other}`; {usage}")),
         };
         if sip.is_empty() {
@@ -388,6 +401,10 @@ mod tests {
                 sip: "fs".into(),
                 at: 300
             })
+        );
+        assert_eq!(
+            Injection::parse("hang:virtio-blk:1").unwrap().kind,
+            InjectKind::Hang
         );
         assert!(
             Injection::parse("crash:fs")

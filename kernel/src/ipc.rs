@@ -188,9 +188,34 @@ pub fn exports(pid: Pid, ep: u32) -> bool {
     with(|c| c.role_of(pid, ep)) == Ok(contracts::Role::Exporter)
 }
 
-/// Calls `each` with every endpoint `pid` holds (for its crash record).
-pub fn describe_endpoints(pid: Pid, mut each: impl FnMut(kernel_core::channel::EndpointView<'_>)) {
-    with(|c| c.held_endpoints(pid).for_each(&mut each));
+/// Whether a peer waits on `pid`: a message queued in one of its endpoints, or a serving
+/// end whose contract state says it owes its (still present) client a reply (the
+/// supervisor's watchdog). A walk of the table; allocates nothing.
+pub fn has_waiting(pid: Pid) -> bool {
+    with(|c| {
+        c.held_endpoints(pid)
+            .any(|view| view.queued > 0 || (view.owes_reply && view.peer_open))
+    })
+}
+
+/// One line per endpoint `pid` holds, for its crash record: contract, role, state, queue,
+/// whether the peer is still there. Formatted under the channel lock, printed by the
+/// caller after it (the console is slow; interrupts stay masked under the lock).
+pub fn describe_endpoints(pid: Pid) -> Vec<String> {
+    with(|c| {
+        c.held_endpoints(pid)
+            .map(|view| {
+                alloc::format!(
+                    "{} {} in state {}, {} queued, peer {}",
+                    view.contract,
+                    view.role.name(),
+                    view.state,
+                    view.queued,
+                    if view.peer_open { "open" } else { "closed" }
+                )
+            })
+            .collect()
+    })
 }
 
 /// Initial endpoints of `pid` the SIP never took (checked against its manifest).

@@ -73,6 +73,10 @@ struct SlotState {
     epoch: IrqMutex<Option<sip_runtime::compiled::Epoch>>,
     /// The tick it was made at (how long an incarnation ran, for its restart policy).
     started_tick: AtomicU64,
+    /// The tick of its latest kernel call, and whether the supervisor's watchdog killed it
+    /// for leaving a message unanswered (see `recovery::watchdog`).
+    last_call_tick: AtomicU64,
+    hung: AtomicBool,
     /// Its last console lines, for its crash record.
     tail: IrqMutex<ConsoleTail>,
 }
@@ -138,6 +142,8 @@ impl SlotState {
             lingering: IrqMutex::new(None),
             epoch: IrqMutex::new(None),
             started_tick: AtomicU64::new(0),
+            last_call_tick: AtomicU64::new(0),
+            hung: AtomicBool::new(false),
             tail: IrqMutex::new(ConsoleTail::new()),
         }
     }
@@ -152,6 +158,8 @@ impl SlotState {
         self.over_budget.store(false, Ordering::Relaxed);
         self.powers.store(powers, Ordering::Relaxed);
         self.started_tick.store(time::ticks(), Ordering::Relaxed);
+        self.last_call_tick.store(time::ticks(), Ordering::Relaxed);
+        self.hung.store(false, Ordering::Relaxed);
         *self.tail.lock() = ConsoleTail::new();
         self.pid.store(pid, Ordering::Release);
     }
@@ -396,12 +404,24 @@ impl sip_runtime::Kernel for SipKernel {
     fn on_kernel_call(&mut self, _op: &'static cordon_abi::Op) -> Result<(), String> {
         if let Some(slot) = live_slot(self.pid) {
             slot.kernel_calls.fetch_add(1, Ordering::Relaxed);
+            slot.last_call_tick.store(time::ticks(), Ordering::Relaxed);
         }
         if self.first_call.is_none() {
             self.first_call = Some(cycles::stop() - self.created);
         }
         match crate::recovery::inject(&self.name) {
-            Some(why) => Err(why),
+            Some((bootpkg::InjectKind::Crash, why)) => Err(why),
+            Some((bootpkg::InjectKind::Hang, why)) => {
+                println!(
+                    "[kernel] SIP {} (pid {}) stops here: {why}",
+                    self.name, self.pid
+                );
+                // The call never returns; a kill (the watchdog's) ends the SIP.
+                while !kill_requested(self.pid) {
+                    sched::sleep_ticks(1);
+                }
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -1039,6 +1059,11 @@ fn finish_with(
     };
     if matches!(ending, Ending::Ran(_)) && !ending.is_clean() {
         SIP_CONSOLE.down();
+        if slot.hung.load(Ordering::Relaxed) {
+            println!(
+                "[supervisor] {what} (pid {pid}, generation {incarnation}) left a message waiting and made no kernel call within its policy's answer-within-ms: killed by the watchdog"
+            );
+        }
         print_crash_record(pid, what, incarnation, &ending, slot);
         SIP_CONSOLE.up();
     }
@@ -1137,18 +1162,21 @@ fn print_crash_record(
         now.objects,
         peak.objects
     );
-    ipc::describe_endpoints(pid, |view| {
-        println!(
-            "[kernel]   endpoint: {} {} in state {}, {} queued, peer {}",
-            view.contract,
-            view.role.name(),
-            view.state,
-            view.queued,
-            if view.peer_open { "open" } else { "closed" }
-        );
-    });
-    for line in slot.tail.lock().lines() {
-        println!("[kernel]   last output: {line}");
+    for endpoint in ipc::describe_endpoints(pid) {
+        println!("[kernel]   endpoint: {endpoint}");
+    }
+    // Copied out first: the console is slow, and the tail's lock masks interrupts.
+    let mut tail = [[0u8; ConsoleTail::WIDTH]; ConsoleTail::LINES];
+    let mut lens = [0usize; ConsoleTail::LINES];
+    let mut kept = 0;
+    for (i, line) in slot.tail.lock().lines().enumerate() {
+        tail[i][..line.len()].copy_from_slice(line.as_bytes());
+        lens[i] = line.len();
+        kept = i + 1;
+    }
+    for (line, len) in tail.iter().zip(lens).take(kept) {
+        let text = core::str::from_utf8(&line[..len]).unwrap_or("(not UTF-8)");
+        println!("[kernel]   last output: {text}");
     }
 }
 
@@ -1332,6 +1360,21 @@ pub fn kill(pid: Pid) -> bool {
         devices::wake_waiters();
     }
     slot.is_some()
+}
+
+/// The tick of `pid`'s latest kernel call (its creation's, before any).
+pub fn last_call_tick(pid: Pid) -> u64 {
+    live_slot(pid).map_or(u64::MAX, |s| s.last_call_tick.load(Ordering::Relaxed))
+}
+
+/// The supervisor's watchdog found `pid` leaving a message unanswered: kill it, and say
+/// why when it ends.
+pub fn kill_hung(pid: Pid) {
+    if let Some(slot) = live_slot(pid)
+        && !slot.hung.swap(true, Ordering::Relaxed)
+    {
+        kill(pid);
+    }
 }
 
 /// Whether `pid` has been asked to stop (blocking waits give up when it has).

@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bootpkg::recovery::{Decision, History};
-use bootpkg::{BootPackage, Injection, RestartPolicy};
+use bootpkg::{BootPackage, InjectKind, Injection, RestartPolicy};
 
 use crate::arch::{cycles, irq::IrqMutex};
 use crate::process::{self, Pid, StartError};
@@ -98,6 +98,9 @@ pub fn init(package: &BootPackage) -> Result<(), String> {
             )
         })?;
         entry.policy = Some(*policy);
+        if policy.answer_within_ms.is_some() {
+            WATCHDOG.store(true, Ordering::Relaxed);
+        }
     }
     *ENTRIES.lock() = entries;
     RESTORES
@@ -128,21 +131,66 @@ pub fn next_generation(entry: u32) -> u32 {
     })
 }
 
-/// Called at every kernel call of a SIP called `name`: the report of a crash to inject
-/// now, if an `--inject` says so.
-pub fn inject(name: &str) -> Option<String> {
+/// Called at every kernel call of a SIP called `name`: the fault to inject now, if an
+/// `--inject` says so, with its report.
+pub fn inject(name: &str) -> Option<(InjectKind, String)> {
     let armed = INJECTIONS.get()?;
     let mut fire = None;
     // Every injection for this SIP counts every call, whichever fires.
     for a in armed.iter().filter(|a| a.injection.sip == name) {
         let calls = a.calls.fetch_add(1, Ordering::Relaxed) + 1;
         if calls == a.injection.at && !a.fired.swap(true, Ordering::Relaxed) {
-            fire = Some(calls);
+            fire = Some((a.injection.kind, calls));
         }
     }
-    fire.map(|calls| {
-        format!("crash injected at kernel call {calls} of `{name}` (counted across incarnations)")
+    fire.map(|(kind, calls)| {
+        (
+            kind,
+            format!(
+                "{} injected at kernel call {calls} of `{name}` (counted across incarnations)",
+                match kind {
+                    InjectKind::Crash => "crash",
+                    InjectKind::Hang => "hang",
+                }
+            ),
+        )
     })
+}
+
+/// Whether some policy has a watchdog (`answer-within-ms`).
+static WATCHDOG: AtomicBool = AtomicBool::new(false);
+
+/// Most entries the watchdog looks at per check (it copies them out of the table first).
+const WATCHED: usize = 16;
+
+/// The watchdog, from the timer interrupt: every 10 ticks, each running incarnation whose
+/// policy has `answer-within-ms` and that has left a message waiting in one of its
+/// endpoints while making no kernel call for that long is killed (and then restarted by
+/// its policy, as any failure). Takes each lock alone; allocates nothing.
+pub fn watchdog(now: u64) {
+    if !WATCHDOG.load(Ordering::Relaxed) || now % 10 != 0 {
+        return;
+    }
+    let mut watched = [(0u32, 0u64); WATCHED];
+    let mut count = 0;
+    for (index, e) in ENTRIES.lock().iter().enumerate() {
+        if let Some(ms) = e.policy.and_then(|p| p.answer_within_ms)
+            && !e.pending
+            && count < WATCHED
+        {
+            watched[count] = (index as u32, (ms * time::TICK_HZ).div_ceil(1_000));
+            count += 1;
+        }
+    }
+    for &(entry, limit) in &watched[..count] {
+        let Some(pid) = process::running_entry(entry) else {
+            continue;
+        };
+        let quiet = now.saturating_sub(process::last_call_tick(pid));
+        if quiet > limit && crate::ipc::has_waiting(pid) {
+            process::kill_hung(pid);
+        }
+    }
 }
 
 /// Whether a restart of `entry` is scheduled or under way.

@@ -18,5 +18,6 @@ pub fn on_timer_interrupt() {
     // The tick is charged to the process whose thread it interrupted (sampling, as Unix
     // does), before the scheduler may switch away.
     crate::process::charge_tick(crate::sched::current_owner());
+    crate::recovery::watchdog(now);
     crate::sched::on_tick(now);
 }

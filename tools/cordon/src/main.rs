@@ -142,8 +142,10 @@ struct BootArgs {
     #[arg(long, default_value_t = 600)]
     timeout: u64,
     /// Inject a fault to exercise recovery: `crash:SIP:N` ends SIP as a fault at its N-th
-    /// kernel call (counted across its incarnations, firing once). Repeatable.
-    #[arg(long, value_name = "crash:SIP:N", value_parser = bootpkg::Injection::parse)]
+    /// kernel call (counted across its incarnations, firing once); `hang:SIP:N` stops it
+    /// there until it is killed (a restart policy's `answer-within-ms` watchdog finds it).
+    /// Repeatable.
+    #[arg(long, value_name = "KIND:SIP:N", value_parser = bootpkg::Injection::parse)]
     inject: Vec<bootpkg::Injection>,
 }
 

@@ -82,6 +82,8 @@
 //! backoff-ms = 10          # delay before the first restart, doubled each time...
 //! max-backoff-ms = 2000    # ...up to this
 //! min-healthy-ms = 1000    # an incarnation that ran this long resets the backoff
+//! answer-within-ms = 5000  # optional watchdog: a message waiting this long while the SIP
+//!                          # makes no kernel call means it hangs: killed, then restarted
 //! ```
 //!
 //! A SIP named twice is addressed as `name#2` for its second instance. `client = "name"`
@@ -145,6 +147,7 @@ struct RestartSpec {
     backoff_ms: Option<u64>,
     max_backoff_ms: Option<u64>,
     min_healthy_ms: Option<u64>,
+    answer_within_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,6 +373,7 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
             backoff_ms: r.backoff_ms.unwrap_or(defaults.backoff_ms),
             max_backoff_ms: r.max_backoff_ms.unwrap_or(defaults.max_backoff_ms),
             min_healthy_ms: r.min_healthy_ms.unwrap_or(defaults.min_healthy_ms),
+            answer_within_ms: r.answer_within_ms,
             ..defaults
         };
         policy

@@ -1284,6 +1284,41 @@ fn idempotent_and_not(isolation: Isolation) {
 }
 
 in_both_modes!(
+    a_hung_file_system_is_found_by_the_watchdog_and_restarted,
+    a_hung_file_system_is_found_by_the_watchdog_and_restarted_in_ring3,
+    hung_file_system
+);
+
+/// `--inject hang:fs:120`: the file system stops inside its 120th kernel call, owing the
+/// client a reply (or with its request queued). Its policy's watchdog (`answer-within-ms`)
+/// kills it after 5 s without a kernel call; it is restarted, the client reads the file
+/// again, and every byte is verified.
+fn hung_file_system(isolation: Isolation) {
+    let (workload, image) = webfiles_disk(&format!("hang-{}", isolation.name()));
+    let outcome = run(BootOptions {
+        injections: vec![bootpkg::Injection::parse("hang:fs:120").unwrap()],
+        ..webfiles_system(isolation, Some(image))
+    });
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "[kernel] SIP fs (pid 2) stops here: hang injected at kernel call 120 of `fs`",
+            "[supervisor] SIP fs (pid 2, generation 1) left a message waiting and made no kernel call within its policy's answer-within-ms: killed by the watchdog",
+            "[kernel] crash record of SIP fs (pid 2, generation 1): killed by the kernel",
+            "[supervisor] fs (generation 1, pid 2) ended; restarting it in 10 ms as generation 2",
+            "[supervisor] fs restarted: generation 2, pid ",
+            "verified=25",
+            "supervisor: 1 restarts, 0 given up",
+            "0 endpoints and 0 exchange-heap blocks left",
+        ],
+    );
+    cordon::webfiles::check(&outcome.console, &workload)
+        .unwrap_or_else(|why| panic!("{why}\n{}", outcome.console));
+    assert_frames_back(&outcome);
+}
+
+in_both_modes!(
     a_crash_loop_is_given_up_at_its_limit_while_other_sips_finish,
     a_crash_loop_is_given_up_at_its_limit_while_other_sips_finish_in_ring3,
     crash_loop

@@ -291,6 +291,9 @@ pub struct EndpointView<'a> {
     pub queued: usize,
     /// Whether its peer still holds the other end.
     pub peer_open: bool,
+    /// A serving end in a state where the contract says it must send next: it owes its
+    /// client a reply.
+    pub owes_reply: bool,
 }
 
 /// Counts, for tests and reclaim checks.
@@ -427,6 +430,10 @@ impl Channels {
                         .map_or("?", |s| s.name.as_str()),
                     queued: e.queued,
                     peer_open: e.peer.is_some(),
+                    owes_reply: e.role == Role::Exporter
+                        && protocol
+                            .outgoing(e.state)
+                            .any(|t| t.dir == Role::Exporter.sends()),
                 }
             })
     }
@@ -1409,6 +1416,12 @@ mod tests {
             ("Echo", Role::Exporter, 1)
         );
         assert!(server[0].peer_open);
+        assert!(!server[0].owes_reply, "the Ping is not received yet");
+        let mut buf = [0u8; 64];
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        let server: Vec<_> = ch.held_endpoints(SERVER).collect();
+        assert!(server[0].owes_reply, "a Ping received, its Pong not sent");
+        assert!(!ch.held_endpoints(CLIENT).next().unwrap().owes_reply);
         assert_eq!(ch.held_endpoints(OTHER).count(), 0);
         ch.close(CLIENT, imp).unwrap();
         let server: Vec<_> = ch.held_endpoints(SERVER).collect();
