@@ -39,6 +39,8 @@ struct Entry {
     /// When (cycles) the incarnation a pending restart replaces failed, until the new one
     /// first answers a client.
     failed_at: Option<u64>,
+    /// Cycles from its latest failure to the new incarnation's first reply.
+    restored_in: Option<u64>,
 }
 
 static ENTRIES: IrqMutex<Vec<Entry>> = IrqMutex::new(Vec::new());
@@ -82,6 +84,7 @@ pub fn init(package: &BootPackage) -> Result<(), String> {
             generation: 0,
             pending: false,
             failed_at: None,
+            restored_in: None,
         });
     }
     for policy in &package.restarts {
@@ -338,14 +341,16 @@ fn restart(entry: u32, name: &str, delay_ms: u64) {
 /// `pid`, an incarnation of `entry`, sent its first message from an exporting endpoint:
 /// if it replaces a failed one, the service is restored now.
 pub fn first_reply(entry: u32) {
-    let failed_at = ENTRIES
-        .lock()
-        .get_mut(entry as usize)
-        .and_then(|e| e.failed_at.take());
-    if let Some(at) = failed_at {
+    let now = cycles::stop();
+    let took = ENTRIES.lock().get_mut(entry as usize).and_then(|e| {
+        let took = now.saturating_sub(e.failed_at.take()?);
+        e.restored_in = Some(took);
+        Some(took)
+    });
+    if let Some(took) = took {
         let mut restores = RESTORES.lock();
         if restores.len() < MAX_RESTORES {
-            restores.push(cycles::stop().saturating_sub(at));
+            restores.push(took);
         }
     }
 }
@@ -371,7 +376,7 @@ pub fn print_summary() {
     for (index, e) in ENTRIES.lock().iter().enumerate() {
         if let Some(policy) = e.policy {
             println!(
-                "  {:<14} policy {:<10} generation {}{}",
+                "  {:<14} policy {:<10} generation {}{}{}",
                 crate::boot_package().sips[index],
                 policy.mode.name(),
                 e.generation,
@@ -379,7 +384,10 @@ pub fn print_summary() {
                     ", given up"
                 } else {
                     ""
-                }
+                },
+                e.restored_in.map_or_else(String::new, |c| format!(
+                    ", last restored in {c} cycles (failure to first reply)"
+                ))
             );
         }
     }
