@@ -152,6 +152,12 @@ impl History {
         self.gave_up
     }
 
+    /// The supervisor gave up for a reason of its own (a restart that could not be made):
+    /// no further restarts.
+    pub fn give_up(&mut self) {
+        self.gave_up = true;
+    }
+
     /// Restarts decided so far that still fall within the window ending at `now_ms`.
     pub fn recent(&self, policy: &RestartPolicy, now_ms: u64) -> u32 {
         self.times[..self.len]

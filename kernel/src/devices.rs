@@ -231,12 +231,15 @@ pub fn wait(pid: Pid, index: u32, timeout: Option<u64>) -> Result<i32, String> {
         arrived || crate::process::kill_requested(pid)
     };
     pic::set_masked(irq, false);
+    // Waiting for the device is not hanging (the supervisor's watchdog skips it).
+    crate::process::set_waiting(pid, true);
     match timeout {
         None => WAITERS[line].wait_until(&mut fired),
         Some(ticks) => {
             WAITERS[line].wait_until_timeout(&mut fired, ticks);
         }
     }
+    crate::process::set_waiting(pid, false);
     Ok(if arrived { status::OK } else { status::TIMEOUT })
 }
 

@@ -309,14 +309,18 @@ pub fn wake_waiters() {
 /// succeeded.
 fn wait(pid: Pid, timeout: Option<u64>, attempt: &mut impl FnMut() -> bool) -> bool {
     let mut attempt = || attempt() || crate::process::kill_requested(pid);
-    match timeout {
+    // Waiting on others is not hanging (the supervisor's watchdog skips it).
+    crate::process::set_waiting(pid, true);
+    let done = match timeout {
         None => {
             EVENTS.wait_until(attempt);
             true
         }
         Some(0) => attempt(),
         Some(ticks) => EVENTS.wait_until_timeout(attempt, ticks),
-    }
+    };
+    crate::process::set_waiting(pid, false);
+    done
 }
 
 /// Receives into `out`, blocking up to `timeout` ticks (`None`: forever; `Some(0)`: poll).

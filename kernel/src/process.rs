@@ -77,6 +77,8 @@ struct SlotState {
     /// for leaving a message unanswered (see `recovery::watchdog`).
     last_call_tick: AtomicU64,
     hung: AtomicBool,
+    /// Blocked in a kernel wait (a receive, a device interrupt): waiting on others.
+    waiting: AtomicBool,
     /// Its last console lines, for its crash record.
     tail: IrqMutex<ConsoleTail>,
 }
@@ -105,6 +107,16 @@ impl ConsoleTail {
     }
 
     fn write(&mut self, bytes: &[u8]) {
+        // Only the end of a long write can reach the kept lines: the loop below runs with
+        // interrupts masked, so it never looks at more than that.
+        let keep = Self::LINES * (Self::WIDTH + 1);
+        let bytes = match bytes.len().checked_sub(keep) {
+            Some(cut) if cut > 0 => {
+                self.lens[self.current] = 0;
+                &bytes[cut..]
+            }
+            _ => bytes,
+        };
         for &b in bytes {
             if b == b'\n' {
                 self.current = (self.current + 1) % Self::LINES;
@@ -144,6 +156,7 @@ impl SlotState {
             started_tick: AtomicU64::new(0),
             last_call_tick: AtomicU64::new(0),
             hung: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
             tail: IrqMutex::new(ConsoleTail::new()),
         }
     }
@@ -160,6 +173,7 @@ impl SlotState {
         self.started_tick.store(time::ticks(), Ordering::Relaxed);
         self.last_call_tick.store(time::ticks(), Ordering::Relaxed);
         self.hung.store(false, Ordering::Relaxed);
+        self.waiting.store(false, Ordering::Relaxed);
         *self.tail.lock() = ConsoleTail::new();
         self.pid.store(pid, Ordering::Release);
     }
@@ -808,6 +822,10 @@ pub fn start_entry(entry: u32, module: &[u8]) -> Result<Pid, StartError> {
         let pid_of = |sip: u32| {
             if sip == entry {
                 Some(pid)
+            } else if crate::recovery::restarting(sip) {
+                // Being restarted (its old incarnation may still be finishing): the channel
+                // is made when its new incarnation starts.
+                None
             } else {
                 running_entry(sip)
             }
@@ -1362,9 +1380,26 @@ pub fn kill(pid: Pid) -> bool {
     slot.is_some()
 }
 
-/// The tick of `pid`'s latest kernel call (its creation's, before any).
-pub fn last_call_tick(pid: Pid) -> u64 {
-    live_slot(pid).map_or(u64::MAX, |s| s.last_call_tick.load(Ordering::Relaxed))
+/// Ticks since `pid` last made progress in the kernel's eyes: its latest kernel call
+/// began, or its latest wait ended; 0 while it waits in the kernel on others (a receive, a
+/// device) or once it has ended.
+pub fn quiet_ticks(pid: Pid, now: u64) -> u64 {
+    match live_slot(pid) {
+        Some(s) if !s.waiting.load(Ordering::Relaxed) => {
+            now.saturating_sub(s.last_call_tick.load(Ordering::Relaxed))
+        }
+        _ => 0,
+    }
+}
+
+/// `pid` blocks in (`true`) or leaves (`false`) a kernel wait on others.
+pub fn set_waiting(pid: Pid, waiting: bool) {
+    if let Some(slot) = live_slot(pid) {
+        slot.waiting.store(waiting, Ordering::Relaxed);
+        if !waiting {
+            slot.last_call_tick.store(time::ticks(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// The supervisor's watchdog found `pid` leaving a message unanswered: kill it, and say

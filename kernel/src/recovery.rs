@@ -125,11 +125,15 @@ pub fn init(package: &BootPackage) -> Result<(), String> {
     Ok(())
 }
 
-/// A new incarnation of `entry` is being made: its generation (1 for the first).
+/// A new incarnation of `entry` is being made (its record exists): its generation (1 for
+/// the first). A pending restart is done from here on: the new incarnation counts as
+/// running, and if it fails before the restart thread has even returned, that failure
+/// marks a restart pending again.
 pub fn next_generation(entry: u32) -> u32 {
     let mut entries = ENTRIES.lock();
     entries.get_mut(entry as usize).map_or(1, |e| {
         e.generation += 1;
+        e.pending = false;
         e.generation
     })
 }
@@ -168,8 +172,9 @@ const WATCHED: usize = 16;
 
 /// The watchdog, from the timer interrupt: every 10 ticks, each running incarnation whose
 /// policy has `answer-within-ms` and that has left a message waiting in one of its
-/// endpoints while making no kernel call for that long is killed (and then restarted by
-/// its policy, as any failure). Takes each lock alone; allocates nothing.
+/// endpoints (or owes a reply) while making no kernel call and waiting on nobody for that
+/// long is killed (and then restarted by its policy, as any failure). Takes each lock
+/// alone; allocates nothing; walks the channel table only for a SIP already quiet.
 pub fn watchdog(now: u64) {
     if !WATCHDOG.load(Ordering::Relaxed) || now % 10 != 0 {
         return;
@@ -181,7 +186,10 @@ pub fn watchdog(now: u64) {
             && !e.pending
             && count < WATCHED
         {
-            watched[count] = (index as u32, (ms * time::TICK_HZ).div_ceil(1_000));
+            watched[count] = (
+                index as u32,
+                ms.saturating_mul(time::TICK_HZ).div_ceil(1_000),
+            );
             count += 1;
         }
     }
@@ -189,8 +197,9 @@ pub fn watchdog(now: u64) {
         let Some(pid) = process::running_entry(entry) else {
             continue;
         };
-        let quiet = now.saturating_sub(process::last_call_tick(pid));
-        if quiet > limit && crate::ipc::has_waiting(pid) {
+        // Quiet: no kernel call for that long, and not waiting in the kernel on others
+        // (a file system waiting for a hung driver is not hung itself).
+        if process::quiet_ticks(pid, now) > limit && crate::ipc::has_waiting(pid) {
             process::kill_hung(pid);
         }
     }
@@ -295,6 +304,7 @@ fn give_up_pending(entry: u32, name: &str, why: &str) {
     if let Some(e) = ENTRIES.lock().get_mut(entry as usize) {
         e.pending = false;
         e.failed_at = None;
+        e.history.give_up();
     }
     // Peers waiting for its endpoints learn that none will come.
     crate::ipc::wake_waiters();
@@ -316,17 +326,22 @@ fn restart(entry: u32, name: &str, delay_ms: u64) {
         return;
     };
     for _ in 0..MAX_ATTEMPTS {
-        match process::start_entry(entry, module) {
+        // One restart at a time: two entries restarted together then wire the channel
+        // between them exactly once (the first skips its still-pending peer; the second
+        // finds the first running).
+        RESTARTING.down();
+        let started = process::start_entry(entry, module);
+        RESTARTING.up();
+        match started {
             Ok(pid) => {
                 let generation = process::record(pid).map_or(0, |r| r.incarnation);
-                if let Some(e) = ENTRIES.lock().get_mut(entry as usize) {
-                    e.pending = false;
-                }
                 crate::ipc::wake_waiters();
                 RESTARTS.fetch_add(1, Ordering::Relaxed);
                 println!("[supervisor] {name} restarted: generation {generation}, pid {pid}");
                 return;
             }
+            // Started meanwhile by a SIP with the `start` power: nothing left to do.
+            Err(StartError::Running) if !restarting(entry) => return,
             // The previous incarnation is still finishing.
             Err(StartError::Running) => sched::sleep_ticks(RETRY_TICKS),
             Err(why) => {
@@ -337,6 +352,9 @@ fn restart(entry: u32, name: &str, delay_ms: u64) {
     }
     give_up_pending(entry, name, "its previous incarnation did not finish");
 }
+
+/// Held while the supervisor starts an incarnation (see [`restart`]).
+static RESTARTING: sched::sync::Semaphore = sched::sync::Semaphore::new(1);
 
 /// `pid`, an incarnation of `entry`, sent its first message from an exporting endpoint:
 /// if it replaces a failed one, the service is restored now.
