@@ -21,6 +21,11 @@ impl Link {
     pub fn is_listed(&self) -> bool {
         self.listed
     }
+
+    /// The next object of the list (by handle).
+    pub fn next(&self) -> Option<u32> {
+        self.next
+    }
 }
 
 /// The first object of each of one owner's lists.

@@ -413,29 +413,33 @@ impl Channels {
         self.accounts.usage(owner)
     }
 
-    /// The endpoints `owner` holds, described for a crash record (a walk of the whole
-    /// table: for reports, never on a message path).
+    /// The endpoints `owner` holds, described for a crash record or the supervisor's
+    /// watchdog: a walk of `owner`'s own list (what it holds, bounded by its quota, never
+    /// what others hold), allocating nothing.
     pub fn held_endpoints(&self, owner: Owner) -> impl Iterator<Item = EndpointView<'_>> {
-        self.endpoints
-            .iter()
-            .filter(move |e| e.holder == Holder::Process(owner))
-            .map(|e| {
-                let protocol = &self.protocols[e.contract as usize];
-                EndpointView {
-                    contract: &protocol.name,
-                    role: e.role,
-                    state: protocol
-                        .states
-                        .get(e.state as usize)
-                        .map_or("?", |s| s.name.as_str()),
-                    queued: e.queued,
-                    peer_open: e.peer.is_some(),
-                    owes_reply: e.role == Role::Exporter
-                        && protocol
-                            .outgoing(e.state)
-                            .any(|t| t.dir == Role::Exporter.sends()),
-                }
-            })
+        let mut at = self.accounts.heads(owner).and_then(|h| h.endpoints);
+        core::iter::from_fn(move || {
+            let e = self.endpoints.get(at?)?;
+            at = e.held.next();
+            Some(e)
+        })
+        .map(|e| {
+            let protocol = &self.protocols[e.contract as usize];
+            EndpointView {
+                contract: &protocol.name,
+                role: e.role,
+                state: protocol
+                    .states
+                    .get(e.state as usize)
+                    .map_or("?", |s| s.name.as_str()),
+                queued: e.queued,
+                peer_open: e.peer.is_some(),
+                owes_reply: e.role == Role::Exporter
+                    && protocol
+                        .outgoing(e.state)
+                        .any(|t| t.dir == Role::Exporter.sends()),
+            }
+        })
     }
 
     /// The most `owner` was ever charged for at once.
