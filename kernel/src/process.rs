@@ -381,6 +381,28 @@ impl SipKernel {
         }
     }
 
+    /// `on_kernel_call`'s slow path when `--inject` is in force: the fault to inject
+    /// at this call, if any (out of line: the common path stays a few instructions).
+    #[cold]
+    #[inline(never)]
+    fn injected(&mut self) -> Result<(), String> {
+        match crate::recovery::inject(&self.name) {
+            Some((bootpkg::InjectKind::Crash, why)) => Err(why),
+            Some((bootpkg::InjectKind::Hang, why)) => {
+                println!(
+                    "[kernel] SIP {} (pid {}) stops here: {why}",
+                    self.name, self.pid
+                );
+                // The call never returns; a kill (the watchdog's) ends the SIP.
+                while !kill_requested(self.pid) {
+                    sched::sleep_ticks(1);
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Tells the supervisor when this SIP first answers on an endpoint it exports.
     fn note_sent(&mut self, ep: u32, sent: &Result<i32, String>) {
         if let Some(entry) = self.awaiting_first_reply
@@ -423,21 +445,10 @@ impl sip_runtime::Kernel for SipKernel {
         if self.first_call.is_none() {
             self.first_call = Some(cycles::stop() - self.created);
         }
-        match crate::recovery::inject(&self.name) {
-            Some((bootpkg::InjectKind::Crash, why)) => Err(why),
-            Some((bootpkg::InjectKind::Hang, why)) => {
-                println!(
-                    "[kernel] SIP {} (pid {}) stops here: {why}",
-                    self.name, self.pid
-                );
-                // The call never returns; a kill (the watchdog's) ends the SIP.
-                while !kill_requested(self.pid) {
-                    sched::sleep_ticks(1);
-                }
-                Ok(())
-            }
-            None => Ok(()),
+        if crate::recovery::injecting() {
+            return self.injected();
         }
+        Ok(())
     }
 
     fn console_write(&mut self, bytes: &[u8]) {

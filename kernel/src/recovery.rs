@@ -54,6 +54,14 @@ struct Armed {
 
 static INJECTIONS: spin::Once<Vec<Armed>> = spin::Once::new();
 
+/// Whether any `--inject` is in force (checked at every kernel call, so one load).
+static INJECTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether kernel calls must be counted for `--inject` (see [`inject`]).
+pub fn injecting() -> bool {
+    INJECTING.load(Ordering::Relaxed)
+}
+
 /// Incarnations restarted, and restarts given up (a policy's limit reached, or a restart
 /// that could not be made).
 pub static RESTARTS: AtomicU64 = AtomicU64::new(0);
@@ -110,6 +118,7 @@ pub fn init(package: &BootPackage) -> Result<(), String> {
         .lock()
         .try_reserve_exact(MAX_RESTORES)
         .map_err(|_| String::from("no memory for the supervisor's table"))?;
+    INJECTING.store(!package.config.injections.is_empty(), Ordering::Relaxed);
     INJECTIONS.call_once(|| {
         package
             .config
