@@ -119,7 +119,8 @@ struct BootArgs {
     /// sets this and the SIPs it needs.
     #[arg(long, value_name = "SUITE", hide = true)]
     bench: Option<String>,
-    /// The system manifest to boot: a file in systems/ (default: `default`).
+    /// The system manifest to boot: a name in systems/ or the path of a manifest file
+    /// (default: `default`).
     #[arg(long, value_name = "NAME", conflicts_with = "sips")]
     system: Option<String>,
     /// A SIP module to start, with no channels (repeat for several, in order), instead of

@@ -234,15 +234,37 @@ pub fn of_sips(sips: &[String]) -> System {
     }
 }
 
-/// Loads `systems/<name>.toml`.
+/// Loads a system: a built-in name (`systems/<name>.toml`) or the path of a manifest file
+/// (anything naming a directory or ending in `.toml`, e.g. `systems/webfiles.toml`).
 pub fn load(name: &str) -> anyhow::Result<System> {
-    let path = dir().join(format!("{name}.toml"));
-    if !path.is_file() {
-        bail!("no system `{name}` (systems: {})", names().join(", "));
-    }
+    let path = locate(name)?;
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// The manifest file `name` stands for: a path as given, else `systems/<name>.toml`.
+fn locate(name: &str) -> anyhow::Result<PathBuf> {
+    let is_path =
+        name.contains(std::path::MAIN_SEPARATOR) || name.contains('/') || name.ends_with(".toml");
+    if is_path {
+        let path = PathBuf::from(name);
+        if !path.is_file() {
+            bail!(
+                "no system manifest at `{name}` (a path names a file; built-in systems: {})",
+                names().join(", ")
+            );
+        }
+        return Ok(path);
+    }
+    let path = dir().join(format!("{name}.toml"));
+    if !path.is_file() {
+        bail!(
+            "no system `{name}` (systems: {}; or give the path of a manifest file)",
+            names().join(", ")
+        );
+    }
+    Ok(path)
 }
 
 fn attach(sips: &[String], spec: &str) -> anyhow::Result<Attach> {
@@ -503,6 +525,32 @@ mod tests {
                 sip: 1,
                 endpoint: "server".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_system_is_found_by_name_or_by_path() {
+        let by_name = load("echo").unwrap();
+        let path = dir().join("echo.toml");
+        let by_path = load(path.to_str().unwrap()).unwrap();
+        assert_eq!(by_name.sips, by_path.sips);
+        assert_eq!(by_name.channels, by_path.channels);
+        // A copy outside the repository boots the same way.
+        let outside =
+            std::env::temp_dir().join(format!("cordon-system-{}.toml", std::process::id()));
+        std::fs::copy(&path, &outside).unwrap();
+        let copied = load(outside.to_str().unwrap());
+        std::fs::remove_file(&outside).unwrap();
+        assert_eq!(copied.unwrap().sips, by_name.sips);
+        let missing = format!("{:#}", load("no/such/system.toml").unwrap_err());
+        assert!(
+            missing.contains("no system manifest at `no/such/system.toml`"),
+            "{missing}"
+        );
+        let unknown = format!("{:#}", load("nosuch").unwrap_err());
+        assert!(
+            unknown.contains("no system `nosuch`") && unknown.contains("echo"),
+            "{unknown}"
         );
     }
 
