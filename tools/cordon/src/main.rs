@@ -121,7 +121,7 @@ struct BootArgs {
     bench: Option<String>,
     /// The system manifest to boot: a name in systems/ or the path of a manifest file
     /// (default: `default`).
-    #[arg(long, value_name = "NAME", conflicts_with = "sips")]
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "sips")]
     system: Option<String>,
     /// A SIP module to start, with no channels (repeat for several, in order), instead of
     /// a system manifest. `cargo run -- sips` lists them.

@@ -235,7 +235,7 @@ pub fn of_sips(sips: &[String]) -> System {
 }
 
 /// Loads a system: a built-in name (`systems/<name>.toml`) or the path of a manifest file
-/// (anything naming a directory or ending in `.toml`, e.g. `systems/webfiles.toml`).
+/// (anything with a path separator or ending in `.toml`, e.g. `systems/webfiles.toml`).
 pub fn load(name: &str) -> anyhow::Result<System> {
     let path = locate(name)?;
     let text =
@@ -245,9 +245,7 @@ pub fn load(name: &str) -> anyhow::Result<System> {
 
 /// The manifest file `name` stands for: a path as given, else `systems/<name>.toml`.
 fn locate(name: &str) -> anyhow::Result<PathBuf> {
-    let is_path =
-        name.contains(std::path::MAIN_SEPARATOR) || name.contains('/') || name.ends_with(".toml");
-    if is_path {
+    if name.contains(std::path::is_separator) || name.ends_with(".toml") {
         let path = PathBuf::from(name);
         if !path.is_file() {
             bail!(
