@@ -10,6 +10,10 @@
 //! state. Where a send is followed by a receive, `call_<msg>` does both in one kernel entry
 //! (the client's call, the server's reply-and-wait).
 //!
+//! A `bytes[N]` field is a `Bytes<N>`, which cannot hold more than N bytes (made with
+//! `Bytes::new(..)?` or `.try_into()?`, it gives the typed error `TooLong` instead), so an
+//! over-long field never reaches the kernel, which would end the sender for it.
+//!
 //! The generated code uses `cordon_sip::channel` (the guest library) for the kernel calls
 //! and the wire encoding.
 
@@ -45,7 +49,7 @@ fn rust_type(ty: &FieldType) -> String {
         FieldType::I32 => "i32".into(),
         FieldType::I64 => "i64".into(),
         FieldType::Bool => "bool".into(),
-        FieldType::Bytes { .. } => "Vec<u8>".into(),
+        FieldType::Bytes { max } => format!("Bytes<{max}>"),
         FieldType::Buffer => "Buffer".into(),
         FieldType::Endpoint { contract: None, .. } => "AnyEndpoint".into(),
         FieldType::Endpoint {
@@ -106,7 +110,7 @@ fn contract(out: &mut String, p: &Protocol) {
         out,
         "#[allow(dead_code, unused_variables, unused_imports, clippy::all)]\npub mod {m} {{"
     );
-    out.push_str("    use cordon_sip::channel::*;\n    use core::marker::PhantomData;\n    extern crate alloc;\n    use alloc::vec::Vec;\n\n");
+    out.push_str("    use cordon_sip::channel::*;\n    use core::marker::PhantomData;\n    extern crate alloc;\n    use alloc::vec::Vec;\n    /// The value of a `bytes[N]` field (at most N bytes, checked when it is made).\n    pub use cordon_sip::channel::Bytes;\n\n");
     let _ = writeln!(
         out,
         "    /// The contract's name, as the kernel knows it.\n    pub const CONTRACT: &str = {:?};",
@@ -169,7 +173,7 @@ fn contract(out: &mut String, p: &Protocol) {
                 FieldType::I32 => "r.u32()? as i32".into(),
                 FieldType::I64 => "r.u64()? as i64".into(),
                 FieldType::Bool => "r.u8()? != 0".into(),
-                FieldType::Bytes { .. } => "r.bytes()?".into(),
+                FieldType::Bytes { .. } => "Bytes::decoded(r.bytes()?)?".into(),
                 FieldType::Buffer => "Buffer::from_handle(r.u32()?)".into(),
                 FieldType::Endpoint { contract: None, .. } => {
                     "AnyEndpoint::from_handle(r.u32()?)".into()

@@ -3,7 +3,6 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -18,17 +17,17 @@ pub const MAX_FIELDS: usize = 16;
 /// Most messages in a direction that a contract may let queue up.
 pub const MAX_IN_FLIGHT: u32 = 64;
 
-fn duplicate<'a>(names: impl Iterator<Item = &'a Name>, what: &str) -> Result<(), Error> {
+/// Every name declared a second time, as an error each.
+fn duplicate<'a>(names: impl Iterator<Item = &'a Name>, what: &str, errors: &mut Vec<Error>) {
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
     for name in names {
         if seen.insert(&name.text, name.span).is_some() {
-            return Err(Error::new(
+            errors.push(Error::new(
                 name.span,
                 format!("{what} `{}` is declared twice", name.text),
             ));
         }
     }
-    Ok(())
 }
 
 fn field_type(ty: &TypeExpr, span: Span) -> Result<FieldType, Error> {
@@ -67,16 +66,23 @@ fn field_type(ty: &TypeExpr, span: Span) -> Result<FieldType, Error> {
     })
 }
 
-/// Checks one contract and builds its tables.
-pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
-    duplicate(contract.messages.iter().map(|m| &m.name), "message")?;
-    duplicate(contract.states.iter().map(|s| &s.name), "state")?;
+/// Checks one contract and builds its tables. Every error found goes to `errors` (the
+/// checks that need a sound state machine run only when the earlier ones found none), and
+/// every warning (a message no state uses) to `warnings`; `None` if there was an error.
+pub fn check(
+    contract: &ContractDecl,
+    errors: &mut Vec<Error>,
+    warnings: &mut Vec<Error>,
+) -> Option<Protocol> {
+    let before = errors.len();
+    duplicate(contract.messages.iter().map(|m| &m.name), "message", errors);
+    duplicate(contract.states.iter().map(|s| &s.name), "state", errors);
 
     let mut messages = Vec::new();
     for decl in &contract.messages {
-        duplicate(decl.fields.iter().map(|f| &f.name), "field")?;
+        duplicate(decl.fields.iter().map(|f| &f.name), "field", errors);
         if decl.fields.len() > MAX_FIELDS {
-            return Err(Error::new(
+            errors.push(Error::new(
                 decl.name.span,
                 format!(
                     "message `{}` has {} fields; at most {MAX_FIELDS}",
@@ -87,10 +93,13 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
         }
         let mut fields = Vec::new();
         for f in &decl.fields {
-            fields.push(Field {
-                name: f.name.text.clone(),
-                ty: field_type(&f.ty, f.ty_span)?,
-            });
+            match field_type(&f.ty, f.ty_span) {
+                Ok(ty) => fields.push(Field {
+                    name: f.name.text.clone(),
+                    ty,
+                }),
+                Err(err) => errors.push(err),
+            }
         }
         let max_encoded =
             crate::wire::HEADER as u32 + fields.iter().map(|f| f.ty.max_encoded()).sum::<u32>();
@@ -103,15 +112,16 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
     }
 
     let Some(first) = contract.states.first() else {
-        return Err(Error::new(
+        errors.push(Error::new(
             contract.name.span,
             format!("contract `{}` declares no states", contract.name.text),
         ));
+        return None;
     };
     let initials: Vec<_> = contract.states.iter().filter(|s| s.initial).collect();
-    if initials.len() > 1 {
-        return Err(Error::new(
-            initials[1].name.span,
+    for extra in initials.iter().skip(1) {
+        errors.push(Error::new(
+            extra.name.span,
             "a second `initial` state: a contract has one".into(),
         ));
     }
@@ -168,13 +178,39 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
     let mut transitions: Vec<Transition> = Vec::new();
     let mut spans: Vec<Span> = Vec::new();
     for decl in &contract.states {
-        let from_named = state_of(&decl.name, &states)?;
+        // Declared names always resolve (duplicates aside, reported above).
+        let Ok(from_named) = state_of(&decl.name, &states) else {
+            continue;
+        };
         let mut anon = 0;
-        for seq in &decl.sequences {
-            let target = state_of(&seq.target, &states)?;
+        'sequence: for seq in &decl.sequences {
+            let target = match state_of(&seq.target, &states) {
+                Ok(target) => target,
+                Err(err) => {
+                    errors.push(err);
+                    // The steps' messages are still checked.
+                    for step in &seq.steps {
+                        if let Err(err) = message_of(&step.message) {
+                            errors.push(err);
+                        }
+                    }
+                    continue;
+                }
+            };
             let mut from = from_named;
             for (i, step) in seq.steps.iter().enumerate() {
-                let message = message_of(&step.message)?;
+                let message = match message_of(&step.message) {
+                    Ok(message) => message,
+                    Err(err) => {
+                        errors.push(err);
+                        for step in &seq.steps[i + 1..] {
+                            if let Err(err) = message_of(&step.message) {
+                                errors.push(err);
+                            }
+                        }
+                        continue 'sequence;
+                    }
+                };
                 let to = if i + 1 == seq.steps.len() {
                     target
                 } else {
@@ -191,7 +227,7 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
                     .position(|t| t.from == from && t.message == message && t.dir == step.dir)
                 {
                     let _ = clash;
-                    return Err(Error::new(
+                    errors.push(Error::new(
                         span,
                         format!(
                             "ambiguous: `{}{}` already leads out of state `{}`; merge the two sequences",
@@ -200,12 +236,13 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
                             states[from as usize].name
                         ),
                     ));
+                    continue 'sequence;
                 }
                 if let Some(other) = transitions
                     .iter()
                     .find(|t| t.from == from && t.dir != step.dir)
                 {
-                    return Err(Error::new(
+                    errors.push(Error::new(
                         span,
                         format!(
                             "state `{}` would let both sides send (`{}{}` and `{}{}`): in each state only one side may send",
@@ -216,6 +253,7 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
                             step.dir.mark()
                         ),
                     ));
+                    continue 'sequence;
                 }
                 transitions.push(Transition {
                     from,
@@ -229,7 +267,11 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
         }
     }
 
-    let initial = state_of(initial_name, &states)?;
+    // The rest needs a sound state machine: names resolved, no ambiguity.
+    if errors.len() > before {
+        return None;
+    }
+    let initial = state_of(initial_name, &states).ok()?;
     // Reachability from the initial state.
     let mut reached = vec![false; states.len()];
     let mut work = vec![initial];
@@ -243,9 +285,9 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
         }
     }
     for decl in &contract.states {
-        let index = state_of(&decl.name, &states)?;
+        let index = state_of(&decl.name, &states).ok()?;
         if !reached[index as usize] {
-            return Err(Error::new(
+            errors.push(Error::new(
                 decl.name.span,
                 format!(
                     "state `{}` is unreachable from the initial state `{}`",
@@ -255,13 +297,30 @@ pub fn check(contract: &ContractDecl) -> Result<Protocol, Error> {
         }
     }
 
-    idempotent(contract, &states, &transitions, initial)?;
+    idempotent(contract, &states, &transitions, initial, errors);
 
     let mut max_in_flight = [0u32; 2];
     for dir in [Dir::ToExporter, Dir::ToImporter] {
-        max_in_flight[dir.index()] = bound(&states, &transitions, &spans, &messages, dir)?;
+        match bound(&states, &transitions, &spans, &messages, dir) {
+            Ok(bound) => max_in_flight[dir.index()] = bound,
+            Err(err) => errors.push(err),
+        }
     }
-    Ok(Protocol {
+    if errors.len() > before {
+        return None;
+    }
+    for (index, decl) in contract.messages.iter().enumerate() {
+        if !transitions.iter().any(|t| t.message as usize == index) {
+            warnings.push(Error::new(
+                decl.name.span,
+                format!(
+                    "message `{}` is declared but no state sends or receives it",
+                    decl.name.text
+                ),
+            ));
+        }
+    }
+    Some(Protocol {
         name: contract.name.text.clone(),
         messages,
         states,
@@ -283,7 +342,8 @@ fn idempotent(
     states: &[State],
     transitions: &[Transition],
     initial: u16,
-) -> Result<(), Error> {
+    errors: &mut Vec<Error>,
+) {
     for (index, decl) in contract.messages.iter().enumerate() {
         let Some(span) = decl.idempotent else {
             continue;
@@ -295,29 +355,31 @@ fn idempotent(
                 TypeExpr::Buffer | TypeExpr::AnyEndpoint | TypeExpr::Endpoint { .. }
             )
         }) {
-            return Err(Error::new(
+            errors.push(Error::new(
                 span,
                 format!(
                     "`idempotent` message `{name}` carries `{}`, which moves to the server and is lost with it: a retry could not send it again (drop `idempotent`, or let the caller retry)",
                     field.name.text
                 ),
             ));
+            continue;
         }
         let sent: Vec<&Transition> = transitions
             .iter()
             .filter(|t| t.message as usize == index)
             .collect();
         if let Some(t) = sent.iter().find(|t| t.dir != Dir::ToExporter) {
-            return Err(Error::new(
+            errors.push(Error::new(
                 span,
                 format!(
                     "`idempotent` message `{name}` is sent by the exporter (in state `{}`): only requests, which the importer sends, are retried",
                     states[t.from as usize].name
                 ),
             ));
+            continue;
         }
         if let Some(t) = sent.iter().find(|t| t.from != initial) {
-            return Err(Error::new(
+            errors.push(Error::new(
                 span,
                 format!(
                     "`idempotent` message `{name}` is sent in state `{}`, which a channel reaches only after other messages; a restarted server's channel starts in `{}`, so a retry would have to replay that session first (drop `idempotent`, or let the caller replay the session and retry)",
@@ -326,7 +388,6 @@ fn idempotent(
             ));
         }
     }
-    Ok(())
 }
 
 /// The most messages one side can send in direction `dir` before it must receive one:
@@ -409,21 +470,17 @@ fn bound(
     Ok(longest)
 }
 
-/// Checks that `imp<C>`/`exp<C>` fields name contracts of the same compilation.
-pub fn resolve_endpoint_types(
-    contracts: &[ContractDecl],
-    protocols: &[Protocol],
-) -> Result<(), Error> {
+/// Checks that `imp<C>`/`exp<C>` fields name contracts of the same compilation (`known`).
+pub fn resolve_endpoint_types(contracts: &[ContractDecl], known: &[&str], errors: &mut Vec<Error>) {
     for contract in contracts {
         for message in &contract.messages {
             for field in &message.fields {
                 if let TypeExpr::Endpoint {
                     contract: target, ..
                 } = &field.ty
-                    && !protocols.iter().any(|p| p.name == target.text)
+                    && !known.contains(&target.text.as_str())
                 {
-                    let known: Vec<&str> = protocols.iter().map(|p| p.name.as_str()).collect();
-                    return Err(Error::new(
+                    errors.push(Error::new(
                         target.span,
                         format!(
                             "unknown contract `{}` (contracts: {})",
@@ -435,6 +492,4 @@ pub fn resolve_endpoint_types(
             }
         }
     }
-    let _: Option<String> = None;
-    Ok(())
 }

@@ -40,6 +40,11 @@ impl Error {
 
     /// `file:line:col: error: message`, then the line with the span underlined.
     pub fn render(&self, file: &str, source: &str) -> String {
+        self.render_as("error", file, source)
+    }
+
+    /// As [`Error::render`], with `kind` (`error`, `warning`) after the position.
+    pub fn render_as(&self, kind: &str, file: &str, source: &str) -> String {
         let (line, col) = self.line_col(source);
         let at = self.span.start.min(source.len());
         let line_start = source[..at].rfind('\n').map_or(0, |i| i + 1);
@@ -49,7 +54,7 @@ impl Error {
         let gutter = format!("{line}").len();
         let pad = " ".repeat(gutter);
         format!(
-            "{file}:{line}:{col}: error: {msg}\n{pad} |\n{line} | {text}\n{pad} | {spaces}{carets}\n",
+            "{file}:{line}:{col}: {kind}: {msg}\n{pad} |\n{line} | {text}\n{pad} | {spaces}{carets}\n",
             msg = self.message,
             spaces = " ".repeat(col - 1),
             carets = "^".repeat(width.max(1)),

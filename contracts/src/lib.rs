@@ -18,7 +18,8 @@
 //! }
 //! ```
 //!
-//! [`compile`] parses and checks a file (unknown names, duplicates, ambiguous or
+//! [`compile`] parses and checks a file (and [`compile_all`] reports every error and
+//! warning rather than the first error) (unknown names, duplicates, ambiguous or
 //! unreachable states, payload limits) and computes for each direction the most messages
 //! that can be in flight; a contract with an unbounded queue is rejected. The result,
 //! [`Protocol`], is the kernel's checking table; [`bindings::rust`] turns protocols
@@ -42,24 +43,55 @@ pub use protocol::{Dir, FieldType, Message, Protocol, Role, State, Transition};
 
 use alloc::vec::Vec;
 
-/// Compiles every contract in `source`.
+/// What compiling a contract file found: the protocols of the contracts that passed, every
+/// error (sorted by position; a syntax error ends the file's parse, so it is alone) and
+/// every warning.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub protocols: Vec<Protocol>,
+    pub errors: Vec<Error>,
+    pub warnings: Vec<Error>,
+}
+
+/// Compiles every contract in `source`, stopping at the first error (the kernel's use).
 pub fn compile(source: &str) -> Result<Vec<Protocol>, Error> {
-    let tokens = lexer::lex(source)?;
-    let contracts = parser::parse(&tokens)?;
-    let mut protocols = Vec::new();
+    let mut report = compile_all(source);
+    if report.errors.is_empty() {
+        Ok(report.protocols)
+    } else {
+        Err(report.errors.swap_remove(0))
+    }
+}
+
+/// Compiles every contract in `source`, reporting every error and warning it finds.
+pub fn compile_all(source: &str) -> Report {
+    let mut report = Report::default();
+    let contracts = match lexer::lex(source).and_then(|tokens| parser::parse(&tokens)) {
+        Ok(contracts) => contracts,
+        Err(err) => {
+            report.errors.push(err);
+            return report;
+        }
+    };
+    let mut names: Vec<&str> = Vec::new();
     for contract in &contracts {
-        if let Some(earlier) = protocols
-            .iter()
-            .find(|p: &&Protocol| p.name == contract.name.text)
-        {
-            let _ = earlier;
-            return Err(Error::new(
+        if names.contains(&contract.name.text.as_str()) {
+            report.errors.push(Error::new(
                 contract.name.span,
                 alloc::format!("contract `{}` is declared twice", contract.name.text),
             ));
+            continue;
         }
-        protocols.push(check::check(contract)?);
+        names.push(&contract.name.text);
+        if let Some(protocol) = check::check(contract, &mut report.errors, &mut report.warnings) {
+            report.protocols.push(protocol);
+        }
     }
-    check::resolve_endpoint_types(&contracts, &protocols)?;
-    Ok(protocols)
+    check::resolve_endpoint_types(&contracts, &names, &mut report.errors);
+    report.errors.sort_by_key(|e| e.span.start);
+    report.warnings.sort_by_key(|e| e.span.start);
+    if !report.errors.is_empty() {
+        report.protocols.clear();
+    }
+    report
 }

@@ -106,8 +106,8 @@ fn unknown_state_is_rejected() {
 #[test]
 fn unreachable_state_is_rejected() {
     error(
-        "contract A {\n  message Ping;\n  initial state S { Ping? -> S; }\n  state Lost;\n}",
-        4,
+        "contract A {\n  message Ping;\n  message Pong;\n  initial state S { Ping? -> Pong! -> S; }\n  state Lost;\n}",
+        5,
         9,
         "state `Lost` is unreachable",
     );
@@ -240,4 +240,61 @@ fn idempotent_requests_are_marked_and_the_rules_refuse_what_a_retry_cannot_redo(
     );
     let ok = "contract C {\n    idempotent message Ask(n: u32, name: bytes[8]);\n    message Answer;\n    initial state Start { Ask? -> Answer! -> Start; }\n}";
     assert!(compile(ok).unwrap()[0].messages[0].idempotent);
+}
+
+#[test]
+fn every_error_in_a_file_is_reported_in_order() {
+    let source = "contract A {\n\
+                  \x20 message Ping(n: u32, n: u32);\n\
+                  \x20 message Big(b: bytes[0]);\n\
+                  \x20 initial state S { Pnig? -> Pong! -> S; Ping? -> Nowhere; }\n\
+                  }\n\
+                  contract B {\n\
+                  \x20 message M(e: imp<Missing>);\n\
+                  \x20 initial state S { M? -> S; }\n\
+                  }\n";
+    let report = contracts::compile_all(source);
+    let found: Vec<((usize, usize), &str)> = report
+        .errors
+        .iter()
+        .map(|e| (e.line_col(source), e.message.as_str()))
+        .collect();
+    let expected = [
+        (2, "field `n` is declared twice"),
+        (3, "bytes[0]"),
+        (4, "unknown message `Pnig`"),
+        (4, "unknown message `Pong`"),
+        (4, "unknown state `Nowhere`"),
+        (7, "unknown contract `Missing`"),
+        (8, "unbounded queue"),
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (((line, _), message), (want_line, want)) in found.iter().zip(expected) {
+        assert_eq!(*line, want_line, "{message}");
+        assert!(message.contains(want), "{message} lacks {want}");
+    }
+    assert!(report.protocols.is_empty());
+    // The first error is what `compile` (the kernel's entry) reports.
+    assert_eq!(compile(source).unwrap_err(), report.errors[0]);
+}
+
+#[test]
+fn an_unused_message_is_a_warning_not_an_error() {
+    let source = "contract A {\n  message Ping;\n  message Pong;\n  message Draft;\n  initial state S { Ping? -> Pong! -> S; }\n}";
+    let report = contracts::compile_all(source);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.protocols.len(), 1);
+    assert_eq!(report.warnings.len(), 1);
+    let warning = &report.warnings[0];
+    assert_eq!(warning.line_col(source), (4, 11));
+    assert!(
+        warning
+            .message
+            .contains("message `Draft` is declared but no state sends or receives it")
+    );
+    assert!(
+        warning
+            .render_as("warning", "a.contract", source)
+            .starts_with("a.contract:4:11: warning: ")
+    );
 }

@@ -51,7 +51,7 @@ fn following_the_contract_compiles_and_breaking_it_does_not() {
     let (ok, err) = check(
         "follows",
         "pub fn client(ep: echo::Imp<echo::state::Ready>) -> Result<(), cordon_sip::channel::Error> {
-            let ep = ep.send_ping(echo::Ping { seq: 1, data: alloc::vec::Vec::new() })?;
+            let ep = ep.send_ping(echo::Ping { seq: 1, data: echo::Bytes::default() })?;
             match ep.recv(None) {
                 Ok(echo::ImpReady1In::Pong(ep, _)) => { ep.send_bye(echo::Bye {})?; }
                 Err(_) => {}
@@ -66,8 +66,8 @@ fn following_the_contract_compiles_and_breaking_it_does_not() {
     let (ok, err) = check(
         "twice",
         "pub fn client(ep: echo::Imp<echo::state::Ready>) {
-            let ep = ep.send_ping(echo::Ping { seq: 1, data: alloc::vec::Vec::new() }).unwrap();
-            let _ = ep.send_ping(echo::Ping { seq: 2, data: alloc::vec::Vec::new() });
+            let ep = ep.send_ping(echo::Ping { seq: 1, data: echo::Bytes::default() }).unwrap();
+            let _ = ep.send_ping(echo::Ping { seq: 2, data: echo::Bytes::default() });
         }
         extern crate alloc;",
     );
@@ -77,11 +77,22 @@ fn following_the_contract_compiles_and_breaking_it_does_not() {
         "{err}"
     );
 
+    // A `bytes[N]` field takes only a checked `Bytes<N>`, never a raw vector of any length.
+    let (ok, err) = check(
+        "unchecked-bytes",
+        "pub fn client(ep: echo::Imp<echo::state::Ready>) {
+            let _ = ep.send_ping(echo::Ping { seq: 1, data: alloc::vec![0u8; 20000] });
+        }
+        extern crate alloc;",
+    );
+    assert!(!ok, "a raw vector as a bytes[N] field must not compile");
+    assert!(err.contains("expected `Bytes<16384>`"), "{err}");
+
     // The client never sends Pong.
     let (ok, err) = check(
         "wrong-side",
         "pub fn client(ep: echo::Imp<echo::state::Ready>) {
-            let _ = ep.send_pong(echo::Pong { seq: 1, data: alloc::vec::Vec::new() });
+            let _ = ep.send_pong(echo::Pong { seq: 1, data: echo::Bytes::default() });
         }
         extern crate alloc;",
     );

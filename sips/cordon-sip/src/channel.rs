@@ -40,8 +40,135 @@ pub enum Error {
     Decode,
     /// A message number the receiving state does not expect.
     Unexpected(u16),
+    /// A `bytes[N]` field was given more than N bytes (found by the bindings, before the
+    /// kernel saw anything).
+    TooLong { len: usize, max: usize },
     /// Any other negative status.
     Status(i32),
+}
+
+/// The value of a `bytes[N]` field: at most `N` bytes, checked when it is made, so a
+/// message the bindings send never carries an over-long field (the kernel would end the
+/// sender for it). Reads as a `&[u8]`.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Bytes<const N: usize>(Vec<u8>);
+
+impl<const N: usize> Bytes<N> {
+    /// The most bytes the field holds (the contract's `N`).
+    pub const MAX: usize = N;
+
+    /// `bytes` as the field's value, or [`Error::TooLong`] if there are more than `N`.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, Error> {
+        let bytes = bytes.into();
+        if bytes.len() > N {
+            return Err(Error::TooLong {
+                len: bytes.len(),
+                max: N,
+            });
+        }
+        Ok(Bytes(bytes))
+    }
+
+    /// The first `N` bytes of `bytes` (all of them if they fit): for text such as a
+    /// reason, where a cut is better than no message.
+    pub fn truncating(bytes: &[u8]) -> Self {
+        Bytes(bytes[..bytes.len().min(N)].to_vec())
+    }
+
+    /// The value as a vector.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// A field decoded from a received message (the kernel checked its length).
+    #[doc(hidden)]
+    pub fn decoded(bytes: Vec<u8>) -> Result<Self, Error> {
+        Self::new(bytes).map_err(|_| Error::Decode)
+    }
+}
+
+impl<const N: usize> core::ops::Deref for Bytes<N> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<const N: usize> AsRef<[u8]> for Bytes<N> {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for Bytes<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match core::str::from_utf8(&self.0) {
+            Ok(text) => write!(f, "{text:?}"),
+            Err(_) => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+impl<const N: usize> PartialEq<[u8]> for Bytes<N> {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.0 == other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8]> for Bytes<N> {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<const N: usize, const M: usize> PartialEq<[u8; M]> for Bytes<N> {
+    fn eq(&self, other: &[u8; M]) -> bool {
+        self.0 == other
+    }
+}
+
+impl<const N: usize> PartialEq<Vec<u8>> for Bytes<N> {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        &self.0 == other
+    }
+}
+
+impl<const N: usize> PartialEq<Bytes<N>> for Vec<u8> {
+    fn eq(&self, other: &Bytes<N>) -> bool {
+        *self == other.0
+    }
+}
+
+impl<const N: usize> TryFrom<&[u8]> for Bytes<N> {
+    type Error = Error;
+    fn try_from(bytes: &[u8]) -> Result<Self, Error> {
+        Self::new(bytes)
+    }
+}
+
+impl<const N: usize> core::str::FromStr for Bytes<N> {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self, Error> {
+        Self::new(text.as_bytes())
+    }
+}
+
+#[allow(
+    clippy::try_from_instead_of_from_str,
+    reason = "`\"name\".try_into()?` in a message literal, beside the `&[u8]` and `Vec<u8>` forms; FromStr is implemented too"
+)]
+impl<const N: usize> TryFrom<&str> for Bytes<N> {
+    type Error = Error;
+    fn try_from(text: &str) -> Result<Self, Error> {
+        Self::new(text.as_bytes())
+    }
+}
+
+impl<const N: usize> TryFrom<Vec<u8>> for Bytes<N> {
+    type Error = Error;
+    fn try_from(bytes: Vec<u8>) -> Result<Self, Error> {
+        Self::new(bytes)
+    }
 }
 
 pub(crate) fn status(code: i32) -> Result<i32, Error> {
@@ -367,5 +494,26 @@ impl<'a> Decoder<'a> {
     pub fn bytes(&mut self) -> Result<Vec<u8>, Error> {
         let len = self.u32()? as usize;
         Ok(self.take(len)?.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bytes_field_holds_at_most_its_bound() {
+        let fits = Bytes::<4>::new(alloc::vec![1, 2, 3, 4]).unwrap();
+        assert_eq!(fits, [1u8, 2, 3, 4]);
+        assert_eq!(
+            Bytes::<4>::new(alloc::vec![0; 5]),
+            Err(Error::TooLong { len: 5, max: 4 })
+        );
+        assert_eq!(
+            Bytes::<4>::try_from("hello"),
+            Err(Error::TooLong { len: 5, max: 4 })
+        );
+        assert_eq!(&*Bytes::<4>::truncating(b"hello"), b"hell");
+        assert_eq!(Bytes::<4>::decoded(alloc::vec![0; 9]), Err(Error::Decode));
     }
 }

@@ -42,7 +42,7 @@ impl Registry {
             "registered `{}`",
             core::str::from_utf8(&msg.name).unwrap_or("?")
         );
-        self.services.push((msg.name, msg.provider));
+        self.services.push((msg.name.into_vec(), msg.provider));
         ep.send_registered(Registered {})
     }
 

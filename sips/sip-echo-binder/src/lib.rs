@@ -17,9 +17,14 @@ type ServerEnd = echo::Exp<echo::state::Ready>;
 
 /// Asks the directory to connect `server_end` to `name`: Ok(dir) if bound, Err with the
 /// end given back if the name is unknown.
-fn bind(dir: Dir, name: &[u8], server_end: ServerEnd) -> Result<Dir, (Dir, Option<ServerEnd>)> {
+fn bind(
+    dir: Dir,
+    name: &'static str,
+    server_end: ServerEnd,
+) -> Result<Dir, (Dir, Option<ServerEnd>)> {
     let msg = Bind {
-        name: name.to_vec(),
+        // The names here are constants, well within `bytes[64]`.
+        name: name.try_into().expect("a name of at most 64 bytes"),
         server_end: AnyEndpoint::from_raw(server_end.into_raw()),
     };
     match dir.call_bind(msg, None) {
@@ -40,7 +45,7 @@ fn main() -> i32 {
     let Ok((mut server_end, client)) = echo::channel() else {
         return 1;
     };
-    match bind(dir, b"nosuch", server_end) {
+    match bind(dir, "nosuch", server_end) {
         Ok(_) => {
             println!("`nosuch` was bound?");
             return 1;
@@ -54,7 +59,7 @@ fn main() -> i32 {
     }
     let mut attempts = 1;
     let _dir = loop {
-        match bind(dir, b"echo", server_end) {
+        match bind(dir, "echo", server_end) {
             Ok(d) => break d,
             Err((d, Some(end))) if attempts < 1000 => {
                 attempts += 1;
@@ -74,7 +79,9 @@ fn main() -> i32 {
         ep = match ep.call_ping(
             echo::Ping {
                 seq,
-                data: b"via directory".to_vec(),
+                data: "via directory"
+                    .try_into()
+                    .expect("13 bytes fit in bytes[16384]"),
             },
             None,
         ) {

@@ -33,7 +33,9 @@ fn ping(ep: Ready, seq: u32, data: &[u8]) -> Result<(Ready, u64), &'static str> 
     let reply = ep.call_ping(
         Ping {
             seq,
-            data: data.to_vec(),
+            data: data
+                .try_into()
+                .map_err(|_| "payload longer than Ping's bytes[16384]")?,
         },
         None,
     );

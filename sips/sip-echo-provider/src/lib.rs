@@ -67,7 +67,7 @@ fn main() -> i32 {
     };
     let dir = match dir.call_register(
         Register {
-            name: b"echo".to_vec(),
+            name: "echo".try_into().expect("4 bytes fit in bytes[64]"),
             provider,
         },
         None,

@@ -27,7 +27,7 @@ fn run() -> Result<(), &'static str> {
     let data = [7u8; 16];
     let ping = Ping {
         seq: 1,
-        data: data.to_vec(),
+        data: data.as_slice().try_into().map_err(|_| "16 bytes fit")?,
     };
     let ep = match ep.call_ping(ping, None) {
         Ok(ImpReady1In::Pong(ep, pong)) if pong.seq == 1 && pong.data == data => ep,

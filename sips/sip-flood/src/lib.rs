@@ -35,7 +35,7 @@ fn bind(
     server_end: AnyEndpoint,
 ) -> Result<directory::Imp<directory::state::BindReply>, Error> {
     imp.send_bind(directory::Bind {
-        name: b"x".to_vec(),
+        name: "x".try_into()?,
         server_end,
     })
 }

@@ -150,13 +150,12 @@ impl Refusal {
 }
 
 /// A reason as a `why` field: at most the contract's 160 bytes, cut at a character.
-fn why(text: String) -> Vec<u8> {
-    const MAX: usize = 160;
-    let mut end = text.len().min(MAX);
+fn why(text: String) -> file_system::Bytes<160> {
+    let mut end = text.len().min(160);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text.as_bytes()[..end].to_vec()
+    file_system::Bytes::truncating(&text.as_bytes()[..end])
 }
 
 impl Server {
@@ -296,7 +295,10 @@ impl Server {
             }
             let meta = entry.metadata().map_err(failed)?;
             return Ok(Some(Entry {
-                name: name.as_ref().to_vec(),
+                name: name
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| String::from("a file name longer than 255 bytes"))?,
                 is_dir: meta.is_dir(),
                 size: meta.len(),
                 next: cursor + 1,

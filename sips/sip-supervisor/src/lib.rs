@@ -31,7 +31,7 @@ fn start_echo_server(seq: u32) -> Result<(Pid, echo::Imp<echo::state::Ready>), &
     match ep.call_ping(
         echo::Ping {
             seq,
-            data: data.clone(),
+            data: echo::Bytes::new(data.clone()).map_err(|_| "16 bytes fit")?,
         },
         None,
     ) {
@@ -55,7 +55,7 @@ fn on_request() -> Result<(), &'static str> {
     }
     let ping = echo::Ping {
         seq: 9,
-        data: alloc::vec::Vec::new(),
+        data: echo::Bytes::default(),
     };
     if !matches!(
         old_end.call_ping(ping, Some(0)),

@@ -226,7 +226,9 @@ fn read_file(
     data: &mut Vec<u8>,
 ) -> Result<(Fs, u64), ReadError> {
     let open = Open {
-        path: path.as_bytes().to_vec(),
+        path: path
+            .try_into()
+            .map_err(|_| format!("{path}: longer than the contract's bytes[256]"))?,
     };
     let (mut fs, opened) = match fs.call_open(open, None) {
         Ok(ImpOpenReplyIn::Opened(fs, opened)) => (fs, opened),
