@@ -1,6 +1,6 @@
 ;; A driver granted the virtio-blk disk reads its status register (allowed), then a
 ;; register past the end of the device's I/O range: the kernel must fault it there.
-;; resources: pci:1af4:1001
+;;@ resources = ["pci:1af4:1001"]
 (module
   (import "cordon" "dev_read" (func $dev_read (param i32 i32 i32) (result i64)))
   (import "cordon" "exit" (func $exit (param i32)))

@@ -1,6 +1,6 @@
 ;; Grows its memory in 1 MiB steps toward a limit the kernel cannot back: its manifest
 ;; allows 4096 pages (256 MiB, within the verifier's policy), more than the kernel has.
-;; memory-pages: 4096
+;;@ memory-pages = 4096
 (module
   (import "cordon" "console_write" (func $write (param i32 i32) (result i32)))
   (import "cordon" "yield_now" (func $yield))

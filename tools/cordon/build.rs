@@ -1,9 +1,8 @@
 //! Hands the runner what it boots: the kernel ELF (built for x86_64-unknown-none as an
 //! artifact dependency), every Rust SIP (artifact dependencies built for
-//! wasm32-unknown-unknown), the hand-written probe modules in `sips/wat` (assembled here,
-//! with a manifest named after the file: default limits, or the memory limit a
-//! `;; memory-pages: N` line gives, and the devices a `;; resources:` line asks for), and a
-//! work directory.
+//! wasm32-unknown-unknown), the hand-written probe modules in `sips/wat` (listed here;
+//! the runner assembles one when it is booted, so a mistake in one is a runner error for
+//! that module, not a failed build), and a work directory.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -40,54 +39,8 @@ fn main() {
         if path.extension().is_none_or(|ext| ext != "wat") {
             continue;
         }
-        println!("cargo:rerun-if-changed={}", path.display());
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let mut module =
-            wat::parse_file(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        // A probe may raise its memory limit with a `;; memory-pages: N` line.
-        let text = std::fs::read_to_string(&path).expect("readable");
-        let mut limits = cordon_abi::Limits::default();
-        if let Some(pages) = text
-            .lines()
-            .find_map(|l| l.strip_prefix(";; memory-pages:"))
-        {
-            limits.max_memory_pages = pages
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("{}: bad `;; memory-pages:` line", path.display()));
-        }
-        // A probe may set a CPU budget with a `;; cpu-ticks: N` line.
-        if let Some(ticks) = text.lines().find_map(|l| l.strip_prefix(";; cpu-ticks:")) {
-            limits.cpu_ticks = Some(
-                ticks
-                    .trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{}: bad `;; cpu-ticks:` line", path.display())),
-            );
-        }
-        // A driver probe asks for devices with a `;; resources: pci:VVVV:DDDD ...` line.
-        let resources = text
-            .lines()
-            .find_map(|l| l.strip_prefix(";; resources:"))
-            .map(|list| {
-                list.split_whitespace()
-                    .map(|r| {
-                        r.parse()
-                            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let manifest = cordon_abi::Manifest {
-            name: name.clone(),
-            limits,
-            endpoints: Vec::new(),
-            resources,
-        };
-        module.extend(manifest.custom_section());
-        let wasm = Path::new(&out).join(format!("{name}.wasm"));
-        std::fs::write(&wasm, module).expect("OUT_DIR is writable");
-        sips.push((name, wasm.display().to_string()));
+        sips.push((name, path.display().to_string()));
     }
     sips.sort();
 

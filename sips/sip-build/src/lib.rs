@@ -40,11 +40,26 @@ const KEYS: &[&str] = &[
     "resources",
 ];
 
-fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, String> {
+/// A bad declaration: the key it is about (when one is) and what is wrong.
+struct Fault {
+    key: Option<&'static str>,
+    why: String,
+}
+
+impl Fault {
+    fn at(key: &'static str, why: impl Into<String>) -> Fault {
+        Fault {
+            key: Some(key),
+            why: format!("{key}: {}", why.into()),
+        }
+    }
+}
+
+fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, Fault> {
     let Some(value) = meta.get("endpoints") else {
         return Ok(Vec::new());
     };
-    let bad = |why: &str| format!("[package.metadata.cordon]: endpoints: {why}");
+    let bad = |why: &str| Fault::at("endpoints", why);
     let list = value
         .as_array()
         .ok_or_else(|| bad("must be an array of { name, contract, role }"))?;
@@ -76,8 +91,8 @@ fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, String
 }
 
 /// `resources = ["pci:1af4:1001"]`: the devices a driver SIP asks the kernel for.
-fn resources(meta: &toml::Table) -> Result<Vec<cordon_abi::Resource>, String> {
-    let bad = |why: &str| format!("[package.metadata.cordon]: resources: {why}");
+fn resources(meta: &toml::Table) -> Result<Vec<cordon_abi::Resource>, Fault> {
+    let bad = |why: &str| Fault::at("resources", why);
     let Some(value) = meta.get("resources") else {
         return Ok(Vec::new());
     };
@@ -92,46 +107,40 @@ fn resources(meta: &toml::Table) -> Result<Vec<cordon_abi::Resource>, String> {
         .collect()
 }
 
-/// Reads the manifest declaration from a Cargo.toml text.
-pub fn manifest_from_cargo_toml(text: &str, package: &str) -> Result<Manifest, String> {
-    let doc: toml::Table = text.parse().map_err(|e| format!("Cargo.toml: {e}"))?;
-    let meta = doc
-        .get("package")
-        .and_then(|p| p.get("metadata"))
-        .and_then(|m| m.get("cordon"));
-    let empty = toml::Table::new();
-    let meta = match meta {
-        None => &empty,
-        Some(toml::Value::Table(table)) => table,
-        Some(_) => return Err("[package.metadata.cordon] must be a table".into()),
-    };
+/// The manifest a declaration table describes; `name` unless the table names the SIP.
+fn from_table(meta: &toml::Table, name: &str) -> Result<Manifest, Fault> {
     if let Some(unknown) = meta.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(format!(
-            "[package.metadata.cordon]: unknown key `{unknown}` (known: {})",
-            KEYS.join(", ")
-        ));
+        return Err(Fault {
+            key: None,
+            why: format!("unknown key `{unknown}` (known: {})", KEYS.join(", ")),
+        });
     }
-    let int = |key: &str, default: u64| -> Result<u64, String> {
-        match meta.get(key) {
+    let key = |key: &str| *KEYS.iter().find(|k| **k == key).expect("a known key");
+    let int = |name: &str, default: u64| -> Result<u64, Fault> {
+        match meta.get(name) {
             None => Ok(default),
             Some(toml::Value::Integer(n)) if *n >= 0 => Ok(*n as u64),
-            Some(other) => Err(format!(
-                "[package.metadata.cordon]: `{key}` must be a non-negative integer, found {other}"
-            )),
+            Some(other) => Err(Fault {
+                key: Some(key(name)),
+                why: format!("`{name}` must be a non-negative integer, found {other}"),
+            }),
         }
     };
-    let small = |key: &str, default: u32| -> Result<u32, String> {
-        u32::try_from(int(key, default.into())?)
-            .map_err(|_| format!("[package.metadata.cordon]: `{key}` does not fit in 32 bits"))
+    let small = |name: &str, default: u32| -> Result<u32, Fault> {
+        u32::try_from(int(name, default.into())?).map_err(|_| Fault {
+            key: Some(key(name)),
+            why: format!("`{name}` does not fit in 32 bits"),
+        })
     };
     let defaults = Limits::default();
     let name = match meta.get("name") {
-        None => package.strip_prefix("sip-").unwrap_or(package).to_string(),
+        None => name.to_string(),
         Some(toml::Value::String(name)) if !name.is_empty() => name.clone(),
         Some(other) => {
-            return Err(format!(
-                "[package.metadata.cordon]: `name` must be a non-empty string, found {other}"
-            ));
+            return Err(Fault {
+                key: Some("name"),
+                why: format!("`name` must be a non-empty string, found {other}"),
+            });
         }
     };
     Ok(Manifest {
@@ -151,6 +160,75 @@ pub fn manifest_from_cargo_toml(text: &str, package: &str) -> Result<Manifest, S
         endpoints: endpoints(meta)?,
         resources: resources(meta)?,
     })
+}
+
+/// Reads the manifest declaration from a Cargo.toml text.
+pub fn manifest_from_cargo_toml(text: &str, package: &str) -> Result<Manifest, String> {
+    let doc: toml::Table = text.parse().map_err(|e| format!("Cargo.toml: {e}"))?;
+    let meta = doc
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("cordon"));
+    let empty = toml::Table::new();
+    let meta = match meta {
+        None => &empty,
+        Some(toml::Value::Table(table)) => table,
+        Some(_) => return Err("[package.metadata.cordon] must be a table".into()),
+    };
+    let name = package.strip_prefix("sip-").unwrap_or(package);
+    from_table(meta, name).map_err(|fault| format!("[package.metadata.cordon]: {}", fault.why))
+}
+
+/// The marker of a `.wat` module's manifest header lines.
+pub const WAT_HEADER: &str = ";;@";
+
+/// Reads the manifest of a hand-written `.wat` module from its header: every line that
+/// starts with `;;@` holds TOML with the keys of `[package.metadata.cordon]`, e.g.
+///
+/// ```text
+/// ;;@ memory-pages = 4
+/// ;;@ endpoints = [{ name = "clients", contract = "KeyValue", role = "exporter" }]
+/// (module ...)
+/// ```
+///
+/// `name` is the SIP's name unless the header gives one (the runner passes the file
+/// stem). Errors start with `LINE:COLUMN: ` in the `.wat` file (1-based).
+pub fn manifest_from_wat(source: &str, name: &str) -> Result<Manifest, String> {
+    // The header's TOML with every other line blanked, so TOML's positions are the file's.
+    let mut toml_text = String::new();
+    for line in source.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix(WAT_HEADER) {
+            let indent = line.len() - rest.len();
+            toml_text.push_str(&" ".repeat(indent));
+            toml_text.push_str(rest);
+        }
+        toml_text.push('\n');
+    }
+    let meta: toml::Table = toml_text.parse().map_err(|e: toml::de::Error| {
+        let at = e.span().map_or(0, |s| s.start);
+        let (line, column) = line_column(&toml_text, at);
+        format!("{line}:{column}: `{WAT_HEADER}` header: {}", e.message())
+    })?;
+    from_table(&meta, name).map_err(|fault| {
+        // The line that sets the key the fault is about, else the first header line.
+        let line = source
+            .lines()
+            .position(|l| {
+                l.trim_start()
+                    .strip_prefix(WAT_HEADER)
+                    .is_some_and(|rest| fault.key.is_none_or(|k| rest.trim_start().starts_with(k)))
+            })
+            .map_or(1, |i| i + 1);
+        format!("{line}:1: `{WAT_HEADER}` header: {}", fault.why)
+    })
+}
+
+/// 1-based line and column of byte `at` in `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
 }
 
 /// For a SIP's build script: compiles `contracts/files/<name>.contract` for each name and
@@ -281,6 +359,38 @@ mod tests {
                 vendor: 0x1af4,
                 device: 0x1001
             }]
+        );
+    }
+
+    #[test]
+    fn reads_a_wat_header() {
+        let source = ";; A key-value server.\n\
+                      ;;@ memory-pages = 4\n\
+                      ;;@ endpoints = [{ name = \"clients\", contract = \"KeyValue\", role = \"exporter\" }]\n\
+                      (module)\n";
+        let manifest = manifest_from_wat(source, "kv").unwrap();
+        assert_eq!(manifest.name, "kv");
+        assert_eq!(manifest.limits.max_memory_pages, 4);
+        assert_eq!(manifest.endpoints[0].contract, "KeyValue");
+        assert_eq!(manifest.endpoints[0].role, cordon_abi::Role::Exporter);
+        // No header: the defaults, named after the file.
+        let plain = manifest_from_wat("(module)", "probe").unwrap();
+        assert_eq!(plain.limits, Limits::default());
+        assert!(plain.endpoints.is_empty());
+    }
+
+    #[test]
+    fn wat_header_errors_name_line_and_column() {
+        let err = manifest_from_wat(";; probe\n;;@ memory-pages = \n(module)", "x").unwrap_err();
+        assert!(err.starts_with("2:"), "{err}");
+        let err =
+            manifest_from_wat("(module\n;;@ fuel = 1\n;;@ memroy-pages = 3\n)", "x").unwrap_err();
+        assert!(err.contains("unknown key `memroy-pages`"), "{err}");
+        let err = manifest_from_wat(";;@ fuel = 1\n;;@ cpu-ticks = -3\n(module)", "x").unwrap_err();
+        assert!(err.starts_with("2:1: "), "{err}");
+        assert!(
+            err.contains("`cpu-ticks` must be a non-negative integer"),
+            "{err}"
         );
     }
 

@@ -12,6 +12,7 @@ pub mod qemu;
 pub mod sips;
 pub mod system;
 pub mod webfiles;
+pub mod wiring;
 
 pub use bootpkg::{Isolation, LogLevel};
 pub use image::{Firmware, build_image};

@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Check WebAssembly modules with the kernel's verifier and say why each is refused.
     Verify {
-        /// Module files (.wasm).
+        /// Module files (.wasm, or .wat with its `;;@` manifest header).
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
@@ -124,8 +124,9 @@ struct BootArgs {
     #[arg(long, value_name = "NAME|FILE", conflicts_with = "sips")]
     system: Option<String>,
     /// A SIP module to start, with no channels (repeat for several, in order), instead of
-    /// a system manifest. `cargo run -- sips` lists them.
-    #[arg(long = "sip", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(cordon::sips::names()))]
+    /// a system manifest: a built-in name (`cargo run -- sips` lists them) or the path of a
+    /// `.wasm` or `.wat` file.
+    #[arg(long = "sip", value_name = "NAME|FILE")]
     sips: Vec<String>,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=16384))]
@@ -218,29 +219,31 @@ fn contract(files: &[std::path::PathBuf], rust: bool) -> ExitCode {
                 continue;
             }
         };
-        match contracts::compile(&source) {
-            Err(err) => {
-                eprint!("{}", err.render(&name, &source));
-                failed = true;
-            }
-            Ok(protocols) if rust => print!("{}", contracts::bindings::rust(&protocols)),
-            Ok(protocols) => {
-                for p in &protocols {
-                    let named = p.states.iter().filter(|s| !s.anonymous).count();
-                    println!(
-                        "{name}: contract {}: {} messages, {} states ({} inside sequences), {} transitions; \
-                         at most {} message(s) queued to the exporter and {} to the importer; largest message {} bytes",
-                        p.name,
-                        p.messages.len(),
-                        named,
-                        p.states.len() - named,
-                        p.transitions.len(),
-                        p.max_in_flight[contracts::Dir::ToExporter.index()],
-                        p.max_in_flight[contracts::Dir::ToImporter.index()],
-                        p.max_message_bytes()
-                    );
-                }
-            }
+        let report = contracts::compile_all(&source);
+        eprint!("{}", cordon::wiring::render(&report, &name, &source));
+        if !report.errors.is_empty() {
+            failed = true;
+            continue;
+        }
+        let protocols = report.protocols;
+        if rust {
+            print!("{}", contracts::bindings::rust(&protocols));
+            continue;
+        }
+        for p in &protocols {
+            let named = p.states.iter().filter(|s| !s.anonymous).count();
+            println!(
+                "{name}: contract {}: {} messages, {} states ({} inside sequences), {} transitions; \
+                 at most {} message(s) queued to the exporter and {} to the importer; largest message {} bytes",
+                p.name,
+                p.messages.len(),
+                named,
+                p.states.len() - named,
+                p.transitions.len(),
+                p.max_in_flight[contracts::Dir::ToExporter.index()],
+                p.max_in_flight[contracts::Dir::ToImporter.index()],
+                p.max_message_bytes()
+            );
         }
     }
     if failed {
@@ -254,10 +257,10 @@ fn contract(files: &[std::path::PathBuf], rust: bool) -> ExitCode {
 fn verify(files: &[std::path::PathBuf]) -> ExitCode {
     let mut refused = 0;
     for file in files {
-        let bytes = match std::fs::read(file) {
+        let bytes = match cordon::sips::read(file) {
             Ok(bytes) => bytes,
             Err(err) => {
-                eprintln!("{}: cannot read: {err}", file.display());
+                eprintln!("{err:#}");
                 refused += 1;
                 continue;
             }
@@ -396,27 +399,36 @@ fn isolation(arg: IsolationArg) -> Isolation {
     }
 }
 
+/// The system the command line names, checked as far as the host can before boot.
+fn system(cli: &BootArgs) -> anyhow::Result<cordon::system::System> {
+    let system = if cli.sips.is_empty() {
+        cordon::system::load(cli.system.as_deref().unwrap_or("default"))?
+    } else {
+        cordon::system::of_sip_args(&cli.sips)?
+    };
+    let (protocols, warnings) = cordon::wiring::check_contracts(&system.contract_files()?)?;
+    eprint!("{warnings}");
+    // Every mistake at once: the channels, the devices and the injections.
+    let mistakes: Vec<String> = [
+        cordon::wiring::check_channels(&system, &protocols),
+        cordon::system::check_devices(&system),
+        cordon::system::check_injections(&system, &cli.inject),
+    ]
+    .into_iter()
+    .filter_map(|checked| checked.err().map(|e| format!("{e:#}")))
+    .collect();
+    if !mistakes.is_empty() {
+        anyhow::bail!("{}", mistakes.join("\n"));
+    }
+    Ok(system)
+}
+
 /// Boot options from the command line (or the exit code for a bad system manifest).
 fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
-    let system = if cli.sips.is_empty() {
-        match cordon::system::load(cli.system.as_deref().unwrap_or("default")) {
-            Ok(system) => system,
-            Err(err) => {
-                eprintln!("[cordon] error: {err:#}");
-                return Err(ExitCode::from(2));
-            }
-        }
-    } else {
-        cordon::system::of_sips(&cli.sips)
-    };
-    if let Err(err) = cordon::system::check_devices(&system) {
+    let system = system(cli).map_err(|err| {
         eprintln!("[cordon] error: {err:#}");
-        return Err(ExitCode::from(2));
-    }
-    if let Err(err) = cordon::system::check_injections(&system, &cli.inject) {
-        eprintln!("[cordon] error: {err:#}");
-        return Err(ExitCode::from(2));
-    }
+        ExitCode::from(2)
+    })?;
     Ok(BootOptions {
         isolation: isolation(cli.isolation),
         engine: engine(cli.engine),

@@ -218,15 +218,20 @@ pub fn boot(options: &BootOptions) -> anyhow::Result<Outcome> {
 /// The boot package for `options`: the system's modules and contracts, the bundled
 /// programs and, when some SIP runs compiled, every module's compiled artifact.
 pub fn package(options: &BootOptions) -> anyhow::Result<BootPackage> {
-    let mut files: Vec<bootpkg::File> = crate::system::contract_files()?
+    let mut files: Vec<bootpkg::File> = options
+        .system
+        .contract_files()?
         .into_iter()
-        .map(|(name, data)| bootpkg::File { name, data })
+        .map(|f| bootpkg::File {
+            name: f.name,
+            data: f.bytes,
+        })
         .collect();
     for name in options.system.sips.iter().chain(&options.system.modules) {
         if !files.iter().any(|f| &f.name == name) {
             files.push(bootpkg::File {
                 name: name.clone(),
-                data: crate::sips::module(name)?,
+                data: options.system.module(name)?,
             });
         }
     }

@@ -86,6 +86,21 @@
 //!                          # makes no kernel call means it hangs: killed, then restarted
 //! ```
 //!
+//! Any entry of `sips`, `on-request` or `modules` may be the path of a `.wasm` or `.wat`
+//! file instead of a built-in name (relative to the manifest's directory); the SIP then
+//! goes by the name in its module's manifest everywhere else in the file:
+//!
+//! ```toml
+//! sips = ["echo-server", "client.wat"]   # client.wat's `;;@` header names its endpoints
+//! ```
+//!
+//! Contract files besides the shipped `contracts/files` go into the boot package when the
+//! manifest names them (relative to its directory):
+//!
+//! ```toml
+//! contracts = ["kv.contract"]
+//! ```
+//!
 //! A SIP named twice is addressed as `name#2` for its second instance. `client = "name"`
 //! names the SIP that the `client-space` and `client-ring3` isolation configurations
 //! isolate from the rest (Singularity's WebFiles client); by default the last SIP.
@@ -99,9 +114,9 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChannelSpec {
-    contract: String,
-    exporter: String,
-    importer: String,
+    contract: toml::Spanned<String>,
+    exporter: toml::Spanned<String>,
+    importer: toml::Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +189,10 @@ struct SystemFile {
     devices: Vec<DeviceSpec>,
     /// The SIP the `client-*` isolation configurations isolate (default: the last).
     client: Option<String>,
+    /// Contract files for the boot package besides `contracts/files`, relative to the
+    /// manifest.
+    #[serde(default)]
+    contracts: Vec<String>,
 }
 
 /// A parsed system manifest.
@@ -198,6 +217,40 @@ pub struct System {
     pub engines: Vec<(u32, bootpkg::Engine)>,
     /// Restart policies of single entries.
     pub restarts: Vec<bootpkg::RestartPolicy>,
+    /// Modules given as files rather than built-in names: (the name in the module's
+    /// manifest, which entries and channels use; the file).
+    pub files: Vec<(String, PathBuf)>,
+    /// Where each channel is written, for errors found before boot.
+    pub channel_sites: Vec<ChannelSite>,
+    /// Where the system was given: the manifest's path, or `--sip`.
+    pub origin: String,
+    /// Contract files the manifest adds to the boot package (besides `contracts/files`).
+    pub contracts: Vec<PathBuf>,
+}
+
+/// Where a channel's values are written in its manifest: `FILE:LINE:COLUMN` of each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelSite {
+    pub contract: String,
+    pub exporter: String,
+    pub importer: String,
+}
+
+impl System {
+    /// The bytes of the module an entry or `modules` names: its file, if one was given,
+    /// else the built-in module.
+    pub fn module(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+        match self.files.iter().find(|(n, _)| n == name) {
+            Some((_, path)) => crate::sips::read(path),
+            None => crate::sips::module(name),
+        }
+    }
+}
+
+/// The directory of the contract files every boot package carries.
+pub fn contract_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/files");
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// The repository's `systems/` directory.
@@ -231,7 +284,69 @@ pub fn of_sips(sips: &[String]) -> System {
         limits: Vec::new(),
         engines: Vec::new(),
         restarts: Vec::new(),
+        files: Vec::new(),
+        channel_sites: Vec::new(),
+        origin: "--sip".into(),
+        contracts: Vec::new(),
     }
+}
+
+/// The system `--sip` gives: these SIPs (built-in names or paths of `.wasm`/`.wat` files,
+/// relative to the working directory) started in order, with no channels.
+pub fn of_sip_args(sips: &[String]) -> anyhow::Result<System> {
+    let mut entries = sips.to_vec();
+    let mut files = Vec::new();
+    resolve_files(&mut entries, Path::new(""), &mut files)?;
+    for name in &entries {
+        if !files.iter().any(|(n, _)| n == name) && !crate::sips::names().contains(&name.as_str()) {
+            // The built-in module's error lists the names.
+            crate::sips::module(name)?;
+        }
+    }
+    Ok(System {
+        files,
+        ..of_sips(&entries)
+    })
+}
+
+/// Replaces each entry that is a path (see `sips::is_path`; relative to `base`) by the
+/// name in its module's manifest, recording the file in `files`. Loading the module here
+/// refuses an unreadable, malformed or unverifiable file before anything is built.
+fn resolve_files(
+    entries: &mut [String],
+    base: &Path,
+    files: &mut Vec<(String, PathBuf)>,
+) -> anyhow::Result<()> {
+    let named: Vec<String> = entries
+        .iter()
+        .filter(|e| !crate::sips::is_path(e))
+        .cloned()
+        .collect();
+    for entry in entries.iter_mut() {
+        if !crate::sips::is_path(entry) {
+            continue;
+        }
+        let path = base.join(&*entry);
+        let bytes = crate::sips::read(&path)?;
+        let name = crate::sips::manifest_name(&bytes, entry)?;
+        if named.contains(&name) {
+            bail!(
+                "`{entry}` is a SIP named `{name}`, and so is the built-in module also listed; \
+                 rename one (the `name` key of its manifest)"
+            );
+        }
+        match files.iter().find(|(n, _)| *n == name) {
+            Some((_, other)) if *other != path => bail!(
+                "`{entry}` and `{}` are both SIPs named `{name}`; rename one (the `name` key \
+                 of its manifest)",
+                other.display()
+            ),
+            Some(_) => {}
+            None => files.push((name.clone(), path)),
+        }
+        *entry = name;
+    }
+    Ok(())
 }
 
 /// Loads a system: a built-in name (`systems/<name>.toml`) or the path of a manifest file
@@ -240,7 +355,7 @@ pub fn load(name: &str) -> anyhow::Result<System> {
     let path = locate(name)?;
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text).with_context(|| format!("in {}", path.display()))
+    parse_file(&text, &path).with_context(|| format!("in {}", path.display()))
 }
 
 /// The manifest file `name` stands for: a path as given, else `systems/<name>.toml`.
@@ -295,9 +410,34 @@ fn find_sip(sips: &[String], sip: &str) -> anyhow::Result<usize> {
     Ok(index)
 }
 
-/// Parses a system manifest.
+/// Parses a system manifest given as text (module paths relative to the working
+/// directory; positions in errors name `<system>`).
 pub fn parse(text: &str) -> anyhow::Result<System> {
+    parse_file(text, Path::new("<system>"))
+}
+
+/// `FILE:LINE:COLUMN` of byte `at` of `text`.
+fn site(file: &Path, text: &str, at: usize) -> String {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    format!("{}:{line}:{column}", file.display())
+}
+
+/// Parses the system manifest `text`, read from `path`; an entry of `sips`, `on-request`
+/// or `modules` that is the path of a `.wasm` or `.wat` file is relative to the
+/// manifest's directory and goes by the name in its module's manifest everywhere else in
+/// the file.
+pub fn parse_file(text: &str, path: &Path) -> anyhow::Result<System> {
+    let base = path.parent().unwrap_or(Path::new(""));
     let mut file: SystemFile = toml::from_str(text)?;
+    let mut files = Vec::new();
+    resolve_files(&mut file.sips, base, &mut files)?;
+    resolve_files(&mut file.on_request, base, &mut files)?;
+    resolve_files(&mut file.modules, base, &mut files)?;
     if file.sips.is_empty() {
         bail!("`sips` is empty: a system starts at least one SIP");
     }
@@ -310,11 +450,21 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
         .collect();
     file.sips.append(&mut file.on_request);
     let mut channels = Vec::new();
+    let mut channel_sites = Vec::new();
     for c in &file.channels {
+        let at = |value: &toml::Spanned<String>| site(path, text, value.span().start);
+        let end = |value: &toml::Spanned<String>| {
+            attach(&file.sips, value.get_ref()).map_err(|e| anyhow::anyhow!("{}: {e:#}", at(value)))
+        };
         channels.push(Connection {
-            contract: c.contract.clone(),
-            exporter: attach(&file.sips, &c.exporter)?,
-            importer: attach(&file.sips, &c.importer)?,
+            contract: c.contract.get_ref().clone(),
+            exporter: end(&c.exporter)?,
+            importer: end(&c.importer)?,
+        });
+        channel_sites.push(ChannelSite {
+            contract: at(&c.contract),
+            exporter: at(&c.exporter),
+            importer: at(&c.importer),
         });
     }
     // The same check the kernel makes of the boot package, before anything is built.
@@ -412,6 +562,10 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
         limits,
         engines,
         restarts,
+        files,
+        channel_sites,
+        origin: path.display().to_string(),
+        contracts: file.contracts.iter().map(|c| base.join(c)).collect(),
     })
 }
 
@@ -448,7 +602,7 @@ pub fn check_devices(system: &System) -> anyhow::Result<()> {
         given.ids().is_none_or(|ids| ids == (vendor, device))
     };
     for (index, sip) in system.sips.iter().enumerate() {
-        let module = crate::sips::module(sip)?;
+        let module = system.module(sip)?;
         let Ok(verified) = verifier::verify(&module, &verifier::Policy::default()) else {
             continue;
         };
@@ -485,18 +639,60 @@ pub fn check_devices(system: &System) -> anyhow::Result<()> {
 }
 
 /// Every contract source shipped in `contracts/files`: (file name, text).
-pub fn contract_files() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/files");
+pub fn contract_files() -> anyhow::Result<Vec<ContractFile>> {
+    let dir = contract_dir();
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "contract") {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            files.push((name, std::fs::read(&path)?));
+            files.push(ContractFile::read(path)?);
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
+}
+
+/// A contract file of the boot package.
+#[derive(Clone, Debug)]
+pub struct ContractFile {
+    /// Its name in the package (the file name).
+    pub name: String,
+    /// Where it was read.
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+impl ContractFile {
+    fn read(path: PathBuf) -> anyhow::Result<ContractFile> {
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("no contract file at `{}`", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(ContractFile { name, path, bytes })
+    }
+}
+
+impl System {
+    /// Every contract file the boot package carries: `contracts/files`, then the ones the
+    /// system manifest adds. A file named like another is refused.
+    pub fn contract_files(&self) -> anyhow::Result<Vec<ContractFile>> {
+        let mut files = contract_files()?;
+        for path in &self.contracts {
+            let file = ContractFile::read(path.clone())?;
+            if let Some(other) = files.iter().find(|f| f.name == file.name) {
+                bail!(
+                    "{}: `contracts` adds `{}`, and `{}` has that file name already; rename one",
+                    self.origin,
+                    path.display(),
+                    other.path.display()
+                );
+            }
+            files.push(file);
+        }
+        Ok(files)
+    }
 }
 
 #[cfg(test)]

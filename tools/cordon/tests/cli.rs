@@ -94,9 +94,78 @@ fn unknown_sip_names_the_available_ones() {
     let (code, stderr) = cordon(&["--sip", "nosuch"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("possible values:") && stderr.contains("hello"),
+        stderr.contains("no SIP called `nosuch` (built-in SIPs: ") && stderr.contains("hello"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("or give the path of a .wasm or .wat file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
+}
+
+/// A scratch directory for one test, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("cordon-cli-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_module_file_with_a_mistake_is_refused_before_boot_with_its_position() {
+    let dir = Scratch::new("module-file");
+    // A .wat syntax error: file, line and column, and nothing boots.
+    let broken = dir.write(
+        "broken.wat",
+        ";; probe\n(module\n  (func (export \"cordon_main\")))\n  )\n",
+    );
+    let (code, stderr) = cordon(&["--sip", &broken]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{broken}:4:3: ")), "{stderr}");
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
+    // A bad header line.
+    let header = dir.write("header.wat", ";;@ memory-pages = \"many\"\n(module)\n");
+    let (code, stderr) = cordon(&["--sip", &header]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{header}:1:1: `;;@` header: `memory-pages` must be a non-negative integer"
+        )),
+        "{stderr}"
+    );
+    // A missing file, and a module the verifier refuses, named as such.
+    let (code, stderr) = cordon(&["--sip", "./no/such.wasm"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no SIP module at `./no/such.wasm`"),
+        "{stderr}"
+    );
+    let junk = dir.write("junk.wasm", "not wasm");
+    let (code, stderr) = cordon(&["--sip", &junk]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("the verifier refuses it"), "{stderr}");
+    // A system manifest listing a path: relative to the manifest, checked the same way.
+    let system = dir.write("kv.toml", "sips = [\"broken.wat\"]\n");
+    let (code, stderr) = cordon(&["--system", &system]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("broken.wat:4:3: "), "{stderr}");
+    assert!(stderr.contains(&format!("in {system}")), "{stderr}");
 }
 
 #[test]
@@ -166,4 +235,55 @@ fn a_malformed_or_misdirected_injection_is_refused_before_boot() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn contract_and_wiring_mistakes_are_all_reported_before_boot_with_positions() {
+    let dir = Scratch::new("wiring");
+    // A draft contract the manifest adds, with two errors and an unused message.
+    let draft = dir.write(
+        "kv.contract",
+        "contract KeyValue {\n    message Put(key: bytes[32]);\n    message Draft;\n    initial state S { Put? -> Done; Get? -> S; }\n    state Done;\n    state Lost;\n}\n",
+    );
+    let system = dir.write(
+        "kv.toml",
+        "contracts = [\"kv.contract\"]\nsips = [\"echo-server\", \"echo-client\"]\n\n[[channels]]\ncontract = \"Echo\"\nexporter = \"echo-server.clients\"\nimporter = \"echo-client.server\"\n",
+    );
+    let (code, stderr) = cordon(&["--system", &system]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{draft}:4:37: error: unknown message `Get`")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
+
+    // Fixed, but with the unused message left: a warning; and the wiring is wrong twice.
+    std::fs::write(
+        &draft,
+        "contract KeyValue {\n    message Put(key: bytes[32]);\n    message Done;\n    message Draft;\n    initial state S { Put? -> Done! -> S; }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &system,
+        "contracts = [\"kv.contract\"]\nsips = [\"echo-server\", \"echo-client\"]\n\n[[channels]]\ncontract = \"KeyValu\"\nexporter = \"echo-server.clients\"\nimporter = \"echo-client.srv\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = cordon(&["--system", &system]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for needle in [
+        format!(
+            "{draft}:4:13: warning: message `Draft` is declared but no state sends or receives it"
+        ),
+        format!("{system}:5:12: no contract `KeyValu` (the package's contracts: "),
+        "KeyValue".to_string(),
+        format!(
+            "{system}:7:12: `echo-client.srv`: `echo-client`'s own manifest declares no endpoint `srv` (it declares `server` (importer of Echo))"
+        ),
+        format!(
+            "{system}: `echo-client`'s own manifest declares endpoint `server` (importer of Echo), which no channel connects"
+        ),
+    ] {
+        assert!(stderr.contains(&needle), "missing {needle:?} in\n{stderr}");
+    }
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
 }

@@ -1516,3 +1516,77 @@ fn the_system_manifest_chooses_the_engine_per_sip() {
     assert_eq!(engine_of("hello"), "interp");
     assert_eq!(engine_of("primes"), "compiled");
 }
+
+in_both_modes!(
+    modules_given_as_files_boot_from_a_manifest_outside_the_repository,
+    modules_given_as_files_boot_from_a_manifest_outside_the_repository_in_ring3,
+    modules_from_files
+);
+
+/// A system manifest in a directory of its own names its SIPs by path, relative to
+/// itself: a compiled `.wasm` (a copy of echo-server, which goes by its manifest's name)
+/// and a hand-written `.wat` whose `;;@` header declares the endpoint the channel wires.
+fn modules_from_files(isolation: Isolation) {
+    let dir =
+        std::env::temp_dir().join(format!("cordon-files-{isolation:?}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = cordon::sips::SIPS
+        .iter()
+        .find(|(n, _)| *n == "echo-server")
+        .map(|(_, path)| *path)
+        .unwrap();
+    std::fs::copy(server, dir.join("server.wasm")).unwrap();
+    std::fs::write(
+        dir.join("client.wat"),
+        r#";; An Echo client written by hand: it takes its `server` end and exits.
+;;@ endpoints = [{ name = "server", contract = "Echo", role = "importer" }]
+(module
+  (import "cordon" "chan_initial" (func $initial (param i32 i32 i32 i32 i32) (result i32)))
+  (import "cordon" "console_write" (func $write (param i32 i32) (result i32)))
+  (import "cordon" "exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "server")
+  (data (i32.const 16) "Echo")
+  (data (i32.const 32) "took my server end\n")
+  (func (export "cordon_main")
+    (if (i32.lt_s
+          (call $initial (i32.const 0) (i32.const 6) (i32.const 16) (i32.const 4) (i32.const 1))
+          (i32.const 0))
+      (then (call $exit (i32.const 1))))
+    (drop (call $write (i32.const 32) (i32.const 19)))
+    (call $exit (i32.const 0))))
+"#,
+    )
+    .unwrap();
+    let manifest = dir.join("kv.toml");
+    std::fs::write(
+        &manifest,
+        r#"
+        sips = ["server.wasm", "./client.wat"]
+        [[channels]]
+        contract = "Echo"
+        exporter = "echo-server.clients"
+        importer = "client.server"
+        "#,
+    )
+    .unwrap();
+    let system = cordon::system::load(manifest.to_str().unwrap()).expect("manifest loads");
+    let outcome = run(in_mode(
+        isolation,
+        BootOptions {
+            system,
+            ..BootOptions::default()
+        },
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "[client] took my server end",
+            "[kernel] SIP client (pid 2) exited with status 0",
+            "[kernel] SIP echo-server (pid 1) exited with status 0",
+            "powering off (success)",
+        ],
+    );
+}

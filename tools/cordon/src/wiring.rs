@@ -1,0 +1,277 @@
+//! Mistakes in files, caught before anything is built or booted: the contract files of the
+//! boot package compiled with every error and warning, and the system manifest's channels
+//! checked against those contracts and against each SIP's own manifest, each error at the
+//! file, line and column it is about.
+//!
+//! The kernel makes the same checks of the package it is handed (a package built some
+//! other way is refused there); these only move the verdict before the boot.
+
+use anyhow::bail;
+use contracts::{Protocol, Report};
+
+use crate::system::{ContractFile, System};
+
+/// Every error of `report`, then every warning, rendered for `source` shown as `file`.
+pub fn render(report: &Report, file: &str, source: &str) -> String {
+    let errors = report.errors.iter().map(|e| e.render(file, source));
+    let warnings = report
+        .warnings
+        .iter()
+        .map(|w| w.render_as("warning", file, source));
+    errors.chain(warnings).collect()
+}
+
+/// Compiles the boot package's contract files: the protocols and the rendered warnings,
+/// or every file's errors (a contract declared in two files among them).
+pub fn check_contracts(files: &[ContractFile]) -> anyhow::Result<(Vec<Protocol>, String)> {
+    let mut protocols: Vec<(Protocol, String)> = Vec::new();
+    let mut errors = String::new();
+    let mut warnings = String::new();
+    for file in files {
+        let shown = file.path.display().to_string();
+        let Ok(source) = std::str::from_utf8(&file.bytes) else {
+            errors.push_str(&format!("{shown}: not UTF-8 text\n"));
+            continue;
+        };
+        let report = contracts::compile_all(source);
+        if !report.errors.is_empty() {
+            errors.push_str(&render(&report, &shown, source));
+            continue;
+        }
+        warnings.push_str(&render(&report, &shown, source));
+        for protocol in report.protocols {
+            if let Some((_, other)) = protocols.iter().find(|(p, _)| p.name == protocol.name) {
+                let at = source
+                    .find(&format!("contract {}", protocol.name))
+                    .unwrap_or(0);
+                let line = source[..at].matches('\n').count() + 1;
+                errors.push_str(&format!(
+                    "{shown}:{line}:1: error: contract `{}` is declared in {other} too\n",
+                    protocol.name
+                ));
+                continue;
+            }
+            protocols.push((protocol, shown.clone()));
+        }
+    }
+    let protocols: Vec<Protocol> = protocols.into_iter().map(|(p, _)| p).collect();
+    if !errors.is_empty() {
+        bail!("the boot package's contracts do not compile:\n{errors}");
+    }
+    Ok((protocols, warnings))
+}
+
+fn role_name(role: cordon_abi::Role) -> &'static str {
+    match role {
+        cordon_abi::Role::Exporter => "exporter",
+        cordon_abi::Role::Importer => "importer",
+    }
+}
+
+/// Checks every channel of `system` against the compiled `protocols` and against the
+/// endpoints each SIP's own manifest declares (name, role, contract), and that every
+/// declared endpoint is connected. Reports every mistake found. A module the verifier
+/// refuses is left for the kernel to report.
+pub fn check_channels(system: &System, protocols: &[Protocol]) -> anyhow::Result<()> {
+    let mut errors: Vec<String> = Vec::new();
+    let known: Vec<&str> = protocols.iter().map(|p| p.name.as_str()).collect();
+    let site = |i: usize, f: fn(&crate::system::ChannelSite) -> &String| {
+        system
+            .channel_sites
+            .get(i)
+            .map_or_else(|| system.origin.clone(), |s| f(s).clone())
+    };
+    for (i, c) in system.channels.iter().enumerate() {
+        if !known.contains(&c.contract.as_str()) {
+            errors.push(format!(
+                "{}: no contract `{}` (the package's contracts: {})",
+                site(i, |s| &s.contract),
+                c.contract,
+                known.join(", ")
+            ));
+        }
+    }
+    for (index, sip) in system.sips.iter().enumerate() {
+        let Ok(module) = system.module(sip) else {
+            continue;
+        };
+        let Ok(verified) = verifier::verify(&module, &verifier::Policy::default()) else {
+            continue;
+        };
+        let declared = &verified.manifest.endpoints;
+        let mut given = Vec::new();
+        for (i, c) in system.channels.iter().enumerate() {
+            for (end, role, at) in [
+                (
+                    &c.exporter,
+                    cordon_abi::Role::Exporter,
+                    site(i, |s| &s.exporter),
+                ),
+                (
+                    &c.importer,
+                    cordon_abi::Role::Importer,
+                    site(i, |s| &s.importer),
+                ),
+            ] {
+                if end.sip as usize != index {
+                    continue;
+                }
+                given.push(end.endpoint.as_str());
+                let Some(decl) = declared.iter().find(|d| d.name == end.endpoint) else {
+                    let list: Vec<String> = declared
+                        .iter()
+                        .map(|d| format!("`{}` ({} of {})", d.name, role_name(d.role), d.contract))
+                        .collect();
+                    errors.push(format!(
+                        "{at}: `{sip}.{}`: `{sip}`'s own manifest declares no endpoint `{}` (it declares {})",
+                        end.endpoint,
+                        end.endpoint,
+                        if list.is_empty() { "none".into() } else { list.join(", ") }
+                    ));
+                    continue;
+                };
+                if decl.role != role {
+                    errors.push(format!(
+                        "{at}: `{sip}.{}` is the {} of this channel, but `{sip}`'s own manifest declares it as the {}",
+                        end.endpoint,
+                        role_name(role),
+                        role_name(decl.role)
+                    ));
+                }
+                if decl.contract != c.contract {
+                    errors.push(format!(
+                        "{at}: `{sip}.{}` is an end of a {} channel, but `{sip}`'s own manifest declares it for {}",
+                        end.endpoint, c.contract, decl.contract
+                    ));
+                }
+            }
+        }
+        for decl in declared
+            .iter()
+            .filter(|d| !given.contains(&d.name.as_str()))
+        {
+            errors.push(format!(
+                "{}: `{sip}`'s own manifest declares endpoint `{}` ({} of {}), which no channel connects; add\n  \
+                 [[channels]]\n  contract = \"{}\"\n  {} = \"{sip}.{}\"\n  {} = \"PEER.ENDPOINT\"",
+                system.origin,
+                decl.name,
+                role_name(decl.role),
+                decl.contract,
+                decl.contract,
+                role_name(decl.role),
+                decl.name,
+                match decl.role {
+                    cordon_abi::Role::Exporter => "importer",
+                    cordon_abi::Role::Importer => "exporter",
+                },
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped_protocols() -> Vec<Protocol> {
+        let files = crate::system::contract_files().unwrap();
+        check_contracts(&files).unwrap().0
+    }
+
+    #[test]
+    fn shipped_contracts_compile_and_shipped_systems_are_wired_right() {
+        let protocols = shipped_protocols();
+        assert!(protocols.iter().any(|p| p.name == "Echo"));
+        for name in crate::system::names() {
+            let system = crate::system::load(&name).unwrap();
+            check_channels(&system, &protocols).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+    }
+
+    #[test]
+    fn every_wiring_mistake_is_reported_at_its_position() {
+        let system = crate::system::parse(
+            "sips = [\"echo-server\", \"echo-client\", \"hello\"]\n\
+             [[channels]]\n\
+             contract = \"Ech0\"\n\
+             exporter = \"echo-client.server\"\n\
+             importer = \"echo-server.clients\"\n\
+             [[channels]]\n\
+             contract = \"Echo\"\n\
+             exporter = \"hello.out\"\n\
+             importer = \"echo-server.back\"\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            check_channels(&system, &shipped_protocols()).unwrap_err()
+        );
+        for needle in [
+            "<system>:3:12: no contract `Ech0` (the package's contracts: ",
+            "<system>:5:12: `echo-server.clients` is the importer of this channel, but `echo-server`'s own manifest declares it as the exporter",
+            "<system>:5:12: `echo-server.clients` is an end of a Ech0 channel, but `echo-server`'s own manifest declares it for Echo",
+            "<system>:4:12: `echo-client.server` is the exporter of this channel",
+            "<system>:8:12: `hello.out`: `hello`'s own manifest declares no endpoint `out` (it declares none)",
+            "<system>:9:12: `echo-server.back`: `echo-server`'s own manifest declares no endpoint `back` (it declares `clients` (exporter of Echo))",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_declared_endpoint_no_channel_connects_is_refused() {
+        let system = crate::system::of_sips(&["echo-server".to_string()]);
+        let err = format!(
+            "{:#}",
+            check_channels(&system, &shipped_protocols()).unwrap_err()
+        );
+        assert!(
+            err.contains("--sip: `echo-server`'s own manifest declares endpoint `clients` (exporter of Echo), which no channel connects"),
+            "{err}"
+        );
+        assert!(err.contains("importer = \"PEER.ENDPOINT\""), "{err}");
+    }
+
+    #[test]
+    fn every_contract_error_of_every_file_is_reported() {
+        let file = |name: &str, text: &str| ContractFile {
+            name: name.into(),
+            path: std::path::Path::new("dir").join(name),
+            bytes: text.as_bytes().to_vec(),
+        };
+        let files = vec![
+            file(
+                "a.contract",
+                "contract A { message M; initial state S { N? -> T; } }",
+            ),
+            file("b.contract", "contract B { mesage M; }"),
+            file(
+                "c.contract",
+                "contract C { message M; message Unused; initial state S { M? -> M! -> S; } }",
+            ),
+            file(
+                "d.contract",
+                "\ncontract C { message M; initial state S { M? -> M! -> S; } }",
+            ),
+        ];
+        let err = format!("{:#}", check_contracts(&files).unwrap_err());
+        for needle in [
+            "dir/a.contract:1:43: error: unknown message `N`",
+            "dir/a.contract:1:49: error: unknown state `T`",
+            "dir/b.contract:1:14: error: ",
+            "dir/d.contract:2:1: error: contract `C` is declared in dir/c.contract too",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+        }
+        let (protocols, warnings) = check_contracts(&files[2..3]).unwrap();
+        assert_eq!(protocols.len(), 1);
+        assert!(
+            warnings.contains("dir/c.contract:1:33: warning: message `Unused`"),
+            "{warnings}"
+        );
+    }
+}
