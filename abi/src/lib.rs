@@ -297,6 +297,18 @@ pub const SIP_INFO: Op = op(
     "a SIP's state and the kernel's accounting of it (needs the `inspect` power)",
 );
 
+/// `args(out, cap) -> len`: the SIP's arguments (from its system-manifest entry or the
+/// runner's command line), each followed by a NUL byte, `len` bytes in all. Written to
+/// `out` only if `len <= cap`; `len` is returned either way, so a SIP asks again with a
+/// larger buffer. A SIP without arguments gets 0.
+pub const ARGS: Op = op(
+    26,
+    "args",
+    &[I32, I32],
+    &[I32],
+    "the SIP's arguments, each followed by a NUL byte",
+);
+
 /// What `sip_info` reports: the kernel's own counts, never the SIP runtime's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SipInfo {
@@ -387,6 +399,7 @@ pub const OPS: &[Op] = &[
     SIP_START,
     SIP_KILL,
     SIP_INFO,
+    ARGS,
 ];
 
 /// Most endpoints one `chan_select` waits on (the kernel copies the list onto its stack).
@@ -394,8 +407,8 @@ pub const MAX_SELECT: usize = 64;
 
 /// Revision returned by `abi_version`; bumped when [`OPS`] or the meaning of a result
 /// changes (5: `chan_initial` waits while the SIP at the endpoint's other end is being
-/// restarted; `status::PEER_RESTARTED`).
-pub const VERSION: i32 = 5;
+/// restarted; `status::PEER_RESTARTED`. 6: `args`).
+pub const VERSION: i32 = 6;
 
 /// Negative results of kernel calls that a SIP is expected to handle. (Misuse — a handle
 /// the SIP does not own, a message its contract forbids, a buffer outside its memory —

@@ -357,6 +357,74 @@ pub struct BootPackage {
     pub artifacts: Vec<Artifact>,
     /// Restart policies of single entries; an entry without one is never restarted.
     pub restarts: Vec<RestartPolicy>,
+    /// Arguments of single entries (`cordon_sip::args()`); an entry without any has none.
+    pub args: Vec<SipArgs>,
+}
+
+/// The arguments the system manifest (or the command line) gives one entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipArgs {
+    /// Index into [`BootPackage::sips`].
+    pub sip: u32,
+    pub args: Vec<String>,
+}
+
+/// Most bytes one SIP's arguments take encoded (each argument and its NUL).
+pub const MAX_ARGS_BYTES: usize = 4096;
+
+impl SipArgs {
+    /// The encoded length: each argument followed by a NUL byte.
+    pub fn encoded_len(args: &[String]) -> usize {
+        args.iter().map(|a| a.len() + 1).sum()
+    }
+
+    /// Writes `args` encoded (each followed by a NUL byte) to `out` if they fit, and
+    /// returns their encoded length either way: the `args` operation's contract.
+    pub fn encode(args: &[String], out: &mut [u8]) -> usize {
+        let len = Self::encoded_len(args);
+        if len <= out.len() {
+            let mut at = 0;
+            for arg in args {
+                out[at..at + arg.len()].copy_from_slice(arg.as_bytes());
+                out[at + arg.len()] = 0;
+                at += arg.len() + 1;
+            }
+        }
+        len
+    }
+
+    /// Checks every entry's arguments: the entry exists, is given arguments once, and
+    /// [`SipArgs::check`] passes. The runner checks before it builds; the kernel again.
+    pub fn check_all(sips: &[String], all: &[SipArgs]) -> Result<(), String> {
+        for (i, a) in all.iter().enumerate() {
+            let Some(name) = sips.get(a.sip as usize) else {
+                return Err(alloc::format!(
+                    "arguments for entry #{}, which does not exist",
+                    a.sip
+                ));
+            };
+            if all[..i].iter().any(|b| b.sip == a.sip) {
+                return Err(alloc::format!("arguments for `{name}` are given twice"));
+            }
+            Self::check(&a.args).map_err(|e| alloc::format!("arguments of `{name}`: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Checks arguments as the kernel will hand them over: no NUL inside one, at most
+    /// [`MAX_ARGS_BYTES`] encoded.
+    pub fn check(args: &[String]) -> Result<(), String> {
+        if let Some(bad) = args.iter().find(|a| a.contains('\0')) {
+            return Err(alloc::format!("argument {bad:?} contains a NUL byte"));
+        }
+        let len = Self::encoded_len(args);
+        if len > MAX_ARGS_BYTES {
+            return Err(alloc::format!(
+                "the arguments take {len} bytes; at most {MAX_ARGS_BYTES}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Checks that a system manifest's wiring can work: every on-request index and channel
@@ -643,7 +711,6 @@ impl BootPackage {
         self.programs.iter().find(|p| p.name == name)
     }
 
-    /// The file called `name`, if the package has one.
     /// The artifact compiled from module file `name`, if the runner made one.
     pub fn artifact(&self, name: &str) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.module == name)
@@ -661,11 +728,48 @@ impl BootPackage {
         self.restarts.iter().find(|p| p.sip == entry)
     }
 
+    /// The arguments of entry `entry` (none for `None` or an entry without any).
+    pub fn args_of(&self, entry: Option<u32>) -> &[String] {
+        entry
+            .and_then(|e| self.args.iter().find(|a| a.sip == e))
+            .map_or(&[], |a| a.args.as_slice())
+    }
+
+    /// The file called `name`, if the package has one.
     pub fn file(&self, name: &str) -> Option<&[u8]> {
         self.files
             .iter()
             .find(|file| file.name == name)
             .map(|file| file.data.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod args_tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_encoded_only_when_they_fit() {
+        let args = alloc::vec![String::from("count"), String::from("12")];
+        let mut out = [0xffu8; 9];
+        assert_eq!(SipArgs::encode(&args, &mut out), 9);
+        assert_eq!(&out, b"count\x0012\x00");
+        let mut small = [0xffu8; 8];
+        assert_eq!(SipArgs::encode(&args, &mut small), 9);
+        assert_eq!(small, [0xff; 8], "nothing written when it does not fit");
+        assert_eq!(SipArgs::encode(&[], &mut []), 0);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        assert!(
+            SipArgs::check(&[String::from("a\0b")])
+                .unwrap_err()
+                .contains("NUL")
+        );
+        let long = alloc::vec![String::from_utf8(alloc::vec![b'x'; MAX_ARGS_BYTES]).unwrap()];
+        assert!(SipArgs::check(&long).unwrap_err().contains("at most 4096"));
+        assert!(SipArgs::check(&[String::from("ok")]).is_ok());
     }
 }
 
@@ -748,6 +852,10 @@ mod tests {
                 injections: vec![Injection::parse("crash:hello.wasm:3").unwrap()],
             },
             restarts: vec![RestartPolicy::new(1, RestartMode::OnFailure)],
+            args: vec![SipArgs {
+                sip: 0,
+                args: vec!["--count".into(), "3".into()],
+            }],
             engines: vec![(1, Engine::Interp)],
             artifacts: vec![Artifact::new("hello.wasm", &[0, 97, 115, 109], vec![7; 9])],
             sips: vec!["hello.wasm".into(), "hello.wasm".into()],

@@ -245,6 +245,7 @@ fn load_contracts(package: &BootPackage) -> Result<(), String> {
 fn start_system(package: &BootPackage) -> Result<(), String> {
     // The runner checked the wiring; a package built some other way is checked again.
     bootpkg::check_wiring(&package.sips, &package.on_request, &package.channels)?;
+    bootpkg::SipArgs::check_all(&package.sips, &package.args)?;
     let mut pids = alloc::vec::Vec::new();
     for (index, name) in package.sips.iter().enumerate() {
         let index = index as u32;

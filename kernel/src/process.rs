@@ -628,6 +628,17 @@ impl sip_runtime::Kernel for SipKernel {
         })
     }
 
+    fn args(&mut self, out: &mut [u8]) -> Result<i32, String> {
+        let entry = PROCESSES
+            .lock()
+            .iter()
+            .find(|r| r.pid == self.pid)
+            .and_then(|r| r.entry);
+        let args = crate::boot_package().args_of(entry);
+        // Checked when the package was read: at most MAX_ARGS_BYTES, so it fits an i32.
+        Ok(bootpkg::SipArgs::encode(args, out) as i32)
+    }
+
     fn sip_info(&mut self, pid: u32, out: &mut [u8]) -> Result<i32, String> {
         self.need(Power::Inspect, "sip_info")?;
         let Some(info) = info(pid as Pid) else {

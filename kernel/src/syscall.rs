@@ -29,7 +29,7 @@ pub enum Outcome {
 type Entry = fn(&mut SipKernel, &UserAccess, [u64; 6]) -> Outcome;
 
 /// The table, in operation-number order (checked by [`check_table`]).
-const TABLE: [(&abi::Op, Entry); 26] = [
+const TABLE: [(&abi::Op, Entry); 27] = [
     (&abi::EXIT, exit),
     (&abi::CONSOLE_WRITE, console_write),
     (&abi::YIELD, yield_now),
@@ -56,6 +56,7 @@ const TABLE: [(&abi::Op, Entry); 26] = [
     (&abi::SIP_START, sip_start),
     (&abi::SIP_KILL, sip_kill),
     (&abi::SIP_INFO, sip_info),
+    (&abi::ARGS, args),
 ];
 
 /// Panics at boot if the table and the ABI disagree (a kernel bug, not a SIP's).
@@ -330,6 +331,13 @@ fn sip_start(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
 
 fn sip_kill(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
     status(k.sip_kill(handle(a[0])))
+}
+
+fn args(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
+    let Some(out) = access.bytes_mut(a[0], a[1]) else {
+        return bad_address();
+    };
+    status(k.args(out))
 }
 
 fn sip_info(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {

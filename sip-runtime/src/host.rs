@@ -431,6 +431,18 @@ fn register_control<K: Kernel + 'static>(
                 },
             )?;
         }
+        n if n == abi::ARGS.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, ptr: i32, cap: i32| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::ARGS)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let out = range(data.len(), ptr, cap, "args")?;
+                    answer(state.kernel.args(&mut data[out]))
+                },
+            )?;
+        }
         n if n == abi::SIP_KILL.number => {
             linker.func_wrap(
                 module,

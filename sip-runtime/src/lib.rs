@@ -101,6 +101,8 @@ pub trait Kernel {
     fn sip_kill(&mut self, pid: u32) -> Result<i32, String>;
     /// Writes SIP `pid`'s `SipInfo` into `out` (the `inspect` power).
     fn sip_info(&mut self, pid: u32, out: &mut [u8]) -> Result<i32, String>;
+    /// Writes the SIP's arguments into `out` if they fit; their encoded length.
+    fn args(&mut self, out: &mut [u8]) -> Result<i32, String>;
 }
 
 /// Why a SIP's execution stopped for good.

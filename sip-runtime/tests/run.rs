@@ -109,6 +109,13 @@ impl Kernel for Mock {
     fn sip_info(&mut self, _: u32, _: &mut [u8]) -> Result<i32, String> {
         Err("no powers".into())
     }
+    fn args(&mut self, out: &mut [u8]) -> Result<i32, String> {
+        let encoded = b"one\0two\0";
+        if let Some(out) = out.get_mut(..encoded.len()) {
+            out.copy_from_slice(encoded);
+        }
+        Ok(encoded.len() as i32)
+    }
 }
 
 fn run_with(wat: &str, limits: Limits, kernel: Mock) -> (Exit, Mock, sip_runtime::Stats) {
@@ -561,4 +568,37 @@ fn artifact_text_is_found_page_aligned_and_garbage_is_refused() {
     // Cut off inside the text: the section table lies past the end.
     let cut = &artifact[..text.start + 16];
     assert!(message(cut).contains("malformed"), "{}", message(cut));
+}
+
+#[test]
+fn args_are_copied_into_guest_memory_and_a_bad_buffer_faults_the_sip() {
+    // Asks with a small buffer (gets the length, nothing written), then with room: prints
+    // what it got.
+    let wat = r#"(module
+        (import "cordon" "args" (func $args (param i32 i32) (result i32)))
+        (import "cordon" "console_write" (func $write (param i32 i32) (result i32)))
+        (import "cordon" "exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (func (export "cordon_main") (local $len i32)
+            (local.set $len (call $args (i32.const 100) (i32.const 2)))
+            (if (i32.ne (i32.load8_u (i32.const 100)) (i32.const 0)) (then (call $exit (i32.const 1))))
+            (drop (call $args (i32.const 100) (local.get $len)))
+            (drop (call $write (i32.const 100) (local.get $len)))
+            (call $exit (local.get $len))))"#;
+    let (exit, kernel, _) = run_with(wat, Limits::default(), Mock::default());
+    assert_eq!(exit, Exit::Status(8));
+    assert_eq!(kernel.console, b"one\0two\0");
+    // A buffer reaching outside linear memory is the SIP's fault, not the kernel's.
+    for (ptr, cap) in [(65530, 100), (-1, 8), (0, -1)] {
+        let wat = format!(
+            r#"(module
+            (import "cordon" "args" (func $args (param i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "cordon_main") (drop (call $args (i32.const {ptr}) (i32.const {cap})))))"#
+        );
+        match run(&wat) {
+            Exit::Fault(Fault::BadAbiCall(why)) => assert!(why.contains("args"), "{why}"),
+            other => panic!("args({ptr}, {cap}): expected a bad ABI call, got {other:?}"),
+        }
+    }
 }

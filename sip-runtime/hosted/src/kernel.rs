@@ -220,4 +220,9 @@ impl Kernel for SyscallKernel {
         ];
         status(&abi::SIP_INFO, args)
     }
+
+    fn args(&mut self, out: &mut [u8]) -> Result<i32, String> {
+        let args = [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0];
+        status(&abi::ARGS, args)
+    }
 }

@@ -18,6 +18,8 @@
 //! ```
 #![no_std]
 
+extern crate alloc;
+
 pub mod channel;
 pub mod device;
 pub mod process;
@@ -50,6 +52,29 @@ pub fn ticks() -> u64 {
 /// The cycle counter (serialised), for benchmarks.
 pub fn cycles() -> u64 {
     sys::cycles()
+}
+
+/// The SIP's arguments: its system-manifest entry's `[[args]]`, or the runner's
+/// `--arg SIP=VALUE` (in order). Empty for a SIP given none.
+pub fn args() -> alloc::vec::Vec<alloc::string::String> {
+    let mut buf = alloc::vec![0u8; 256];
+    let mut len = sys::args(&mut buf).max(0) as usize;
+    if len > buf.len() {
+        buf.resize(len, 0);
+        // The arguments never change, so the second answer has the same length.
+        len = sys::args(&mut buf).max(0) as usize;
+    }
+    buf.truncate(len);
+    split_args(&buf)
+}
+
+/// Splits the kernel's encoding (each argument followed by a NUL byte).
+fn split_args(encoded: &[u8]) -> alloc::vec::Vec<alloc::string::String> {
+    encoded
+        .split(|b| *b == 0)
+        .take(encoded.iter().filter(|b| **b == 0).count())
+        .map(|arg| alloc::string::String::from_utf8_lossy(arg).into_owned())
+        .collect()
 }
 
 /// The kernel ABI revision; also the cheapest kernel call.
@@ -183,4 +208,15 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     };
     console.flush();
     exit(PANIC_STATUS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_split_at_their_nul_bytes() {
+        assert_eq!(split_args(b"one\0\0three\0"), ["one", "", "three"]);
+        assert!(split_args(b"").is_empty());
+    }
 }

@@ -46,6 +46,7 @@ mod imports {
         pub fn sip_start(name: *const u8, len: usize) -> i32;
         pub fn sip_kill(pid: u32) -> i32;
         pub fn sip_info(pid: u32, out: *mut u8, cap: usize) -> i32;
+        pub fn args(out: *mut u8, cap: usize) -> i32;
     }
 }
 
@@ -223,6 +224,12 @@ pub fn sip_info(pid: u32, out: &mut [u8]) -> i32 {
     unsafe { imports::sip_info(pid, out.as_mut_ptr(), out.len()) }
 }
 
+#[cfg(target_family = "wasm")]
+pub fn args(out: &mut [u8]) -> i32 {
+    // SAFETY: the kernel writes at most `out.len()` bytes at `out`, within this SIP's memory.
+    unsafe { imports::args(out.as_mut_ptr(), out.len()) }
+}
+
 // Off WebAssembly (e.g. `cargo check` on the host) there is no kernel to call.
 #[cfg(not(target_family = "wasm"))]
 mod host {
@@ -305,6 +312,9 @@ mod host {
         no_kernel()
     }
     pub fn sip_info(_: u32, _: &mut [u8]) -> i32 {
+        no_kernel()
+    }
+    pub fn args(_: &mut [u8]) -> i32 {
         no_kernel()
     }
 }

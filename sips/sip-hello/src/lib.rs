@@ -1,4 +1,4 @@
-//! SIP `hello`: Prints a greeting and exits 0.
+//! SIP `hello`: Prints a greeting (to whoever its arguments name) and exits 0.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -10,5 +10,9 @@ fn main() -> i32 {
         cordon_sip::abi_version(),
         cordon_sip::ticks()
     );
+    let args = cordon_sip::args();
+    if !args.is_empty() {
+        cordon_sip::println!("Hello, {}! ({} arguments)", args.join(" "), args.len());
+    }
     0
 }

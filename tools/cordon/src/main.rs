@@ -149,6 +149,10 @@ struct BootArgs {
     /// Repeatable.
     #[arg(long, value_name = "KIND:SIP:N", value_parser = bootpkg::Injection::parse)]
     inject: Vec<bootpkg::Injection>,
+    /// An argument for a SIP, appended to those its system-manifest entry gives
+    /// (`cordon_sip::args()`); repeat for more, in order.
+    #[arg(long = "arg", value_name = "SIP=VALUE")]
+    args: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -401,11 +405,12 @@ fn isolation(arg: IsolationArg) -> Isolation {
 
 /// The system the command line names, checked as far as the host can before boot.
 fn system(cli: &BootArgs) -> anyhow::Result<cordon::system::System> {
-    let system = if cli.sips.is_empty() {
+    let mut system = if cli.sips.is_empty() {
         cordon::system::load(cli.system.as_deref().unwrap_or("default"))?
     } else {
         cordon::system::of_sip_args(&cli.sips)?
     };
+    system.add_args(&cli.args)?;
     let (protocols, warnings) = cordon::wiring::check_contracts(&system.contract_files()?)?;
     eprint!("{warnings}");
     // Every mistake at once: the channels, the devices and the injections.

@@ -253,6 +253,7 @@ pub fn package(options: &BootOptions) -> anyhow::Result<BootPackage> {
             injections: options.injections.clone(),
         },
         restarts: options.system.restarts.clone(),
+        args: options.system.args.clone(),
         engines,
         artifacts,
         sips: options.system.sips.clone(),

@@ -94,6 +94,15 @@
 //! sips = ["echo-server", "client.wat"]   # client.wat's `;;@` header names its endpoints
 //! ```
 //!
+//! Arguments reach a SIP as `cordon_sip::args()` (and `--arg SIP=VALUE` on the command line
+//! appends to them):
+//!
+//! ```toml
+//! [[args]]
+//! sip = "primes"
+//! args = ["1000"]
+//! ```
+//!
 //! Contract files besides the shipped `contracts/files` go into the boot package when the
 //! manifest names them (relative to its directory):
 //!
@@ -167,7 +176,16 @@ struct RestartSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ArgsSpec {
+    sip: String,
+    args: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SystemFile {
+    #[serde(default)]
+    args: Vec<ArgsSpec>,
     #[serde(default)]
     restart: Vec<RestartSpec>,
     #[serde(default)]
@@ -226,6 +244,8 @@ pub struct System {
     pub origin: String,
     /// Contract files the manifest adds to the boot package (besides `contracts/files`).
     pub contracts: Vec<PathBuf>,
+    /// Arguments of single entries (`cordon_sip::args()`).
+    pub args: Vec<bootpkg::SipArgs>,
 }
 
 /// Where a channel's values are written in its manifest: `FILE:LINE:COLUMN` of each.
@@ -237,6 +257,26 @@ pub struct ChannelSite {
 }
 
 impl System {
+    /// Appends `--arg SIP=VALUE` arguments (in order) to the entries they name (`SIP` or
+    /// `SIP#N` as in the manifest).
+    pub fn add_args(&mut self, given: &[String]) -> anyhow::Result<()> {
+        for arg in given {
+            let Some((sip, value)) = arg.split_once('=') else {
+                bail!("--arg {arg}: write SIP=VALUE (e.g. --arg primes=1000)");
+            };
+            let index = find_sip(&self.sips, sip).with_context(|| format!("--arg {arg}"))? as u32;
+            match self.args.iter_mut().find(|a| a.sip == index) {
+                Some(entry) => entry.args.push(value.into()),
+                None => self.args.push(bootpkg::SipArgs {
+                    sip: index,
+                    args: vec![value.into()],
+                }),
+            }
+        }
+        bootpkg::SipArgs::check_all(&self.sips, &self.args)
+            .map_err(|e| anyhow::anyhow!("--arg: {e}"))
+    }
+
     /// The bytes of the module an entry or `modules` names: its file, if one was given,
     /// else the built-in module.
     pub fn module(&self, name: &str) -> anyhow::Result<Vec<u8>> {
@@ -288,6 +328,7 @@ pub fn of_sips(sips: &[String]) -> System {
         channel_sites: Vec::new(),
         origin: "--sip".into(),
         contracts: Vec::new(),
+        args: Vec::new(),
     }
 }
 
@@ -551,6 +592,15 @@ pub fn parse_file(text: &str, path: &Path) -> anyhow::Result<System> {
             .map_err(|e| anyhow::anyhow!("[[restart]] for `{}`: {e}", r.sip))?;
         restarts.push(policy);
     }
+    let mut args = Vec::new();
+    for a in &file.args {
+        args.push(bootpkg::SipArgs {
+            sip: find_sip(&file.sips, &a.sip)
+                .with_context(|| format!("[[args]] for `{}`", a.sip))? as u32,
+            args: a.args.clone(),
+        });
+    }
+    bootpkg::SipArgs::check_all(&file.sips, &args).map_err(|e| anyhow::anyhow!("[[args]]: {e}"))?;
     Ok(System {
         sips: file.sips,
         on_request,
@@ -566,6 +616,7 @@ pub fn parse_file(text: &str, path: &Path) -> anyhow::Result<System> {
         channel_sites,
         origin: path.display().to_string(),
         contracts: file.contracts.iter().map(|c| base.join(c)).collect(),
+        args,
     })
 }
 

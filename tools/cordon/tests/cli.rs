@@ -287,3 +287,24 @@ fn contract_and_wiring_mistakes_are_all_reported_before_boot_with_positions() {
     }
     assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
 }
+
+#[test]
+fn a_malformed_or_misdirected_argument_is_refused_before_boot() {
+    let (code, stderr) = cordon(&["--sip", "hello", "--arg", "hello"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--arg hello: write SIP=VALUE"), "{stderr}");
+    let (code, stderr) = cordon(&["--sip", "hello", "--arg", "primes=10"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--arg primes=10: no SIP `primes`"),
+        "{stderr}"
+    );
+    let long = format!("hello={}", "x".repeat(5000));
+    let (code, stderr) = cordon(&["--sip", "hello", "--arg", &long]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("arguments of `hello`: the arguments take 5001 bytes; at most 4096"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
+}

@@ -80,7 +80,7 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
         Verdict::Passed,
         &[
             "booted: isolation=soft",
-            "[hello] Hello from a SIP: ABI v5",
+            "[hello] Hello from a SIP: ABI v6",
             "[kernel] SIP hello (pid 1) exited with status 0",
             "[primes] 17984 primes below 200000",
             "[kernel] SIP primes (pid 2) exited with status 0",
@@ -703,7 +703,7 @@ fn default_system_in(isolation: Isolation) {
             Verdict::Passed,
             &[
                 &banner,
-                "[hello] Hello from a SIP: ABI v5",
+                "[hello] Hello from a SIP: ABI v6",
                 "[primes] 17984 primes below 200000",
                 "[echo-binder] 3 pings answered over a channel found by name",
                 "[kernel] SIP echo-binder (pid 5) exited with status 0",
@@ -1589,4 +1589,47 @@ fn modules_from_files(isolation: Isolation) {
             "powering off (success)",
         ],
     );
+}
+
+in_both_modes!(
+    arguments_reach_sips_and_a_bad_args_buffer_faults_only_its_sip,
+    arguments_reach_sips_and_a_bad_args_buffer_faults_only_its_sip_in_ring3,
+    arguments
+);
+
+/// The system manifest's `[[args]]` and `--arg` (`System::add_args`) reach the SIPs in
+/// order; `args-probe` then hands the kernel a buffer outside its memory and is ended
+/// alone.
+fn arguments(isolation: Isolation) {
+    let mut system = cordon::system::parse(
+        r#"
+        sips = ["hello", "args-probe"]
+        [[args]]
+        sip = "hello"
+        args = ["big"]
+        "#,
+    )
+    .expect("manifest parses");
+    system
+        .add_args(&["hello=world".into(), "args-probe=x".into()])
+        .expect("arguments are well-formed");
+    let outcome = run(in_mode(
+        isolation,
+        BootOptions {
+            system,
+            ..BootOptions::default()
+        },
+    ));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[hello] Hello, big world! (2 arguments)",
+            "[kernel] SIP hello (pid 1) exited with status 0",
+            "[args-probe] x",
+            "[kernel] SIP args-probe (pid 2) terminated: bad kernel call: args: [0xfffa, +100) reaches outside linear memory (65536 bytes)",
+            "1 of 2 SIPs did not exit with status 0",
+        ],
+    );
+    attack_row("args outside memory", isolation, &["args-probe"], &outcome);
 }
