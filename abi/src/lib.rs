@@ -552,10 +552,43 @@ impl core::str::FromStr for Resource {
     }
 }
 
+/// Starts a `cordon.manifest` payload; the ABI revision the SIP was built against
+/// follows (u32, little-endian), then the postcard-encoded [`Manifest`].
+pub const MANIFEST_MAGIC: &[u8; 4] = b"cabi";
+
+/// Why a manifest payload could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    /// No ABI revision in front (a module built before revisions were recorded).
+    NoRevision,
+    /// The manifest itself does not decode.
+    Decode(postcard::Error),
+}
+
+impl core::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ManifestError::NoRevision => write!(
+                f,
+                "it records no ABI revision (built before ABI v6): rebuild it with this checkout's sip-build"
+            ),
+            ManifestError::Decode(err) => write!(f, "{err}"),
+        }
+    }
+}
+
 impl Manifest {
-    /// The custom-section payload.
+    /// The custom-section payload, recording this ABI's revision ([`VERSION`]).
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("manifest serialises")
+        self.encode_for(VERSION as u32)
+    }
+
+    /// The payload recording ABI revision `abi` (tests make modules of other revisions).
+    pub fn encode_for(&self, abi: u32) -> Vec<u8> {
+        let mut out = MANIFEST_MAGIC.to_vec();
+        out.extend_from_slice(&abi.to_le_bytes());
+        out.extend(postcard::to_allocvec(self).expect("manifest serialises"));
+        out
     }
 
     /// The whole custom section (id, size, name, payload), ready to append to a module.
@@ -571,9 +604,17 @@ impl Manifest {
         section
     }
 
-    /// Reads a custom-section payload.
-    pub fn decode(bytes: &[u8]) -> Result<Manifest, postcard::Error> {
-        postcard::from_bytes(bytes)
+    /// Reads a custom-section payload: the ABI revision the SIP was built against, and
+    /// its manifest.
+    pub fn decode(bytes: &[u8]) -> Result<(u32, Manifest), ManifestError> {
+        let rest = bytes
+            .strip_prefix(MANIFEST_MAGIC)
+            .ok_or(ManifestError::NoRevision)?;
+        let (abi, rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or(ManifestError::NoRevision)?;
+        let manifest = postcard::from_bytes(rest).map_err(ManifestError::Decode)?;
+        Ok((u32::from_le_bytes(*abi), manifest))
     }
 }
 
@@ -623,7 +664,13 @@ mod tests {
                 device: 0x1001,
             }],
         };
-        assert_eq!(Manifest::decode(&manifest.encode()).unwrap(), manifest);
+        assert_eq!(
+            Manifest::decode(&manifest.encode()).unwrap(),
+            (VERSION as u32, manifest.clone())
+        );
+        assert_eq!(Manifest::decode(&manifest.encode_for(5)).unwrap().0, 5);
+        let old = postcard::to_allocvec(&manifest).unwrap();
+        assert_eq!(Manifest::decode(&old), Err(ManifestError::NoRevision));
         let section = manifest.custom_section();
         assert_eq!(section[0], 0, "custom section id");
         assert!(section.ends_with(&manifest.encode()));

@@ -69,7 +69,8 @@ fn rust_type(ty: &FieldType) -> String {
     }
 }
 
-fn side(role: Role) -> &'static str {
+/// The endpoint type of `role`: `Exp` or `Imp`.
+pub fn side(role: Role) -> &'static str {
     match role {
         Role::Exporter => "Exp",
         Role::Importer => "Imp",
@@ -81,11 +82,12 @@ fn state_name(p: &Protocol, s: u16) -> &str {
 }
 
 /// Name of the receive enum for `role` in `state`.
-fn in_enum(p: &Protocol, role: Role, state: u16) -> String {
+pub fn in_enum(p: &Protocol, role: Role, state: u16) -> String {
     format!("{}{}In", side(role), state_name(p, state).replace('_', ""))
 }
 
-fn receives(p: &Protocol, role: Role, state: u16) -> bool {
+/// Whether `role` receives in `state` (its endpoint there has `recv`).
+pub fn receives(p: &Protocol, role: Role, state: u16) -> bool {
     p.outgoing(state).any(|t| t.dir == role.peer().sends())
 }
 

@@ -9,8 +9,10 @@
 //!    global or tag;
 //! 3. it exports exactly `memory` (its one linear memory) and `cordon_main: () -> ()`, and
 //!    has no start function, so nothing runs before the kernel starts the SIP;
-//! 4. it carries exactly one `cordon.manifest` custom section that decodes, names the SIP
-//!    and stays within the kernel's [`Policy`];
+//! 4. it carries exactly one `cordon.manifest` custom section that decodes, was built
+//!    against this kernel's ABI revision (`cordon_abi::VERSION`, recorded by `sip-build`;
+//!    a mismatch is refused with both revisions named), names the SIP and stays within
+//!    the kernel's [`Policy`];
 //! 5. its declared memory and tables fit the manifest's limits.
 //!
 //! Together with the runtime (no ABI call adds code; tables and memory are the SIP's own)
@@ -493,11 +495,24 @@ pub fn verify(module: &[u8], policy: &Policy) -> Result<Verified, Rejection> {
             );
         }
     };
-    let manifest = Manifest::decode(data).map_err(|err| Rejection {
+    let (abi, manifest) = Manifest::decode(data).map_err(|err| Rejection {
         rule: Rule::Manifest,
         offset: Some(offset),
-        message: format!("manifest does not decode: {err}"),
+        message: match err {
+            cordon_abi::ManifestError::Decode(_) => format!("manifest does not decode: {err}"),
+            cordon_abi::ManifestError::NoRevision => format!("manifest: {err}"),
+        },
     })?;
+    if abi != cordon_abi::VERSION as u32 {
+        return reject(
+            Rule::Manifest,
+            Some(offset),
+            format!(
+                "built against Cordon ABI v{abi}, and this kernel speaks ABI v{}: rebuild the SIP with the cordon-sip and sip-build of this checkout",
+                cordon_abi::VERSION
+            ),
+        );
+    }
     let limits = manifest.limits;
     if manifest.name.is_empty() {
         return reject(Rule::Manifest, Some(offset), "manifest names no SIP".into());

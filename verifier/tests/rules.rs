@@ -193,11 +193,35 @@ fn duplicate_manifest_is_refused() {
 #[test]
 fn undecodable_manifest_is_refused() {
     let mut bytes = wat::parse_str(GOOD).unwrap();
+    let mut garbage = cordon_abi::MANIFEST_MAGIC.to_vec();
+    garbage.extend_from_slice(&(cordon_abi::VERSION as u32).to_le_bytes());
+    garbage.extend_from_slice(&[0xff, 0xff, 0xff]);
+    bytes.extend(custom_section(cordon_abi::MANIFEST_SECTION, &garbage));
+    rejected(&bytes, Rule::Manifest, "manifest does not decode");
+}
+
+#[test]
+fn a_module_built_against_another_abi_is_refused_with_both_revisions() {
+    let mut bytes = wat::parse_str(GOOD).unwrap();
     bytes.extend(custom_section(
         cordon_abi::MANIFEST_SECTION,
-        &[0xff, 0xff, 0xff],
+        &manifest(4).encode_for(5),
     ));
-    rejected(&bytes, Rule::Manifest, "manifest does not decode");
+    rejected(
+        &bytes,
+        Rule::Manifest,
+        &format!(
+            "built against Cordon ABI v5, and this kernel speaks ABI v{}",
+            cordon_abi::VERSION
+        ),
+    );
+    // One from before revisions were recorded: the bare manifest.
+    let mut bytes = wat::parse_str(GOOD).unwrap();
+    bytes.extend(custom_section(
+        cordon_abi::MANIFEST_SECTION,
+        &manifest(4).encode()[8..],
+    ));
+    rejected(&bytes, Rule::Manifest, "records no ABI revision");
 }
 
 #[test]

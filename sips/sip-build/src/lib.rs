@@ -18,9 +18,10 @@
 //! endpoints = [{ name = "server", contract = "Echo", role = "importer" }]
 //! ```
 //!
-//! `sip_build::emit_bindings(&["echo"])` compiles `contracts/files/echo.contract` and
-//! writes typed bindings to `$OUT_DIR/contracts.rs` (`cordon_sip::contracts!()` includes
-//! them); a contract error fails the build with file:line:column.
+//! `sip_build::emit_bindings(&["echo"])` compiles `contracts/files/echo.contract` (or
+//! `&["../kv.contract"]`, a file beside the crate) and writes typed bindings to
+//! `$OUT_DIR/contracts.rs` (`cordon_sip::contracts!()` includes them); every contract
+//! error fails the build with file:line:column.
 #![deny(unsafe_code)]
 
 use std::path::Path;
@@ -231,24 +232,39 @@ fn line_column(text: &str, at: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// For a SIP's build script: compiles `contracts/files/<name>.contract` for each name and
-/// writes their typed bindings to `$OUT_DIR/contracts.rs`.
+/// For a SIP's build script: compiles each contract and writes their typed bindings to
+/// `$OUT_DIR/contracts.rs`. A name such as `"echo"` is a shipped contract
+/// (`contracts/files/echo.contract` of the Cordon checkout this crate comes from); a name
+/// ending in `.contract` is a file, relative to the SIP's crate (`"../kv.contract"`).
+/// Every error fails the build with file:line:column; warnings show as cargo warnings.
 pub fn emit_bindings(names: &[&str]) {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("run from a build script");
-    let files = Path::new(&dir).join("../../contracts/files");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/files");
     let mut protocols = Vec::new();
+    let mut failed = false;
     for name in names {
-        let path = files.join(format!("{name}.contract"));
+        let path = if name.ends_with(".contract") {
+            Path::new(&dir).join(name)
+        } else {
+            shipped.join(format!("{name}.contract"))
+        };
         println!("cargo:rerun-if-changed={}", path.display());
         let source = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        match contracts::compile(&source) {
-            Ok(compiled) => protocols.extend(compiled),
-            Err(err) => {
-                eprintln!("{}", err.render(&path.display().to_string(), &source));
-                std::process::exit(1);
-            }
+            .unwrap_or_else(|e| panic!("cannot read contract {}: {e}", path.display()));
+        let report = contracts::compile_all(&source);
+        let shown = path.display().to_string();
+        for warning in &report.warnings {
+            let text = warning.render_as("warning", &shown, &source);
+            println!("cargo:warning={}", text.lines().next().unwrap_or_default());
         }
+        for err in &report.errors {
+            eprint!("{}", err.render(&shown, &source));
+            failed = true;
+        }
+        protocols.extend(report.protocols);
+    }
+    if failed {
+        std::process::exit(1);
     }
     let out = std::env::var("OUT_DIR").expect("run from a build script");
     std::fs::write(

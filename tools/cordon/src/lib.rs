@@ -1,6 +1,8 @@
 //! Cordon's runner as a library: it builds the boot image for a run (kernel + boot
 //! package in the ramdisk), finds or installs QEMU, boots it and turns QEMU's exit status
-//! and console into a verdict. The `cordon` binary and the in-QEMU tests both use it.
+//! and console into a verdict. The `cordon-runner` binary and the in-QEMU tests use it; the
+//! `cordon` front end (`tools/cli`) runs the file commands itself and hands the rest to
+//! `cordon-runner`.
 #![deny(unsafe_code)]
 
 pub mod bench;
@@ -13,6 +15,8 @@ pub mod sips;
 pub mod system;
 pub mod webfiles;
 pub mod wiring;
+
+pub use cordon_cli::scaffold;
 
 pub use bootpkg::{Isolation, LogLevel};
 pub use image::{Firmware, build_image};

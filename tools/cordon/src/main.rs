@@ -1,4 +1,5 @@
-//! `cordon`: boots Cordon in QEMU.
+//! `cordon-runner`: boots Cordon in QEMU (the `cordon` front end hands it every command
+//! but the file commands).
 //!
 //! `cargo run -- --isolation soft` builds the kernel (an artifact dependency of this
 //! crate), makes a boot image whose ramdisk carries the boot parameters, boots QEMU with
@@ -15,7 +16,7 @@ use cordon::{Accel, BootOptions, Firmware, Isolation, LogLevel, Verdict};
 
 /// Boot Cordon in QEMU (with no subcommand), or work with SIP modules.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(name = "cordon", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -29,23 +30,10 @@ struct Cli {
     reason = "parsed once per run; boxing would fight clap's flatten"
 )]
 enum Command {
-    /// Check WebAssembly modules with the kernel's verifier and say why each is refused.
-    Verify {
-        /// Module files (.wasm, or .wat with its `;;@` manifest header).
-        #[arg(required = true)]
-        files: Vec<std::path::PathBuf>,
-    },
     /// List the SIP modules this runner can boot and the system manifests.
     Sips,
-    /// Check contract files (errors with file:line:column), or print their Rust bindings.
-    Contract {
-        /// Print the generated Rust bindings instead of the summary.
-        #[arg(long)]
-        rust: bool,
-        /// Contract files (e.g. contracts/files/echo.contract).
-        #[arg(required = true)]
-        files: Vec<std::path::PathBuf>,
-    },
+    #[command(flatten)]
+    Files(cordon_cli::commands::FileCommand),
     /// The unsafe-code-tax benchmark: the WebFiles system (disk driver, file system and
     /// client SIPs) booted in each of the five isolation configurations, checked, and
     /// compared with Singularity's Figure 5 (table, CSV, JSON and SVG chart in --out). With
@@ -181,8 +169,7 @@ enum LogArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Verify { files }) => verify(&files),
-        Some(Command::Contract { rust, files }) => contract(&files, rust),
+        Some(Command::Files(command)) => cordon_cli::commands::run(command),
         Some(Command::Sips) => {
             for name in cordon::sips::names() {
                 println!("{name}");
@@ -207,97 +194,6 @@ fn main() -> ExitCode {
             micro, !no_linux, quick, runs, reads, &only, &engines, out, boot,
         ),
         None => boot(cli.boot),
-    }
-}
-
-/// `cordon contract`: the contract compiler on the host.
-fn contract(files: &[std::path::PathBuf], rust: bool) -> ExitCode {
-    let mut failed = false;
-    for file in files {
-        let name = file.display().to_string();
-        let source = match std::fs::read_to_string(file) {
-            Ok(source) => source,
-            Err(err) => {
-                eprintln!("{name}: cannot read: {err}");
-                failed = true;
-                continue;
-            }
-        };
-        let report = contracts::compile_all(&source);
-        eprint!("{}", cordon::wiring::render(&report, &name, &source));
-        if !report.errors.is_empty() {
-            failed = true;
-            continue;
-        }
-        let protocols = report.protocols;
-        if rust {
-            print!("{}", contracts::bindings::rust(&protocols));
-            continue;
-        }
-        for p in &protocols {
-            let named = p.states.iter().filter(|s| !s.anonymous).count();
-            println!(
-                "{name}: contract {}: {} messages, {} states ({} inside sequences), {} transitions; \
-                 at most {} message(s) queued to the exporter and {} to the importer; largest message {} bytes",
-                p.name,
-                p.messages.len(),
-                named,
-                p.states.len() - named,
-                p.transitions.len(),
-                p.max_in_flight[contracts::Dir::ToExporter.index()],
-                p.max_in_flight[contracts::Dir::ToImporter.index()],
-                p.max_message_bytes()
-            );
-        }
-    }
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// `cordon verify`: the kernel's verifier on the host.
-fn verify(files: &[std::path::PathBuf]) -> ExitCode {
-    let mut refused = 0;
-    for file in files {
-        let bytes = match cordon::sips::read(file) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                eprintln!("{err:#}");
-                refused += 1;
-                continue;
-            }
-        };
-        match verifier::verify(&bytes, &verifier::Policy::default()) {
-            Ok(verified) => {
-                let imports: Vec<&str> = verified
-                    .imports
-                    .iter()
-                    .map(|n| cordon_abi::OPS[*n as usize].name)
-                    .collect();
-                let limits = verified.manifest.limits;
-                println!(
-                    "{}: accepted: SIP `{}`, imports [{}], memory {}..{} pages, call depth {}, fuel {}",
-                    file.display(),
-                    verified.manifest.name,
-                    imports.join(", "),
-                    verified.initial_memory_pages,
-                    limits.max_memory_pages,
-                    limits.max_call_depth,
-                    limits.fuel.map_or("unlimited".into(), |f| f.to_string()),
-                );
-            }
-            Err(rejection) => {
-                println!("{}: refused: {rejection}", file.display());
-                refused += 1;
-            }
-        }
-    }
-    if refused == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }
 

@@ -360,14 +360,15 @@ fn resolve_files(
 ) -> anyhow::Result<()> {
     let named: Vec<String> = entries
         .iter()
-        .filter(|e| !crate::sips::is_path(e))
+        .filter(|e| !crate::sips::is_path(e, base))
         .cloned()
         .collect();
     for entry in entries.iter_mut() {
-        if !crate::sips::is_path(entry) {
+        if !crate::sips::is_path(entry, base) {
             continue;
         }
-        let path = base.join(&*entry);
+        // A crate is built once, here: the system refers to its module file.
+        let path = crate::sips::module_file(&base.join(&*entry))?;
         let bytes = crate::sips::read(&path)?;
         let name = crate::sips::manifest_name(&bytes, entry)?;
         if named.contains(&name) {

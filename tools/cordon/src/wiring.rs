@@ -7,19 +7,11 @@
 //! other way is refused there); these only move the verdict before the boot.
 
 use anyhow::bail;
-use contracts::{Protocol, Report};
+use contracts::Protocol;
 
 use crate::system::{ContractFile, System};
 
-/// Every error of `report`, then every warning, rendered for `source` shown as `file`.
-pub fn render(report: &Report, file: &str, source: &str) -> String {
-    let errors = report.errors.iter().map(|e| e.render(file, source));
-    let warnings = report
-        .warnings
-        .iter()
-        .map(|w| w.render_as("warning", file, source));
-    errors.chain(warnings).collect()
-}
+pub use cordon_cli::report::render;
 
 /// Compiles the boot package's contract files: the protocols and the rendered warnings,
 /// or every file's errors (a contract declared in two files among them).

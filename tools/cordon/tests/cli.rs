@@ -4,7 +4,7 @@
 use std::process::Command;
 
 fn cordon(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon-runner"))
         .args(args)
         .output()
         .expect("runs the cordon binary");
@@ -65,7 +65,7 @@ fn sip_path(name: &str) -> &'static str {
 
 #[test]
 fn verify_accepts_built_sips_and_explains_refusals() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon-runner"))
         .args(["verify", sip_path("hello"), sip_path("spin")])
         .output()
         .expect("runs");
@@ -77,7 +77,7 @@ fn verify_accepts_built_sips_and_explains_refusals() {
     );
     assert!(stdout.contains("fuel 20000000"), "{stdout}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon-runner"))
         .args(["verify", sip_path("hello"), sip_path("load-code")])
         .output()
         .expect("runs");
@@ -178,7 +178,7 @@ fn contract_errors_carry_line_and_column() {
         "contract Ticker {\n  message Tick;\n  initial state S { Tick! -> S; }\n}\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon-runner"))
         .args(["contract", bad.to_str().unwrap()])
         .output()
         .expect("runs");
@@ -197,7 +197,7 @@ fn contract_errors_carry_line_and_column() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../contracts/files/echo.contract"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon-runner"))
         .args(["contract", echo])
         .output()
         .expect("runs");
@@ -304,6 +304,40 @@ fn a_malformed_or_misdirected_argument_is_refused_before_boot() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("arguments of `hello`: the arguments take 5001 bytes; at most 4096"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
+}
+
+#[test]
+fn a_module_built_against_another_abi_is_refused_before_boot_with_both_revisions() {
+    let dir = Scratch::new("abi");
+    let mut module =
+        wat::parse_str("(module (memory (export \"memory\") 1) (func (export \"cordon_main\")))")
+            .unwrap();
+    let manifest = cordon_abi::Manifest {
+        name: "old".into(),
+        limits: cordon_abi::Limits::default(),
+        endpoints: Vec::new(),
+        resources: Vec::new(),
+    };
+    // The section as a SIP built against ABI v5 carries it.
+    let payload = manifest.encode_for(5);
+    let mut body = vec![cordon_abi::MANIFEST_SECTION.len() as u8];
+    body.extend_from_slice(cordon_abi::MANIFEST_SECTION.as_bytes());
+    body.extend_from_slice(&payload);
+    module.push(0);
+    module.push(body.len() as u8);
+    module.extend(body);
+    let path = dir.0.join("old.wasm");
+    std::fs::write(&path, module).unwrap();
+    let (code, stderr) = cordon(&["--sip", path.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "built against Cordon ABI v5, and this kernel speaks ABI v{}",
+            cordon_abi::VERSION
+        )),
         "{stderr}"
     );
     assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");

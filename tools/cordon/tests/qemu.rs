@@ -355,8 +355,8 @@ fn powers(isolation: Isolation) {
             "[kernel] SIP no-start (pid 2) terminated: bad kernel call: sip_start: the system manifest did not give this SIP the `start` power",
             "[kernel] SIP no-kill (pid 3) terminated: bad kernel call: sip_kill: the system manifest did not give this SIP the `kill` power",
             "[kernel] SIP no-inspect (pid 4) terminated: bad kernel call: sip_info: the system manifest did not give this SIP the `inspect` power",
-            "[supervisor] started hello as pid 5 (1 of 1000, slot generation 1): exited 0 after 4 kernel calls",
-            "[supervisor] started hello as pid 1007 (1000 of 1000, slot generation 4): exited 0 after 4 kernel calls",
+            "[supervisor] started hello as pid 5 (1 of 1000, slot generation 1): exited 0 after 5 kernel calls",
+            "[supervisor] started hello as pid 1007 (1000 of 1000, slot generation 4): exited 0 after 5 kernel calls",
             "[supervisor] 1000 starts of hello, every one exited 0; process slots reached generation 4",
             "[kernel] SIP forever (pid 1008) killed by the kernel",
             "[supervisor] started forever as pid 1008, saw it running",
@@ -1632,4 +1632,63 @@ fn arguments(isolation: Isolation) {
         ],
     );
     attack_row("args outside memory", isolation, &["args-probe"], &outcome);
+}
+
+/// The README's new-user path, run as written: the `sh` block after the `new-user-path`
+/// marker, in a temporary directory standing for the checkout, with `cargo run -- ARGS`
+/// meaning this runner with ARGS. It makes a contract and two SIP crates outside the
+/// workspace, builds them, and boots them in soft and in hard isolation.
+#[test]
+fn the_readme_new_user_path_works() {
+    let readme = include_str!("../../../README.md");
+    let marked = &readme[readme
+        .find("<!-- new-user-path")
+        .expect("the README marks its new-user path")..];
+    let start = marked
+        .find("```sh\n")
+        .expect("a sh block follows the marker")
+        + 6;
+    let block = &marked[start..][..marked[start..].find("\n```").expect("the block ends")];
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("new-user-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let checkout = root.join("checkout");
+    std::fs::create_dir_all(&checkout).unwrap();
+    let script = format!(
+        "set -eu\n\
+         cargo() {{ if [ \"$1\" = run ] && [ \"$2\" = -- ]; then shift 2; \"$CORDON\" \"$@\"; else command cargo \"$@\"; fi; }}\n\
+         {block}\n"
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(&checkout)
+        .env("CORDON", env!("CARGO_BIN_EXE_cordon-runner"))
+        .output()
+        .expect("bash runs");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the README's commands failed:\n{output}"
+    );
+    for needle in [
+        "wrote ../kv/kv.contract (contract `Kv`)",
+        "made SIP `kv-server`",
+        "made SIP `kv-client`",
+        "booted: isolation=soft",
+        "booted: isolation=hard",
+    ] {
+        assert!(output.contains(needle), "missing {needle:?} in\n{output}");
+    }
+    assert_eq!(
+        output
+            .matches("[kv-client] kv-client: Kv answered Reply { id: 0, data: \"\" }")
+            .count(),
+        2,
+        "one answer per boot:\n{output}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
 }
