@@ -189,6 +189,9 @@ impl Kernel for Silent {
     fn sip_info(&mut self, _: u32, _: &mut [u8]) -> Result<i32, String> {
         Err("unused".into())
     }
+    fn args(&mut self, _: &mut [u8]) -> Result<i32, String> {
+        Ok(0)
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
