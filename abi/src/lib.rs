@@ -552,6 +552,19 @@ impl core::str::FromStr for Resource {
     }
 }
 
+/// What a SIP's name may be, in words (see [`is_sip_name`]).
+pub const SIP_NAME_RULE: &str =
+    "a SIP's name is lower-case letters, digits and `-`, starting with a letter (e.g. `kv-server`)";
+
+/// Whether `name` may name a SIP: lower-case ASCII letters, digits and `-`, starting with
+/// a letter. (System manifests write `SIP.endpoint` and `SIP#2`, so `.` and `#` are out.)
+pub fn is_sip_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// Starts a `cordon.manifest` payload; the ABI revision the SIP was built against
 /// follows (u32, little-endian), then the postcard-encoded [`Manifest`].
 pub const MANIFEST_MAGIC: &[u8; 4] = b"cabi";
@@ -605,11 +618,15 @@ impl Manifest {
     }
 
     /// Reads a custom-section payload: the ABI revision the SIP was built against, and
-    /// its manifest.
+    /// its manifest. A payload without the revision is [`ManifestError::NoRevision`] only
+    /// if it is a manifest of the older form; anything else does not decode.
     pub fn decode(bytes: &[u8]) -> Result<(u32, Manifest), ManifestError> {
-        let rest = bytes
-            .strip_prefix(MANIFEST_MAGIC)
-            .ok_or(ManifestError::NoRevision)?;
+        let Some(rest) = bytes.strip_prefix(MANIFEST_MAGIC) else {
+            return Err(match postcard::from_bytes::<Manifest>(bytes) {
+                Ok(_) => ManifestError::NoRevision,
+                Err(err) => ManifestError::Decode(err),
+            });
+        };
         let (abi, rest) = rest
             .split_first_chunk::<4>()
             .ok_or(ManifestError::NoRevision)?;

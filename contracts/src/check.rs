@@ -77,6 +77,7 @@ pub fn check(
     let before = errors.len();
     duplicate(contract.messages.iter().map(|m| &m.name), "message", errors);
     duplicate(contract.states.iter().map(|s| &s.name), "state", errors);
+    reserved(contract, errors);
 
     let mut messages = Vec::new();
     for decl in &contract.messages {
@@ -328,6 +329,62 @@ pub fn check(
         initial,
         max_in_flight,
     })
+}
+
+/// Names the generated bindings use themselves, which a message (a struct in the same
+/// module) may not take.
+const RESERVED_MESSAGES: &[&str] = &[
+    "AnyEndpoint",
+    "Buffer",
+    "Bytes",
+    "CONTRACT",
+    "Decoder",
+    "Encoder",
+    "Err",
+    "Error",
+    "Exp",
+    "Imp",
+    "MAX_MESSAGE",
+    "None",
+    "Ok",
+    "Option",
+    "PhantomData",
+    "RawEndpoint",
+    "RecvError",
+    "Result",
+    "Role",
+    "Self",
+    "Some",
+    "Vec",
+];
+
+/// Refuses names the bindings could not generate: a message named like something the
+/// generated module uses, and a state named `Initial` (the alias of the initial state) or
+/// with a `_` (the states inside sequences are named `State_N`, and the receive enums drop
+/// the `_`: `Ready_1` and `Ready1` would both be `ImpReady1In`).
+fn reserved(contract: &ContractDecl, errors: &mut Vec<Error>) {
+    for m in &contract.messages {
+        if RESERVED_MESSAGES.contains(&m.name.text.as_str()) {
+            errors.push(Error::new(
+                m.name.span,
+                format!(
+                    "message `{}`: the generated bindings use that name themselves; call it something else",
+                    m.name.text
+                ),
+            ));
+        }
+    }
+    for s in &contract.states {
+        if s.name.text == "Initial" || s.name.text.contains('_') {
+            errors.push(Error::new(
+                s.name.span,
+                format!(
+                    "state `{}`: a state's name may not be `Initial` or contain `_` (the bindings name the states inside sequences `State_1`, `State_2`, …)",
+                    s.name.text
+                ),
+            ));
+        }
+    }
 }
 
 /// The rules for `idempotent`: the importer's bindings send such a message again, on the

@@ -51,9 +51,12 @@ pub struct Report {
     pub protocols: Vec<Protocol>,
     pub errors: Vec<Error>,
     pub warnings: Vec<Error>,
+    /// Where each contract's name is declared (for errors about the whole contract).
+    pub names: Vec<(alloc::string::String, diag::Span)>,
 }
 
-/// Compiles every contract in `source`, stopping at the first error (the kernel's use).
+/// Compiles every contract in `source` and gives the first error, if any (the kernel's
+/// use: it runs every check, as [`compile_all`] does).
 pub fn compile(source: &str) -> Result<Vec<Protocol>, Error> {
     let mut report = compile_all(source);
     if report.errors.is_empty() {
@@ -83,6 +86,9 @@ pub fn compile_all(source: &str) -> Report {
             continue;
         }
         names.push(&contract.name.text);
+        report
+            .names
+            .push((contract.name.text.clone(), contract.name.span));
         if let Some(protocol) = check::check(contract, &mut report.errors, &mut report.warnings) {
             report.protocols.push(protocol);
         }

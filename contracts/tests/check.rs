@@ -298,3 +298,32 @@ fn an_unused_message_is_a_warning_not_an_error() {
             .starts_with("a.contract:4:11: warning: ")
     );
 }
+
+#[test]
+fn names_the_bindings_need_are_refused() {
+    let source = "contract A {\n  message Bytes;\n  message Ok;\n  initial state S { Bytes? -> Ok! -> S; }\n  state S_1;\n}";
+    let report = contracts::compile_all(source);
+    let found: Vec<(usize, &str)> = report
+        .errors
+        .iter()
+        .map(|e| (e.line_col(source).0, e.message.as_str()))
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|(l, m)| *l == 2 && m.starts_with("message `Bytes`: the generated bindings use")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, m)| *l == 3 && m.starts_with("message `Ok`")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, m)| *l == 5 && m.starts_with("state `S_1`: a state's name may not")),
+        "{found:?}"
+    );
+}

@@ -193,6 +193,13 @@ fn duplicate_manifest_is_refused() {
 #[test]
 fn undecodable_manifest_is_refused() {
     let mut bytes = wat::parse_str(GOOD).unwrap();
+    bytes.extend(custom_section(
+        cordon_abi::MANIFEST_SECTION,
+        &[0xff, 0xff, 0xff],
+    ));
+    rejected(&bytes, Rule::Manifest, "manifest does not decode");
+    // With the revision, the manifest behind it must decode too.
+    let mut bytes = wat::parse_str(GOOD).unwrap();
     let mut garbage = cordon_abi::MANIFEST_MAGIC.to_vec();
     garbage.extend_from_slice(&(cordon_abi::VERSION as u32).to_le_bytes());
     garbage.extend_from_slice(&[0xff, 0xff, 0xff]);

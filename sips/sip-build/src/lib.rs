@@ -43,14 +43,14 @@ const KEYS: &[&str] = &[
 
 /// A bad declaration: the key it is about (when one is) and what is wrong.
 struct Fault {
-    key: Option<&'static str>,
+    key: Option<String>,
     why: String,
 }
 
 impl Fault {
-    fn at(key: &'static str, why: impl Into<String>) -> Fault {
+    fn at(key: &str, why: impl Into<String>) -> Fault {
         Fault {
-            key: Some(key),
+            key: Some(key.into()),
             why: format!("{key}: {}", why.into()),
         }
     }
@@ -112,24 +112,23 @@ fn resources(meta: &toml::Table) -> Result<Vec<cordon_abi::Resource>, Fault> {
 fn from_table(meta: &toml::Table, name: &str) -> Result<Manifest, Fault> {
     if let Some(unknown) = meta.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(Fault {
-            key: None,
+            key: Some(unknown.clone()),
             why: format!("unknown key `{unknown}` (known: {})", KEYS.join(", ")),
         });
     }
-    let key = |key: &str| *KEYS.iter().find(|k| **k == key).expect("a known key");
     let int = |name: &str, default: u64| -> Result<u64, Fault> {
         match meta.get(name) {
             None => Ok(default),
             Some(toml::Value::Integer(n)) if *n >= 0 => Ok(*n as u64),
             Some(other) => Err(Fault {
-                key: Some(key(name)),
+                key: Some(name.into()),
                 why: format!("`{name}` must be a non-negative integer, found {other}"),
             }),
         }
     };
     let small = |name: &str, default: u32| -> Result<u32, Fault> {
         u32::try_from(int(name, default.into())?).map_err(|_| Fault {
-            key: Some(key(name)),
+            key: Some(name.into()),
             why: format!("`{name}` does not fit in 32 bits"),
         })
     };
@@ -139,11 +138,20 @@ fn from_table(meta: &toml::Table, name: &str) -> Result<Manifest, Fault> {
         Some(toml::Value::String(name)) if !name.is_empty() => name.clone(),
         Some(other) => {
             return Err(Fault {
-                key: Some("name"),
+                key: Some("name".into()),
                 why: format!("`name` must be a non-empty string, found {other}"),
             });
         }
     };
+    if !cordon_abi::is_sip_name(&name) {
+        return Err(Fault {
+            key: Some("name".into()),
+            why: format!(
+                "the SIP would be called `{name}`: {} (set `name`)",
+                cordon_abi::SIP_NAME_RULE
+            ),
+        });
+    }
     Ok(Manifest {
         name,
         limits: Limits {
@@ -215,9 +223,12 @@ pub fn manifest_from_wat(source: &str, name: &str) -> Result<Manifest, String> {
         let line = source
             .lines()
             .position(|l| {
-                l.trim_start()
-                    .strip_prefix(WAT_HEADER)
-                    .is_some_and(|rest| fault.key.is_none_or(|k| rest.trim_start().starts_with(k)))
+                l.trim_start().strip_prefix(WAT_HEADER).is_some_and(|rest| {
+                    fault
+                        .key
+                        .as_deref()
+                        .is_none_or(|k| rest.trim_start().starts_with(k))
+                })
             })
             .map_or(1, |i| i + 1);
         format!("{line}:1: `{WAT_HEADER}` header: {}", fault.why)
@@ -401,7 +412,13 @@ mod tests {
         assert!(err.starts_with("2:"), "{err}");
         let err =
             manifest_from_wat("(module\n;;@ fuel = 1\n;;@ memroy-pages = 3\n)", "x").unwrap_err();
+        assert!(
+            err.starts_with("3:1: "),
+            "the line of the unknown key: {err}"
+        );
         assert!(err.contains("unknown key `memroy-pages`"), "{err}");
+        let err = manifest_from_wat("(module)", "client.v2").unwrap_err();
+        assert!(err.contains("lower-case letters, digits and `-`"), "{err}");
         let err = manifest_from_wat(";;@ fuel = 1\n;;@ cpu-ticks = -3\n(module)", "x").unwrap_err();
         assert!(err.starts_with("2:1: "), "{err}");
         assert!(

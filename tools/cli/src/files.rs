@@ -70,8 +70,10 @@ pub fn module_file(path: &Path) -> anyhow::Result<std::path::PathBuf> {
     }
 }
 
-/// Builds the SIP crate in `dir` for wasm32; the path of its module. Cargo's own messages
-/// (compiler errors with file:line:col) go to the terminal.
+/// Builds the SIP crate in `dir` for wasm32; the path of a copy of its module kept for
+/// this crate alone (two crates of the same package name share the build directory's
+/// file, so the build's own output would be overwritten by the other's). Cargo's own
+/// messages (compiler errors with file:line:col) go to the terminal.
 fn build_crate(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let shown = dir.display();
@@ -119,7 +121,23 @@ fn build_crate(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
                 "`{shown}` built no .wasm module: a SIP crate has `[lib] crate-type = [\"cdylib\"]`"
             )
         })?;
-    Ok(module.into())
+    let crate_dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving `{shown}`"))?;
+    let kept = external_target().join("modules").join(format!(
+        "{}.wasm",
+        crate_dir
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .replace('/', "%")
+    ));
+    if let Some(parent) = kept.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::copy(&module, &kept)
+        .with_context(|| format!("copying {module} to {}", kept.display()))?;
+    Ok(kept)
 }
 
 /// A `.wat` text assembled, with the manifest its header declares appended as the
@@ -156,7 +174,14 @@ pub fn assemble(source: &str, name: &str) -> Result<Vec<u8>, String> {
 /// A module the verifier refuses is refused here, before anything is built.
 pub fn manifest_name(bytes: &[u8], shown: &str) -> anyhow::Result<String> {
     match verifier::verify(bytes, &verifier::Policy::default()) {
-        Ok(verified) => Ok(verified.manifest.name),
+        Ok(verified) if cordon_abi::is_sip_name(&verified.manifest.name) => {
+            Ok(verified.manifest.name)
+        }
+        Ok(verified) => bail!(
+            "`{shown}` is a SIP named `{}`: {} (set the `name` key of its manifest)",
+            verified.manifest.name,
+            cordon_abi::SIP_NAME_RULE
+        ),
         Err(rejection) => bail!("`{shown}`: the verifier refuses it: {rejection}"),
     }
 }

@@ -112,18 +112,26 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 /// Makes a SIP crate in `dir`; with `contract`, one endpoint of its (first) contract in
 /// `role`. What to say.
 pub fn new_sip(dir: &Path, contract: Option<&Path>, role: Option<Role>) -> anyhow::Result<String> {
-    let folder = dir
-        .file_name()
-        .and_then(|s| s.to_str())
-        .context("the SIP's directory needs a UTF-8 name")?;
+    let folder = dir.file_name().and_then(|s| s.to_str()).with_context(|| {
+        format!(
+            "`{}`: name the SIP's new directory, e.g. `../kv-server`",
+            dir.display()
+        )
+    })?;
     let sip = folder.strip_prefix("sip-").unwrap_or(folder);
-    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    if sip.is_empty()
-        || !sip.chars().all(valid)
-        || !sip.starts_with(|c: char| c.is_ascii_lowercase())
-    {
+    if !cordon_abi::is_sip_name(sip) {
+        bail!("`{folder}`: {}", cordon_abi::SIP_NAME_RULE);
+    }
+    // The workspace claims every `sips/sip-*` directory as a member; a crate with a
+    // workspace of its own there would break every cargo command in the checkout.
+    let parent = absolute(dir)?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    if parent.canonicalize().ok() == repository().join("sips").canonicalize().ok() {
         bail!(
-            "`{folder}`: a SIP's name is lower-case letters, digits and `-`, starting with a letter (e.g. `kv-server`)"
+            "`{}`: the workspace's own SIPs live in sips/ (see the README's \"Writing a SIP\"); make this one outside the checkout, e.g. `../{folder}`",
+            dir.display()
         );
     }
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
@@ -141,17 +149,30 @@ pub fn new_sip(dir: &Path, contract: Option<&Path>, role: Option<Role>) -> anyho
         (Some(file), Some(role)) => {
             let source = std::fs::read_to_string(file)
                 .with_context(|| format!("no contract file at `{}`", file.display()))?;
-            let protocols = contracts::compile(&source).map_err(|e| {
-                anyhow::anyhow!("{}", e.render(&file.display().to_string(), &source))
-            })?;
-            let protocol = protocols
+            let report = contracts::compile_all(&source);
+            if !report.errors.is_empty() {
+                bail!(
+                    "{}",
+                    crate::report::render(&report, &file.display().to_string(), &source)
+                );
+            }
+            let protocol = report
+                .protocols
                 .into_iter()
                 .next()
                 .with_context(|| format!("`{}` declares no contract", file.display()))?;
-            Some((absolute(file)?, protocol, role))
+            let file = file
+                .canonicalize()
+                .with_context(|| format!("resolving `{}`", file.display()))?;
+            Some((file, protocol, role))
         }
     };
-    let crate_dir = absolute(dir)?;
+    // Made first, so that both paths are canonical when build.rs gets one relative to
+    // the other (`..` in either would otherwise count wrong).
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let crate_dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving `{}`", dir.display()))?;
     let repo = repository();
     let version = env!("CARGO_PKG_VERSION");
     let package = format!("sip-{sip}");
@@ -251,7 +272,8 @@ pub fn new_sip(dir: &Path, contract: Option<&Path>, role: Option<Role>) -> anyho
         };
         let _ = write!(
             said,
-            "\nits `{name}` end ({role_name} of {}) needs a channel in a system manifest:\n\n\
+            "\nits `{name}` end ({role_name} of {}) needs a channel in a system manifest (paths there are\n\
+             relative to the manifest's directory; these are as given here):\n\n\
              sips = [\"{}\", \"PEER\"]\ncontracts = [\"{}\"]\n\n[[channels]]\ncontract = \"{}\"\n\
              {role_name} = \"{sip}.{name}\"\n{other} = \"PEER.ENDPOINT\"",
             protocol.name,
@@ -535,6 +557,23 @@ mod tests {
         );
         let lib = std::fs::read_to_string(dir.join("kv-server/src/lib.rs")).unwrap();
         assert!(lib.contains("ep.send_reply(reply)"), "{lib}");
+        // `..` in the crate's path: build.rs still finds the contract.
+        new_sip(
+            &dir.join("sub/../kv-client"),
+            Some(&contract),
+            Some(Role::Importer),
+        )
+        .unwrap();
+        let build = std::fs::read_to_string(dir.join("kv-client/build.rs")).unwrap();
+        assert!(
+            build.contains("emit_bindings(&[\"../kv.contract\"])"),
+            "{build}"
+        );
+        // The workspace's own sips/ directory is refused (it would break the workspace).
+        let inside = repository().join("sips/sip-scaffold-test");
+        let err = new_sip(&inside, None, None).unwrap_err().to_string();
+        assert!(err.contains("outside the checkout"), "{err}");
+        assert!(!inside.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -476,13 +476,18 @@ fn site(file: &Path, text: &str, at: usize) -> String {
 pub fn parse_file(text: &str, path: &Path) -> anyhow::Result<System> {
     let base = path.parent().unwrap_or(Path::new(""));
     let mut file: SystemFile = toml::from_str(text)?;
+    // The kernel compiles the package's files named `*.contract`, and only those.
+    if let Some(odd) = file.contracts.iter().find(|c| !c.ends_with(".contract")) {
+        bail!("contracts = [..]: `{odd}` is not a `.contract` file");
+    }
+    if file.sips.is_empty() {
+        bail!("`sips` is empty: a system starts at least one SIP");
+    }
+    // Module files are read (crates built) once, here.
     let mut files = Vec::new();
     resolve_files(&mut file.sips, base, &mut files)?;
     resolve_files(&mut file.on_request, base, &mut files)?;
     resolve_files(&mut file.modules, base, &mut files)?;
-    if file.sips.is_empty() {
-        bail!("`sips` is empty: a system starts at least one SIP");
-    }
     if let Some(both) = file.on_request.iter().find(|s| file.sips.contains(s)) {
         bail!("`{both}` is in both `sips` and `on-request`: an entry starts at boot or on request");
     }

@@ -3,8 +3,12 @@
 //! checked against those contracts and against each SIP's own manifest, each error at the
 //! file, line and column it is about.
 //!
-//! The kernel makes the same checks of the package it is handed (a package built some
-//! other way is refused there); these only move the verdict before the boot.
+//! The kernel keeps its own checks of the package it is handed: a package built some
+//! other way with these mistakes fails the boot for a channel of an unknown contract,
+//! does not start a SIP whose ends do not match the endpoint names its manifest
+//! declares, and ends a SIP when it takes an end of another role or contract
+//! (`chan_initial`). These move the verdict before the boot and report every mistake at
+//! once.
 
 use anyhow::bail;
 use contracts::Protocol;
@@ -33,14 +37,16 @@ pub fn check_contracts(files: &[ContractFile]) -> anyhow::Result<(Vec<Protocol>,
         warnings.push_str(&render(&report, &shown, source));
         for protocol in report.protocols {
             if let Some((_, other)) = protocols.iter().find(|(p, _)| p.name == protocol.name) {
-                let at = source
-                    .find(&format!("contract {}", protocol.name))
-                    .unwrap_or(0);
-                let line = source[..at].matches('\n').count() + 1;
-                errors.push_str(&format!(
-                    "{shown}:{line}:1: error: contract `{}` is declared in {other} too\n",
-                    protocol.name
-                ));
+                let span = report
+                    .names
+                    .iter()
+                    .find(|(name, _)| *name == protocol.name)
+                    .map_or_else(Default::default, |(_, span)| *span);
+                let err = contracts::Error::new(
+                    span,
+                    format!("contract `{}` is declared in {other} too", protocol.name),
+                );
+                errors.push_str(&err.render(&shown, source));
                 continue;
             }
             protocols.push((protocol, shown.clone()));
@@ -255,7 +261,7 @@ mod tests {
             "dir/a.contract:1:43: error: unknown message `N`",
             "dir/a.contract:1:49: error: unknown state `T`",
             "dir/b.contract:1:14: error: ",
-            "dir/d.contract:2:1: error: contract `C` is declared in dir/c.contract too",
+            "dir/d.contract:2:10: error: contract `C` is declared in dir/c.contract too",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in\n{err}");
         }

@@ -160,6 +160,17 @@ fn a_module_file_with_a_mistake_is_refused_before_boot_with_its_position() {
     let (code, stderr) = cordon(&["--sip", &junk]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("the verifier refuses it"), "{stderr}");
+    // A module whose name a system manifest could not address (`SIP.endpoint`).
+    let dotted = dir.write(
+        "client.v2.wat",
+        "(module (memory (export \"memory\") 1) (func (export \"cordon_main\")))",
+    );
+    let (code, stderr) = cordon(&["--sip", &dotted]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the SIP would be called `client.v2`: a SIP's name is lower-case letters, digits and `-`"),
+        "{stderr}"
+    );
     // A system manifest listing a path: relative to the manifest, checked the same way.
     let system = dir.write("kv.toml", "sips = [\"broken.wat\"]\n");
     let (code, stderr) = cordon(&["--system", &system]);
