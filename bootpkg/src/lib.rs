@@ -427,6 +427,194 @@ impl SipArgs {
     }
 }
 
+/// An end of a channel the system manifest gives a SIP: the endpoint's name and, when the
+/// system manifest wired it, the channel's contract and the SIP's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GivenEnd<'a> {
+    pub endpoint: &'a str,
+    pub contract: Option<&'a str>,
+    pub role: Option<cordon_abi::Role>,
+}
+
+/// A disagreement between the ends a SIP is given and the endpoints its own manifest
+/// declares; indices into those two lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointMismatch {
+    /// A given end its manifest does not declare.
+    Undeclared(usize),
+    /// A given end its manifest declares with the other role.
+    Role(usize),
+    /// A given end its manifest declares for another contract.
+    Contract(usize),
+    /// A declared endpoint no end is given for.
+    Unconnected(usize),
+}
+
+/// Every disagreement between the ends `given` to a SIP and the endpoints its manifest
+/// `declared`: the runner reports them before boot, the kernel refuses to start such a
+/// SIP (one rule, two places).
+pub fn endpoint_mismatches(
+    given: &[GivenEnd<'_>],
+    declared: &[cordon_abi::EndpointDecl],
+) -> Vec<EndpointMismatch> {
+    let mut found = Vec::new();
+    for (i, end) in given.iter().enumerate() {
+        let Some(decl) = declared.iter().find(|d| d.name == end.endpoint) else {
+            found.push(EndpointMismatch::Undeclared(i));
+            continue;
+        };
+        if end.role.is_some_and(|role| role != decl.role) {
+            found.push(EndpointMismatch::Role(i));
+        }
+        if end.contract.is_some_and(|c| c != decl.contract) {
+            found.push(EndpointMismatch::Contract(i));
+        }
+    }
+    for (i, decl) in declared.iter().enumerate() {
+        if !given.iter().any(|g| g.endpoint == decl.name) {
+            found.push(EndpointMismatch::Unconnected(i));
+        }
+    }
+    found
+}
+
+/// `exporter` or `importer`.
+pub fn role_name(role: cordon_abi::Role) -> &'static str {
+    match role {
+        cordon_abi::Role::Exporter => "exporter",
+        cordon_abi::Role::Importer => "importer",
+    }
+}
+
+impl EndpointMismatch {
+    /// The mismatch in words, about SIP `sip`.
+    pub fn describe(
+        self,
+        sip: &str,
+        given: &[GivenEnd<'_>],
+        declared: &[cordon_abi::EndpointDecl],
+    ) -> String {
+        match self {
+            EndpointMismatch::Undeclared(i) => {
+                let list: Vec<String> = declared
+                    .iter()
+                    .map(|d| {
+                        alloc::format!("`{}` ({} of {})", d.name, role_name(d.role), d.contract)
+                    })
+                    .collect();
+                alloc::format!(
+                    "`{sip}`'s own manifest declares no endpoint `{}` (it declares {})",
+                    given[i].endpoint,
+                    if list.is_empty() {
+                        String::from("none")
+                    } else {
+                        list.join(", ")
+                    }
+                )
+            }
+            EndpointMismatch::Role(i) => {
+                let role = given[i].role.map_or("?", role_name);
+                let other = if role == "exporter" {
+                    "importer"
+                } else {
+                    "exporter"
+                };
+                alloc::format!(
+                    "`{sip}.{}` is the {role} of this channel, but `{sip}`'s own manifest declares it as the {other}",
+                    given[i].endpoint
+                )
+            }
+            EndpointMismatch::Contract(i) => {
+                let decl = declared.iter().find(|d| d.name == given[i].endpoint);
+                alloc::format!(
+                    "`{sip}.{}` is an end of a {} channel, but `{sip}`'s own manifest declares it for {}",
+                    given[i].endpoint,
+                    given[i].contract.unwrap_or("?"),
+                    decl.map_or("?", |d| d.contract.as_str())
+                )
+            }
+            EndpointMismatch::Unconnected(i) => alloc::format!(
+                "`{sip}`'s own manifest declares endpoint `{}` ({} of {}), which no channel connects",
+                declared[i].name,
+                role_name(declared[i].role),
+                declared[i].contract
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+    use cordon_abi::{EndpointDecl, Role};
+
+    #[test]
+    fn every_mismatch_is_found_once() {
+        let declared = alloc::vec![
+            EndpointDecl {
+                name: "server".into(),
+                contract: "Echo".into(),
+                role: Role::Importer
+            },
+            EndpointDecl {
+                name: "log".into(),
+                contract: "Log".into(),
+                role: Role::Importer
+            },
+        ];
+        let given = [
+            GivenEnd {
+                endpoint: "server",
+                contract: Some("Kv"),
+                role: Some(Role::Exporter),
+            },
+            GivenEnd {
+                endpoint: "extra",
+                contract: None,
+                role: None,
+            },
+        ];
+        let found = endpoint_mismatches(&given, &declared);
+        assert_eq!(
+            found,
+            [
+                EndpointMismatch::Role(0),
+                EndpointMismatch::Contract(0),
+                EndpointMismatch::Undeclared(1),
+                EndpointMismatch::Unconnected(1),
+            ]
+        );
+        let words: Vec<String> = found
+            .iter()
+            .map(|m| m.describe("c", &given, &declared))
+            .collect();
+        assert!(words[0].contains("`c.server` is the exporter of this channel, but `c`'s own manifest declares it as the importer"));
+        assert!(
+            words[1]
+                .contains("is an end of a Kv channel, but `c`'s own manifest declares it for Echo")
+        );
+        assert!(words[2].contains("declares no endpoint `extra` (it declares `server` (importer of Echo), `log` (importer of Log))"));
+        assert!(
+            words[3]
+                .contains("declares endpoint `log` (importer of Log), which no channel connects")
+        );
+        // Names only (a SIP no entry names): roles and contracts are not compared.
+        let by_name = [
+            GivenEnd {
+                endpoint: "server",
+                contract: None,
+                role: None,
+            },
+            GivenEnd {
+                endpoint: "log",
+                contract: None,
+                role: None,
+            },
+        ];
+        assert!(endpoint_mismatches(&by_name, &declared).is_empty());
+    }
+}
+
 /// Checks that a system manifest's wiring can work: every on-request index and channel
 /// end names an entry of `sips`, no endpoint is the end of two channels, no channel joins
 /// two on-request entries (neither would be running when the other starts), and some

@@ -676,47 +676,50 @@ pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
     })
 }
 
-/// The endpoint names the system manifest gives the SIP started with `options` (for an
-/// entry, every channel at its end, whether made yet or made when an on-request peer
-/// starts); for a SIP no entry names, the ones handed to `pid` directly.
-fn given_endpoints(pid: Pid, options: StartOptions) -> Vec<String> {
-    let Some(entry) = options.system_index else {
-        return ipc::initial_names(pid);
-    };
-    let mut names = Vec::new();
-    for c in crate::boot_package().channels_of(entry) {
-        for end in [&c.exporter, &c.importer] {
-            if end.sip == entry {
-                names.push(end.endpoint.clone());
-            }
+/// Checks the ends the SIP started with `options` is given against the endpoints its own
+/// manifest declares (`bootpkg::endpoint_mismatches`, the rule the runner applies before
+/// boot). An entry's ends are every channel of the system manifest at its end, whether
+/// made yet or made when an on-request peer starts, each with its contract and side; a
+/// SIP no entry names has only the names handed to `pid` directly.
+fn check_endpoints(
+    pid: Pid,
+    options: StartOptions,
+    manifest: &cordon_abi::Manifest,
+) -> Result<(), String> {
+    let direct;
+    let given: Vec<bootpkg::GivenEnd<'_>> = match options.system_index {
+        Some(entry) => crate::boot_package()
+            .channels_of(entry)
+            .flat_map(|c| {
+                [
+                    (&c.exporter, cordon_abi::Role::Exporter),
+                    (&c.importer, cordon_abi::Role::Importer),
+                ]
+                .into_iter()
+                .filter(move |(end, _)| end.sip == entry)
+                .map(move |(end, role)| bootpkg::GivenEnd {
+                    endpoint: &end.endpoint,
+                    contract: Some(&c.contract),
+                    role: Some(role),
+                })
+            })
+            .collect(),
+        None => {
+            direct = ipc::initial_names(pid);
+            direct
+                .iter()
+                .map(|name| bootpkg::GivenEnd {
+                    endpoint: name,
+                    contract: None,
+                    role: None,
+                })
+                .collect()
         }
+    };
+    match bootpkg::endpoint_mismatches(&given, &manifest.endpoints).first() {
+        None => Ok(()),
+        Some(mismatch) => Err(mismatch.describe(&manifest.name, &given, &manifest.endpoints)),
     }
-    names
-}
-
-/// Checks the system manifest's endpoints for the SIP (`given`) against what its own
-/// manifest declares: every given end must be declared (same name) and vice versa.
-fn check_endpoints(given: &[String], manifest: &cordon_abi::Manifest) -> Result<(), String> {
-    if let Some(extra) = given
-        .iter()
-        .find(|g| !manifest.endpoints.iter().any(|d| &d.name == *g))
-    {
-        return Err(format!(
-            "the system manifest hands it endpoint `{extra}`, which its manifest does not declare"
-        ));
-    }
-    if let Some(missing) = manifest.endpoints.iter().find(|d| !given.contains(&d.name)) {
-        return Err(format!(
-            "its manifest declares endpoint `{}` ({} of {}), which the system manifest does not connect",
-            missing.name,
-            match missing.role {
-                cordon_abi::Role::Exporter => "exporter",
-                cordon_abi::Role::Importer => "importer",
-            },
-            missing.contract
-        ));
-    }
-    Ok(())
 }
 
 pub(crate) fn update(pid: Pid, f: impl FnOnce(&mut Record)) {
@@ -985,7 +988,7 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
                 slot.cpu_budget
                     .store(limits.cpu_ticks.unwrap_or(u64::MAX), Ordering::Relaxed);
             }
-            let granted = check_endpoints(&given_endpoints(pid, options), &verified.manifest)
+            let granted = check_endpoints(pid, options, &verified.manifest)
                 .and_then(|()| {
                     devices::claim(pid, &verified.manifest.resources, &given_devices(options))
                 })

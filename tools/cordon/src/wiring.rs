@@ -3,15 +3,16 @@
 //! checked against those contracts and against each SIP's own manifest, each error at the
 //! file, line and column it is about.
 //!
-//! The kernel keeps its own checks of the package it is handed: a package built some
-//! other way with these mistakes fails the boot for a channel of an unknown contract,
-//! does not start a SIP whose ends do not match the endpoint names its manifest
-//! declares, and ends a SIP when it takes an end of another role or contract
-//! (`chan_initial`). These move the verdict before the boot and report every mistake at
-//! once.
+//! The kernel keeps its own checks of the package it is handed, with the same rule for a
+//! SIP's ends (`bootpkg::endpoint_mismatches`): a package built some other way with these
+//! mistakes fails the boot for a channel of an unknown contract, and does not start a
+//! SIP whose ends do not match the endpoints its manifest declares. These move the
+//! verdict before the boot and report every mistake at once.
 
 use anyhow::bail;
 use contracts::Protocol;
+
+use cordon_abi::Role;
 
 use crate::system::{ContractFile, System};
 
@@ -59,13 +60,6 @@ pub fn check_contracts(files: &[ContractFile]) -> anyhow::Result<(Vec<Protocol>,
     Ok((protocols, warnings))
 }
 
-fn role_name(role: cordon_abi::Role) -> &'static str {
-    match role {
-        cordon_abi::Role::Exporter => "exporter",
-        cordon_abi::Role::Importer => "importer",
-    }
-}
-
 /// Checks every channel of `system` against the compiled `protocols` and against the
 /// endpoints each SIP's own manifest declares (name, role, contract), and that every
 /// declared endpoint is connected. Reports every mistake found. A module the verifier
@@ -97,72 +91,49 @@ pub fn check_channels(system: &System, protocols: &[Protocol]) -> anyhow::Result
             continue;
         };
         let declared = &verified.manifest.endpoints;
+        // The ends this entry is given, each with where the manifest writes it.
         let mut given = Vec::new();
+        let mut sites = Vec::new();
         for (i, c) in system.channels.iter().enumerate() {
             for (end, role, at) in [
-                (
-                    &c.exporter,
-                    cordon_abi::Role::Exporter,
-                    site(i, |s| &s.exporter),
-                ),
-                (
-                    &c.importer,
-                    cordon_abi::Role::Importer,
-                    site(i, |s| &s.importer),
-                ),
+                (&c.exporter, Role::Exporter, site(i, |s| &s.exporter)),
+                (&c.importer, Role::Importer, site(i, |s| &s.importer)),
             ] {
-                if end.sip as usize != index {
-                    continue;
-                }
-                given.push(end.endpoint.as_str());
-                let Some(decl) = declared.iter().find(|d| d.name == end.endpoint) else {
-                    let list: Vec<String> = declared
-                        .iter()
-                        .map(|d| format!("`{}` ({} of {})", d.name, role_name(d.role), d.contract))
-                        .collect();
-                    errors.push(format!(
-                        "{at}: `{sip}.{}`: `{sip}`'s own manifest declares no endpoint `{}` (it declares {})",
-                        end.endpoint,
-                        end.endpoint,
-                        if list.is_empty() { "none".into() } else { list.join(", ") }
-                    ));
-                    continue;
-                };
-                if decl.role != role {
-                    errors.push(format!(
-                        "{at}: `{sip}.{}` is the {} of this channel, but `{sip}`'s own manifest declares it as the {}",
-                        end.endpoint,
-                        role_name(role),
-                        role_name(decl.role)
-                    ));
-                }
-                if decl.contract != c.contract {
-                    errors.push(format!(
-                        "{at}: `{sip}.{}` is an end of a {} channel, but `{sip}`'s own manifest declares it for {}",
-                        end.endpoint, c.contract, decl.contract
-                    ));
+                if end.sip as usize == index {
+                    given.push(bootpkg::GivenEnd {
+                        endpoint: &end.endpoint,
+                        contract: Some(&c.contract),
+                        role: Some(role),
+                    });
+                    sites.push(at);
                 }
             }
         }
-        for decl in declared
-            .iter()
-            .filter(|d| !given.contains(&d.name.as_str()))
-        {
-            errors.push(format!(
-                "{}: `{sip}`'s own manifest declares endpoint `{}` ({} of {}), which no channel connects; add\n  \
-                 [[channels]]\n  contract = \"{}\"\n  {} = \"{sip}.{}\"\n  {} = \"PEER.ENDPOINT\"",
-                system.origin,
-                decl.name,
-                role_name(decl.role),
-                decl.contract,
-                decl.contract,
-                role_name(decl.role),
-                decl.name,
-                match decl.role {
-                    cordon_abi::Role::Exporter => "importer",
-                    cordon_abi::Role::Importer => "exporter",
-                },
-            ));
+        // The kernel's rule; here every mismatch is reported, each at its place.
+        for mismatch in bootpkg::endpoint_mismatches(&given, declared) {
+            let words = mismatch.describe(sip, &given, declared);
+            errors.push(match mismatch {
+                bootpkg::EndpointMismatch::Undeclared(i) => {
+                    format!("{}: `{sip}.{}`: {words}", sites[i], given[i].endpoint)
+                }
+                bootpkg::EndpointMismatch::Role(i) | bootpkg::EndpointMismatch::Contract(i) => {
+                    format!("{}: {words}", sites[i])
+                }
+                bootpkg::EndpointMismatch::Unconnected(d) => {
+                    let decl = &declared[d];
+                    let peer = match decl.role {
+                        Role::Exporter => "importer",
+                        Role::Importer => "exporter",
+                    };
+                    format!(
+                        "{}: {words}; add\n  [[channels]]\n  contract = \"{}\"\n  {} = \"{sip}.{}\"\n  {peer} = \"PEER.ENDPOINT\"",
+                        system.origin,
+                        decl.contract,
+                        bootpkg::role_name(decl.role),
+                        decl.name,
+                    )
+                }
+            });
         }
     }
     if !errors.is_empty() {

@@ -103,6 +103,17 @@ fn sips(names: &[&str]) -> BootOptions {
     }
 }
 
+/// Boots `system` in `isolation` with the default options otherwise.
+fn run_system(isolation: Isolation, system: cordon::system::System) -> Outcome {
+    run(in_mode(
+        isolation,
+        BootOptions {
+            system,
+            ..BootOptions::default()
+        },
+    ))
+}
+
 /// The SIP and contract tests run in soft isolation and in hard isolation (every SIP in
 /// its own ring-3 address space, the same modules and runtime): the expectations are the
 /// same, word for word.
@@ -1571,13 +1582,7 @@ fn modules_from_files(isolation: Isolation) {
     )
     .unwrap();
     let system = cordon::system::load(manifest.to_str().unwrap()).expect("manifest loads");
-    let outcome = run(in_mode(
-        isolation,
-        BootOptions {
-            system,
-            ..BootOptions::default()
-        },
-    ));
+    let outcome = run_system(isolation, system);
     std::fs::remove_dir_all(&dir).unwrap();
     expect(
         &outcome,
@@ -1613,13 +1618,7 @@ fn arguments(isolation: Isolation) {
     system
         .add_args(&["hello=world".into(), "args-probe=x".into()])
         .expect("arguments are well-formed");
-    let outcome = run(in_mode(
-        isolation,
-        BootOptions {
-            system,
-            ..BootOptions::default()
-        },
-    ));
+    let outcome = run_system(isolation, system);
     expect(
         &outcome,
         Verdict::Failed,
@@ -1691,4 +1690,42 @@ fn the_readme_new_user_path_works() {
         "one answer per boot:\n{output}"
     );
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+in_both_modes!(
+    the_kernel_refuses_a_package_whose_wiring_contradicts_a_sips_manifest,
+    the_kernel_refuses_a_package_whose_wiring_contradicts_a_sips_manifest_in_ring3,
+    contradicted_wiring
+);
+
+/// A package built without the runner's checks (the library's `boot`, as any other
+/// builder would) wires echo-server's `clients` as an importer and echo-client's `server`
+/// as an exporter: the kernel applies the same rule (`bootpkg::endpoint_mismatches`) and
+/// starts neither, naming the mismatch, while `hello` beside them runs.
+fn contradicted_wiring(isolation: Isolation) {
+    let system = cordon::system::parse(
+        r#"
+        sips = ["echo-server", "echo-client", "hello"]
+        [[channels]]
+        contract = "Echo"
+        exporter = "echo-client.server"
+        importer = "echo-server.clients"
+        "#,
+    )
+    .expect("the manifest's names resolve; roles are the kernel's to check here");
+    let outcome = run_system(isolation, system);
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "`echo-server.clients` is the importer of this channel, but `echo-server`'s own manifest declares it as the exporter",
+            "`echo-client.server` is the exporter of this channel, but `echo-client`'s own manifest declares it as the importer",
+            "[kernel] SIP hello (pid 3) exited with status 0",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("KERNEL PANIC"),
+        "{}",
+        outcome.console
+    );
 }
