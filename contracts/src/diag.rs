@@ -17,6 +17,16 @@ impl Span {
     }
 }
 
+/// 1-based line and column (in characters) of byte `at` of `source`: how every Cordon
+/// diagnostic, in contracts and in manifests, names a position.
+pub fn line_col(source: &str, at: usize) -> (usize, usize) {
+    let at = at.min(source.len());
+    let before = &source[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, source[line_start..at].chars().count() + 1)
+}
+
 /// A compile error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
@@ -31,11 +41,7 @@ impl Error {
 
     /// 1-based line and column of the error's start in `source`.
     pub fn line_col(&self, source: &str) -> (usize, usize) {
-        let at = self.span.start.min(source.len());
-        let before = &source[..at];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, source[line_start..at].chars().count() + 1)
+        line_col(source, self.span.start)
     }
 
     /// `file:line:col: error: message`, then the line with the span underlined.

@@ -215,7 +215,7 @@ pub fn manifest_from_wat(source: &str, name: &str) -> Result<Manifest, String> {
     }
     let meta: toml::Table = toml_text.parse().map_err(|e: toml::de::Error| {
         let at = e.span().map_or(0, |s| s.start);
-        let (line, column) = line_column(&toml_text, at);
+        let (line, column) = contracts::diag::line_col(&toml_text, at);
         format!("{line}:{column}: `{WAT_HEADER}` header: {}", e.message())
     })?;
     from_table(&meta, name).map_err(|fault| {
@@ -233,14 +233,6 @@ pub fn manifest_from_wat(source: &str, name: &str) -> Result<Manifest, String> {
             .map_or(1, |i| i + 1);
         format!("{line}:1: `{WAT_HEADER}` header: {}", fault.why)
     })
-}
-
-/// 1-based line and column of byte `at` in `text`.
-fn line_column(text: &str, at: usize) -> (usize, usize) {
-    let before = &text[..at.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
 }
 
 /// For a SIP's build script: compiles each contract and writes their typed bindings to

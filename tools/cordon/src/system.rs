@@ -277,6 +277,15 @@ impl System {
             .map_err(|e| anyhow::anyhow!("--arg: {e}"))
     }
 
+    /// The manifest of the module `sip` names, as the verifier reads it; `None` for a
+    /// module the verifier refuses (the kernel reports that, with its reason).
+    pub fn own_manifest(&self, sip: &str) -> anyhow::Result<Option<cordon_abi::Manifest>> {
+        let module = self.module(sip)?;
+        Ok(verifier::verify(&module, &verifier::Policy::default())
+            .ok()
+            .map(|verified| verified.manifest))
+    }
+
     /// The bytes of the module an entry or `modules` names: its file, if one was given,
     /// else the built-in module.
     pub fn module(&self, name: &str) -> anyhow::Result<Vec<u8>> {
@@ -460,12 +469,7 @@ pub fn parse(text: &str) -> anyhow::Result<System> {
 
 /// `FILE:LINE:COLUMN` of byte `at` of `text`.
 fn site(file: &Path, text: &str, at: usize) -> String {
-    let before = &text[..at.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
-        .chars()
-        .count()
-        + 1;
+    let (line, column) = contracts::diag::line_col(text, at);
     format!("{}:{line}:{column}", file.display())
 }
 
@@ -659,11 +663,10 @@ pub fn check_devices(system: &System) -> anyhow::Result<()> {
         given.ids().is_none_or(|ids| ids == (vendor, device))
     };
     for (index, sip) in system.sips.iter().enumerate() {
-        let module = system.module(sip)?;
-        let Ok(verified) = verifier::verify(&module, &verifier::Policy::default()) else {
+        let Some(manifest) = system.own_manifest(sip)? else {
             continue;
         };
-        let asked = &verified.manifest.resources;
+        let asked = &manifest.resources;
         let given: Vec<&DeviceSelector> = system
             .devices
             .iter()
