@@ -163,7 +163,10 @@ pub const CHAN_SELECT: Op = op(
 pub const CHAN_CLOSE: Op = op(11, "chan_close", &[I32], &[I32], "close an endpoint");
 /// `chan_initial(name_ptr, name_len, contract_ptr, contract_len, role) -> handle or status`:
 /// the endpoint the system manifest handed this SIP under `name`, checked to be of that
-/// contract and role (0 exporter, 1 importer).
+/// contract and role (bit 0: 0 exporter, 1 importer). Waits while the SIP at its other end
+/// is being restarted; with bit 1 ([`INITIAL_WAIT`]) it also waits while that SIP is an
+/// `on-request` entry that may yet be started (the end comes with its start; a kill or a
+/// shutdown ends the wait). `NOT_FOUND` once none can come. Other bits fault the caller.
 pub const CHAN_INITIAL: Op = op(
     12,
     "chan_initial",
@@ -171,6 +174,8 @@ pub const CHAN_INITIAL: Op = op(
     &[I32],
     "take an endpoint the system manifest handed this SIP",
 );
+/// [`CHAN_INITIAL`]'s role bit: wait for an `on-request` peer to be started.
+pub const INITIAL_WAIT: i32 = 2;
 /// `chan_check(ep, contract_ptr, contract_len, role) -> 1 or 0`: whether the endpoint is of
 /// that contract and role and in its initial state (to type an `endpoint` field).
 pub const CHAN_CHECK: Op = op(
@@ -263,20 +268,22 @@ pub const BUF_DMA: Op = op(
     &[I64],
     "physical address of an exchange-heap block (drivers only), for device DMA",
 );
-/// `sip_start(name, len) -> pid`: starts a new SIP from the boot package's module `name`
-/// (`NOT_FOUND` if there is none, `OUT_OF_MEMORY` if no process slot or memory is free).
-/// If `name` is an `on-request` entry of the system manifest, the SIP gets exactly the
-/// channels, devices, powers and limits that entry names (`BUSY` while an earlier
-/// incarnation runs, `PEER_CLOSED` if a SIP its channels lead to is not running); each
-/// peer takes its new end with `chan_initial`. Any other module gets no endpoints, devices
-/// or powers. Only for a SIP the system manifest gives the `start` power; any other
-/// caller is faulted.
+/// `sip_start(name, len, args, args_len) -> pid`: starts a new SIP from the boot package's
+/// module `name` (`NOT_FOUND` if there is none, `OUT_OF_MEMORY` if no process slot or
+/// memory is free). `[args, args+args_len)` are its arguments, each followed by a NUL byte
+/// (what [`ARGS`] will hand it; at most 4096 bytes, or the caller is faulted); with
+/// `args_len` 0 it gets its system-manifest entry's arguments, if any. If `name` is an
+/// `on-request` entry of the system manifest, the SIP gets exactly the channels, devices,
+/// powers and limits that entry names (`BUSY` while an earlier incarnation runs,
+/// `PEER_CLOSED` if a SIP its channels lead to is not running); each peer takes its new
+/// end with `chan_initial`. Any other module gets no endpoints, devices or powers. Only for
+/// a SIP the system manifest gives the `start` power; any other caller is faulted.
 pub const SIP_START: Op = op(
     23,
     "sip_start",
-    &[I32, I32],
+    &[I32, I32, I32, I32],
     &[I32],
-    "start a SIP from a module in the boot package (needs the `start` power)",
+    "start a SIP from a module in the boot package, with arguments (needs the `start` power)",
 );
 /// `sip_kill(pid) -> status`: asks SIP `pid` to stop; it ends within bounded time even if
 /// blocked (`NOT_FOUND` for no such SIP). Needs the `kill` power.
@@ -309,6 +316,67 @@ pub const ARGS: Op = op(
     "the SIP's arguments, each followed by a NUL byte",
 );
 
+/// `console_read(out, cap, timeout) -> len`: waits for input typed on the console (COM1)
+/// and moves up to `cap` bytes of it to `out`; `TIMEOUT` if none came (`timeout` in ticks,
+/// <0 forever, 0 poll). The kernel owns the UART and keeps what arrives in a fixed buffer
+/// until it is read. Only for the SIP the system manifest gives the `console` power (at
+/// most one); any other caller is faulted.
+pub const CONSOLE_READ: Op = op(
+    27,
+    "console_read",
+    &[I32, I32, I64],
+    &[I32],
+    "read bytes typed on the console (needs the `console` power)",
+);
+/// `report(table, out, cap) -> len`: one of the kernel's own tables ([`report`]) as text,
+/// the first `cap` bytes of it written to `out`; the whole length is returned either way,
+/// so a SIP asks again with a larger buffer. Needs the `inspect` power.
+pub const REPORT: Op = op(
+    28,
+    "report",
+    &[I32, I32, I32],
+    &[I32],
+    "one of the kernel's tables as text (needs the `inspect` power)",
+);
+/// `shutdown(status)`: ends every SIP, prints the end-of-run accounting and powers the
+/// machine off, reporting success for status 0 and failure otherwise. Does not return.
+/// Needs the `shutdown` power.
+pub const SHUTDOWN: Op = op(
+    29,
+    "shutdown",
+    &[I32],
+    &[],
+    "end every SIP and power off (needs the `shutdown` power)",
+);
+
+/// `bench(suite, len) -> status`: runs the kernel's benchmark suite `suite` (`micro`) now,
+/// on a kernel thread, and waits for it; its figures go to the console as they are
+/// measured. `OK` once it ran to completion; `NOT_FOUND` for an unknown suite or one whose
+/// SIP modules the boot package lacks; `BUSY` while a suite runs; `TIMEOUT` if it failed.
+/// Needs the `bench` power.
+pub const BENCH: Op = op(
+    30,
+    "bench",
+    &[I32, I32],
+    &[I32],
+    "run one of the kernel's benchmark suites now (needs the `bench` power)",
+);
+
+/// The tables [`REPORT`] writes.
+pub mod report {
+    /// Every SIP the kernel knows of, with its accounting (what `cordon` prints at the
+    /// end of a run), then the kernel's memory.
+    pub const SIPS: u32 = 0;
+    /// Every endpoint a running SIP holds: contract, role, state, queue depth, peer.
+    pub const CHANNELS: u32 = 1;
+    /// The contracts the kernel compiled at boot.
+    pub const CONTRACTS: u32 = 2;
+    /// The kernel's event counters since boot.
+    pub const COUNTERS: u32 = 3;
+    /// The names the shell and the runner use for them, by number.
+    pub const NAMES: [&str; 4] = ["sips", "channels", "contracts", "counters"];
+}
+
 /// What `sip_info` reports: the kernel's own counts, never the SIP runtime's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SipInfo {
@@ -325,6 +393,21 @@ pub struct SipInfo {
     /// The incarnation of its process slot (pids of reused slots differ by generation).
     pub generation: u32,
     pub peak_bytes: u64,
+    /// Time-stamp-counter cycles its threads ran (charged at every context switch).
+    pub cycles: u64,
+    /// Channel messages it sent and received.
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    /// Bytes the kernel copied for it (messages sent and received, block reads and writes).
+    pub bytes_copied: u64,
+    /// Kernel objects it holds now, and their bytes.
+    pub objects: u32,
+    /// Page faults the kernel resolved for it (demand-zero and copy-on-write; 0 in
+    /// `soft`, where nothing is paged).
+    pub faults: u32,
+    pub object_bytes: u64,
+    /// Memory promised to it for its declared limits (its runtime's heap in `soft`).
+    pub memory_bytes: u64,
 }
 
 /// [`SipInfo::state`] and the negative [`SipInfo::ending`]s.
@@ -338,17 +421,30 @@ pub mod sip_state {
 }
 
 impl SipInfo {
-    pub const BYTES: usize = 40;
+    pub const BYTES: usize = 96;
 
     pub fn to_bytes(&self) -> [u8; Self::BYTES] {
         let mut out = [0u8; Self::BYTES];
-        out[0..4].copy_from_slice(&self.state.to_le_bytes());
-        out[4..8].copy_from_slice(&self.ending.to_le_bytes());
-        out[8..16].copy_from_slice(&self.ticks.to_le_bytes());
-        out[16..24].copy_from_slice(&self.kernel_calls.to_le_bytes());
-        out[24..28].copy_from_slice(&self.peak_objects.to_le_bytes());
-        out[28..32].copy_from_slice(&self.generation.to_le_bytes());
-        out[32..40].copy_from_slice(&self.peak_bytes.to_le_bytes());
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(&self.state.to_le_bytes());
+        put(&self.ending.to_le_bytes());
+        put(&self.ticks.to_le_bytes());
+        put(&self.kernel_calls.to_le_bytes());
+        put(&self.peak_objects.to_le_bytes());
+        put(&self.generation.to_le_bytes());
+        put(&self.peak_bytes.to_le_bytes());
+        put(&self.cycles.to_le_bytes());
+        put(&self.messages_sent.to_le_bytes());
+        put(&self.messages_received.to_le_bytes());
+        put(&self.bytes_copied.to_le_bytes());
+        put(&self.objects.to_le_bytes());
+        put(&self.faults.to_le_bytes());
+        put(&self.object_bytes.to_le_bytes());
+        put(&self.memory_bytes.to_le_bytes());
         out
     }
 
@@ -367,6 +463,14 @@ impl SipInfo {
             peak_objects: u32_at(24),
             generation: u32_at(28),
             peak_bytes: u64_at(32),
+            cycles: u64_at(40),
+            messages_sent: u64_at(48),
+            messages_received: u64_at(56),
+            bytes_copied: u64_at(64),
+            objects: u32_at(72),
+            faults: u32_at(76),
+            object_bytes: u64_at(80),
+            memory_bytes: u64_at(88),
         }
     }
 }
@@ -400,6 +504,10 @@ pub const OPS: &[Op] = &[
     SIP_KILL,
     SIP_INFO,
     ARGS,
+    CONSOLE_READ,
+    REPORT,
+    SHUTDOWN,
+    BENCH,
 ];
 
 /// Most endpoints one `chan_select` waits on (the kernel copies the list onto its stack).
@@ -407,8 +515,10 @@ pub const MAX_SELECT: usize = 64;
 
 /// Revision returned by `abi_version`; bumped when [`OPS`] or the meaning of a result
 /// changes (5: `chan_initial` waits while the SIP at the endpoint's other end is being
-/// restarted; `status::PEER_RESTARTED`. 6: `args`).
-pub const VERSION: i32 = 6;
+/// restarted; `status::PEER_RESTARTED`. 6: `args`. 7: `sip_start` takes arguments;
+/// `console_read`, `report`, `shutdown`, `bench`; [`SipInfo`] grew; `chan_initial`'s
+/// [`INITIAL_WAIT`]).
+pub const VERSION: i32 = 7;
 
 /// Negative results of kernel calls that a SIP is expected to handle. (Misuse — a handle
 /// the SIP does not own, a message its contract forbids, a buffer outside its memory —
@@ -667,6 +777,28 @@ mod tests {
     }
 
     #[test]
+    fn sip_info_round_trips_every_field() {
+        let info = SipInfo {
+            state: 1,
+            ending: -2,
+            ticks: 3,
+            kernel_calls: 4,
+            peak_objects: 5,
+            generation: 6,
+            peak_bytes: 7,
+            cycles: 8,
+            messages_sent: 9,
+            messages_received: 10,
+            bytes_copied: 11,
+            objects: 12,
+            faults: 13,
+            object_bytes: 14,
+            memory_bytes: u64::MAX,
+        };
+        assert_eq!(SipInfo::from_bytes(&info.to_bytes()), info);
+    }
+
+    #[test]
     fn manifest_round_trips() {
         let manifest = Manifest {
             name: "fs".into(),
@@ -715,19 +847,5 @@ mod tests {
             let err = bad.parse::<Resource>().unwrap_err();
             assert!(err.contains(bad), "{err}");
         }
-    }
-
-    #[test]
-    fn sip_info_round_trips() {
-        let info = SipInfo {
-            state: sip_state::ENDED,
-            ending: sip_state::KILLED,
-            ticks: 7,
-            kernel_calls: 1 << 40,
-            peak_objects: 3,
-            generation: 2,
-            peak_bytes: 4096,
-        };
-        assert_eq!(SipInfo::from_bytes(&info.to_bytes()), info);
     }
 }

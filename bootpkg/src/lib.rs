@@ -24,7 +24,7 @@ pub use recovery::{InjectKind, Injection, RestartMode, RestartPolicy};
 /// First bytes of every boot package.
 pub const MAGIC: [u8; 8] = *b"CORDNPKG";
 /// Bumped whenever [`BootPackage`]'s layout changes.
-pub const FORMAT_VERSION: u32 = 10;
+pub const FORMAT_VERSION: u32 = 11;
 
 /// How SIPs are isolated from the kernel and from each other: the five configurations of
 /// Singularity's "unsafe code tax" experiment (Figure 5 of *Rethinking the Software
@@ -707,8 +707,36 @@ pub struct PowerGrant {
     pub start: bool,
     /// `sip_kill`: end any SIP.
     pub kill: bool,
-    /// `sip_info`: read any SIP's state and the kernel's accounting of it.
+    /// `sip_info`, `report`: read any SIP's state and the kernel's accounting of it, and
+    /// the kernel's tables.
     pub inspect: bool,
+    /// `console_read`: the bytes typed on the console (one SIP of a system at most).
+    pub console: bool,
+    /// `shutdown`: end every SIP and power off.
+    pub shutdown: bool,
+    /// `bench`: run the kernel's benchmark suites.
+    pub bench: bool,
+}
+
+impl PowerGrant {
+    /// Every power's name, as system manifests write them.
+    pub const NAMES: [&'static str; 6] =
+        ["start", "kill", "inspect", "console", "shutdown", "bench"];
+
+    /// Gives the power called `name`; false if there is none by that name.
+    pub fn grant(&mut self, name: &str) -> bool {
+        let power = match name {
+            "start" => &mut self.start,
+            "kill" => &mut self.kill,
+            "inspect" => &mut self.inspect,
+            "console" => &mut self.console,
+            "shutdown" => &mut self.shutdown,
+            "bench" => &mut self.bench,
+            _ => return false,
+        };
+        *power = true;
+        true
+    }
 }
 
 /// The system manifest gives SIP `sip` (index into `sips`) the device `device`.
@@ -1073,6 +1101,9 @@ mod tests {
                 start: true,
                 kill: false,
                 inspect: true,
+                console: true,
+                shutdown: false,
+                bench: false,
             }],
             devices: vec![DeviceGrant {
                 sip: 1,

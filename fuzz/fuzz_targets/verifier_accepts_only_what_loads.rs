@@ -147,7 +147,7 @@ impl Kernel for Silent {
     fn chan_close(&mut self, _: u32) -> Result<i32, String> {
         Err("unused".into())
     }
-    fn chan_initial(&mut self, _: &str, _: &str, _: bool) -> Result<i32, String> {
+    fn chan_initial(&mut self, _: &str, _: &str, _: bool, _: bool) -> Result<i32, String> {
         Err("unused".into())
     }
     fn chan_check(&mut self, _: u32, _: &str, _: bool) -> Result<i32, String> {
@@ -180,7 +180,7 @@ impl Kernel for Silent {
     fn buf_dma(&mut self, _: u32) -> Result<i64, String> {
         Err("unused".into())
     }
-    fn sip_start(&mut self, _: &str) -> Result<i32, String> {
+    fn sip_start(&mut self, _: &str, _: &[u8]) -> Result<i32, String> {
         Err("unused".into())
     }
     fn sip_kill(&mut self, _: u32) -> Result<i32, String> {
@@ -191,6 +191,18 @@ impl Kernel for Silent {
     }
     fn args(&mut self, _: &mut [u8]) -> Result<i32, String> {
         Ok(0)
+    }
+    fn console_read(&mut self, _: &mut [u8], _: Option<u64>) -> Result<i32, String> {
+        Err("unused".into())
+    }
+    fn report(&mut self, _: u32, _: &mut [u8]) -> Result<i32, String> {
+        Err("unused".into())
+    }
+    fn shutdown(&mut self, _: i32) -> Result<(), String> {
+        Err("unused".into())
+    }
+    fn bench(&mut self, _: &str) -> Result<i32, String> {
+        Err("unused".into())
     }
 }
 

@@ -56,6 +56,74 @@ pub fn start(suite: &str) -> Result<(), String> {
     .map_err(|err| format!("cannot start the benchmark: {err:?}"))
 }
 
+/// Whether a suite runs now (started by a SIP with the `bench` power).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The SIP modules the micro suite starts.
+const MICRO_MODULES: [&str; 8] = [
+    "startup",
+    "hello",
+    "abi-bench",
+    "yield",
+    "primes",
+    "compute",
+    "echo-server",
+    "echo-client",
+];
+
+/// The `bench` operation for SIP `pid`: runs `suite` on a kernel thread of its own and
+/// waits for it (a kill of `pid` ends the wait; the suite then finishes on its own). The
+/// ABI status: `OK`, `NOT_FOUND` (unknown suite, or modules missing), `BUSY`, `TIMEOUT`
+/// (it failed), `OUT_OF_MEMORY` (no thread).
+pub fn run_for(pid: process::Pid, suite: &str) -> i32 {
+    use cordon_abi::status;
+    if suite != "micro" {
+        println!("bench: no suite `{suite}` (suites: micro)");
+        return status::NOT_FOUND;
+    }
+    let package = crate::boot_package();
+    let missing: Vec<&str> = MICRO_MODULES
+        .into_iter()
+        .filter(|m| package.file(m).is_none())
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "bench: the micro suite needs modules the boot package lacks: {} (add them to the system manifest's `modules`)",
+            missing.join(", ")
+        );
+        return status::NOT_FOUND;
+    }
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        return status::BUSY;
+    }
+    let failed = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let failed = failed.clone();
+        sched::spawn("bench", move || {
+            if let Err(why) = micro() {
+                failed.store(true, Ordering::Relaxed);
+                println!("bench: FAILED: {why}");
+            }
+            RUNNING.store(false, Ordering::Release);
+        })
+    };
+    let Ok(thread) = thread else {
+        RUNNING.store(false, Ordering::Release);
+        return status::OUT_OF_MEMORY;
+    };
+    while !thread.is_finished() {
+        if process::kill_requested(pid) {
+            return status::TIMEOUT;
+        }
+        sched::sleep_ticks(1);
+    }
+    if failed.load(Ordering::Relaxed) {
+        status::TIMEOUT
+    } else {
+        status::OK
+    }
+}
+
 /// Runs SIP `name` alone to its end and returns its record.
 fn run_alone(name: &str, metering: Metering) -> Result<Record, String> {
     let options = process::StartOptions {

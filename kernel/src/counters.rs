@@ -32,6 +32,10 @@ pub struct Counters {
 
 impl Counters {
     pub fn now() -> Counters {
+        Counters::read(crate::arch::irq::take_longest_masked())
+    }
+
+    fn read(longest_masked: (u64, Option<&'static core::panic::Location<'static>>)) -> Counters {
         Counters {
             syscalls: crate::arch::user::SYSCALLS.load(Ordering::Relaxed),
             cr3_loads: crate::arch::context::cr3_loads(),
@@ -46,8 +50,41 @@ impl Counters {
             registers: crate::devices::REGISTER_ACCESSES.load(Ordering::Relaxed),
             idle_cycles: sched::IDLE_CYCLES.load(Ordering::Relaxed),
             at: crate::arch::cycles::start(),
-            longest_masked: crate::arch::irq::take_longest_masked(),
+            longest_masked,
         }
+    }
+
+    /// Counts since boot (a snapshot of zeros taken at boot).
+    pub fn since_boot() -> Counters {
+        Counters::read((0, None))
+    }
+
+    /// Writes each count (since boot) on a line of its own: the kernel's `counters` table.
+    /// Takes no snapshot: the longest-masked-section measurement carries on undisturbed.
+    pub fn write_lines(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let rows: [(&str, u64); 12] = [
+            ("system calls", self.syscalls),
+            ("CR3 loads", self.cr3_loads),
+            ("TLB invalidations", self.tlb_invalidations),
+            ("context switches", self.switches),
+            ("demand-zero faults", self.demand_faults),
+            ("copy-on-write faults", self.cow_faults),
+            ("channel messages", self.messages),
+            ("  delivered directly", self.direct),
+            ("bytes copied by the kernel", self.bytes_copied),
+            ("device interrupts", self.interrupts),
+            ("device register accesses", self.registers),
+            ("idle cycles", self.idle_cycles),
+        ];
+        for (name, value) in rows {
+            writeln!(w, "{name:<28} {value:>16}")?;
+        }
+        writeln!(
+            w,
+            "{:<28} {:>16}",
+            "busy cycles",
+            self.at.saturating_sub(self.idle_cycles)
+        )
     }
 
     /// Prints what happened since `self` was taken.

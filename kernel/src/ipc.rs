@@ -138,12 +138,20 @@ pub fn connect(contract: &str, exporter: (Pid, &str), importer: (Pid, &str)) -> 
 /// The initial endpoint `name` of `pid`, checked to be of `contract` and role; taken once.
 /// While the SIP at its other end may still bring it (it has a restart policy and is being
 /// restarted, or is still running), waits for it (a kill ends the wait; the SIP then ends
-/// at its next check): see `recovery::peer_may_return`.
-pub fn take_initial(pid: Pid, name: &str, contract: &str, importer: bool) -> Result<i32, String> {
+/// at its next check): see `recovery::peer_may_return`. With `wait_for_it`, also waits
+/// while an `on-request` peer may yet be started (`recovery::peer_may_be_started`).
+pub fn take_initial(
+    pid: Pid,
+    name: &str,
+    contract: &str,
+    importer: bool,
+    wait_for_it: bool,
+) -> Result<i32, String> {
     let mut taken = None;
     let mut attempt = || {
         // Asked first: a restart that completes in between has put the new end in INITIAL.
-        let may_return = crate::recovery::peer_may_return(pid, name);
+        let may_return = crate::recovery::peer_may_return(pid, name)
+            || (wait_for_it && crate::recovery::peer_may_be_started(pid, name));
         match take_now(pid, name, contract, importer) {
             Ok(status::NOT_FOUND) if may_return => false,
             other => {
@@ -216,6 +224,17 @@ pub fn describe_endpoints(pid: Pid) -> Vec<String> {
             })
             .collect()
     })
+}
+
+/// Calls `each` for every endpoint `pid` holds, under the channel lock (for the kernel's
+/// `channels` table; bounded by `pid`'s quota, allocating nothing).
+pub fn each_endpoint(pid: Pid, mut each: impl FnMut(kernel_core::channel::EndpointView<'_>)) {
+    with(|c| c.held_endpoints(pid).for_each(&mut each));
+}
+
+/// Calls `each` for every contract the kernel compiled, under the channel lock.
+pub fn each_protocol(mut each: impl FnMut(&contracts::Protocol)) {
+    with(|c| c.protocols().iter().for_each(&mut each));
 }
 
 /// Initial endpoints of `pid` the SIP never took (checked against its manifest).

@@ -18,6 +18,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod console;
 mod counters;
 mod devices;
 mod hosted;
@@ -27,6 +28,7 @@ mod mm;
 mod pci;
 mod process;
 mod recovery;
+mod report;
 mod sched;
 mod syscall;
 mod time;
@@ -171,6 +173,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Err(err) = started {
         fail(format_args!("{err}"));
     }
+    console::init();
     x86_64::instructions::interrupts::enable();
     sched::run_until_all_exited();
     x86_64::instructions::interrupts::disable();
@@ -213,6 +216,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         if after.free_frames != baseline.free_frames {
             fail(format_args!(
                 "frames were not reclaimed after every SIP ended"
+            ));
+        }
+        if let Some(status) = process::shutdown_status()
+            && status != 0
+        {
+            fail(format_args!(
+                "the system was shut down with status {status}"
             ));
         }
     }

@@ -12,7 +12,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use bootpkg::Placement;
 use sip_runtime::{Exit, Metering, Sip};
@@ -81,6 +81,20 @@ struct SlotState {
     waiting: AtomicBool,
     /// Its last console lines, for its crash record.
     tail: IrqMutex<ConsoleTail>,
+    /// Cycles its threads ran (charged by the scheduler at each switch away from them).
+    cycles: AtomicU64,
+    /// Channel messages it sent and received, and bytes the kernel copied for it.
+    sent: AtomicU64,
+    received: AtomicU64,
+    copied: AtomicU64,
+    /// Page faults the kernel resolved for it.
+    faults: AtomicU64,
+    /// Memory promised to it for its declared limits.
+    memory: AtomicU64,
+    /// Arguments its starter gave it (each followed by NUL), instead of its entry's.
+    args: IrqMutex<Option<Vec<u8>>>,
+    /// The SIP that ended it with `sip_kill` (0: none).
+    killed_by: AtomicUsize,
 }
 
 /// The last [`ConsoleTail::LINES`] lines a SIP printed (each cut at
@@ -158,6 +172,14 @@ impl SlotState {
             hung: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
             tail: IrqMutex::new(ConsoleTail::new()),
+            cycles: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            copied: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            memory: AtomicU64::new(0),
+            args: IrqMutex::new(None),
+            killed_by: AtomicUsize::new(0),
         }
     }
 
@@ -175,6 +197,18 @@ impl SlotState {
         self.hung.store(false, Ordering::Relaxed);
         self.waiting.store(false, Ordering::Relaxed);
         *self.tail.lock() = ConsoleTail::new();
+        for count in [
+            &self.cycles,
+            &self.sent,
+            &self.received,
+            &self.copied,
+            &self.faults,
+            &self.memory,
+        ] {
+            count.store(0, Ordering::Relaxed);
+        }
+        drop(self.args.lock().take());
+        self.killed_by.store(0, Ordering::Relaxed);
         self.pid.store(pid, Ordering::Release);
     }
 }
@@ -197,6 +231,9 @@ enum Power {
     Start = 1,
     Kill = 2,
     Inspect = 4,
+    Console = 8,
+    Shutdown = 16,
+    Bench = 32,
 }
 
 impl Power {
@@ -205,8 +242,35 @@ impl Power {
             Power::Start => "start",
             Power::Kill => "kill",
             Power::Inspect => "inspect",
+            Power::Console => "console",
+            Power::Shutdown => "shutdown",
+            Power::Bench => "bench",
         }
     }
+}
+
+/// Charges `cycles` of processor time to `pid` (0: the kernel's own, not charged). Called
+/// by the scheduler when it switches away from one of `pid`'s threads.
+pub fn charge_cycles(pid: Pid, cycles: u64) {
+    if let Some(slot) = live_slot(pid) {
+        slot.cycles.fetch_add(cycles, Ordering::Relaxed);
+    }
+}
+
+/// Charges a page fault the kernel resolved to `pid`.
+pub fn charge_fault(pid: Pid) {
+    if let Some(slot) = live_slot(pid) {
+        slot.faults.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether `pid` names a process that has not ended.
+pub fn is_running(pid: Pid) -> bool {
+    pid != 0
+        && PROCESSES
+            .lock()
+            .iter()
+            .any(|r| r.pid == pid && r.ending.is_none())
 }
 
 /// Charges one timer tick to `pid` (0: the kernel's own work, not charged), and asks a
@@ -264,6 +328,8 @@ pub enum StartError {
     Wiring(String),
     /// No memory for a copy of the module.
     NoMemory,
+    /// The system is shutting down.
+    ShuttingDown,
 }
 
 impl StartError {
@@ -276,7 +342,8 @@ impl StartError {
             StartError::TableFull
             | StartError::Thread(_)
             | StartError::Wiring(_)
-            | StartError::NoMemory => status::OUT_OF_MEMORY,
+            | StartError::NoMemory
+            | StartError::ShuttingDown => status::OUT_OF_MEMORY,
         }
     }
 }
@@ -340,6 +407,32 @@ pub struct Record {
     pub incarnation: u32,
     /// The engine that ran it (set once it is instantiated).
     pub engine: Option<bootpkg::Engine>,
+    /// Where it runs (set once it is verified).
+    pub placement: Option<Placement>,
+    /// Ended on purpose: by the SIP with this pid (its `kill` power), or by the shutdown
+    /// (0).
+    pub killed_by: Option<Pid>,
+}
+
+/// What the kernel's SIP table shows of one process record besides its accounting.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    pub pid: Pid,
+    pub name: Name,
+    pub incarnation: u32,
+    pub engine: Option<bootpkg::Engine>,
+    pub placement: Option<Placement>,
+}
+
+/// Row `index` of the process table (`None` past its end): one short lock, no allocation.
+pub fn row(index: usize) -> Option<Row> {
+    PROCESSES.lock().get(index).map(|r| Row {
+        pid: r.pid,
+        name: r.name,
+        incarnation: r.incarnation,
+        engine: r.engine,
+        placement: r.placement,
+    })
 }
 
 static PROCESSES: IrqMutex<Vec<Record>> = IrqMutex::new(Vec::new());
@@ -418,10 +511,45 @@ impl SipKernel {
         self.pid
     }
 
+    /// Accounts a send that returned `sent` for a message of `len` bytes.
+    fn count_sent(&self, sent: &Result<i32, String>, len: usize) {
+        if *sent == Ok(cordon_abi::status::OK)
+            && let Some(slot) = live_slot(self.pid)
+        {
+            slot.sent.fetch_add(1, Ordering::Relaxed);
+            slot.copied.fetch_add(len as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Accounts a receive that returned `got` (a length, or a status).
+    fn count_received(&self, got: &Result<i32, String>) {
+        if let Ok(len) = *got
+            && len >= 0
+            && let Some(slot) = live_slot(self.pid)
+        {
+            slot.received.fetch_add(1, Ordering::Relaxed);
+            slot.copied.fetch_add(len as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Accounts a block read or write that returned `moved` (bytes, or a status).
+    fn count_copied(&self, moved: &Result<i32, String>) {
+        if let Ok(len) = *moved
+            && len > 0
+            && let Some(slot) = live_slot(self.pid)
+        {
+            slot.copied.fetch_add(len as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the system manifest gave this SIP `power`.
+    fn has(&self, power: Power) -> bool {
+        live_slot(self.pid).is_some_and(|s| s.powers.load(Ordering::Relaxed) & power as u8 != 0)
+    }
+
     /// Misuse unless the system manifest gave this SIP `power`.
     fn need(&self, power: Power, op: &str) -> Result<(), String> {
-        if live_slot(self.pid).is_some_and(|s| s.powers.load(Ordering::Relaxed) & power as u8 != 0)
-        {
+        if self.has(power) {
             return Ok(());
         }
         Err(format!(
@@ -465,9 +593,11 @@ impl sip_runtime::Kernel for SipKernel {
             slot.tail.lock().write(bytes);
         }
         SIP_CONSOLE.down();
-        // Every line a SIP prints is labelled with its name.
+        // Every line a SIP prints is labelled with its name, except the console SIP's: it
+        // draws the console (prompts, echoed typing, what its clients print).
+        let labelled = !self.has(Power::Console);
         for line in bytes.split_inclusive(|&b| b == b'\n') {
-            if self.at_line_start {
+            if self.at_line_start && labelled {
                 serial::write_bytes(format!("[{}] ", self.name).as_bytes());
             }
             serial::write_bytes(line);
@@ -512,11 +642,14 @@ impl sip_runtime::Kernel for SipKernel {
     fn chan_send(&mut self, ep: u32, message: &[u8]) -> Result<i32, String> {
         let sent = ipc::send(self.pid, ep, message);
         self.note_sent(ep, &sent);
+        self.count_sent(&sent, message.len());
         sent
     }
 
     fn chan_recv(&mut self, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String> {
-        ipc::recv(self.pid, ep, out, timeout)
+        let got = ipc::recv(self.pid, ep, out, timeout);
+        self.count_received(&got);
+        got
     }
 
     fn chan_call(
@@ -528,11 +661,14 @@ impl sip_runtime::Kernel for SipKernel {
     ) -> Result<i32, String> {
         let sent = ipc::send(self.pid, ep, message);
         self.note_sent(ep, &sent);
+        self.count_sent(&sent, message.len());
         let sent = sent?;
         if sent != cordon_abi::status::OK {
             return Ok(sent);
         }
-        ipc::recv(self.pid, ep, out, timeout)
+        let got = ipc::recv(self.pid, ep, out, timeout);
+        self.count_received(&got);
+        got
     }
 
     fn chan_select(&mut self, eps: &[u32], timeout: Option<u64>) -> Result<i32, String> {
@@ -543,8 +679,14 @@ impl sip_runtime::Kernel for SipKernel {
         ipc::close(self.pid, ep)
     }
 
-    fn chan_initial(&mut self, name: &str, contract: &str, importer: bool) -> Result<i32, String> {
-        ipc::take_initial(self.pid, name, contract, importer)
+    fn chan_initial(
+        &mut self,
+        name: &str,
+        contract: &str,
+        importer: bool,
+        wait: bool,
+    ) -> Result<i32, String> {
+        ipc::take_initial(self.pid, name, contract, importer, wait)
     }
 
     fn chan_check(&mut self, ep: u32, contract: &str, importer: bool) -> Result<i32, String> {
@@ -556,11 +698,15 @@ impl sip_runtime::Kernel for SipKernel {
     }
 
     fn buf_write(&mut self, buf: u32, offset: u32, data: &[u8]) -> Result<i32, String> {
-        ipc::buf_write(self.pid, buf, offset, data)
+        let written = ipc::buf_write(self.pid, buf, offset, data);
+        self.count_copied(&written);
+        written
     }
 
     fn buf_read(&mut self, buf: u32, offset: u32, out: &mut [u8]) -> Result<i32, String> {
-        ipc::buf_read(self.pid, buf, offset, out)
+        let read = ipc::buf_read(self.pid, buf, offset, out);
+        self.count_copied(&read);
+        read
     }
 
     fn buf_free(&mut self, buf: u32) -> Result<i32, String> {
@@ -593,8 +739,30 @@ impl sip_runtime::Kernel for SipKernel {
         ipc::buf_dma(self.pid, buf)
     }
 
-    fn sip_start(&mut self, module: &str) -> Result<i32, String> {
+    fn sip_start(&mut self, module: &str, args: &[u8]) -> Result<i32, String> {
         self.need(Power::Start, "sip_start")?;
+        if args.len() > bootpkg::MAX_ARGS_BYTES {
+            return Err(format!(
+                "sip_start: {} bytes of arguments; at most {} are allowed",
+                args.len(),
+                bootpkg::MAX_ARGS_BYTES
+            ));
+        }
+        if args.last().is_some_and(|&b| b != 0) {
+            return Err(String::from(
+                "sip_start: the arguments do not end with a NUL byte (each argument is followed by one)",
+            ));
+        }
+        let args = if args.is_empty() {
+            None
+        } else {
+            let mut copy = Vec::new();
+            if copy.try_reserve_exact(args.len()).is_err() {
+                return Ok(cordon_abi::status::OUT_OF_MEMORY);
+            }
+            copy.extend_from_slice(args);
+            Some(copy)
+        };
         let package = crate::boot_package();
         let Some(bytes) = package
             .file(module)
@@ -604,10 +772,10 @@ impl sip_runtime::Kernel for SipKernel {
         };
         let started = match package.on_request_entry(module) {
             // Exactly what its system-manifest entry names.
-            Some(entry) => start_entry(entry, bytes),
+            Some(entry) => start_entry_with(entry, bytes, args),
             // Nothing in the system manifest names it: no endpoints, devices or powers.
             None => copy_module(bytes)
-                .and_then(|copy| start_with(module, copy, StartOptions::default()))
+                .and_then(|copy| start_with_args(module, copy, StartOptions::default(), args))
                 .map(|(pid, _thread)| pid),
         };
         Ok(match started {
@@ -621,6 +789,12 @@ impl sip_runtime::Kernel for SipKernel {
 
     fn sip_kill(&mut self, pid: u32) -> Result<i32, String> {
         self.need(Power::Kill, "sip_kill")?;
+        if let Some(slot) = live_slot(pid as Pid) {
+            // Only the first asker is named (the end is its doing).
+            let _ =
+                slot.killed_by
+                    .compare_exchange(0, self.pid, Ordering::Relaxed, Ordering::Relaxed);
+        }
         Ok(if kill(pid as Pid) {
             cordon_abi::status::OK
         } else {
@@ -629,6 +803,15 @@ impl sip_runtime::Kernel for SipKernel {
     }
 
     fn args(&mut self, out: &mut [u8]) -> Result<i32, String> {
+        if let Some(slot) = live_slot(self.pid)
+            && let Some(given) = slot.args.lock().as_deref()
+        {
+            if let Some(out) = out.get_mut(..given.len()) {
+                out.copy_from_slice(given);
+            }
+            // At most MAX_ARGS_BYTES (checked by sip_start).
+            return Ok(given.len() as i32);
+        }
         let entry = PROCESSES
             .lock()
             .iter()
@@ -650,6 +833,69 @@ impl sip_runtime::Kernel for SipKernel {
         out.copy_from_slice(&info.to_bytes());
         Ok(cordon_abi::SipInfo::BYTES as i32)
     }
+
+    fn console_read(&mut self, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String> {
+        self.need(Power::Console, "console_read")?;
+        crate::console::read(self.pid, out, timeout)
+    }
+
+    fn report(&mut self, table: u32, out: &mut [u8]) -> Result<i32, String> {
+        self.need(Power::Inspect, "report")?;
+        crate::report::write(table, out)
+    }
+
+    fn bench(&mut self, suite: &str) -> Result<i32, String> {
+        self.need(Power::Bench, "bench")?;
+        // Waiting for the suite is not hanging (the supervisor's watchdog skips it).
+        set_waiting(self.pid, true);
+        let status = crate::bench::run_for(self.pid, suite);
+        set_waiting(self.pid, false);
+        Ok(status)
+    }
+
+    fn shutdown(&mut self, status: i32) -> Result<(), String> {
+        self.need(Power::Shutdown, "shutdown")?;
+        println!(
+            "[kernel] SIP {} (pid {}) shuts the system down (status {status})",
+            self.name, self.pid
+        );
+        shutdown(status);
+        Ok(())
+    }
+}
+
+/// Set once a SIP with the `shutdown` power asked: its status (`i64::MIN`: not asked).
+static SHUTDOWN: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// Ends every SIP (none is restarted from now on); the kernel powers off once they are
+/// gone, as at the end of any run.
+pub fn shutdown(status: i32) {
+    if SHUTDOWN
+        .compare_exchange(
+            i64::MIN,
+            i64::from(status),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        return;
+    }
+    let running: Vec<Pid> = PROCESSES
+        .lock()
+        .iter()
+        .filter(|r| r.ending.is_none())
+        .map(|r| r.pid)
+        .collect();
+    for pid in running {
+        kill(pid);
+    }
+}
+
+/// The status a shutdown was asked with, once one was.
+pub fn shutdown_status() -> Option<i32> {
+    let status = SHUTDOWN.load(Ordering::Acquire);
+    (status != i64::MIN).then_some(status as i32)
 }
 
 /// The kernel's account of process `pid`, live.
@@ -657,7 +903,7 @@ pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
     use cordon_abi::sip_state;
     let record = record(pid)?;
     let slot = live_slot(pid)?;
-    let (_, peak) = ipc::usage(pid);
+    let (now, peak) = ipc::usage(pid);
     let (state, ending) = match &record.ending {
         None => (sip_state::RUNNING, 0),
         Some(Ending::Ran(Exit::Status(s))) => (sip_state::ENDED, *s),
@@ -673,6 +919,14 @@ pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
         peak_objects: peak.objects,
         generation: generation(pid),
         peak_bytes: peak.bytes,
+        cycles: slot.cycles.load(Ordering::Relaxed),
+        messages_sent: slot.sent.load(Ordering::Relaxed),
+        messages_received: slot.received.load(Ordering::Relaxed),
+        bytes_copied: slot.copied.load(Ordering::Relaxed),
+        objects: now.objects,
+        faults: u32::try_from(slot.faults.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+        object_bytes: now.bytes,
+        memory_bytes: slot.memory.load(Ordering::Relaxed),
     })
 }
 
@@ -766,9 +1020,30 @@ pub fn start_with(
     module: Vec<u8>,
     options: StartOptions,
 ) -> Result<(Pid, JoinHandle), StartError> {
+    start_with_args(name, module, options, None)
+}
+
+/// [`start_with`], giving the SIP `args` (encoded, each followed by NUL) instead of its
+/// entry's.
+fn start_with_args(
+    name: &str,
+    module: Vec<u8>,
+    options: StartOptions,
+    args: Option<Vec<u8>>,
+) -> Result<(Pid, JoinHandle), StartError> {
     let created = cycles::start();
     let pid = new_record(name, given_powers(options), options.system_index)?;
+    give_args(pid, args);
     launch(pid, name, module, created, options)
+}
+
+/// Gives new process `pid` (not yet running) the arguments its starter chose.
+fn give_args(pid: Pid, args: Option<Vec<u8>>) {
+    if args.is_some()
+        && let Some(slot) = live_slot(pid)
+    {
+        *slot.args.lock() = args;
+    }
 }
 
 /// Runs SIP `pid` (its record made) on a new thread.
@@ -815,6 +1090,11 @@ fn incarnation(table: &[Record], entry: u32) -> Option<Pid> {
 /// then made when it starts), and the entry not: one incarnation at a time. `module` is the entry's
 /// module from the boot package.
 pub fn start_entry(entry: u32, module: &[u8]) -> Result<Pid, StartError> {
+    start_entry_with(entry, module, None)
+}
+
+/// [`start_entry`], giving the SIP `args` (encoded) instead of its entry's.
+fn start_entry_with(entry: u32, module: &[u8], args: Option<Vec<u8>>) -> Result<Pid, StartError> {
     let package = crate::boot_package();
     let name = package.sips[entry as usize].as_str();
     for c in package.channels_of(entry) {
@@ -843,6 +1123,7 @@ pub fn start_entry(entry: u32, module: &[u8]) -> Result<Pid, StartError> {
     };
     let created = cycles::start();
     let pid = new_record(name, given_powers(options), Some(entry))?;
+    give_args(pid, args);
     for c in package.channels_of(entry) {
         let pid_of = |sip: u32| {
             if sip == entry {
@@ -878,6 +1159,8 @@ pub fn start_entry(entry: u32, module: &[u8]) -> Result<Pid, StartError> {
             return Err(StartError::Wiring(why));
         }
     }
+    // Peers waiting in `chan_initial` for the ends just made take them.
+    ipc::wake_waiters();
     launch(pid, name, module, created, options).map(|(pid, _thread)| pid)
 }
 
@@ -907,6 +1190,10 @@ pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartEr
 /// which must not be running already).
 fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartError> {
     let mut table = PROCESSES.lock();
+    // A shutdown ends every SIP: none starts after it began.
+    if shutdown_status().is_some() {
+        return Err(StartError::ShuttingDown);
+    }
     if entry.is_some_and(|e| incarnation(&table, e).is_some()) {
         return Err(StartError::Running);
     }
@@ -942,6 +1229,8 @@ fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartEr
         entry,
         incarnation,
         engine: None,
+        placement: None,
+        killed_by: None,
     };
     if slot == table.len() {
         table.push(record);
@@ -977,6 +1266,10 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
         .config
         .isolation
         .placement(options.client);
+    update(pid, |record| {
+        record.placement = Some(placement);
+        record.engine = Some(engine_of(options));
+    });
     let (ending, reservation) = match verifier::verify(&module, &verifier::Policy::default()) {
         Err(rejection) => (Ending::Refused(format!("{rejection}")), None),
         Ok(verified) => {
@@ -993,6 +1286,12 @@ fn run(pid: Pid, name: String, module: Vec<u8>, created: u64, options: StartOpti
                     devices::claim(pid, &verified.manifest.resources, &given_devices(options))
                 })
                 .and_then(|()| reserve(&limits, module.len(), placement));
+            if granted.is_ok()
+                && let Some(slot) = live_slot(pid)
+            {
+                let promised = kernel_heap_bytes(&limits, module.len(), placement);
+                slot.memory.store(promised as u64, Ordering::Relaxed);
+            }
             match (granted, placement) {
                 (Err(why), _) => (Ending::LoadFailed(why), None),
                 // The reservation lives until the SIP and everything it allocated are gone
@@ -1064,6 +1363,9 @@ fn given_powers(options: StartOptions) -> u8 {
         bits | if g.start { Power::Start as u8 } else { 0 }
             | if g.kill { Power::Kill as u8 } else { 0 }
             | if g.inspect { Power::Inspect as u8 } else { 0 }
+            | if g.console { Power::Console as u8 } else { 0 }
+            | if g.shutdown { Power::Shutdown as u8 } else { 0 }
+            | if g.bench { Power::Bench as u8 } else { 0 }
     })
 }
 
@@ -1096,11 +1398,18 @@ fn finish_with(
         (time::ticks() - slot.started_tick.load(Ordering::Relaxed)) * 1_000 / time::TICK_HZ;
     // A SIP that never ran (refused by the verifier, not loadable) would fail the same way
     // again: only incarnations that ran are restarted.
+    // Ended on purpose — by a shutdown (the end every SIP gets) or by a SIP the system
+    // manifest gave the `kill` power — not by a failure: no crash record, no restart, and
+    // the run does not count it against itself.
+    let killed = ending == Ending::Ran(Exit::Killed);
+    let killer = slot.killed_by.load(Ordering::Relaxed);
+    let on_purpose = killed && (shutdown_status().is_some() || killer != 0);
     let verdict = match (entry, &ending) {
+        _ if on_purpose => crate::recovery::Verdict::Stay,
         (Some(e), Ending::Ran(_)) => crate::recovery::on_end(e, ran_ms, !ending.is_clean()),
         _ => crate::recovery::Verdict::Stay,
     };
-    if matches!(ending, Ending::Ran(_)) && !ending.is_clean() {
+    if matches!(ending, Ending::Ran(_)) && !ending.is_clean() && !on_purpose {
         SIP_CONSOLE.down();
         if slot.hung.load(Ordering::Relaxed) {
             println!(
@@ -1139,7 +1448,16 @@ fn finish_with(
             slot.cpu_budget.load(Ordering::Relaxed)
         );
     }
-    println!("[kernel] {what} (pid {pid}) {ending}");
+    match (killed, killer) {
+        (true, 0) if on_purpose => {
+            println!("[kernel] {what} (pid {pid}) ended by the shutdown")
+        }
+        (true, killer) if killer != 0 => println!(
+            "[kernel] {what} (pid {pid}) killed by SIP {} (pid {killer})",
+            record(killer).map_or_else(|| String::from("?"), |r| String::from(r.name.as_str()))
+        ),
+        _ => println!("[kernel] {what} (pid {pid}) {ending}"),
+    }
     let name = entry.map(|e| crate::boot_package().sips[e as usize].as_str());
     match (&verdict, name) {
         (crate::recovery::Verdict::Restart { delay_ms, next }, Some(name)) => println!(
@@ -1159,11 +1477,12 @@ fn finish_with(
     SIP_CONSOLE.up();
     // A failure the supervisor answers with a restart is recovered, not a failed run.
     let restarting = matches!(verdict, crate::recovery::Verdict::Restart { .. });
-    if !ending.is_clean() && !restarting {
+    if !ending.is_clean() && !restarting && !on_purpose {
         UNCLEAN.fetch_add(1, Ordering::Relaxed);
     }
     update(pid, |record| {
         record.ending = Some(ending);
+        record.killed_by = on_purpose.then_some(killer);
         record.kernel_peak = (peak.objects, peak.bytes);
         // The kernel's own counts, whatever the SIP's runtime reported.
         record.abi_calls = slot.kernel_calls.load(Ordering::Relaxed);
@@ -1401,6 +1720,7 @@ pub fn kill(pid: Pid) -> bool {
     if slot.is_some() {
         ipc::wake_waiters();
         devices::wake_waiters();
+        crate::console::wake_reader();
     }
     slot.is_some()
 }
@@ -1455,7 +1775,10 @@ pub fn record(pid: Pid) -> Option<Record> {
 /// Prints one line per SIP: how it ended, its start-up cost and its work. Returns the
 /// number that did not end cleanly.
 pub fn print_summary() -> usize {
+    println!("SIP accounting (the shell's `ps`):");
+    crate::report::print_sips();
     let records = records();
+    println!("SIP start-up and endings:");
     println!(
         "pid  sip            engine        verify   instantiate  create+start  abi calls  fuel        ticks  kernel objects (peak)  ended"
     );
@@ -1475,9 +1798,12 @@ pub fn print_summary() -> usize {
             r.cpu_ticks,
             r.kernel_peak.0,
             r.kernel_peak.1.div_ceil(1024),
-            r.ending
-                .as_ref()
-                .map_or_else(|| String::from("still running"), |e| format!("{e}")),
+            match (r.killed_by, &r.ending) {
+                (Some(0), _) => String::from("ended by the shutdown"),
+                (Some(killer), _) => format!("killed by pid {killer}"),
+                (None, Some(e)) => format!("{e}"),
+                (None, None) => String::from("still running"),
+            },
         );
     }
     println!(

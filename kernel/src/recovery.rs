@@ -222,15 +222,10 @@ pub fn restarting(entry: u32) -> bool {
         .is_some_and(|e| e.pending)
 }
 
-/// Whether the endpoint `pid`'s system manifest calls `name` may still come (again): the
-/// SIP at its other end has a restart policy the supervisor has not given up on, and is
-/// being restarted or is still running (it may have closed its end and be about to fail).
-/// `chan_initial` waits while this holds.
-pub fn peer_may_return(pid: Pid, name: &str) -> bool {
-    let Some(entry) = process::record(pid).and_then(|r| r.entry) else {
-        return false;
-    };
-    let peer = crate::boot_package().channels_of(entry).find_map(|c| {
+/// The system-manifest entry at the other end of the endpoint `pid`'s entry calls `name`.
+fn peer_entry(pid: Pid, name: &str) -> Option<u32> {
+    let entry = process::record(pid).and_then(|r| r.entry)?;
+    crate::boot_package().channels_of(entry).find_map(|c| {
         if c.exporter.sip == entry && c.exporter.endpoint == name {
             Some(c.importer.sip)
         } else if c.importer.sip == entry && c.importer.endpoint == name {
@@ -238,8 +233,26 @@ pub fn peer_may_return(pid: Pid, name: &str) -> bool {
         } else {
             None
         }
-    });
-    let Some(peer) = peer else {
+    })
+}
+
+/// Whether the endpoint `pid`'s system manifest calls `name` may still be handed over by
+/// a start: the SIP at its other end is an `on-request` entry (a SIP with the `start`
+/// power may start it, making the channel) and the system is not shutting down.
+/// `chan_initial` with `INITIAL_WAIT` waits while this holds.
+pub fn peer_may_be_started(pid: Pid, name: &str) -> bool {
+    let Some(peer) = peer_entry(pid, name) else {
+        return false;
+    };
+    crate::boot_package().on_request.contains(&peer) && process::shutdown_status().is_none()
+}
+
+/// Whether the endpoint `pid`'s system manifest calls `name` may still come (again): the
+/// SIP at its other end has a restart policy the supervisor has not given up on, and is
+/// being restarted or is still running (it may have closed its end and be about to fail).
+/// `chan_initial` waits while this holds.
+pub fn peer_may_return(pid: Pid, name: &str) -> bool {
+    let Some(peer) = peer_entry(pid, name) else {
         return false;
     };
     let (supervised, pending) = {
@@ -329,6 +342,13 @@ fn restart(entry: u32, name: &str, delay_ms: u64) {
         .div_ceil(1_000)
         .max(1);
     sched::sleep_ticks(ticks);
+    if process::shutdown_status().is_some() {
+        // The system is shutting down: nothing is restarted any more.
+        if let Some(e) = ENTRIES.lock().get_mut(entry as usize) {
+            e.pending = false;
+        }
+        return;
+    }
     let package = crate::boot_package();
     let Some(module) = package.file(name) else {
         give_up_pending(entry, name, "its module is not in the boot package");

@@ -29,7 +29,7 @@ pub enum Outcome {
 type Entry = fn(&mut SipKernel, &UserAccess, [u64; 6]) -> Outcome;
 
 /// The table, in operation-number order (checked by [`check_table`]).
-const TABLE: [(&abi::Op, Entry); 27] = [
+const TABLE: [(&abi::Op, Entry); 31] = [
     (&abi::EXIT, exit),
     (&abi::CONSOLE_WRITE, console_write),
     (&abi::YIELD, yield_now),
@@ -57,6 +57,10 @@ const TABLE: [(&abi::Op, Entry); 27] = [
     (&abi::SIP_KILL, sip_kill),
     (&abi::SIP_INFO, sip_info),
     (&abi::ARGS, args),
+    (&abi::CONSOLE_READ, console_read),
+    (&abi::REPORT, report),
+    (&abi::SHUTDOWN, shutdown),
+    (&abi::BENCH, bench),
 ];
 
 /// Panics at boot if the table and the ABI disagree (a kernel bug, not a SIP's).
@@ -258,7 +262,18 @@ fn chan_initial(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome 
         return bad_address();
     };
     match (name, contract) {
-        (Ok(name), Ok(contract)) => status(k.chan_initial(name, contract, a[4] != 0)),
+        (Ok(name), Ok(contract)) if a[4] & !(1 | abi::INITIAL_WAIT as u64) == 0 => {
+            status(k.chan_initial(
+                name,
+                contract,
+                a[4] & 1 != 0,
+                a[4] & abi::INITIAL_WAIT as u64 != 0,
+            ))
+        }
+        (Ok(_), Ok(_)) => violation(format!(
+            "chan_initial: role {} (0 exporter, 1 importer, plus 2 to wait)",
+            a[4]
+        )),
         (Err(why), _) | (_, Err(why)) => violation(why),
     }
 }
@@ -325,7 +340,40 @@ fn sip_start(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
     match text(access, a[0], a[1]) {
         None => bad_address(),
         Some(Err(why)) => violation(why),
-        Some(Ok(name)) => status(k.sip_start(name)),
+        Some(Ok(name)) => match access.bytes(a[2], a[3]) {
+            None => bad_address(),
+            Some(args) => status(k.sip_start(name, args)),
+        },
+    }
+}
+
+fn console_read(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
+    let Some(out) = access.bytes_mut(a[0], a[1]) else {
+        return bad_address();
+    };
+    status(k.console_read(out, timeout(a[2])))
+}
+
+fn report(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
+    let Some(out) = access.bytes_mut(a[1], a[2]) else {
+        return bad_address();
+    };
+    status(k.report(handle(a[0]), out))
+}
+
+fn bench(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
+    match text(access, a[0], a[1]) {
+        None => bad_address(),
+        Some(Err(why)) => violation(why),
+        Some(Ok(suite)) => status(k.bench(suite)),
+    }
+}
+
+fn shutdown(k: &mut SipKernel, _: &UserAccess, a: [u64; 6]) -> Outcome {
+    match k.shutdown(a[0] as u32 as i32) {
+        // The caller is ended with every other SIP, on its way back to ring 3.
+        Ok(()) => ok(0),
+        Err(report) => violation(report),
     }
 }
 

@@ -237,7 +237,18 @@ fn register_channels<K: Kernel + 'static>(
                         range(data.len(), contract, contract_len, "chan_initial")?,
                         "chan_initial",
                     )?;
-                    answer(state.kernel.chan_initial(&name, &contract, role != 0))
+                    if role & !(1 | abi::INITIAL_WAIT) != 0 {
+                        return Err(bad_call(format!(
+                            "chan_initial: role {role} (0 exporter, 1 importer, plus 2 to wait)"
+                        )));
+                    }
+                    let result = state.kernel.chan_initial(
+                        &name,
+                        &contract,
+                        role & 1 != 0,
+                        role & abi::INITIAL_WAIT != 0,
+                    );
+                    after_wait(&mut state.kernel, result)
                 },
             )?;
         }
@@ -423,11 +434,17 @@ fn register_control<K: Kernel + 'static>(
             linker.func_wrap(
                 module,
                 op.name,
-                |mut caller: Caller<'_, State<K>>, ptr: i32, len: i32| -> Result<i32, Error> {
+                |mut caller: Caller<'_, State<K>>,
+                 ptr: i32,
+                 len: i32,
+                 args: i32,
+                 args_len: i32|
+                 -> Result<i32, Error> {
                     enter(&mut caller, &abi::SIP_START)?;
                     let (data, state) = memory(&mut caller)?;
                     let name = text(data, range(data.len(), ptr, len, "sip_start")?, "sip_start")?;
-                    answer(state.kernel.sip_start(&name))
+                    let args = range(data.len(), args, args_len, "sip_start")?;
+                    answer(state.kernel.sip_start(&name, &data[args]))
                 },
             )?;
         }
@@ -466,6 +483,65 @@ fn register_control<K: Kernel + 'static>(
                     let (data, state) = memory(&mut caller)?;
                     let out = range(data.len(), ptr, cap, "sip_info")?;
                     answer(state.kernel.sip_info(pid as u32, &mut data[out]))
+                },
+            )?;
+        }
+        n if n == abi::CONSOLE_READ.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 ptr: i32,
+                 cap: i32,
+                 ticks: i64|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::CONSOLE_READ)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let out = range(data.len(), ptr, cap, "console_read")?;
+                    let result = state.kernel.console_read(&mut data[out], timeout(ticks));
+                    after_wait(&mut state.kernel, result)
+                },
+            )?;
+        }
+        n if n == abi::REPORT.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>,
+                 table: i32,
+                 ptr: i32,
+                 cap: i32|
+                 -> Result<i32, Error> {
+                    enter(&mut caller, &abi::REPORT)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let out = range(data.len(), ptr, cap, "report")?;
+                    answer(state.kernel.report(table as u32, &mut data[out]))
+                },
+            )?;
+        }
+        n if n == abi::BENCH.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, ptr: i32, len: i32| -> Result<i32, Error> {
+                    enter(&mut caller, &abi::BENCH)?;
+                    let (data, state) = memory(&mut caller)?;
+                    let suite = text(data, range(data.len(), ptr, len, "bench")?, "bench")?;
+                    let result = state.kernel.bench(&suite);
+                    after_wait(&mut state.kernel, result)
+                },
+            )?;
+        }
+        n if n == abi::SHUTDOWN.number => {
+            linker.func_wrap(
+                module,
+                op.name,
+                |mut caller: Caller<'_, State<K>>, status: i32| -> Result<(), Error> {
+                    enter(&mut caller, &abi::SHUTDOWN)?;
+                    let kernel = &mut caller.data_mut().kernel;
+                    kernel.shutdown(status).map_err(bad_call)?;
+                    // The kernel ends every SIP, this one included.
+                    Err(host_error(Stop::Killed))
                 },
             )?;
         }

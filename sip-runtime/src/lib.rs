@@ -77,7 +77,14 @@ pub trait Kernel {
     ) -> Result<i32, String>;
     fn chan_select(&mut self, eps: &[u32], timeout: Option<u64>) -> Result<i32, String>;
     fn chan_close(&mut self, ep: u32) -> Result<i32, String>;
-    fn chan_initial(&mut self, name: &str, contract: &str, importer: bool) -> Result<i32, String>;
+    /// Takes initial endpoint `name`; with `wait`, waits until the kernel hands it over.
+    fn chan_initial(
+        &mut self,
+        name: &str,
+        contract: &str,
+        importer: bool,
+        wait: bool,
+    ) -> Result<i32, String>;
     fn chan_check(&mut self, ep: u32, contract: &str, importer: bool) -> Result<i32, String>;
     fn buf_alloc(&mut self, size: u32) -> Result<i32, String>;
     fn buf_write(&mut self, buf: u32, offset: u32, data: &[u8]) -> Result<i32, String>;
@@ -95,14 +102,25 @@ pub trait Kernel {
     ) -> Result<i32, String>;
     fn dev_wait(&mut self, resource: u32, timeout: Option<u64>) -> Result<i32, String>;
     fn buf_dma(&mut self, buf: u32) -> Result<i64, String>;
-    /// Starts a SIP from boot-package module `module` (the `start` power).
-    fn sip_start(&mut self, module: &str) -> Result<i32, String>;
+    /// Starts a SIP from boot-package module `module` with arguments `args` (each followed
+    /// by a NUL byte; empty: its system-manifest entry's) (the `start` power).
+    fn sip_start(&mut self, module: &str, args: &[u8]) -> Result<i32, String>;
     /// Ends SIP `pid` (the `kill` power).
     fn sip_kill(&mut self, pid: u32) -> Result<i32, String>;
     /// Writes SIP `pid`'s `SipInfo` into `out` (the `inspect` power).
     fn sip_info(&mut self, pid: u32, out: &mut [u8]) -> Result<i32, String>;
     /// Writes the SIP's arguments into `out` if they fit; their encoded length.
     fn args(&mut self, out: &mut [u8]) -> Result<i32, String>;
+    /// Moves console input into `out` (the `console` power); blocks like `chan_recv`.
+    fn console_read(&mut self, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String>;
+    /// Writes the start of kernel table `table` (`cordon_abi::report`) as text into `out`;
+    /// its whole length (the `inspect` power).
+    fn report(&mut self, table: u32, out: &mut [u8]) -> Result<i32, String>;
+    /// Ends every SIP and powers off once they are gone (the `shutdown` power); the caller
+    /// is among the SIPs ended, so the runtime stops it when this returns.
+    fn shutdown(&mut self, status: i32) -> Result<(), String>;
+    /// Runs the kernel's benchmark suite `suite` now and waits for it (the `bench` power).
+    fn bench(&mut self, suite: &str) -> Result<i32, String>;
 }
 
 /// Why a SIP's execution stopped for good.

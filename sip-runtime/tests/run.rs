@@ -67,7 +67,7 @@ impl Kernel for Mock {
     fn chan_close(&mut self, _: u32) -> Result<i32, String> {
         Ok(0)
     }
-    fn chan_initial(&mut self, _: &str, _: &str, _: bool) -> Result<i32, String> {
+    fn chan_initial(&mut self, _: &str, _: &str, _: bool, _: bool) -> Result<i32, String> {
         Ok(cordon_abi::status::NOT_FOUND)
     }
     fn chan_check(&mut self, _: u32, _: &str, _: bool) -> Result<i32, String> {
@@ -100,7 +100,7 @@ impl Kernel for Mock {
     fn buf_dma(&mut self, _: u32) -> Result<i64, String> {
         Err("no devices".into())
     }
-    fn sip_start(&mut self, _: &str) -> Result<i32, String> {
+    fn sip_start(&mut self, _: &str, _: &[u8]) -> Result<i32, String> {
         Err("no powers".into())
     }
     fn sip_kill(&mut self, _: u32) -> Result<i32, String> {
@@ -115,6 +115,18 @@ impl Kernel for Mock {
             out.copy_from_slice(encoded);
         }
         Ok(encoded.len() as i32)
+    }
+    fn console_read(&mut self, _: &mut [u8], _: Option<u64>) -> Result<i32, String> {
+        Err("no powers".into())
+    }
+    fn report(&mut self, _: u32, _: &mut [u8]) -> Result<i32, String> {
+        Err("no powers".into())
+    }
+    fn shutdown(&mut self, _: i32) -> Result<(), String> {
+        Err("no powers".into())
+    }
+    fn bench(&mut self, _: &str) -> Result<i32, String> {
+        Err("no powers".into())
     }
 }
 
@@ -600,5 +612,49 @@ fn args_are_copied_into_guest_memory_and_a_bad_buffer_faults_the_sip() {
             Exit::Fault(Fault::BadAbiCall(why)) => assert!(why.contains("args"), "{why}"),
             other => panic!("args({ptr}, {cap}): expected a bad ABI call, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn console_read_report_and_start_check_their_buffers_and_flags_before_the_kernel() {
+    // Each call hands a buffer outside linear memory, or a role with unknown bits: the SIP
+    // is faulted naming the operation, and the kernel (whose mock would answer "no
+    // powers") is never asked.
+    for (import, call) in [
+        (
+            r#"(import "cordon" "console_read" (func $f (param i32 i32 i64) (result i32)))"#,
+            "(drop (call $f (i32.const 65530) (i32.const 100) (i64.const -1)))",
+        ),
+        (
+            r#"(import "cordon" "report" (func $f (param i32 i32 i32) (result i32)))"#,
+            "(drop (call $f (i32.const 0) (i32.const -1) (i32.const 8)))",
+        ),
+        (
+            r#"(import "cordon" "sip_start" (func $f (param i32 i32 i32 i32) (result i32)))"#,
+            "(drop (call $f (i32.const 0) (i32.const 5) (i32.const 65000) (i32.const 4096)))",
+        ),
+        (
+            r#"(import "cordon" "chan_initial" (func $f (param i32 i32 i32 i32 i32) (result i32)))"#,
+            "(drop (call $f (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 4)))",
+        ),
+    ] {
+        let wat = format!(
+            r#"(module {import}
+            (memory (export "memory") 1)
+            (func (export "cordon_main") {call}))"#
+        );
+        match run(&wat) {
+            Exit::Fault(Fault::BadAbiCall(why)) => assert!(!why.contains("no powers"), "{why}"),
+            other => panic!("{import}: expected a bad ABI call, got {other:?}"),
+        }
+    }
+    // In range, the kernel decides (here: the mock has no powers to give).
+    let wat = r#"(module
+        (import "cordon" "console_read" (func $f (param i32 i32 i64) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "cordon_main") (drop (call $f (i32.const 0) (i32.const 64) (i64.const 0)))))"#;
+    match run(wat) {
+        Exit::Fault(Fault::BadAbiCall(why)) => assert!(why.contains("no powers"), "{why}"),
+        other => panic!("expected the kernel's refusal, got {other:?}"),
     }
 }

@@ -10,8 +10,8 @@
   (func (export "cordon_main")
     (block $ready
       (loop $wait
-        ;; SipInfo: kernel calls are the u64 at offset 16.
-        (drop (call $info (i32.const 1) (i32.const 0) (i32.const 40)))
+        ;; SipInfo (96 bytes): kernel calls are the u64 at offset 16.
+        (drop (call $info (i32.const 1) (i32.const 0) (i32.const 96)))
         (br_if $ready (i64.ge_u (i64.load (i32.const 16)) (i64.const 40)))
         (call $yield)
         (br $wait)))

@@ -4,5 +4,5 @@
   (import "cordon" "exit" (func $exit (param i32)))
   (memory (export "memory") 1)
   (func (export "cordon_main")
-    (drop (call $info (i32.const 1) (i32.const 0) (i32.const 40)))
+    (drop (call $info (i32.const 1) (i32.const 0) (i32.const 96)))
     (call $exit (i32.const 3))))

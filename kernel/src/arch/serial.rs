@@ -2,13 +2,16 @@
 //!
 //! Everything the kernel prints goes to COM1 (QEMU's `-serial stdio`). Log lines carry the
 //! level and the timer tick; `print!`/`println!` write raw text (SIP output, banners).
+//! What is typed arrives through the receive interrupt ([`receive`]; `crate::console`).
 
 use core::fmt::{self, Write};
-use uart_16550::{Config, Uart16550, backend::PioBackend};
+use uart_16550::{Config, Uart16550, backend::PioBackend, spec::registers::IER};
 
 use super::irq::IrqMutex;
 
 const COM1: u16 = 0x3f8;
+/// COM1's interrupt line on the PC's interrupt controller.
+pub const IRQ: u8 = 4;
 
 struct Console {
     uart: Option<Uart16550<PioBackend>>,
@@ -44,7 +47,20 @@ pub fn init() {
     if let Ok(mut uart) = uart
         && uart.init(Config::default()).is_ok()
     {
+        // Received bytes raise IRQ 4 (`crate::console` keeps them for the console SIP).
+        uart.enable_interrupts(IER::DATA_READY);
         CONSOLE.lock().uart = Some(uart);
+    }
+}
+
+/// Hands every byte the UART has received to `take`, oldest first (from the receive
+/// interrupt; draining the receive buffer also clears the interrupt).
+pub fn receive(mut take: impl FnMut(u8)) {
+    let mut console = CONSOLE.lock();
+    if let Some(uart) = console.uart.as_mut() {
+        while let Ok(byte) = uart.try_receive_byte() {
+            take(byte);
+        }
     }
 }
 

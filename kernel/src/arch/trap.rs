@@ -362,6 +362,9 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
             if super::pic::acknowledge(irq) {
                 if v == vector::TIMER {
                     crate::time::on_timer_interrupt();
+                } else if irq == super::serial::IRQ {
+                    // The kernel's own console: what was typed (`crate::console`).
+                    crate::console::on_interrupt();
                 } else {
                     crate::devices::on_interrupt(irq);
                 }

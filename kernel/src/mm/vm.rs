@@ -626,6 +626,7 @@ pub fn resolve_fault(addr: u64, code: u64) -> bool {
     }
     invalidate(page);
     COW_FAULTS.fetch_add(1, Ordering::Relaxed);
+    crate::process::charge_fault(crate::sched::current_owner_now());
     true
 }
 
@@ -654,6 +655,7 @@ fn map_demand_zero(space: &mut AddressSpace, page: VirtAddr) -> bool {
     entry.set_addr(frame, flags);
     invalidate(page);
     DEMAND_FAULTS.fetch_add(1, Ordering::Relaxed);
+    crate::process::charge_fault(crate::sched::current_owner_now());
     true
 }
 

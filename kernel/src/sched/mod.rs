@@ -174,6 +174,23 @@ pub fn current_owner() -> usize {
     })
 }
 
+/// [`current_owner`] for the page-fault path, which must not wait for the scheduler's
+/// lock: 0 if the lock is held (the fault is then not charged).
+pub fn current_owner_now() -> usize {
+    SCHED
+        .try_lock()
+        .and_then(|guard| {
+            let s = guard.as_ref()?;
+            let id = s.policy.current()?;
+            Some(s.threads.get(id)?.as_ref()?.owner)
+        })
+        .unwrap_or(0)
+}
+
+/// The time-stamp counter at the latest context switch: the running thread's owner is
+/// charged from it to the next switch.
+static SWITCHED_AT: AtomicU64 = AtomicU64::new(0);
+
 /// Ends the calling thread.
 pub fn exit_current() -> ! {
     interrupts::disable();
@@ -287,6 +304,12 @@ fn reap_zombies() {
 fn schedule() {
     interrupts::without_interrupts(|| {
         reap_zombies();
+        let owner = with_sched(|s| {
+            s.policy
+                .current()
+                .and_then(|id| s.threads.get(id)?.as_ref())
+                .map_or(0, |t| t.owner)
+        });
         let target = with_sched(|s| match s.policy.pick_next() {
             Some(id) => Some(ContextId::Thread(id)),
             None => {
@@ -305,6 +328,12 @@ fn schedule() {
         if let Some(next) = target
             && next != context::running()
         {
+            // The outgoing thread's time since the previous switch goes to its owner.
+            let now = crate::arch::cycles::start();
+            let ran = now.saturating_sub(SWITCHED_AT.swap(now, Ordering::Relaxed));
+            if context::running() != ContextId::Idle {
+                crate::process::charge_cycles(owner, ran);
+            }
             context::switch_to(next);
         }
     });

@@ -124,11 +124,18 @@ impl Kernel for SyscallKernel {
         status(&abi::CHAN_CLOSE, [ep.into(), 0, 0, 0, 0, 0])
     }
 
-    fn chan_initial(&mut self, name: &str, contract: &str, importer: bool) -> Result<i32, String> {
+    fn chan_initial(
+        &mut self,
+        name: &str,
+        contract: &str,
+        importer: bool,
+        wait: bool,
+    ) -> Result<i32, String> {
         let (n, c) = (name.as_bytes(), contract.as_bytes());
+        let role = u64::from(importer) | if wait { abi::INITIAL_WAIT as u64 } else { 0 };
         status(
             &abi::CHAN_INITIAL,
-            [ptr(n), len(n), ptr(c), len(c), importer.into(), 0],
+            [ptr(n), len(n), ptr(c), len(c), role, 0],
         )
     }
 
@@ -200,9 +207,12 @@ impl Kernel for SyscallKernel {
         Ok(call(&abi::BUF_DMA, [buf.into(), 0, 0, 0, 0, 0]).first as i64)
     }
 
-    fn sip_start(&mut self, module: &str) -> Result<i32, String> {
+    fn sip_start(&mut self, module: &str, args: &[u8]) -> Result<i32, String> {
         let m = module.as_bytes();
-        status(&abi::SIP_START, [ptr(m), len(m), 0, 0, 0, 0])
+        status(
+            &abi::SIP_START,
+            [ptr(m), len(m), ptr(args), len(args), 0, 0],
+        )
     }
 
     fn sip_kill(&mut self, pid: u32) -> Result<i32, String> {
@@ -224,5 +234,40 @@ impl Kernel for SyscallKernel {
     fn args(&mut self, out: &mut [u8]) -> Result<i32, String> {
         let args = [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0];
         status(&abi::ARGS, args)
+    }
+
+    fn console_read(&mut self, out: &mut [u8], ticks: Option<u64>) -> Result<i32, String> {
+        let args = [
+            out.as_mut_ptr() as u64,
+            out.len() as u64,
+            timeout(ticks),
+            0,
+            0,
+            0,
+        ];
+        status(&abi::CONSOLE_READ, args)
+    }
+
+    fn report(&mut self, table: u32, out: &mut [u8]) -> Result<i32, String> {
+        let args = [
+            table.into(),
+            out.as_mut_ptr() as u64,
+            out.len() as u64,
+            0,
+            0,
+            0,
+        ];
+        status(&abi::REPORT, args)
+    }
+
+    fn bench(&mut self, suite: &str) -> Result<i32, String> {
+        let s = suite.as_bytes();
+        status(&abi::BENCH, [ptr(s), len(s), 0, 0, 0, 0])
+    }
+
+    fn shutdown(&mut self, code: i32) -> Result<(), String> {
+        // The kernel ends this SIP on the way back (it ends every SIP).
+        call(&abi::SHUTDOWN, [code as u32 as u64, 0, 0, 0, 0, 0]);
+        Ok(())
     }
 }

@@ -270,7 +270,24 @@ impl RawEndpoint {
     /// replays its session, e.g. `GetInfo` or `Open`, before retrying a request);
     /// `NotFound` if none will come.
     pub fn initial(name: &str, contract: &str, role: Role) -> Result<RawEndpoint, Error> {
-        status(sys::chan_initial(name, contract, role == Role::Importer))
+        Self::take_initial(name, contract, role, 0)
+    }
+
+    /// [`RawEndpoint::initial`], also waiting until the kernel hands the end over at all:
+    /// for a SIP whose peer is an `on-request` entry, started later (by the shell, or a
+    /// SIP with the `start` power).
+    pub fn wait_initial(name: &str, contract: &str, role: Role) -> Result<RawEndpoint, Error> {
+        Self::take_initial(name, contract, role, cordon_abi::INITIAL_WAIT)
+    }
+
+    fn take_initial(
+        name: &str,
+        contract: &str,
+        role: Role,
+        flags: i32,
+    ) -> Result<RawEndpoint, Error> {
+        let role = i32::from(role == Role::Importer) | flags;
+        status(sys::chan_initial(name, contract, role))
             .map(|h| RawEndpoint(h as u32, Vec::new(), Some(String::from(name))))
     }
 

@@ -22,6 +22,7 @@ extern crate alloc;
 
 pub mod channel;
 pub mod device;
+pub mod line;
 pub mod process;
 pub mod sys;
 
@@ -75,6 +76,14 @@ fn split_args(encoded: &[u8]) -> alloc::vec::Vec<alloc::string::String> {
         .take(encoded.iter().filter(|b| **b == 0).count())
         .map(|arg| alloc::string::String::from_utf8_lossy(arg).into_owned())
         .collect()
+}
+
+/// Waits for bytes typed on the console and moves up to `buf.len()` of them into `buf`
+/// (`timeout` in ticks, `None` = forever; `Err(Timeout)` if none came). Only for the SIP
+/// the system manifest gives the `console` power: the console SIP, which serves every
+/// other SIP line input through the `Console` contract.
+pub fn console_read(buf: &mut [u8], timeout: Option<u64>) -> Result<usize, channel::Error> {
+    channel::status(sys::console_read(buf, timeout)).map(|n| n as usize)
 }
 
 /// The kernel ABI revision; also the cheapest kernel call.

@@ -43,10 +43,14 @@ mod imports {
         pub fn dev_write(resource: u32, offset: u32, width: u32, value: u32) -> i32;
         pub fn dev_wait(resource: u32, timeout: i64) -> i32;
         pub fn buf_dma(buf: u32) -> i64;
-        pub fn sip_start(name: *const u8, len: usize) -> i32;
+        pub fn sip_start(name: *const u8, len: usize, args: *const u8, args_len: usize) -> i32;
         pub fn sip_kill(pid: u32) -> i32;
         pub fn sip_info(pid: u32, out: *mut u8, cap: usize) -> i32;
         pub fn args(out: *mut u8, cap: usize) -> i32;
+        pub fn console_read(out: *mut u8, cap: usize, timeout: i64) -> i32;
+        pub fn report(table: u32, out: *mut u8, cap: usize) -> i32;
+        pub fn shutdown(status: i32) -> !;
+        pub fn bench(suite: *const u8, len: usize) -> i32;
     }
 }
 
@@ -99,14 +103,14 @@ pub fn chan_close(ep: u32) -> i32 {
 }
 
 #[cfg(target_family = "wasm")]
-pub fn chan_initial(name: &str, contract: &str, importer: bool) -> i32 {
+pub fn chan_initial(name: &str, contract: &str, role: i32) -> i32 {
     unsafe {
         imports::chan_initial(
             name.as_ptr(),
             name.len(),
             contract.as_ptr(),
             contract.len(),
-            importer as i32,
+            role,
         )
     }
 }
@@ -207,9 +211,33 @@ pub fn buf_dma(buf: u32) -> u64 {
 }
 
 #[cfg(target_family = "wasm")]
-pub fn sip_start(name: &str) -> i32 {
+pub fn sip_start(name: &str, args: &[u8]) -> i32 {
+    // SAFETY: the kernel reads the two ranges, within this SIP's memory.
+    unsafe { imports::sip_start(name.as_ptr(), name.len(), args.as_ptr(), args.len()) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn console_read(out: &mut [u8], timeout: Option<u64>) -> i32 {
+    // SAFETY: the kernel writes at most `out.len()` bytes at `out`, within this SIP's memory.
+    unsafe { imports::console_read(out.as_mut_ptr(), out.len(), timeout_arg(timeout)) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn report(table: u32, out: &mut [u8]) -> i32 {
+    // SAFETY: the kernel writes at most `out.len()` bytes at `out`, within this SIP's memory.
+    unsafe { imports::report(table, out.as_mut_ptr(), out.len()) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn bench(suite: &str) -> i32 {
     // SAFETY: the kernel reads `len` bytes at `ptr`, within this SIP's memory.
-    unsafe { imports::sip_start(name.as_ptr(), name.len()) }
+    unsafe { imports::bench(suite.as_ptr(), suite.len()) }
+}
+
+#[cfg(target_family = "wasm")]
+pub fn shutdown(status: i32) -> ! {
+    // SAFETY: the kernel takes any status; it ends this SIP with every other.
+    unsafe { imports::shutdown(status) }
 }
 
 #[cfg(target_family = "wasm")]
@@ -272,7 +300,7 @@ mod host {
     pub fn chan_close(_: u32) -> i32 {
         no_kernel()
     }
-    pub fn chan_initial(_: &str, _: &str, _: bool) -> i32 {
+    pub fn chan_initial(_: &str, _: &str, _: i32) -> i32 {
         no_kernel()
     }
     pub fn chan_check(_: u32, _: &str, _: bool) -> i32 {
@@ -305,7 +333,19 @@ mod host {
     pub fn buf_dma(_: u32) -> u64 {
         no_kernel()
     }
-    pub fn sip_start(_: &str) -> i32 {
+    pub fn sip_start(_: &str, _: &[u8]) -> i32 {
+        no_kernel()
+    }
+    pub fn console_read(_: &mut [u8], _: Option<u64>) -> i32 {
+        no_kernel()
+    }
+    pub fn report(_: u32, _: &mut [u8]) -> i32 {
+        no_kernel()
+    }
+    pub fn shutdown(_: i32) -> ! {
+        no_kernel()
+    }
+    pub fn bench(_: &str) -> i32 {
         no_kernel()
     }
     pub fn sip_kill(_: u32) -> i32 {

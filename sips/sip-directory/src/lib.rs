@@ -2,7 +2,9 @@
 //! endpoints `a` and `b` at once (select). A service registers a name with the importing
 //! end of a ServiceProvider channel; a client binds to a name by sending the exporting end
 //! of a fresh channel, which the directory forwards to the service (Connect). The
-//! directory never looks inside what it forwards. Exits 0 when every client has gone.
+//! directory never looks inside what it forwards. Exits 0 when every client has gone; with
+//! the argument `--wait-for-clients` it serves until ended instead, taking each new end
+//! the kernel hands it under `a` or `b` (clients started later, e.g. from the shell).
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -81,31 +83,56 @@ impl Registry {
     }
 }
 
+/// How often (in ticks) a directory that waits for clients looks for new ones.
+const POLL_TICKS: u64 = 10;
+
 fn main() -> i32 {
+    // `--wait-for-clients`: clients may be SIPs started later (on request, e.g. from the
+    // shell), each time with a fresh channel: serve until ended, looking for new ends.
+    let stay = cordon_sip::args().iter().any(|a| a == "--wait-for-clients");
+    let names = ["a", "b"];
     let mut clients: Vec<Option<Client>> = Vec::new();
-    for name in ["a", "b"] {
+    for name in names {
         match directory::Exp::initial(name) {
             Ok(ep) => clients.push(Some(ep)),
+            Err(Error::NotFound) if stay => clients.push(None),
             Err(e) => {
                 println!("no `{name}` endpoint: {e:?}");
                 return 1;
             }
         }
     }
+    // Never ready: selecting on it too makes a wait for new clients a timed sleep.
+    let Ok((alarm, _alarm_peer)) = directory::channel() else {
+        println!("cannot create a channel");
+        return 1;
+    };
     let mut registry = Registry {
         services: Vec::new(),
     };
     let mut served = 0;
-    while clients.iter().any(Option::is_some) {
+    while stay || clients.iter().any(Option::is_some) {
+        if stay {
+            for (name, client) in names.iter().zip(clients.iter_mut()) {
+                if client.is_none() {
+                    *client = directory::Exp::initial(name).ok();
+                }
+            }
+        }
         let live: Vec<usize> = (0..clients.len())
             .filter(|&i| clients[i].is_some())
             .collect();
-        let raws: Vec<&channel::RawEndpoint> = live
+        let mut raws: Vec<&channel::RawEndpoint> = live
             .iter()
             .map(|&i| clients[i].as_ref().unwrap().raw())
             .collect();
-        let ready = match channel::select(&raws, None) {
-            Ok(index) => live[index],
+        if stay {
+            raws.push(alarm.raw());
+        }
+        let timeout = stay.then_some(POLL_TICKS);
+        let ready = match channel::select(&raws, timeout) {
+            Ok(index) if index < live.len() => live[index],
+            Ok(_) | Err(Error::Timeout) => continue,
             Err(e) => {
                 println!("select failed: {e:?}");
                 return 1;

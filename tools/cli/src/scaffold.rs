@@ -368,11 +368,25 @@ fn server(sip: &str, p: &Protocol) -> String {
          //! place. The bindings: `cargo run -- contract --rust FILE`, or `cargo doc`.\n\
          {PRELUDE}cordon_sip::contracts!();\n\n\
          use cordon_sip::println;\n\n\
+         /// Serves one client after another: a client started later (an `on-request` SIP)\n\
+         /// brings a fresh channel each time. Ends when no more can come.\n\
          fn main() -> i32 {{\n\
-         \x20   let Ok(mut ep) = {m}::Exp::initial(\"clients\") else {{\n\
+         \x20   let mut clients = 0;\n\
+         \x20   while let Ok(ep) = {m}::Exp::wait_initial(\"clients\") {{\n\
+         \x20       clients += 1;\n\
+         \x20       let status = serve(ep);\n\
+         \x20       if status != 0 {{\n\
+         \x20           return status;\n\
+         \x20       }}\n\
+         \x20   }}\n\
+         \x20   if clients == 0 {{\n\
          \x20       println!(\"no `clients` end: the system manifest must connect it\");\n\
          \x20       return 1;\n\
-         \x20   }};\n",
+         \x20   }}\n\
+         \x20   0\n\
+         }}\n\n\
+         /// One client's session.\n\
+         fn serve(mut ep: {m}::Exp<{m}::state::Initial>) -> i32 {{\n",
         c = p.name
     );
     if !receives(p, Role::Exporter, s) {

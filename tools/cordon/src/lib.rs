@@ -20,7 +20,7 @@ pub use cordon_cli::scaffold;
 
 pub use bootpkg::{Isolation, LogLevel};
 pub use image::{Firmware, build_image};
-pub use qemu::{Accel, BootOptions, Outcome, Verdict, boot};
+pub use qemu::{Accel, BootOptions, ConsoleInput, Outcome, SHELL_PROMPT, Verdict, boot};
 
 /// The kernel ELF this runner was built with.
 pub fn kernel_elf() -> &'static std::path::Path {

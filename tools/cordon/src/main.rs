@@ -6,13 +6,14 @@
 //! the serial console on this terminal and exits with the kernel's verdict.
 #![deny(unsafe_code)]
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 mod compare;
-use cordon::{Accel, BootOptions, Firmware, Isolation, LogLevel, Verdict};
+use cordon::{Accel, BootOptions, ConsoleInput, Firmware, Isolation, LogLevel, Verdict};
 
 /// Boot Cordon in QEMU (with no subcommand), or work with SIP modules.
 #[derive(Parser, Debug)]
@@ -111,6 +112,17 @@ struct BootArgs {
     /// (default: `default`).
     #[arg(long, value_name = "NAME|FILE", conflicts_with = "sips")]
     system: Option<String>,
+    /// A shell on the console: the console SIP reads this terminal and the shell prints
+    /// `cordon> ` (`help` lists its commands; `shutdown` powers off). Alone it boots the
+    /// `shell` system (add modules for its `run` with --sip); with --system it adds the
+    /// console and the shell to that system (pids 1 and 2).
+    #[arg(long)]
+    shell: bool,
+    /// A line to type on the console once the shell prompts (repeat for more, in order;
+    /// instead of this terminal). For scripts and tests: `--shell --input ps --input
+    /// shutdown`.
+    #[arg(long = "input", value_name = "LINE")]
+    input: Vec<String>,
     /// A SIP module to start, with no channels (repeat for several, in order), instead of
     /// a system manifest: a built-in name (`cargo run -- sips` lists them) or the path of a
     /// `.wasm` or `.wat` file.
@@ -128,9 +140,10 @@ struct BootArgs {
     /// to TLB refills and host noise). Benchmarks label their figures accordingly.
     #[arg(long)]
     icount: bool,
-    /// Kill QEMU after this many seconds (0: never).
-    #[arg(long, default_value_t = 600)]
-    timeout: u64,
+    /// Kill QEMU after this many seconds (0: never; default 600, never for an interactive
+    /// --shell).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// Inject a fault to exercise recovery: `crash:SIP:N` ends SIP as a fault at its N-th
     /// kernel call (counted across its incarnations, firing once); `hang:SIP:N` stops it
     /// there until it is killed (a restart policy's `answer-within-ms` watchdog finds it).
@@ -301,10 +314,22 @@ fn isolation(arg: IsolationArg) -> Isolation {
 
 /// The system the command line names, checked as far as the host can before boot.
 fn system(cli: &BootArgs) -> anyhow::Result<cordon::system::System> {
-    let mut system = if cli.sips.is_empty() {
-        cordon::system::load(cli.system.as_deref().unwrap_or("default"))?
-    } else {
-        cordon::system::of_sip_args(&cli.sips)?
+    let mut system = match (&cli.system, cli.sips.is_empty()) {
+        // `--shell` alone: the shell system, with --sip modules for its `run`.
+        (None, true) if cli.shell => cordon::system::load("shell")?,
+        (None, false) if cli.shell => {
+            let mut system = cordon::system::load("shell")?;
+            system.add_modules(&cli.sips)?;
+            system
+        }
+        (system, true) => {
+            let mut system = cordon::system::load(system.as_deref().unwrap_or("default"))?;
+            if cli.shell {
+                system.add_shell()?;
+            }
+            system
+        }
+        (_, false) => cordon::system::of_sip_args(&cli.sips)?,
     };
     system.add_args(&cli.args)?;
     let (protocols, warnings) = cordon::wiring::check_contracts(&system.contract_files()?)?;
@@ -330,6 +355,14 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         eprintln!("[cordon] error: {err:#}");
         ExitCode::from(2)
     })?;
+    // Typing goes to the system's console SIP: scripted lines, or this terminal.
+    let input = if !cli.input.is_empty() {
+        ConsoleInput::Script(cli.input.clone())
+    } else if system.reads_console() && std::io::stdin().is_terminal() {
+        ConsoleInput::Terminal
+    } else {
+        ConsoleInput::None
+    };
     Ok(BootOptions {
         isolation: isolation(cli.isolation),
         engine: engine(cli.engine),
@@ -350,8 +383,14 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         disk: cli.disk.clone(),
         icount: cli.icount,
         echo: true,
-        timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+        timeout: match cli.timeout {
+            Some(0) => None,
+            Some(seconds) => Some(Duration::from_secs(seconds)),
+            None if input == ConsoleInput::Terminal => None,
+            None => Some(Duration::from_secs(600)),
+        },
         injections: cli.inject.clone(),
+        input,
     })
 }
 
@@ -409,7 +448,10 @@ fn boot(cli: BootArgs) -> ExitCode {
             ExitCode::from(2)
         }
         Verdict::TimedOut => {
-            eprintln!("[cordon] QEMU killed after {} s", cli.timeout);
+            eprintln!(
+                "[cordon] QEMU killed after {} s",
+                options.timeout.map_or(0, |t| t.as_secs())
+            );
             ExitCode::from(2)
         }
     }

@@ -73,7 +73,25 @@ pub struct BootOptions {
     pub injections: Vec<bootpkg::Injection>,
     /// Kill QEMU after this long (a safety net, not a measurement).
     pub timeout: Option<Duration>,
+    /// What the guest's console receives as typed input.
+    pub input: ConsoleInput,
 }
+
+/// Where typed console input comes from (the console SIP reads it; see `systems/shell.toml`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ConsoleInput {
+    /// Nothing is typed.
+    #[default]
+    None,
+    /// This terminal: QEMU reads the runner's standard input.
+    Terminal,
+    /// These lines, each typed once the shell's prompt ([`SHELL_PROMPT`]) has appeared one
+    /// more time: line 1 after the first prompt, line 2 after the second, and so on.
+    Script(Vec<String>),
+}
+
+/// The prompt the shell SIP prints before reading a line.
+pub const SHELL_PROMPT: &str = "cordon> ";
 
 impl Default for BootOptions {
     fn default() -> Self {
@@ -93,6 +111,7 @@ impl Default for BootOptions {
             injections: Vec::new(),
             echo: false,
             timeout: Some(Duration::from_secs(300)),
+            input: ConsoleInput::None,
         }
     }
 }
@@ -329,12 +348,20 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
     if options.gdb {
         qemu.args(["-s", "-S"]);
     }
-    qemu.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    qemu.stdin(match options.input {
+        ConsoleInput::None => Stdio::null(),
+        ConsoleInput::Terminal => Stdio::inherit(),
+        ConsoleInput::Script(_) => Stdio::piped(),
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
 
     let started = Instant::now();
     let mut child = qemu.spawn().with_context(|| format!("starting {QEMU}"))?;
+    let mut typist = match &options.input {
+        ConsoleInput::Script(lines) => child.stdin.take().map(|stdin| Typist::new(stdin, lines)),
+        _ => None,
+    };
     let (tx, rx) = mpsc::channel::<(Vec<u8>, bool)>();
     let mut readers = Vec::new();
     for (stream, is_err) in [
@@ -384,6 +411,11 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
                 if banner_after.is_none() && has_banner(&console) {
                     banner_after = Some(started.elapsed());
                 }
+                if let Some(typist) = typist.as_mut()
+                    && !is_err
+                {
+                    typist.on_output(&console);
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -419,6 +451,51 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
         banner_after,
         wall,
     })
+}
+
+/// Types scripted lines into QEMU's serial input, each once the shell prompts again.
+struct Typist {
+    stdin: std::process::ChildStdin,
+    lines: std::collections::VecDeque<String>,
+    /// Prompts seen so far, and where in the console the search goes on.
+    prompts: usize,
+    searched: usize,
+    typed: usize,
+}
+
+impl Typist {
+    fn new(stdin: std::process::ChildStdin, lines: &[String]) -> Typist {
+        Typist {
+            stdin,
+            lines: lines.iter().cloned().collect(),
+            prompts: 0,
+            searched: 0,
+            typed: 0,
+        }
+    }
+
+    /// Looks at the console so far; types the next line for each new prompt.
+    fn on_output(&mut self, console: &[u8]) {
+        let prompt = SHELL_PROMPT.as_bytes();
+        while let Some(at) = console[self.searched..]
+            .windows(prompt.len())
+            .position(|w| w == prompt)
+        {
+            self.searched += at + prompt.len();
+            self.prompts += 1;
+        }
+        while self.typed < self.prompts {
+            let Some(line) = self.lines.pop_front() else {
+                return;
+            };
+            // Enter is CR, as a terminal sends it.
+            let _ = self
+                .stdin
+                .write_all(format!("{line}\r").as_bytes())
+                .and_then(|()| self.stdin.flush());
+            self.typed += 1;
+        }
+    }
 }
 
 fn has_banner(console: &[u8]) -> bool {

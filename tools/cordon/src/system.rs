@@ -32,6 +32,9 @@
 //! may = ["start", "kill", "inspect"]
 //! ```
 //!
+//! The powers: `start`, `kill`, `inspect` (other SIPs' accounting and the kernel's
+//! tables), `console` (what is typed on the console; one SIP at most) and `shutdown`.
+//!
 //! A SIP listed in `on-request` is an entry of the system manifest like any other
 //! (channels, devices, powers and limits name it) but does not start at boot: a SIP with
 //! the `start` power starts it by name, and it then gets exactly what its entry names —
@@ -259,6 +262,98 @@ pub struct ChannelSite {
 impl System {
     /// Appends `--arg SIP=VALUE` arguments (in order) to the entries they name (`SIP` or
     /// `SIP#N` as in the manifest).
+    /// Adds `--sip` modules (built-in names or paths) to the boot package without starting
+    /// them: what `--shell` boots for the shell's `run`.
+    pub fn add_modules(&mut self, given: &[String]) -> anyhow::Result<()> {
+        let mut entries = given.to_vec();
+        resolve_files(&mut entries, Path::new(""), &mut self.files)?;
+        for name in entries {
+            if !self.files.iter().any(|(n, _)| *n == name) {
+                // The built-in module's error lists the names.
+                crate::sips::module(&name)?;
+            }
+            if !self.modules.contains(&name) && !self.sips.contains(&name) {
+                self.modules.push(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the console and the shell (`--shell`): entries `console` and `shell` first (pids
+    /// 1 and 2), the Console channel between them, and their powers — the console reads
+    /// the console; the shell may start, kill, inspect and shut down. The SIPs of the system
+    /// keep their entries, channels and grants.
+    pub fn add_shell(&mut self) -> anyhow::Result<()> {
+        let shell = load("shell")?;
+        if let Some(taken) = ["console", "shell"]
+            .into_iter()
+            .find(|name| self.sips.iter().any(|s| s == name))
+        {
+            bail!(
+                "--shell adds SIPs `console` and `shell`, and {} has an entry `{taken}` already",
+                self.origin
+            );
+        }
+        if self.reads_console() {
+            bail!(
+                "--shell adds a console reader, and a SIP of {} has the `console` power already (the console has one reader)",
+                self.origin
+            );
+        }
+        let first = |name: &str| {
+            shell
+                .sips
+                .iter()
+                .position(|s| s == name)
+                .expect("systems/shell.toml has a console and a shell") as u32
+        };
+        let (console, sh) = (first("console"), first("shell"));
+        // Every index of this system moves up by the two entries put before it.
+        let up = |i: &mut u32| *i += 2;
+        self.on_request.iter_mut().for_each(up);
+        for c in &mut self.channels {
+            up(&mut c.exporter.sip);
+            up(&mut c.importer.sip);
+        }
+        self.client.iter_mut().for_each(up);
+        self.devices.iter_mut().for_each(|d| up(&mut d.sip));
+        self.powers.iter_mut().for_each(|p| up(&mut p.sip));
+        self.limits.iter_mut().for_each(|l| up(&mut l.sip));
+        self.engines.iter_mut().for_each(|e| up(&mut e.0));
+        self.restarts.iter_mut().for_each(|r| up(&mut r.sip));
+        self.args.iter_mut().for_each(|a| up(&mut a.sip));
+        self.sips
+            .splice(0..0, ["console".to_string(), "shell".to_string()]);
+        // What shell.toml gives the two, renumbered to entries 0 and 1.
+        let renumber = |i: u32| u32::from(i == sh);
+        for c in shell.channels.iter().filter(|c| {
+            [c.exporter.sip, c.importer.sip]
+                .iter()
+                .all(|&i| i == console || i == sh)
+        }) {
+            let mut c = c.clone();
+            c.exporter.sip = renumber(c.exporter.sip);
+            c.importer.sip = renumber(c.importer.sip);
+            self.channels.push(c);
+        }
+        for p in shell
+            .powers
+            .iter()
+            .filter(|p| p.sip == console || p.sip == sh)
+        {
+            self.powers.push(PowerGrant {
+                sip: renumber(p.sip),
+                ..*p
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a SIP of this system reads the console (has the `console` power).
+    pub fn reads_console(&self) -> bool {
+        self.powers.iter().any(|p| p.console)
+    }
+
     pub fn add_args(&mut self, given: &[String]) -> anyhow::Result<()> {
         for arg in given {
             let Some((sip, value)) = arg.split_once('=') else {
@@ -541,17 +636,27 @@ pub fn parse_file(text: &str, path: &Path) -> anyhow::Result<System> {
             ..PowerGrant::default()
         };
         for power in &p.may {
-            match power.as_str() {
-                "start" => grant.start = true,
-                "kill" => grant.kill = true,
-                "inspect" => grant.inspect = true,
-                other => bail!(
-                    "[[powers]] for `{}`: no power `{other}` (powers: start, kill, inspect)",
-                    p.sip
-                ),
+            if !grant.grant(power) {
+                bail!(
+                    "[[powers]] for `{}`: no power `{power}` (powers: {})",
+                    p.sip,
+                    PowerGrant::NAMES.join(", ")
+                );
             }
         }
         powers.push(grant);
+    }
+    // The console has one reader: what is typed goes to one SIP.
+    let readers: Vec<&str> = file
+        .powers
+        .iter()
+        .filter(|p| p.may.iter().any(|m| m == "console"))
+        .map(|p| p.sip.as_str())
+        .collect();
+    if let [first, second, ..] = readers[..] {
+        bail!(
+            "[[powers]]: the `console` power is given to `{first}` and to `{second}`; the console has one reader (give it to one SIP, which serves the others through the Console contract)"
+        );
     }
     let mut limits = Vec::new();
     for l in &file.limits {
@@ -783,6 +888,50 @@ mod tests {
     }
 
     #[test]
+    fn a_shell_added_to_a_system_comes_first_and_moves_every_index() {
+        let mut system = load("supervisor").unwrap();
+        let before = system.clone();
+        system.add_shell().unwrap();
+        assert_eq!(system.sips[..2], ["console", "shell"]);
+        assert_eq!(system.sips[2..], before.sips[..]);
+        // Every entry index the system had names the same SIP afterwards.
+        let name = |s: &System, i: u32| s.sips[i as usize].clone();
+        for (old, new) in before.channels.iter().zip(&system.channels) {
+            assert_eq!(
+                name(&before, old.exporter.sip),
+                name(&system, new.exporter.sip)
+            );
+            assert_eq!(
+                name(&before, old.importer.sip),
+                name(&system, new.importer.sip)
+            );
+        }
+        for (old, new) in before.on_request.iter().zip(&system.on_request) {
+            assert_eq!(name(&before, *old), name(&system, *new));
+        }
+        for (old, new) in before.powers.iter().zip(&system.powers) {
+            assert_eq!(name(&before, old.sip), name(&system, new.sip));
+        }
+        // The Console channel and the two SIPs' powers.
+        let console = system.channels.last().unwrap();
+        assert_eq!(console.contract, "Console");
+        assert_eq!((console.exporter.sip, console.importer.sip), (0, 1));
+        assert!(
+            system
+                .powers
+                .iter()
+                .any(|p| p.sip == 0 && p.console && !p.start)
+        );
+        assert!(
+            system
+                .powers
+                .iter()
+                .any(|p| p.sip == 1 && p.start && p.kill && p.shutdown)
+        );
+        assert!(system.reads_console());
+    }
+
+    #[test]
     fn a_system_is_found_by_name_or_by_path() {
         let by_name = load("echo").unwrap();
         let path = dir().join("echo.toml");
@@ -847,7 +996,10 @@ mod tests {
         let text = "sips = [\"a\"]\n[[restart]]\nsip = \"a\"\npolicy = \"always\"\n[[restart]]\nsip = \"a\"\npolicy = \"never\"";
         assert!(err(text).contains("given twice"));
         let text = "sips = [\"a\"]\n[[powers]]\nsip = \"a\"\nmay = [\"reboot\"]";
-        assert!(err(text).contains("no power `reboot` (powers: start, kill, inspect)"));
+        assert!(
+            err(text)
+                .contains("no power `reboot` (powers: start, kill, inspect, console, shutdown)")
+        );
         assert_eq!(parse("sips = [\"a\", \"b\"]").unwrap().client, Some(1));
         let text = "sips = [\"a\", \"b\"]\nclient = \"a\"";
         assert_eq!(parse(text).unwrap().client, Some(0));

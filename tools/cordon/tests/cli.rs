@@ -353,3 +353,40 @@ fn a_module_built_against_another_abi_is_refused_before_boot_with_both_revisions
     );
     assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
 }
+
+#[test]
+fn console_powers_are_checked_before_boot() {
+    let dir = Scratch::new("console-powers");
+    // Two readers of one console.
+    let two = dir.write(
+        "two.toml",
+        "sips = [\"hello\", \"primes\"]\n\n[[powers]]\nsip = \"hello\"\nmay = [\"console\"]\n\n[[powers]]\nsip = \"primes\"\nmay = [\"console\", \"shutdown\"]\n",
+    );
+    let (code, stderr) = cordon(&["--system", &two]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the `console` power is given to `hello` and to `primes`; the console has one reader"
+        ),
+        "{stderr}"
+    );
+    // --shell adds a console reader and the entries `console` and `shell`: a system that
+    // has either already is refused.
+    let reader = dir.write(
+        "reader.toml",
+        "sips = [\"hello\"]\n\n[[powers]]\nsip = \"hello\"\nmay = [\"console\"]\n",
+    );
+    let (code, stderr) = cordon(&["--system", &reader, "--shell"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("has the `console` power already (the console has one reader)"),
+        "{stderr}"
+    );
+    let (code, stderr) = cordon(&["--system", "shell", "--shell"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("has an entry `console` already"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("booted"), "nothing may boot: {stderr}");
+}

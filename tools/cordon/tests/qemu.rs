@@ -80,7 +80,7 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
         Verdict::Passed,
         &[
             "booted: isolation=soft",
-            "[hello] Hello from a SIP: ABI v6",
+            "[hello] Hello from a SIP: ABI v7",
             "[kernel] SIP hello (pid 1) exited with status 0",
             "[primes] 17984 primes below 200000",
             "[kernel] SIP primes (pid 2) exited with status 0",
@@ -369,11 +369,11 @@ fn powers(isolation: Isolation) {
             "[supervisor] started hello as pid 5 (1 of 1000, slot generation 1): exited 0 after 5 kernel calls",
             "[supervisor] started hello as pid 1007 (1000 of 1000, slot generation 4): exited 0 after 5 kernel calls",
             "[supervisor] 1000 starts of hello, every one exited 0; process slots reached generation 4",
-            "[kernel] SIP forever (pid 1008) killed by the kernel",
+            "[kernel] SIP forever (pid 1008) killed by SIP supervisor (pid 1)",
             "[supervisor] started forever as pid 1008, saw it running",
             "[supervisor] unknown modules and pids are reported as not found",
             "[supervisor] started on-request echo-server as pid 1009: one round trip over its Echo channel; a second start while it ran was refused as busy; killed it, its channel closed",
-            "[kernel] SIP echo-server (pid 1009) killed by the kernel",
+            "[kernel] SIP echo-server (pid 1009) killed by SIP supervisor (pid 1)",
             "[echo-server] served 1 requests; the client said Bye",
             "[kernel] SIP echo-server (pid 1010) exited with status 0",
             "[supervisor] started echo-server again as pid 1010: one round trip over a fresh channel, then Bye; it exited 0",
@@ -383,7 +383,8 @@ fn powers(isolation: Isolation) {
             "[kernel] SIP supervisor (pid 1) exited with status 0",
             "(752 earlier processes' rows gave way to later ones in reused slots)",
             "0 endpoints and 0 exchange-heap blocks left",
-            "5 of 1008 SIPs did not exit with status 0",
+            // The probes; the two SIPs it killed on purpose do not count.
+            "3 of 1008 SIPs did not exit with status 0",
         ],
     );
     attack_row(
@@ -714,7 +715,7 @@ fn default_system_in(isolation: Isolation) {
             Verdict::Passed,
             &[
                 &banner,
-                "[hello] Hello from a SIP: ABI v6",
+                "[hello] Hello from a SIP: ABI v7",
                 "[primes] 17984 primes below 200000",
                 "[echo-binder] 3 pings answered over a channel found by name",
                 "[kernel] SIP echo-binder (pid 5) exited with status 0",
@@ -1177,7 +1178,7 @@ fn driver_killed(isolation: Isolation) {
         &[
             "[kernel] SIP driver-killer (pid 4) exited with status 0",
             "[kernel] virtio-blk at 00:04.0 quiesced before pid 1's blocks are freed: bus mastering off, device reset",
-            "[kernel] SIP virtio-blk (pid 1) killed by the kernel",
+            "[kernel] SIP virtio-blk (pid 1) killed by SIP driver-killer (pid 4)",
             // No restart policy in this system: the file system asks for the driver's
             // endpoint again and learns it will not come.
             "the driver went away and did not come back: NotFound",
@@ -1679,6 +1680,10 @@ fn the_readme_new_user_path_works() {
         "made SIP `kv-client`",
         "booted: isolation=soft",
         "booted: isolation=hard",
+        // Started from the shell, it gets its channel to the server that waited for it;
+        // started again, a fresh one.
+        "started kv-client: pid 4; it exited with status 0",
+        "started kv-client: pid 5; it exited with status 0",
     ] {
         assert!(output.contains(needle), "missing {needle:?} in\n{output}");
     }
@@ -1686,8 +1691,8 @@ fn the_readme_new_user_path_works() {
         output
             .matches("[kv-client] kv-client: Kv answered Reply { id: 0, data: \"\" }")
             .count(),
-        2,
-        "one answer per boot:\n{output}"
+        4,
+        "one answer per boot, and one per start from the shell:\n{output}"
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -1727,5 +1732,244 @@ fn contradicted_wiring(isolation: Isolation) {
         !outcome.console.contains("KERNEL PANIC"),
         "{}",
         outcome.console
+    );
+}
+
+/// What followed the shell's prompt for the `nth` (from 0) typing of `command` in
+/// `script`: the echo of the line, the shell's answer (printed in one piece), and any other
+/// SIP's lines that came meanwhile, up to the next prompt. Found by counting prompts (each
+/// script line is typed after one more): another SIP's output may land inside the echo.
+#[track_caller]
+fn shell_answer<'a>(outcome: &'a Outcome, script: &[&str], command: &str, nth: usize) -> &'a str {
+    let line = script
+        .iter()
+        .enumerate()
+        .filter(|(_, typed)| **typed == command)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("the script types `{command}` fewer than {} times", nth + 1))
+        .0;
+    outcome
+        .console
+        .split(cordon::SHELL_PROMPT)
+        .nth(line + 1)
+        .unwrap_or_else(|| {
+            panic!(
+                "no prompt for line {} (`{command}`)\n--- console ---\n{}",
+                line + 1,
+                outcome.console
+            )
+        })
+}
+
+/// The cycles column of SIP `name`'s row in a `ps` answer.
+#[track_caller]
+fn ps_cycles(answer: &str, name: &str) -> u64 {
+    let row = answer
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some(name))
+        .unwrap_or_else(|| panic!("no row for {name} in\n{answer}"));
+    row.split_whitespace()
+        .nth(6)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no cycles in {row}"))
+}
+
+/// A `ps` answer's last line without the heap figure (which the process table's own rows
+/// move): SIPs running, frames free, endpoints and blocks.
+#[track_caller]
+fn ps_resources(answer: &str) -> String {
+    let footer = answer
+        .lines()
+        .find(|l| l.contains(" running; kernel heap "))
+        .unwrap_or_else(|| panic!("no footer in\n{answer}"));
+    let (running, rest) = footer.split_once("; kernel heap ").unwrap();
+    let (_heap, rest) = rest.split_once(" in use; ").unwrap();
+    format!("{running}; {rest}")
+}
+
+/// The shell, driven through the serial port: a client started from it finds a service
+/// through the running directory; a SIP that never ends, started from it, is seen using
+/// the processor in `ps` (the kernel's own cycle count rises), is killed, and every
+/// resource the kernel accounts is back to what it was before it started; the kernel's
+/// tables answer; mistakes are told, not fatal; `shutdown` powers off cleanly.
+fn shell_session(isolation: Isolation) {
+    let script = [
+        "help",
+        "run echo-binder",
+        "wait 5",
+        "ps",
+        "run forever",
+        "ps",
+        "ps",
+        "kill 6",
+        "ps",
+        "channels",
+        "contracts",
+        "counters",
+        "info 6",
+        "kill 6",
+        "run nope",
+        "run hello \"from the shell\"",
+        "wait 7",
+        "frob",
+        "shutdown",
+    ];
+    let outcome = run(BootOptions {
+        input: cordon::ConsoleInput::Script(script.map(String::from).to_vec()),
+        ..in_mode(isolation, system("shell"))
+    });
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "Cordon shell: `help` lists the commands.",
+            "[echo-binder] 3 pings answered over a channel found by name",
+            "started echo-binder: pid 5",
+            "pid 5 exited with status 0",
+            "started forever: pid 6",
+            "[kernel] SIP forever (pid 6) killed by SIP shell (pid 2)",
+            "killed pid 6",
+            "kill: pid 6 has ended already",
+            "run: no module `nope` in the boot package",
+            "[hello] Hello, from the shell! (1 arguments)",
+            "pid 7 exited with status 0",
+            "frob: no such command (`help` lists them)",
+            "[kernel] SIP shell (pid 2) shuts the system down (status 0)",
+            "[kernel] SIP console (pid 1) ended by the shutdown",
+            "0 endpoints and 0 exchange-heap blocks left",
+            "powering off (success)",
+        ],
+    );
+    let help = shell_answer(&outcome, &script, "help", 0);
+    for command in [
+        "ps",
+        "channels",
+        "contracts",
+        "counters",
+        "run [-w] NAME",
+        "kill PID",
+        "wait PID",
+        "shutdown",
+    ] {
+        assert!(help.contains(command), "help lacks {command}:\n{help}");
+    }
+    // The kernel's accounting of a SIP that only computes: its cycles rise between two
+    // looks, and its end gives back everything it held.
+    let (first, second) = (
+        ps_cycles(shell_answer(&outcome, &script, "ps", 1), "forever"),
+        ps_cycles(shell_answer(&outcome, &script, "ps", 2), "forever"),
+    );
+    assert!(
+        second > first,
+        "forever's cycles did not rise: {first} then {second}"
+    );
+    let before = ps_resources(shell_answer(&outcome, &script, "ps", 0));
+    let after = ps_resources(shell_answer(&outcome, &script, "ps", 3));
+    assert_eq!(
+        before, after,
+        "resources before forever started and after it was killed"
+    );
+    assert!(
+        shell_answer(&outcome, &script, "ps", 3)
+            .lines()
+            .any(|l| l.contains(" forever ") && l.contains(" killed ")),
+        "forever is not shown killed"
+    );
+    let channels = shell_answer(&outcome, &script, "channels", 0);
+    assert!(
+        channels.contains("Console") && channels.contains("Directory"),
+        "{channels}"
+    );
+    let contracts = shell_answer(&outcome, &script, "contracts", 0);
+    assert!(
+        contracts.contains("Console") && contracts.contains("Echo"),
+        "{contracts}"
+    );
+    let counters = shell_answer(&outcome, &script, "counters", 0);
+    assert!(counters.contains("context switches"), "{counters}");
+    assert!(shell_answer(&outcome, &script, "info 6", 0).contains("pid 6: was killed"));
+    // The end-of-run table is the same accounting.
+    assert!(
+        outcome
+            .console
+            .contains("SIP accounting (the shell's `ps`):")
+    );
+    assert_frames_back(&outcome);
+}
+
+in_both_modes!(
+    the_shell_runs_inspects_and_kills_sips_over_the_serial_console,
+    the_shell_runs_inspects_and_kills_sips_over_the_serial_console_in_ring3,
+    shell_session
+);
+
+/// Attack tests of the operations the shell's powers unlock: each called without its
+/// power ends the caller alone; a table that does not exist and arguments without their
+/// NUL byte fault the caller, not the kernel; a `hello` started with arguments gets them.
+fn console_and_shell_powers(isolation: Isolation) {
+    let outcome = run(in_mode(isolation, system("console-probes")));
+    expect(
+        &outcome,
+        Verdict::Failed,
+        &[
+            "[kernel] SIP no-console (pid 1) terminated: bad kernel call: console_read: the system manifest did not give this SIP the `console` power",
+            "[kernel] SIP no-report (pid 2) terminated: bad kernel call: report: the system manifest did not give this SIP the `inspect` power",
+            "[kernel] SIP no-shutdown (pid 3) terminated: bad kernel call: shutdown: the system manifest did not give this SIP the `shutdown` power",
+            "[kernel] SIP bad-report (pid 4) terminated: bad kernel call: report: no table 99 (tables 0 to 3: sips, channels, contracts, counters)",
+            "[kernel] SIP bad-start-args (pid 5) terminated: bad kernel call: sip_start: the arguments do not end with a NUL byte",
+            "[kernel] SIP no-bench (pid 6) terminated: bad kernel call: bench: the system manifest did not give this SIP the `bench` power",
+            "[hello] Hello, probing args! (2 arguments)",
+            "[kernel] SIP hello (pid 7) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+            "6 of 7 SIPs did not exit with status 0",
+        ],
+    );
+    assert_frames_back(&outcome);
+    attack_row(
+        "console and shell powers not given",
+        isolation,
+        &[
+            "no-console",
+            "no-report",
+            "no-shutdown",
+            "no-bench",
+            "bad-report",
+            "bad-start-args",
+        ],
+        &outcome,
+    );
+}
+
+in_both_modes!(
+    console_and_shell_operations_need_their_powers,
+    console_and_shell_operations_need_their_powers_in_ring3,
+    console_and_shell_powers
+);
+
+/// The shell's `bench` runs the kernel's micro suite in the running system (soft only:
+/// the suite's own test covers hard) and says it completed; the system then shuts down
+/// cleanly.
+#[test]
+fn the_shell_runs_the_kernels_micro_suite() {
+    let outcome = run(BootOptions {
+        input: cordon::ConsoleInput::Script(vec![
+            "bench".into(),
+            "bench nope".into(),
+            "shutdown".into(),
+        ]),
+        ..system("shell")
+    });
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "bench micro: isolation=soft",
+            "SIP create+start (hello,",
+            "bench micro: done",
+            "bench: the micro suite ran to completion",
+            "bench: no suite `nope` (suites: micro)",
+            "bench: the nope suite cannot run here (see above)",
+            "powering off (success)",
+        ],
     );
 }
