@@ -165,8 +165,8 @@ pub const CHAN_CLOSE: Op = op(11, "chan_close", &[I32], &[I32], "close an endpoi
 /// the endpoint the system manifest handed this SIP under `name`, checked to be of that
 /// contract and role (bit 0: 0 exporter, 1 importer). Waits while the SIP at its other end
 /// is being restarted; with bit 1 ([`INITIAL_WAIT`]) it also waits while that SIP is an
-/// `on-request` entry that may yet be started (the end comes with its start; a kill or a
-/// shutdown ends the wait). `NOT_FOUND` once none can come. Other bits fault the caller.
+/// `on-request` entry that may yet be started — a SIP with the `start` power runs — (the
+/// end comes with its start; a kill or a shutdown ends the wait). `NOT_FOUND` once none can come. Other bits fault the caller.
 pub const CHAN_INITIAL: Op = op(
     12,
     "chan_initial",

@@ -361,6 +361,20 @@ pub struct BootPackage {
     pub args: Vec<SipArgs>,
 }
 
+/// The SIP modules the kernel's `micro` benchmark suite starts: the runner puts them in
+/// the boot package for `bench --micro`, and the kernel checks them before the shell's
+/// `bench` runs the suite.
+pub const MICRO_SIPS: [&str; 8] = [
+    "startup",
+    "hello",
+    "abi-bench",
+    "yield",
+    "primes",
+    "compute",
+    "echo-server",
+    "echo-client",
+];
+
 /// The arguments the system manifest (or the command line) gives one entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SipArgs {

@@ -59,18 +59,6 @@ pub fn start(suite: &str) -> Result<(), String> {
 /// Whether a suite runs now (started by a SIP with the `bench` power).
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// The SIP modules the micro suite starts.
-const MICRO_MODULES: [&str; 8] = [
-    "startup",
-    "hello",
-    "abi-bench",
-    "yield",
-    "primes",
-    "compute",
-    "echo-server",
-    "echo-client",
-];
-
 /// The `bench` operation for SIP `pid`: runs `suite` on a kernel thread of its own and
 /// waits for it (a kill of `pid` ends the wait; the suite then finishes on its own). The
 /// ABI status: `OK`, `NOT_FOUND` (unknown suite, or modules missing), `BUSY`, `TIMEOUT`
@@ -82,7 +70,7 @@ pub fn run_for(pid: process::Pid, suite: &str) -> i32 {
         return status::NOT_FOUND;
     }
     let package = crate::boot_package();
-    let missing: Vec<&str> = MICRO_MODULES
+    let missing: Vec<&str> = bootpkg::MICRO_SIPS
         .into_iter()
         .filter(|m| package.file(m).is_none())
         .collect();

@@ -24,6 +24,8 @@ use crate::sched::sync::WaitQueue;
 
 /// Bytes kept until read: several lines of typing ahead.
 const CAPACITY: usize = 1024;
+/// Most bytes one `console_read` moves.
+pub const MAX_READ: usize = CAPACITY;
 
 /// A byte ring of fixed size.
 struct Ring {
@@ -107,12 +109,17 @@ pub fn dropped() -> u64 {
 /// (or the timeout passes, or `pid` is asked to stop) and moves it into `out`.
 pub fn read(pid: Pid, out: &mut [u8], timeout: Option<u64>) -> Result<i32, String> {
     let reader = READER.load(Ordering::Acquire);
-    if reader != pid && process::is_running(reader) {
+    if reader != pid
+        && (process::is_running(reader)
+            || READER
+                .compare_exchange(reader, pid, Ordering::AcqRel, Ordering::Acquire)
+                .is_err())
+    {
         return Err(format!(
-            "console_read: the console is read by pid {reader}, and has one reader"
+            "console_read: the console is read by pid {}, and has one reader",
+            READER.load(Ordering::Acquire)
         ));
     }
-    READER.store(pid, Ordering::Release);
     if out.is_empty() {
         return Ok(0);
     }

@@ -24,6 +24,7 @@ mod devices;
 mod hosted;
 mod ipc;
 mod ktest;
+mod logger;
 mod mm;
 mod pci;
 mod process;
@@ -72,7 +73,9 @@ pub fn boot_module(name: &str) -> Result<alloc::vec::Vec<u8>, String> {
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::serial::init();
     mm::heap::init_boot_arena();
-    arch::serial::init_logger(log::LevelFilter::Info);
+    logger::init(log::LevelFilter::Info);
+    // Interrupts reach the layers above through this one hook (`arch` knows none of them).
+    arch::trap::set_interrupt_hook(on_interrupt);
     arch::init();
 
     // Memory first: the boot package (with the hosted runtime) outgrows the boot arena.
@@ -296,6 +299,19 @@ fn level_filter(level: LogLevel) -> log::LevelFilter {
         LogLevel::Info => log::LevelFilter::Info,
         LogLevel::Debug => log::LevelFilter::Debug,
         LogLevel::Trace => log::LevelFilter::Trace,
+    }
+}
+
+/// Interrupt line `irq` (not the timer's, handled below) fired and was acknowledged; the
+/// trap path masked the line first. The timer drives time and scheduling; COM1 is the
+/// kernel's console; every other line belongs to a driver SIP's device.
+fn on_interrupt(irq: u8) {
+    if irq == arch::pic::TIMER_IRQ {
+        time::on_timer_interrupt();
+    } else if irq == arch::serial::IRQ {
+        console::on_interrupt();
+    } else {
+        devices::on_interrupt(irq);
     }
 }
 

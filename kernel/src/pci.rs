@@ -78,9 +78,11 @@ impl Device {
         false
     }
 
-    /// The interrupt line, if the firmware routed one.
+    /// The interrupt line, if the firmware routed one a driver may use (COM1's is the
+    /// kernel's console: a device sharing it gets no interrupt line).
     pub fn irq(&self) -> Option<u8> {
-        (self.irq_line != 0 && self.irq_line < 16).then_some(self.irq_line)
+        (self.irq_line != 0 && self.irq_line < 16 && self.irq_line != crate::arch::serial::IRQ)
+            .then_some(self.irq_line)
     }
 }
 

@@ -264,6 +264,13 @@ pub fn charge_fault(pid: Pid) {
     }
 }
 
+/// Whether a SIP holding the `start` power runs.
+pub fn a_starter_runs() -> bool {
+    PROCESSES.lock().iter().enumerate().any(|(slot, r)| {
+        r.ending.is_none() && SLOTS[slot].powers.load(Ordering::Relaxed) & Power::Start as u8 != 0
+    })
+}
+
 /// Whether `pid` names a process that has not ended.
 pub fn is_running(pid: Pid) -> bool {
     pid != 0
@@ -789,8 +796,11 @@ impl sip_runtime::Kernel for SipKernel {
 
     fn sip_kill(&mut self, pid: u32) -> Result<i32, String> {
         self.need(Power::Kill, "sip_kill")?;
-        if let Some(slot) = live_slot(pid as Pid) {
-            // Only the first asker is named (the end is its doing).
+        if let Some(slot) = live_slot(pid as Pid)
+            && !slot.kill.load(Ordering::Acquire)
+        {
+            // Named only if nothing else (a watchdog, a budget) asked it to stop first: the
+            // end is then this SIP's doing.
             let _ =
                 slot.killed_by
                     .compare_exchange(0, self.pid, Ordering::Relaxed, Ordering::Relaxed);
@@ -881,15 +891,19 @@ pub fn shutdown(status: i32) {
     {
         return;
     }
-    let running: Vec<Pid> = PROCESSES
-        .lock()
-        .iter()
-        .filter(|r| r.ending.is_none())
-        .map(|r| r.pid)
-        .collect();
-    for pid in running {
-        kill(pid);
+    // Every SIP is asked at once (one lock, interrupts masked): none can end and close its
+    // channels on a peer that is not yet asked, which would then fail for it.
+    {
+        let table = PROCESSES.lock();
+        for (slot, record) in table.iter().enumerate() {
+            if record.ending.is_none() {
+                SLOTS[slot].kill.store(true, Ordering::Release);
+            }
+        }
     }
+    ipc::wake_waiters();
+    devices::wake_waiters();
+    crate::console::wake_reader();
 }
 
 /// The status a shutdown was asked with, once one was.
@@ -1403,7 +1417,9 @@ fn finish_with(
     // the run does not count it against itself.
     let killed = ending == Ending::Ran(Exit::Killed);
     let killer = slot.killed_by.load(Ordering::Relaxed);
-    let on_purpose = killed && (shutdown_status().is_some() || killer != 0);
+    let failed_first =
+        slot.hung.load(Ordering::Relaxed) || slot.over_budget.load(Ordering::Relaxed);
+    let on_purpose = killed && !failed_first && (shutdown_status().is_some() || killer != 0);
     let verdict = match (entry, &ending) {
         _ if on_purpose => crate::recovery::Verdict::Stay,
         (Some(e), Ending::Ran(_)) => crate::recovery::on_end(e, ran_ms, !ending.is_clean()),

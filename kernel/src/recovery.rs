@@ -237,14 +237,17 @@ fn peer_entry(pid: Pid, name: &str) -> Option<u32> {
 }
 
 /// Whether the endpoint `pid`'s system manifest calls `name` may still be handed over by
-/// a start: the SIP at its other end is an `on-request` entry (a SIP with the `start`
-/// power may start it, making the channel) and the system is not shutting down.
+/// a start: the SIP at its other end is an `on-request` entry, a SIP with the `start` power
+/// runs (and may start it, making the channel), and the system is not shutting down. A SIP
+/// ending wakes the waiters to ask again.
 /// `chan_initial` with `INITIAL_WAIT` waits while this holds.
 pub fn peer_may_be_started(pid: Pid, name: &str) -> bool {
     let Some(peer) = peer_entry(pid, name) else {
         return false;
     };
-    crate::boot_package().on_request.contains(&peer) && process::shutdown_status().is_none()
+    crate::boot_package().on_request.contains(&peer)
+        && process::shutdown_status().is_none()
+        && process::a_starter_runs()
 }
 
 /// Whether the endpoint `pid`'s system manifest calls `name` may still come (again): the
@@ -371,6 +374,13 @@ fn restart(entry: u32, name: &str, delay_ms: u64) {
             }
             // Started meanwhile by a SIP with the `start` power: nothing left to do.
             Err(StartError::Running) if !restarting(entry) => return,
+            // The system is shutting down: nothing is restarted any more.
+            Err(StartError::ShuttingDown) => {
+                if let Some(e) = ENTRIES.lock().get_mut(entry as usize) {
+                    e.pending = false;
+                }
+                return;
+            }
             // The previous incarnation is still finishing.
             Err(StartError::Running) => sched::sleep_ticks(RETRY_TICKS),
             Err(why) => {

@@ -340,6 +340,12 @@ fn sip_start(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
     match text(access, a[0], a[1]) {
         None => bad_address(),
         Some(Err(why)) => violation(why),
+        // Refused before the range is looked at (in ring 3 that faults its pages in).
+        Some(Ok(_)) if a[3] > bootpkg::MAX_ARGS_BYTES as u64 => violation(format!(
+            "sip_start: {} bytes of arguments; at most {} are allowed",
+            a[3],
+            bootpkg::MAX_ARGS_BYTES
+        )),
         Some(Ok(name)) => match access.bytes(a[2], a[3]) {
             None => bad_address(),
             Some(args) => status(k.sip_start(name, args)),
@@ -348,7 +354,8 @@ fn sip_start(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
 }
 
 fn console_read(k: &mut SipKernel, access: &UserAccess, a: [u64; 6]) -> Outcome {
-    let Some(out) = access.bytes_mut(a[0], a[1]) else {
+    // No more than one read can move: only that much of the buffer is looked at.
+    let Some(out) = access.bytes_mut(a[0], a[1].min(crate::console::MAX_READ as u64)) else {
         return bad_address();
     };
     status(k.console_read(out, timeout(a[2])))

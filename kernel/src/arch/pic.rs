@@ -9,6 +9,8 @@ use super::trap::vector::IRQ_BASE;
 
 /// Timer interrupts per second.
 pub const TICK_HZ: u64 = 100;
+/// The PIT's interrupt line: the scheduler tick.
+pub const TIMER_IRQ: u8 = 0;
 
 const PIT_FREQUENCY_HZ: u64 = 1_193_182;
 const PIT_COMMAND: u16 = 0x43;

@@ -1,6 +1,6 @@
 //! Device I/O ports on behalf of driver SIPs.
 //!
-//! The only callers are `crate::devices`, which checks every access against the I/O range
+//! The only callers are the kernel's devices module, which checks every access against the I/O range
 //! of a PCI device granted to the calling SIP before it gets here; these functions carry
 //! that check's guarantee into the `in`/`out` instructions.
 

@@ -1,8 +1,8 @@
 //! The COM1 console and the kernel logger behind the `log` macros.
 //!
-//! Everything the kernel prints goes to COM1 (QEMU's `-serial stdio`). Log lines carry the
-//! level and the timer tick; `print!`/`println!` write raw text (SIP output, banners).
-//! What is typed arrives through the receive interrupt ([`receive`]; `crate::console`).
+//! Everything the kernel prints goes to COM1 (QEMU's `-serial stdio`): `print!`/`println!`
+//! write raw text (SIP output, banners, the log lines of `crate::logger`). What is typed
+//! arrives through the receive interrupt ([`receive`]), which the console module drains.
 
 use core::fmt::{self, Write};
 use uart_16550::{Config, Uart16550, backend::PioBackend, spec::registers::IER};
@@ -47,18 +47,25 @@ pub fn init() {
     if let Ok(mut uart) = uart
         && uart.init(Config::default()).is_ok()
     {
-        // Received bytes raise IRQ 4 (`crate::console` keeps them for the console SIP).
+        // Received bytes raise IRQ 4 (the kernel keeps them for the console SIP).
         uart.enable_interrupts(IER::DATA_READY);
         CONSOLE.lock().uart = Some(uart);
     }
 }
 
-/// Hands every byte the UART has received to `take`, oldest first (from the receive
+/// Most bytes one receive interrupt takes (the UART's FIFO holds 16): the loop runs with
+/// interrupts masked.
+const RECEIVE_MAX: usize = 64;
+
+/// Hands the bytes the UART has received to `take`, oldest first (from the receive
 /// interrupt; draining the receive buffer also clears the interrupt).
 pub fn receive(mut take: impl FnMut(u8)) {
     let mut console = CONSOLE.lock();
     if let Some(uart) = console.uart.as_mut() {
-        while let Ok(byte) = uart.try_receive_byte() {
+        for _ in 0..RECEIVE_MAX {
+            let Ok(byte) = uart.try_receive_byte() else {
+                break;
+            };
             take(byte);
         }
     }
@@ -108,34 +115,4 @@ macro_rules! print {
 macro_rules! println {
     () => { $crate::print!("\n") };
     ($($arg:tt)*) => { $crate::print!("{}\n", format_args!($($arg)*)) };
-}
-
-struct Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            print_fmt(format_args!(
-                "[{:>5} {:>6}] {}\n",
-                record.level(),
-                crate::time::ticks(),
-                record.args()
-            ));
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: Logger = Logger;
-
-/// Installs the console logger at `level`.
-pub fn init_logger(level: log::LevelFilter) {
-    // Only fails if a logger is already set, which means init ran twice: keep the first.
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(level);
 }

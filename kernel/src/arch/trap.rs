@@ -346,6 +346,16 @@ pub fn init() {
     unsafe { lidt(&pointer) };
 }
 
+/// Where acknowledged interrupts go: registered once at boot by the kernel above `arch`
+/// (time, the console, devices), so that `arch` depends on none of them.
+static INTERRUPT_HOOK: spin::Once<fn(u8)> = spin::Once::new();
+
+/// Registers the function every acknowledged interrupt line is handed to (the timer's too);
+/// a line fired before it is registered is acknowledged and dropped.
+pub fn set_interrupt_hook(hook: fn(u8)) {
+    INTERRUPT_HOOK.call_once(|| hook);
+}
+
 /// Called by the common entry path for every trap.
 #[unsafe(no_mangle)]
 extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
@@ -359,15 +369,10 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
                 // A device line stays masked until its driver has acknowledged the device.
                 super::pic::set_masked(irq, true);
             }
-            if super::pic::acknowledge(irq) {
-                if v == vector::TIMER {
-                    crate::time::on_timer_interrupt();
-                } else if irq == super::serial::IRQ {
-                    // The kernel's own console: what was typed (`crate::console`).
-                    crate::console::on_interrupt();
-                } else {
-                    crate::devices::on_interrupt(irq);
-                }
+            if super::pic::acknowledge(irq)
+                && let Some(hook) = INTERRUPT_HOOK.get()
+            {
+                hook(irq);
             }
         }
         v => log::warn!("unexpected interrupt vector {v}"),

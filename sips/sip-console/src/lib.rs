@@ -3,12 +3,14 @@
 //! output is drawn unlabelled. It serves the Console contract on its initial endpoint
 //! `clients`: `ReadLine(prompt)` prints the prompt, then edits the line as it is typed
 //! (`cordon_sip::line`: echo, Backspace, ^U, ^C, ^D) and answers `Line` (or `EndOfInput`);
+//! what is typed past a line's end waits for the next `ReadLine`;
 //! `Print(text)` prints the text and answers `Printed`. Exits 0 when its client goes away.
 #![no_std]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use cordon_sip::channel::{Error, RecvError};
 use cordon_sip::line::{Event, LineEditor};
@@ -28,34 +30,44 @@ enum Read {
     End,
 }
 
-/// Prints `prompt`, then reads and edits one line from the console.
-fn read_line(prompt: &[u8]) -> Result<Read, Error> {
-    cordon_sip::sys::console_write(prompt);
-    let mut editor = LineEditor::new(MAX_LINE);
-    let mut typed = [0u8; 64];
-    let mut echo = Vec::new();
-    loop {
-        let n = console_read(&mut typed, None)?;
-        for &byte in &typed[..n] {
-            match editor.feed(byte, &mut echo) {
-                None => {}
-                Some(Event::Line(text)) => {
-                    cordon_sip::sys::console_write(&echo);
-                    return Ok(Read::Line(text));
-                }
-                Some(Event::Interrupt) => {
-                    // The line is abandoned: a fresh prompt, as a shell's ^C gives.
-                    echo.extend_from_slice(prompt);
-                }
-                Some(Event::EndOfInput) => {
-                    cordon_sip::sys::console_write(&echo);
-                    return Ok(Read::End);
+/// The keyboard side: one line editor for the whole session, and what was typed past the
+/// end of the line just answered (typed ahead, or pasted), kept for the next `ReadLine`.
+struct Keyboard {
+    editor: LineEditor,
+    ahead: VecDeque<u8>,
+}
+
+impl Keyboard {
+    /// Prints `prompt`, then reads and edits one line from the console.
+    fn read_line(&mut self, prompt: &[u8]) -> Result<Read, Error> {
+        cordon_sip::sys::console_write(prompt);
+        // What was typed ahead is echoed now, after the prompt it belongs to.
+        let mut echo = Vec::new();
+        let mut typed = [0u8; 64];
+        loop {
+            while let Some(byte) = self.ahead.pop_front() {
+                match self.editor.feed(byte, &mut echo) {
+                    None => {}
+                    Some(Event::Line(text)) => {
+                        cordon_sip::sys::console_write(&echo);
+                        return Ok(Read::Line(text));
+                    }
+                    Some(Event::Interrupt) => {
+                        // The line is abandoned: a fresh prompt, as a shell's ^C gives.
+                        echo.extend_from_slice(prompt);
+                    }
+                    Some(Event::EndOfInput) => {
+                        cordon_sip::sys::console_write(&echo);
+                        return Ok(Read::End);
+                    }
                 }
             }
+            // Typed bytes that arrived together are echoed together.
+            cordon_sip::sys::console_write(&echo);
+            echo.clear();
+            let n = console_read(&mut typed, None)?;
+            self.ahead.extend(&typed[..n]);
         }
-        // Typed bytes that arrived together are echoed together.
-        cordon_sip::sys::console_write(&echo);
-        echo.clear();
     }
 }
 
@@ -67,10 +79,14 @@ fn main() -> i32 {
             return 1;
         }
     };
+    let mut keyboard = Keyboard {
+        editor: LineEditor::new(MAX_LINE),
+        ahead: VecDeque::new(),
+    };
     let mut next = clients.recv(None);
     loop {
         next = match next {
-            Ok(ExpReadyIn::ReadLine(ep, ask)) => match read_line(&ask.prompt[..]) {
+            Ok(ExpReadyIn::ReadLine(ep, ask)) => match keyboard.read_line(&ask.prompt[..]) {
                 Ok(Read::Line(text)) => {
                     // At most MAX_LINE bytes: the editor keeps no more.
                     let text = console::Bytes::new(text.into_bytes()).unwrap_or_default();

@@ -41,17 +41,8 @@ impl Config {
     }
 }
 
-/// The SIP modules the kernel's `micro` suite starts.
-pub const MICRO_SIPS: [&str; 8] = [
-    "startup",
-    "hello",
-    "abi-bench",
-    "yield",
-    "primes",
-    "compute",
-    "echo-server",
-    "echo-client",
-];
+/// The SIP modules the kernel's `micro` suite starts (one list, the kernel's too).
+pub use bootpkg::MICRO_SIPS;
 
 /// How to find one figure on the console: the line containing `line`, then the number
 /// right after `after` (or right before `before`) in the rest of that line.

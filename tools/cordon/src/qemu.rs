@@ -414,7 +414,7 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
                 if let Some(typist) = typist.as_mut()
                     && !is_err
                 {
-                    typist.on_output(&console);
+                    typist.on_output(&chunk);
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -457,7 +457,9 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
 struct Typist {
     stdin: std::process::ChildStdin,
     lines: std::collections::VecDeque<String>,
-    /// Prompts seen so far, and where in the console the search goes on.
+    /// The guest's serial output so far (QEMU's own messages, on stderr, kept apart so
+    /// they cannot split a prompt), prompts seen in it, and where the search goes on.
+    serial: Vec<u8>,
     prompts: usize,
     searched: usize,
     typed: usize,
@@ -468,14 +470,17 @@ impl Typist {
         Typist {
             stdin,
             lines: lines.iter().cloned().collect(),
+            serial: Vec::new(),
             prompts: 0,
             searched: 0,
             typed: 0,
         }
     }
 
-    /// Looks at the console so far; types the next line for each new prompt.
-    fn on_output(&mut self, console: &[u8]) {
+    /// Takes more serial output; types the next line for each new prompt.
+    fn on_output(&mut self, chunk: &[u8]) {
+        self.serial.extend_from_slice(chunk);
+        let console = &self.serial;
         let prompt = SHELL_PROMPT.as_bytes();
         while let Some(at) = console[self.searched..]
             .windows(prompt.len())

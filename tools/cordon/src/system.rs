@@ -33,7 +33,8 @@
 //! ```
 //!
 //! The powers: `start`, `kill`, `inspect` (other SIPs' accounting and the kernel's
-//! tables), `console` (what is typed on the console; one SIP at most) and `shutdown`.
+//! tables), `console` (what is typed on the console; one SIP at most), `shutdown` and
+//! `bench` (the kernel's micro-benchmark suite, now).
 //!
 //! A SIP listed in `on-request` is an entry of the system manifest like any other
 //! (channels, devices, powers and limits name it) but does not start at boot: a SIP with
@@ -260,8 +261,6 @@ pub struct ChannelSite {
 }
 
 impl System {
-    /// Appends `--arg SIP=VALUE` arguments (in order) to the entries they name (`SIP` or
-    /// `SIP#N` as in the manifest).
     /// Adds `--sip` modules (built-in names or paths) to the boot package without starting
     /// them: what `--shell` boots for the shell's `run`.
     pub fn add_modules(&mut self, given: &[String]) -> anyhow::Result<()> {
@@ -354,6 +353,8 @@ impl System {
         self.powers.iter().any(|p| p.console)
     }
 
+    /// Appends `--arg SIP=VALUE` arguments (in order) to the entries they name (`SIP` or
+    /// `SIP#N` as in the manifest).
     pub fn add_args(&mut self, given: &[String]) -> anyhow::Result<()> {
         for arg in given {
             let Some((sip, value)) = arg.split_once('=') else {
@@ -996,10 +997,9 @@ mod tests {
         let text = "sips = [\"a\"]\n[[restart]]\nsip = \"a\"\npolicy = \"always\"\n[[restart]]\nsip = \"a\"\npolicy = \"never\"";
         assert!(err(text).contains("given twice"));
         let text = "sips = [\"a\"]\n[[powers]]\nsip = \"a\"\nmay = [\"reboot\"]";
-        assert!(
-            err(text)
-                .contains("no power `reboot` (powers: start, kill, inspect, console, shutdown)")
-        );
+        assert!(err(text).contains(
+            "no power `reboot` (powers: start, kill, inspect, console, shutdown, bench)"
+        ));
         assert_eq!(parse("sips = [\"a\", \"b\"]").unwrap().client, Some(1));
         let text = "sips = [\"a\", \"b\"]\nclient = \"a\"";
         assert_eq!(parse(text).unwrap().client, Some(0));

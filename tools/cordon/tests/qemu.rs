@@ -1017,7 +1017,12 @@ fn webfiles_disk(name: &str) -> (cordon::webfiles::Workload, std::path::PathBuf)
         reads: 25,
         ..cordon::webfiles::Workload::QUICK
     };
-    let dir = std::env::temp_dir().join(format!("cordon-test-{name}-{}", std::process::id()));
+    // Tests of one mode in both engines run at once: each gets a directory of its own.
+    let dir = std::env::temp_dir().join(format!(
+        "cordon-test-{name}-{}-{}",
+        ENGINE.get().name(),
+        std::process::id()
+    ));
     let image = cordon::webfiles::prepare(&workload, &dir).expect("webfiles-gen works");
     (workload, image)
 }
