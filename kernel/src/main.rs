@@ -302,9 +302,9 @@ fn level_filter(level: LogLevel) -> log::LevelFilter {
     }
 }
 
-/// Interrupt line `irq` (not the timer's, handled below) fired and was acknowledged; the
-/// trap path masked the line first. The timer drives time and scheduling; COM1 is the
-/// kernel's console; every other line belongs to a driver SIP's device.
+/// Interrupt line `irq` fired and was acknowledged (the hook `arch::trap` calls; it masked
+/// a device line first). The timer drives time and scheduling; COM1 is the kernel's
+/// console; every other line belongs to a driver SIP's device.
 fn on_interrupt(irq: u8) {
     if irq == arch::pic::TIMER_IRQ {
         time::on_timer_interrupt();

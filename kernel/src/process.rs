@@ -901,6 +901,12 @@ pub fn shutdown(status: i32) {
             }
         }
     }
+    wake_blocked();
+}
+
+/// Wakes every SIP blocked in the kernel (a receive, a device wait, the console) to see
+/// whether it was asked to stop.
+fn wake_blocked() {
     ipc::wake_waiters();
     devices::wake_waiters();
     crate::console::wake_reader();
@@ -1410,8 +1416,6 @@ fn finish_with(
     // endpoint again then waits for the new incarnation's instead of being told it is gone.
     let ran_ms =
         (time::ticks() - slot.started_tick.load(Ordering::Relaxed)) * 1_000 / time::TICK_HZ;
-    // A SIP that never ran (refused by the verifier, not loadable) would fail the same way
-    // again: only incarnations that ran are restarted.
     // Ended on purpose — by a shutdown (the end every SIP gets) or by a SIP the system
     // manifest gave the `kill` power — not by a failure: no crash record, no restart, and
     // the run does not count it against itself.
@@ -1420,6 +1424,8 @@ fn finish_with(
     let failed_first =
         slot.hung.load(Ordering::Relaxed) || slot.over_budget.load(Ordering::Relaxed);
     let on_purpose = killed && !failed_first && (shutdown_status().is_some() || killer != 0);
+    // A SIP that never ran (refused by the verifier, not loadable) would fail the same way
+    // again: only incarnations that ran are restarted.
     let verdict = match (entry, &ending) {
         _ if on_purpose => crate::recovery::Verdict::Stay,
         (Some(e), Ending::Ran(_)) => crate::recovery::on_end(e, ran_ms, !ending.is_clean()),
@@ -1734,9 +1740,7 @@ pub fn kill(pid: Pid) -> bool {
         slot
     };
     if slot.is_some() {
-        ipc::wake_waiters();
-        devices::wake_waiters();
-        crate::console::wake_reader();
+        wake_blocked();
     }
     slot.is_some()
 }

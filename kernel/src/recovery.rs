@@ -346,10 +346,7 @@ fn restart(entry: u32, name: &str, delay_ms: u64) {
         .max(1);
     sched::sleep_ticks(ticks);
     if process::shutdown_status().is_some() {
-        // The system is shutting down: nothing is restarted any more.
-        if let Some(e) = ENTRIES.lock().get_mut(entry as usize) {
-            e.pending = false;
-        }
+        drop_for_shutdown(entry);
         return;
     }
     let package = crate::boot_package();
@@ -374,11 +371,8 @@ fn restart(entry: u32, name: &str, delay_ms: u64) {
             }
             // Started meanwhile by a SIP with the `start` power: nothing left to do.
             Err(StartError::Running) if !restarting(entry) => return,
-            // The system is shutting down: nothing is restarted any more.
             Err(StartError::ShuttingDown) => {
-                if let Some(e) = ENTRIES.lock().get_mut(entry as usize) {
-                    e.pending = false;
-                }
+                drop_for_shutdown(entry);
                 return;
             }
             // The previous incarnation is still finishing.
@@ -390,6 +384,14 @@ fn restart(entry: u32, name: &str, delay_ms: u64) {
         }
     }
     give_up_pending(entry, name, "its previous incarnation did not finish");
+}
+
+/// The system is shutting down: `entry`'s pending restart is dropped, quietly (the
+/// shutdown ends every SIP; nothing is restarted any more).
+fn drop_for_shutdown(entry: u32) {
+    if let Some(e) = ENTRIES.lock().get_mut(entry as usize) {
+        e.pending = false;
+    }
 }
 
 /// Held while the supervisor starts an incarnation (see [`restart`]).

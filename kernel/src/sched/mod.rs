@@ -49,6 +49,16 @@ struct Scheduler {
     zombies: Vec<ThreadId>,
 }
 
+impl Scheduler {
+    /// The process the running thread works for (0: the kernel, or the idle loop).
+    fn current_owner(&self) -> usize {
+        self.policy
+            .current()
+            .and_then(|id| self.threads.get(id)?.as_ref())
+            .map_or(0, |t| t.owner)
+    }
+}
+
 static SCHED: IrqMutex<Option<Scheduler>> = IrqMutex::new(None);
 
 /// Woken whenever a thread exits; [`JoinHandle::join`] waits here.
@@ -166,12 +176,7 @@ pub fn set_owner(owner: usize) {
 /// The process the running thread works for (0: the kernel, or the idle loop).
 pub fn current_owner() -> usize {
     // One lock: this runs on every timer tick, possibly before `init`.
-    SCHED.lock().as_ref().map_or(0, |s| {
-        s.policy
-            .current()
-            .and_then(|id| s.threads.get(id)?.as_ref())
-            .map_or(0, |t| t.owner)
-    })
+    SCHED.lock().as_ref().map_or(0, Scheduler::current_owner)
 }
 
 /// [`current_owner`] for the page-fault path, which must not wait for the scheduler's
@@ -179,11 +184,7 @@ pub fn current_owner() -> usize {
 pub fn current_owner_now() -> usize {
     SCHED
         .try_lock()
-        .and_then(|guard| {
-            let s = guard.as_ref()?;
-            let id = s.policy.current()?;
-            Some(s.threads.get(id)?.as_ref()?.owner)
-        })
+        .and_then(|guard| guard.as_ref().map(Scheduler::current_owner))
         .unwrap_or(0)
 }
 
@@ -304,26 +305,25 @@ fn reap_zombies() {
 fn schedule() {
     interrupts::without_interrupts(|| {
         reap_zombies();
-        let owner = with_sched(|s| {
-            s.policy
-                .current()
-                .and_then(|id| s.threads.get(id)?.as_ref())
-                .map_or(0, |t| t.owner)
-        });
-        let target = with_sched(|s| match s.policy.pick_next() {
-            Some(id) => Some(ContextId::Thread(id)),
-            None => {
-                let runnable = s
-                    .policy
-                    .current()
-                    .is_some_and(|id| s.policy.state(id) == Some(ThreadState::Running));
-                if runnable {
-                    None
-                } else {
-                    s.policy.go_idle();
-                    Some(ContextId::Idle)
+        // The outgoing thread's owner is read before the policy picks the next thread.
+        let (owner, target) = with_sched(|s| {
+            let owner = s.current_owner();
+            let target = match s.policy.pick_next() {
+                Some(id) => Some(ContextId::Thread(id)),
+                None => {
+                    let runnable = s
+                        .policy
+                        .current()
+                        .is_some_and(|id| s.policy.state(id) == Some(ThreadState::Running));
+                    if runnable {
+                        None
+                    } else {
+                        s.policy.go_idle();
+                        Some(ContextId::Idle)
+                    }
                 }
-            }
+            };
+            (owner, target)
         });
         if let Some(next) = target
             && next != context::running()

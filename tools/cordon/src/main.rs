@@ -316,8 +316,7 @@ fn isolation(arg: IsolationArg) -> Isolation {
 fn system(cli: &BootArgs) -> anyhow::Result<cordon::system::System> {
     let mut system = match (&cli.system, cli.sips.is_empty()) {
         // `--shell` alone: the shell system, with --sip modules for its `run`.
-        (None, true) if cli.shell => cordon::system::load("shell")?,
-        (None, false) if cli.shell => {
+        (None, _) if cli.shell => {
             let mut system = cordon::system::load("shell")?;
             system.add_modules(&cli.sips)?;
             system

@@ -264,13 +264,7 @@ impl System {
     /// Adds `--sip` modules (built-in names or paths) to the boot package without starting
     /// them: what `--shell` boots for the shell's `run`.
     pub fn add_modules(&mut self, given: &[String]) -> anyhow::Result<()> {
-        let mut entries = given.to_vec();
-        resolve_files(&mut entries, Path::new(""), &mut self.files)?;
-        for name in entries {
-            if !self.files.iter().any(|(n, _)| *n == name) {
-                // The built-in module's error lists the names.
-                crate::sips::module(&name)?;
-            }
+        for name in resolve_sip_args(given, &mut self.files)? {
             if !self.modules.contains(&name) && !self.sips.contains(&name) {
                 self.modules.push(name);
             }
@@ -440,19 +434,29 @@ pub fn of_sips(sips: &[String]) -> System {
 /// The system `--sip` gives: these SIPs (built-in names or paths of `.wasm`/`.wat` files,
 /// relative to the working directory) started in order, with no channels.
 pub fn of_sip_args(sips: &[String]) -> anyhow::Result<System> {
-    let mut entries = sips.to_vec();
     let mut files = Vec::new();
-    resolve_files(&mut entries, Path::new(""), &mut files)?;
+    let entries = resolve_sip_args(sips, &mut files)?;
+    Ok(System {
+        files,
+        ..of_sips(&entries)
+    })
+}
+
+/// The SIP names `--sip` arguments stand for: each path replaced by its module's name (the
+/// file recorded in `files`), each other argument checked to be a built-in module.
+fn resolve_sip_args(
+    given: &[String],
+    files: &mut Vec<(String, PathBuf)>,
+) -> anyhow::Result<Vec<String>> {
+    let mut entries = given.to_vec();
+    resolve_files(&mut entries, Path::new(""), files)?;
     for name in &entries {
         if !files.iter().any(|(n, _)| n == name) && !crate::sips::names().contains(&name.as_str()) {
             // The built-in module's error lists the names.
             crate::sips::module(name)?;
         }
     }
-    Ok(System {
-        files,
-        ..of_sips(&entries)
-    })
+    Ok(entries)
 }
 
 /// Replaces each entry that is a path (see `sips::is_path`; relative to `base`) by the
