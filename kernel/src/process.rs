@@ -921,16 +921,22 @@ pub fn shutdown_status() -> Option<i32> {
 /// The kernel's account of process `pid`, live.
 pub fn info(pid: Pid) -> Option<cordon_abi::SipInfo> {
     use cordon_abi::sip_state;
-    let record = record(pid)?;
+    // Read in place, not copied: a SIP with the `inspect` power asks for this as often as
+    // it likes, and copying a record (its ending's text) would allocate each time.
+    let (state, ending) =
+        PROCESSES
+            .lock()
+            .iter()
+            .find(|r| r.pid == pid)
+            .map(|record| match &record.ending {
+                None => (sip_state::RUNNING, 0),
+                Some(Ending::Ran(Exit::Status(s))) => (sip_state::ENDED, *s),
+                Some(Ending::Ran(Exit::Killed)) => (sip_state::ENDED, sip_state::KILLED),
+                Some(Ending::Ran(_)) => (sip_state::ENDED, sip_state::FAULTED),
+                Some(_) => (sip_state::ENDED, sip_state::NOT_LOADED),
+            })?;
     let slot = live_slot(pid)?;
     let (now, peak) = ipc::usage(pid);
-    let (state, ending) = match &record.ending {
-        None => (sip_state::RUNNING, 0),
-        Some(Ending::Ran(Exit::Status(s))) => (sip_state::ENDED, *s),
-        Some(Ending::Ran(Exit::Killed)) => (sip_state::ENDED, sip_state::KILLED),
-        Some(Ending::Ran(_)) => (sip_state::ENDED, sip_state::FAULTED),
-        Some(_) => (sip_state::ENDED, sip_state::NOT_LOADED),
-    };
     Some(cordon_abi::SipInfo {
         state,
         ending,

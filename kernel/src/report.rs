@@ -4,9 +4,8 @@
 //! and the end-of-run accounting never disagree.
 //!
 //! A table is written straight into the caller's buffer through [`Clipped`], which keeps
-//! what fits and counts the rest: the text needs no kernel memory (a row's process record
-//! is copied while it is formatted), and the work is bounded by the process table and each
-//! SIP's kernel-object quota. Locks are taken per row.
+//! what fits and counts the rest: answering takes no kernel memory, and the work is bounded
+//! by the process table and each SIP's kernel-object quota. Locks are taken per row.
 #![deny(unsafe_code)]
 
 use core::fmt::{self, Write};
