@@ -10,6 +10,8 @@
 //! - a SIP-to-SIP yield (two `yield` SIPs yielding to each other, printed by each);
 //! - channel round trips between two SIPs over the Echo contract (printed by the
 //!   `echo-client` SIP): a small message, 16 KiB copied, 16 KiB exchange-heap buffer;
+//! - with `--smp 2` or more: a cross-processor call's round trip, and a one-page TLB
+//!   shootdown against a local `invlpg`;
 //! - forking the prepared runtime image (how SIPs with a space of their own are made) and
 //!   the cost of one copy-on-write fault;
 //! - counters that explain the differences between configurations: system calls, CR3
@@ -326,10 +328,62 @@ fn micro() -> Result<(), String> {
     let counters = Counters::now();
     channel_round_trip()?;
     counters.print_since("echo pair");
+    cross_processor()?;
     fork_image()?;
     cow_fault()?;
     demand_zero_fault()?;
     println!("bench micro: done");
+    Ok(())
+}
+
+fn nothing(_: u64) -> u64 {
+    0
+}
+
+/// With two processors or more: a cross-processor call's round trip (IPI, the call run on
+/// CPU 1, its reply), and dropping one kernel page's translation on this processor alone
+/// (`invlpg`) against a shootdown on every processor (what unmapping a kernel page costs
+/// once another processor may have cached it).
+fn cross_processor() -> Result<(), String> {
+    use crate::arch::smp;
+    const RUNS: usize = 1_000;
+    if smp::online() < 2 {
+        println!(
+            "  cross-processor call and TLB shootdown: not measured, one processor (boot with --smp 2)"
+        );
+        return Ok(());
+    }
+    let time = |f: &dyn Fn()| {
+        f();
+        let samples: Vec<u64> = (0..RUNS)
+            .map(|_| {
+                let start = cycles::start();
+                f();
+                cycles::stop() - start
+            })
+            .collect();
+        median(samples)
+    };
+    let (m, min, max) = time(&|| {
+        smp::call_on(1, nothing, 0);
+    });
+    println!(
+        "  cross-processor call (CPU 0 -> CPU 1: IPI, an empty function, reply; {RUNS} runs): median {m} cycles (min {min}, max {max})"
+    );
+    // A page of a live kernel stack: dropping its translation only costs a refill.
+    let stack = crate::mm::frames::FrameBlock::alloc(0)
+        .and_then(crate::mm::stacks::GuardedStack::new)
+        .ok_or("no memory for a kernel page")?;
+    let page = x86_64::VirtAddr::new(stack.bottom_address());
+    let (m, min, max) = time(&|| smp::invalidate_local(page));
+    println!(
+        "  invlpg of one kernel page (this CPU only, {RUNS} runs): median {m} cycles (min {min}, max {max})"
+    );
+    let (m, min, max) = time(&|| smp::shootdown(page));
+    println!(
+        "  TLB shootdown of one kernel page ({} CPUs: invlpg here, an IPI and invlpg on each other, replies; {RUNS} runs): median {m} cycles (min {min}, max {max})",
+        smp::online()
+    );
     Ok(())
 }
 

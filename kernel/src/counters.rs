@@ -1,5 +1,5 @@
 //! Event counters that explain what an isolation configuration costs: kernel entries,
-//! address-space switches, TLB work, faults, messages and copies, device activity, time
+//! address-space switches, TLB work (shootdowns and the IPIs that carry them included), faults, messages and copies, device activity, time
 //! spent halted with nothing to run and the rest (busy: under `-icount`, instructions), and
 //! the longest section any lock kept interrupts masked. A snapshot is taken before
 //! something runs (and starts the longest-section measurement anew);
@@ -15,6 +15,8 @@ pub struct Counters {
     syscalls: u64,
     cr3_loads: u64,
     tlb_invalidations: u64,
+    shootdowns: u64,
+    ipis: u64,
     switches: u64,
     demand_faults: u64,
     cow_faults: u64,
@@ -40,6 +42,8 @@ impl Counters {
             syscalls: crate::arch::user::SYSCALLS.load(Ordering::Relaxed),
             cr3_loads: crate::arch::context::cr3_loads(),
             tlb_invalidations: vm::TLB_INVALIDATIONS.load(Ordering::Relaxed),
+            shootdowns: crate::arch::smp::SHOOTDOWNS.load(Ordering::Relaxed),
+            ipis: crate::arch::smp::IPIS_SENT.load(Ordering::Relaxed),
             switches: sched::context_switches(),
             demand_faults: vm::DEMAND_FAULTS.load(Ordering::Relaxed),
             cow_faults: vm::COW_FAULTS.load(Ordering::Relaxed),
@@ -62,10 +66,12 @@ impl Counters {
     /// Writes each count (since boot) on a line of its own: the kernel's `counters` table.
     /// Takes no snapshot: the longest-masked-section measurement carries on undisturbed.
     pub fn write_lines(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
-        let rows: [(&str, u64); 12] = [
+        let rows: [(&str, u64); 14] = [
             ("system calls", self.syscalls),
             ("CR3 loads", self.cr3_loads),
             ("TLB invalidations", self.tlb_invalidations),
+            ("TLB shootdowns", self.shootdowns),
+            ("IPIs sent", self.ipis),
             ("context switches", self.switches),
             ("demand-zero faults", self.demand_faults),
             ("copy-on-write faults", self.cow_faults),
@@ -91,10 +97,12 @@ impl Counters {
     pub fn print_since(&self, what: &str) {
         let now = Counters::now();
         println!(
-            "  counters ({what}): {} system calls, {} CR3 loads, {} TLB invalidations, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages ({} delivered directly), {} bytes copied by the kernel, {} device interrupts, {} device register accesses, {} idle cycles, {} busy cycles, {} cycles longest interrupts-masked lock section (lock taken at {})",
+            "  counters ({what}): {} system calls, {} CR3 loads, {} TLB invalidations, {} TLB shootdowns, {} IPIs sent, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages ({} delivered directly), {} bytes copied by the kernel, {} device interrupts, {} device register accesses, {} idle cycles, {} busy cycles, {} cycles longest interrupts-masked lock section (lock taken at {})",
             now.syscalls - self.syscalls,
             now.cr3_loads - self.cr3_loads,
             now.tlb_invalidations - self.tlb_invalidations,
+            now.shootdowns - self.shootdowns,
+            now.ipis - self.ipis,
             now.switches - self.switches,
             now.demand_faults - self.demand_faults,
             now.cow_faults - self.cow_faults,

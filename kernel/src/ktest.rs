@@ -11,6 +11,7 @@
 //! | `ring3` | the system-call boundary: bad pointers refused, ring-3 faults kill only the program | success |
 //! | `channels` | destroying a chain of 10,000 endpoints in transit masks interrupts no longer than a chain of 100 | success |
 //! | `cow` | copy-on-write fork: isolation, last-holder writes, copies only written pages, reclaim | success |
+//! | `smp` | (boot with `--smp 2`) every processor answers a call; calls both ways cannot deadlock; a stale translation is seen on CPU 1 with shootdowns off and never with them on | success |
 //! | `page-fault` | write to an unmapped page is decoded (P=0, W/R=1, U/S=0) | panic |
 //! | `page-fault-protection` | write to a read-only page is decoded (P=1, W/R=1) | panic |
 //! | `panic` | a kernel panic prints its location and message | panic |
@@ -140,6 +141,21 @@ const MEMORY: &[Test] = &[
     Test {
         name: "frame_exhaustion_is_reported_not_fatal",
         run: exhaustion,
+    },
+];
+
+const SMP: &[Test] = &[
+    Test {
+        name: "every_processor_answers_a_call",
+        run: every_processor_answers,
+    },
+    Test {
+        name: "a_call_may_call_back_without_deadlock",
+        run: call_back,
+    },
+    Test {
+        name: "a_stale_translation_is_seen_without_shootdowns_and_never_with_them",
+        run: shootdown_prevents_stale_reads,
     },
 ];
 
@@ -276,6 +292,7 @@ pub fn start(name: &str) -> Result<(), String> {
         "memory" => MEMORY,
         "sips" => SIPS,
         "cow" => COW,
+        "smp" => SMP,
         "ring3" => RING3,
         "page-fault" => {
             spawn("ktest-page-fault", || {
@@ -1007,4 +1024,118 @@ fn exhaustion() -> TestResult {
     check(after == baseline, || {
         format!("free frames {after} after returning all, baseline {baseline}")
     })
+}
+
+// --- smp -------------------------------------------------------------------------------
+
+use crate::arch::smp;
+
+fn two_processors() -> TestResult {
+    check(smp::online() >= 2, || {
+        format!(
+            "{} processor(s) running: boot with --smp 2 or more",
+            smp::online()
+        )
+    })
+}
+
+fn every_processor_answers() -> TestResult {
+    two_processors()?;
+    for cpu in 0..smp::online() {
+        let before = smp::calls_served()[cpu];
+        let answer = smp::call_on(cpu, smp::apic_id_here, 0);
+        check(answer == smp::apic_ids()[cpu] as u64, || {
+            format!(
+                "CPU {cpu} answered from local APIC {answer}, expected {}",
+                smp::apic_ids()[cpu]
+            )
+        })?;
+        let served = smp::calls_served()[cpu] - before;
+        // A call to oneself runs in place, without an IPI.
+        let expected = u64::from(cpu != 0);
+        check(served == expected, || {
+            format!("CPU {cpu} served {served} calls for one call, expected {expected}")
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs on CPU 1 and calls CPU 0, which is waiting for this very call to return.
+fn call_cpu0(_: u64) -> u64 {
+    smp::call_on(0, smp::apic_id_here, 0) + 1000
+}
+
+fn call_back() -> TestResult {
+    two_processors()?;
+    for _ in 0..100 {
+        let answer = smp::call_on(1, call_cpu0, 0);
+        let expected = smp::apic_ids()[0] as u64 + 1000;
+        check(answer == expected, || {
+            format!("the nested call answered {answer}, expected {expected}")
+        })?;
+    }
+    Ok(())
+}
+
+fn read_stack_word(addr: u64) -> u64 {
+    mm::stacks::read_word(addr).unwrap_or(u64::MAX)
+}
+
+const OLD_MARK: u64 = 0x0bad_cafe_0000_0001;
+const NEW_MARK: u64 = 0x600d_f00d_0000_0002;
+
+/// CPU 1 reads a stack page (caching its translation); CPU 0 unmaps it, freeing its frame,
+/// and maps a new frame at the same address; CPU 1 reads again. Returns the second read.
+fn reread_after_remap(shootdowns: bool) -> Result<u64, String> {
+    let one_frame = || FrameBlock::alloc(0).ok_or_else(|| String::from("no frame"));
+    let mut old = mm::stacks::GuardedStack::new(one_frame()?).ok_or("no stack window")?;
+    let addr = old.bottom_address();
+    old.as_mut_slice()[0] = OLD_MARK;
+    let first = smp::call_on(1, read_stack_word, addr);
+    check(first == OLD_MARK, || {
+        format!("CPU 1 read {first:#x} at {addr:#x}, expected {OLD_MARK:#x}")
+    })?;
+    // Taken before the old stack goes, so the new mapping gets a different frame.
+    let frames = one_frame()?;
+    smp::set_shootdowns(shootdowns);
+    drop(old);
+    let new = mm::stacks::GuardedStack::new(frames);
+    smp::set_shootdowns(true);
+    let mut new = new.ok_or("no stack window")?;
+    check(new.bottom_address() == addr, || {
+        format!(
+            "the new stack is at {:#x}, not in the window just freed ({addr:#x})",
+            new.bottom_address()
+        )
+    })?;
+    new.as_mut_slice()[0] = NEW_MARK;
+    Ok(smp::call_on(1, read_stack_word, addr))
+}
+
+fn shootdown_prevents_stale_reads() -> TestResult {
+    two_processors()?;
+    let shootdowns_before = smp::SHOOTDOWNS.load(Ordering::Relaxed);
+    let without = reread_after_remap(false)?;
+    check(without == OLD_MARK, || {
+        format!(
+            "with shootdowns off CPU 1 read {without:#x}, not the freed frame's {OLD_MARK:#x}: this test could not see a missing shootdown"
+        )
+    })?;
+    println!(
+        "ktest smp: with shootdowns off, CPU 1 read {without:#x} from a frame already freed (a stale translation)"
+    );
+    let with = reread_after_remap(true)?;
+    check(with == NEW_MARK, || {
+        format!(
+            "with shootdowns on CPU 1 read {with:#x} through a stale translation, expected {NEW_MARK:#x}"
+        )
+    })?;
+    let shootdowns = smp::SHOOTDOWNS.load(Ordering::Relaxed) - shootdowns_before;
+    check(shootdowns >= 1, || {
+        String::from("no shootdown was counted for the unmapping")
+    })?;
+    println!(
+        "ktest smp: with shootdowns on, CPU 1 read {with:#x} (the new frame); {shootdowns} shootdown(s) counted"
+    );
+    Ok(())
 }

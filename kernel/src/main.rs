@@ -3,7 +3,8 @@
 //! Cordon runs software-isolated processes (SIPs): WebAssembly modules, verified before
 //! they run and sealed, that talk only over contract-checked channels. This crate is the
 //! kernel: it boots through `bootloader_api`, reads its boot package (boot parameters and
-//! SIP modules) from the ramdisk the runner built, and runs everything on one processor.
+//! SIP modules) from the ramdisk the runner built, starts every processor the firmware
+//! lists, and runs its threads on the first (the others serve cross-processor calls).
 //!
 //! Design rules, kept throughout:
 //! - `unsafe` lives only in [`arch`] (processor tables, trap entry, context switch, ports)
@@ -91,6 +92,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     log::set_max_level(level_filter(config.log_level));
     process::init_artifact_checks(package.artifacts.len());
 
+    let processors = start_processors(boot_info.rsdp_addr.into_option());
+
     // A self-test that must run before the scheduler exists (it never returns).
     if let Some(name) = config.self_test.as_deref() {
         ktest::run_early(name);
@@ -107,6 +110,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         mm::frames::total_frames(),
         time::TICK_HZ,
     );
+
+    println!("{processors}");
 
     syscall::check_table();
     let devices = pci::devices();
@@ -231,6 +236,65 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     println!("Cordon: nothing left to run, powering off (success)");
     exit(ExitCode::Success)
+}
+
+/// Starts every processor the firmware's MADT lists and says, in one line for the boot
+/// log, which run and what they do.
+fn start_processors(rsdp: Option<u64>) -> String {
+    let platform = match rsdp.map(arch::acpi::platform) {
+        Some(Ok(platform)) => platform,
+        Some(Err(err)) => {
+            arch::smp::start(0, &[]);
+            return alloc::format!("CPUs: 1 (the others are not known: {err})");
+        }
+        None => {
+            arch::smp::start(0, &[]);
+            return String::from("CPUs: 1 (the firmware gave no ACPI tables)");
+        }
+    };
+    let results = arch::smp::start(platform.boot_apic_id, &platform.application_processors);
+    let mut line = alloc::format!(
+        "CPUs: {} running (local APIC IDs {})",
+        arch::smp::online(),
+        arch::smp::apic_ids()
+            .iter()
+            .map(|id| alloc::format!("{id}"))
+            .collect::<alloc::vec::Vec<_>>()
+            .join(", ")
+    );
+    for (id, result) in &results {
+        if let Err(err) = result {
+            line += &alloc::format!("; APIC {id} not started: {err}");
+        }
+    }
+    if platform.disabled > 0 {
+        line += &alloc::format!("; {} listed as disabled", platform.disabled);
+    }
+    if arch::smp::online() > 1 {
+        line +=
+            "; SIP threads run on CPU 0, the others serve cross-processor calls (TLB shootdowns)";
+    }
+    let io_apics: alloc::vec::Vec<String> = platform
+        .io_apics
+        .iter()
+        .map(|io| {
+            alloc::format!(
+                "I/O APIC {} at {:#x} from GSI {}",
+                io.id,
+                io.address,
+                io.first_gsi
+            )
+        })
+        .collect();
+    line += &alloc::format!(
+        "; {} listed, not used: device interrupts come through the 8259 PICs",
+        if io_apics.is_empty() {
+            String::from("no I/O APIC")
+        } else {
+            io_apics.join(", ")
+        }
+    );
+    line
 }
 
 /// Compiles every contract source in the boot package into the channel manager's tables.

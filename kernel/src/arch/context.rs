@@ -270,7 +270,8 @@ pub fn switch_to(next: ContextId) {
         table.switches += 1;
         (save, next_rsp, if load_cr3 { next_cr3 } else { 0 })
     });
-    // SAFETY: interrupts are disabled and there is one processor, so nothing runs between
+    // SAFETY: interrupts are disabled and threads run on one processor (CPU 0; the others
+    // only serve cross-processor calls, never switch), so nothing runs between
     // releasing the table lock and the switch. `save` points into the boxed slot of the
     // running context, which `destroy` refuses to free while it runs. `next_rsp` was
     // saved by an earlier switch away from `next` or made by `prepare_stack`, and `next`'s

@@ -58,37 +58,29 @@ fn ist_top(index: usize) -> VirtAddr {
     VirtAddr::new(base + IST_STACK_SIZE as u64)
 }
 
-/// Loads the GDT and TSS and reloads every segment register.
-pub fn init() {
-    // SAFETY: init runs once on the boot processor before interrupts are enabled, so
-    // nothing else reads the TSS while it is being filled in.
-    let tss: &'static TaskStateSegment = unsafe {
-        let tss_ptr = &raw mut TSS;
-        let tss = &mut *tss_ptr;
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = ist_top(0);
-        tss.interrupt_stack_table[NMI_IST as usize] = ist_top(1);
-        tss.interrupt_stack_table[MACHINE_CHECK_IST as usize] = ist_top(2);
-        &*tss_ptr
-    };
-    let (gdt, selectors) = GDT.call_once(|| {
-        let mut gdt = GlobalDescriptorTable::new();
-        let kernel_code = gdt.append(Descriptor::kernel_code_segment());
-        let kernel_data = gdt.append(Descriptor::kernel_data_segment());
-        // Ring-3 descriptors, in the order sysret expects (data, then code).
-        let user_data = gdt.append(Descriptor::user_data_segment());
-        let user_code = gdt.append(Descriptor::user_code_segment());
-        let tss = gdt.append(Descriptor::tss_segment(tss));
-        (
-            gdt,
-            Selectors {
-                kernel_code,
-                kernel_data,
-                user_data,
-                user_code,
-                tss,
-            },
-        )
-    });
+/// Builds a GDT with the fixed layout above around `tss`.
+fn build(tss: &'static TaskStateSegment) -> (GlobalDescriptorTable, Selectors) {
+    let mut gdt = GlobalDescriptorTable::new();
+    let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+    let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+    // Ring-3 descriptors, in the order sysret expects (data, then code).
+    let user_data = gdt.append(Descriptor::user_data_segment());
+    let user_code = gdt.append(Descriptor::user_code_segment());
+    let tss = gdt.append(Descriptor::tss_segment(tss));
+    (
+        gdt,
+        Selectors {
+            kernel_code,
+            kernel_data,
+            user_data,
+            user_code,
+            tss,
+        },
+    )
+}
+
+/// Loads `gdt` and reloads every segment register and the task register from `selectors`.
+fn load(gdt: &'static GlobalDescriptorTable, selectors: Selectors) {
     gdt.load();
     // SAFETY: the selectors index the GDT just loaded, whose descriptors are valid 64-bit
     // kernel code/data and TSS descriptors.
@@ -101,9 +93,44 @@ pub fn init() {
     }
 }
 
+/// Gives an application processor a GDT and TSS of its own (a TSS is marked busy when
+/// loaded, and each processor needs its own IST stacks), with the same layout as the boot
+/// processor's. They live as long as the kernel.
+pub fn init_application_processor() {
+    let mut tss = alloc::boxed::Box::new(TaskStateSegment::new());
+    for slot in [DOUBLE_FAULT_IST, NMI_IST, MACHINE_CHECK_IST] {
+        let stack = alloc::boxed::Box::leak(alloc::boxed::Box::new(IstStack([0; IST_STACK_SIZE])));
+        let base = stack as *mut IstStack as u64;
+        tss.interrupt_stack_table[slot as usize] = VirtAddr::new(base + IST_STACK_SIZE as u64);
+    }
+    let tss: &'static TaskStateSegment = alloc::boxed::Box::leak(tss);
+    let (gdt, selectors) = build(tss);
+    load(
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt)),
+        selectors,
+    );
+}
+
+/// Loads the GDT and TSS and reloads every segment register.
+pub fn init() {
+    // SAFETY: init runs once on the boot processor before interrupts are enabled, so
+    // nothing else reads the TSS while it is being filled in.
+    let tss: &'static TaskStateSegment = unsafe {
+        let tss_ptr = &raw mut TSS;
+        let tss = &mut *tss_ptr;
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = ist_top(0);
+        tss.interrupt_stack_table[NMI_IST as usize] = ist_top(1);
+        tss.interrupt_stack_table[MACHINE_CHECK_IST as usize] = ist_top(2);
+        &*tss_ptr
+    };
+    let (gdt, selectors) = GDT.call_once(|| build(tss));
+    load(gdt, *selectors);
+}
+
 /// Sets `RSP0`, the stack the processor switches to when an interrupt arrives in ring 3.
 pub(super) fn set_kernel_stack(rsp: u64) {
-    // SAFETY: one processor, called with interrupts disabled (by the context switch), so
+    // SAFETY: the boot processor's TSS, written only by its own context switch (threads
+    // run on CPU 0 alone; the others have TSSes of their own), interrupts disabled, so
     // nothing reads the TSS while the field is written; the processor reads it only on a
     // later ring-3 interrupt.
     unsafe {

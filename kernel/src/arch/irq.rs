@@ -3,8 +3,8 @@
 //! Interrupt handlers (the timer) touch the scheduler, the console and the heap. If a
 //! thread held one of those locks when the interrupt arrived, the handler would spin
 //! forever; so every such lock disables interrupts for as long as it is held and restores
-//! the previous state afterwards. Cordon runs on one processor, so this also gives mutual
-//! exclusion with the handlers.
+//! the previous state afterwards. Mutual exclusion between processors comes from the spin
+//! lock itself; masking only keeps this processor's own handlers out.
 
 use core::ops::{Deref, DerefMut};
 use core::panic::Location;
@@ -27,8 +27,9 @@ pub fn take_longest_masked() -> (u64, Option<&'static Location<'static>>) {
     })
 }
 
-/// Called with interrupts still masked, on the only processor: a plain load and store
-/// cannot race, and cost less than an atomic read-modify-write on every lock.
+/// Called with interrupts still masked. A plain load and store cost less than an atomic
+/// read-modify-write on every lock; two processors recording at once may lose one record
+/// (a statistic, not a correctness matter).
 fn record_masked(cycles: u64, at: &'static Location<'static>) {
     if cycles > LONGEST_MASKED.load(Ordering::Relaxed) {
         LONGEST_MASKED.store(cycles, Ordering::Relaxed);

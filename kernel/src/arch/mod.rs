@@ -18,6 +18,8 @@ macro_rules! pop_callee_saved {
     };
 }
 
+pub mod acpi;
+pub mod apic;
 pub mod context;
 pub mod cycles;
 pub mod fpu;
@@ -30,6 +32,7 @@ pub mod qemu;
 pub mod selftest;
 pub mod serial;
 pub mod smap;
+pub mod smp;
 pub mod trap;
 pub mod user;
 pub mod wasm_tls;

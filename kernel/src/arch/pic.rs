@@ -85,3 +85,35 @@ pub fn acknowledge(irq: u8) -> bool {
     }
     true
 }
+
+/// Busy-waits at least `us` microseconds by watching the PIT's channel 0 count down (it
+/// runs at 1.193182 MHz whether or not its interrupt is delivered): the delays the
+/// processor start-up protocol asks for, before the scheduler's tick exists.
+pub fn delay_us(us: u64) {
+    let divisor = PIT_FREQUENCY_HZ / TICK_HZ;
+    let wanted = us * PIT_FREQUENCY_HZ / 1_000_000 + 1;
+    let read = || {
+        let _pics = PICS.lock();
+        // SAFETY: latching channel 0 (command 0x00) and reading its two count bytes
+        // changes nothing the PIT does; the lock keeps the latch and reads together.
+        unsafe {
+            Port::<u8>::new(PIT_COMMAND).write(0x00);
+            let low = Port::<u8>::new(PIT_CHANNEL0).read() as u64;
+            let high = Port::<u8>::new(PIT_CHANNEL0).read() as u64;
+            low | high << 8
+        }
+    };
+    let mut last = read();
+    let mut elapsed = 0;
+    while elapsed < wanted {
+        let now = read();
+        // The count runs down from `divisor` and reloads.
+        elapsed += if now <= last {
+            last - now
+        } else {
+            last + divisor - now
+        };
+        last = now;
+        core::hint::spin_loop();
+    }
+}

@@ -323,7 +323,7 @@ pub fn init() {
     // SAFETY: runs once at boot with interrupts disabled, before the IDT is loaded, so no
     // CPU access to the table races with these writes; afterwards the table is 'static and
     // never written again.
-    let idt: &'static Idt = unsafe {
+    unsafe {
         let idt_ptr = &raw mut IDT;
         let idt = &mut *idt_ptr;
         for (vec, gate) in idt.0.iter_mut().enumerate() {
@@ -335,14 +335,19 @@ pub fn init() {
             };
             *gate = Gate::interrupt(stubs + vec as u64 * STUB_SIZE, code, ist);
         }
-        &*idt_ptr
-    };
+    }
+    load_idt();
+}
+
+/// Loads the IDT [`init`] filled (on each processor).
+pub fn load_idt() {
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
-        base: VirtAddr::new(idt as *const Idt as u64),
+        base: VirtAddr::new((&raw const IDT) as u64),
     };
-    // SAFETY: the pointer describes a 'static, fully initialised table whose gates point at
-    // the stubs above with the kernel code selector.
+    // SAFETY: the pointer describes a 'static table that `init` filled on the boot
+    // processor before any other processor started, and that is never written again;
+    // its gates point at the stubs above with the kernel code selector.
     unsafe { lidt(&pointer) };
 }
 
@@ -375,6 +380,9 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
                 hook(irq);
             }
         }
+        v if v == super::apic::CALL_VECTOR as u64 => super::smp::on_call_interrupt(),
+        // Never acknowledged (the local APIC did not mark it in service).
+        v if v == super::apic::SPURIOUS_VECTOR as u64 => {}
         v => log::warn!("unexpected interrupt vector {v}"),
     }
     super::user::on_trap_return(frame);

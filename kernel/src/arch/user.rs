@@ -8,7 +8,7 @@
 //! trap's), so those paths never hold locks or owned values when they leave.
 //!
 //! System calls (`syscall`, ring 3) arrive at [`cordon_syscall_entry`], which moves to the
-//! thread's kernel stack (there is one processor: the stack pointer of the running thread
+//! thread's kernel stack (threads run on CPU 0 alone: the stack pointer of the running thread
 //! is a global that the context switch saves and restores, like `TSS.RSP0`), saves the
 //! user's return state in a [`SyscallFrame`] and calls the handler. Arguments are never
 //! trusted: the handler reaches user memory only through [`UserAccess`]. The dispatch is

@@ -59,7 +59,8 @@ fn set_flags(start: u64, end: u64, flags: Flags) {
         let entry = area_entry(area, &mut l1s[..], page);
         if !entry.is_unused() {
             entry.set_flags(flags);
-            tlb::flush(VirtAddr::new(page));
+            // Another processor may hold the old permissions (W^X flips).
+            crate::arch::smp::shootdown(VirtAddr::new(page));
         }
         page += PAGE;
     }
@@ -141,7 +142,8 @@ impl Drop for CodeWindow {
             let mut l1s = L1.lock();
             for page in 0..pages {
                 area_entry(area, &mut l1s[..], base + page * PAGE).set_unused();
-                tlb::flush(VirtAddr::new(base + page * PAGE));
+                // The frames go back to the allocator: no processor may keep reaching them.
+                crate::arch::smp::shootdown(VirtAddr::new(base + page * PAGE));
             }
         }
         IMAGE_PAGES.lock()[self.window] = 0;

@@ -19,6 +19,12 @@ use x86_64::{PhysAddr, VirtAddr};
 pub const FRAME_SIZE: u64 = 4096;
 
 static PHYS_OFFSET: Once<u64> = Once::new();
+static TRAMPOLINE: Once<PhysAddr> = Once::new();
+
+/// The frame below 1 MiB kept back for the processor start-up code, if there was one.
+pub fn trampoline_frame() -> Option<PhysAddr> {
+    TRAMPOLINE.get().copied()
+}
 
 /// Virtual address at which physical address `phys` is mapped.
 pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
@@ -88,8 +94,14 @@ pub fn init(boot_info: &BootInfo) -> MemoryReport {
         }
         // Whole frames only; frame 0 is never handed out so that a null physical
         // address always means "none".
-        let start = region.start.div_ceil(FRAME_SIZE).max(1);
+        let mut start = region.start.div_ceil(FRAME_SIZE).max(1);
         let end = region.end / FRAME_SIZE;
+        // The first free frame below 1 MiB is kept for the other processors' start-up
+        // code (a STARTUP IPI can only point there).
+        if TRAMPOLINE.get().is_none() && start < end && start < 0x100 {
+            TRAMPOLINE.call_once(|| PhysAddr::new(start * FRAME_SIZE));
+            start += 1;
+        }
         if end > start {
             frames::add_region(start, end - start);
             usable_bytes += (end - start) * FRAME_SIZE;

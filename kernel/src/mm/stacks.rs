@@ -12,7 +12,6 @@
 //! allocates frames (and the frame counts the reclaim checks compare stay exact).
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use x86_64::instructions::tlb;
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{PageTable, PageTableFlags as Flags};
 use x86_64::{PhysAddr, VirtAddr};
@@ -23,6 +22,8 @@ use crate::arch::irq::IrqMutex;
 
 /// Virtual window per stack: the largest stack (256 KiB) plus at least one guard page.
 pub const SLOT_BYTES: u64 = 512 << 10;
+/// Stack of an application processor: 2^4 frames = 64 KiB.
+pub const AP_STACK_ORDER: usize = 4;
 /// Stacks that can exist at once.
 pub const MAX_STACKS: usize = 512;
 const PAGE: u64 = 4096;
@@ -139,6 +140,16 @@ impl GuardedStack {
             - self.frames.len() as u64
     }
 
+    /// One past the highest address of the stack (where a new stack pointer starts).
+    pub fn top(&self) -> u64 {
+        self.bottom() + self.frames.len() as u64
+    }
+
+    /// The address of the stack's lowest word.
+    pub fn bottom_address(&self) -> u64 {
+        self.bottom()
+    }
+
     /// The stack's memory as 64-bit words, at its guarded address.
     pub fn as_mut_slice(&mut self) -> &mut [u64] {
         let ptr = self.bottom() as *mut u64;
@@ -155,7 +166,8 @@ impl Drop for GuardedStack {
             for page in 0..self.frames.len() as u64 / PAGE {
                 let at = self.bottom() + page * PAGE;
                 entry(&mut l1s, at).set_unused();
-                tlb::flush(VirtAddr::new(at));
+                // The frames go back to the allocator: no processor may keep reaching them.
+                crate::arch::smp::shootdown(VirtAddr::new(at));
             }
         }
         USED.lock()[self.window / 64] &= !(1 << (self.window % 64));
@@ -174,4 +186,25 @@ pub fn guard_of(addr: u64) -> Option<usize> {
     entry(&mut l1s, addr & !(PAGE - 1))
         .is_unused()
         .then_some(window)
+}
+
+/// Reads the word at `addr` in the stack area through whatever translation this processor
+/// holds (the shootdown self-test reads a stack's page on another processor this way,
+/// before and after the stack is unmapped and its window mapped again). `None` if `addr`
+/// is not an aligned address of the area, its page is not mapped now, or the area's lock
+/// is held.
+pub fn read_word(addr: u64) -> Option<u64> {
+    let area = AREA.load(Ordering::Relaxed);
+    if area == 0 || addr < area || addr >= area + MAX_STACKS as u64 * SLOT_BYTES || addr % 8 != 0 {
+        return None;
+    }
+    // Only tried: this runs as a cross-processor call, which must never wait for a lock
+    // the waiting caller may hold.
+    if entry(&mut *L1.try_lock()?, addr & !(PAGE - 1)).is_unused() {
+        return None;
+    }
+    // SAFETY: `addr` is an aligned address of the stack area whose page the page tables
+    // map (checked just above): a volatile read of one word of a stack's frames. What the
+    // processor's TLB translates it to is exactly what the self-test looks at.
+    Some(unsafe { core::ptr::read_volatile(addr as *const u64) })
 }

@@ -795,3 +795,86 @@ impl Drop for UserAccess {
         }
     }
 }
+
+/// A temporary top-level table for starting other processors: the kernel's entries plus
+/// an identity mapping of one page below 1 MiB (the start-up code, which turns paging on
+/// while running at its physical address). Every table on the identity page's path is a
+/// copy, so the kernel's own tables are not touched; all of them are below 4 GiB (the
+/// start-up code loads CR3 from 32-bit code). Freed on drop.
+pub struct BootTable {
+    l4: PhysAddr,
+    /// Every frame this table allocated (the top level included).
+    frames: Vec<PhysAddr>,
+}
+
+impl BootTable {
+    /// The table for identity-mapping `page`; `None` without memory below 4 GiB or if the
+    /// kernel maps `page`'s address with a large page.
+    pub fn identity(page: PhysAddr) -> Option<BootTable> {
+        let mut table_frames = BootTable {
+            l4: PhysAddr::zero(),
+            frames: Vec::new(),
+        };
+        let mut fresh = |from: Option<PhysAddr>| -> Option<PhysAddr> {
+            let frame = alloc_frame()?;
+            table_frames.frames.push(frame);
+            if frame.as_u64() >= 1 << 32 {
+                return None;
+            }
+            if let Some(from) = from {
+                // SAFETY: `from` is a live page table reached through the physical map
+                // (only read); `frame` was just allocated for this table alone.
+                unsafe { *table(frame) = (*table(from)).clone() };
+            }
+            Some(frame)
+        };
+        let kernel = PhysAddr::new(KERNEL_L4.load(Ordering::Relaxed));
+        let l4 = fresh(Some(kernel));
+        let Some(l4) = l4 else {
+            drop(fresh);
+            return None;
+        };
+        let addr = VirtAddr::new(page.as_u64());
+        let mut current = l4;
+        for index in [addr.p4_index(), addr.p3_index(), addr.p2_index()] {
+            // SAFETY: `current` is one of this table's own copies, mapped through the
+            // physical map; one entry borrowed at a time.
+            let entry = unsafe { &mut (&mut *table(current))[index] };
+            if entry.flags().contains(Flags::HUGE_PAGE) {
+                drop(fresh);
+                return None;
+            }
+            let below = if entry.is_unused() {
+                fresh(None)
+            } else {
+                fresh(Some(entry.addr()))
+            };
+            let Some(below) = below else {
+                drop(fresh);
+                return None;
+            };
+            entry.set_addr(below, Flags::PRESENT | Flags::WRITABLE);
+            current = below;
+        }
+        drop(fresh);
+        // SAFETY: as above, for this table's own last-level copy.
+        unsafe {
+            (&mut *table(current))[addr.p1_index()].set_addr(page, Flags::PRESENT | Flags::WRITABLE)
+        };
+        table_frames.l4 = l4;
+        Some(table_frames)
+    }
+
+    /// What CR3 holds while a processor starts.
+    pub fn l4(&self) -> PhysAddr {
+        self.l4
+    }
+}
+
+impl Drop for BootTable {
+    fn drop(&mut self) {
+        for frame in self.frames.drain(..) {
+            free_frame(frame);
+        }
+    }
+}

@@ -5,9 +5,10 @@
 //! switch (through `arch::context`) and the timer tick. The timer preempts the running
 //! thread every tick; threads block on wait queues ([`sync`]) and sleep on the wheel.
 //!
-//! Cordon runs on one processor: the scheduler's state is guarded by a lock that masks
-//! interrupts, and "check a condition, then block" is atomic because interrupts stay
-//! masked between the two.
+//! Threads run on one processor, CPU 0 (the others only serve cross-processor calls,
+//! `arch::smp`): the scheduler's state is guarded by a lock that masks interrupts, and
+//! "check a condition, then block" is atomic because interrupts stay masked between the
+//! two. Per-CPU run queues are the next step of the multiprocessor work.
 #![deny(unsafe_code)]
 
 pub mod sync;

@@ -167,6 +167,21 @@ pub const MICRO: &[Metric] = &[
         "SIP fork (ring-0",
         "median ",
     ),
+    after(
+        "cross-processor call (IPI to CPU 1 and its reply)",
+        "cross-processor call (",
+        "median ",
+    ),
+    after(
+        "invlpg of one kernel page, this CPU only",
+        "invlpg of one kernel page (",
+        "median ",
+    ),
+    after(
+        "TLB shootdown of one kernel page, 2 CPUs",
+        "TLB shootdown of one kernel page (",
+        "median ",
+    ),
     after("copy-on-write fault", "copy-on-write fault (", "median "),
     after("demand-zero fault", "demand-zero fault (", "median "),
     after(
@@ -280,6 +295,12 @@ pub const WEBFILES: &[Metric] = &[
     count("run: system calls", RUN, " system calls"),
     count("run: CR3 loads", RUN, " CR3 loads"),
     count("run: TLB invalidations (invlpg)", RUN, " TLB invalidations"),
+    count(
+        "run: TLB shootdowns (other CPUs asked)",
+        RUN,
+        " TLB shootdowns",
+    ),
+    count("run: IPIs sent", RUN, " IPIs sent"),
     count("run: context switches", RUN, " context switches"),
     count("run: demand-zero faults", RUN, " demand-zero faults"),
     count("run: copy-on-write faults", RUN, " copy-on-write faults"),

@@ -87,8 +87,8 @@ fn boot_all(
     Ok((raw, last_console))
 }
 
-fn accel_name(options: &BootOptions) -> &'static str {
-    match (options.accel, options.icount) {
+fn accel_name(options: &BootOptions) -> String {
+    let accel = match (options.accel, options.icount) {
         (Accel::Tcg, true) => {
             "tcg with -icount (figures count guest instructions, not time: TLB refills and host noise are invisible)"
         }
@@ -96,6 +96,14 @@ fn accel_name(options: &BootOptions) -> &'static str {
             "tcg (software emulation: emulated cost, compare ratios not absolute cycles)"
         }
         (Accel::Kvm, _) => "kvm",
+    };
+    match (options.cpus, options.accel, options.icount) {
+        (1, _, _) => format!("{accel}, 1 CPU"),
+        (n, Accel::Tcg, true) => {
+            format!("{accel}, {n} CPUs (-icount runs every vCPU on one host thread, in turn)")
+        }
+        (n, Accel::Tcg, false) => format!("{accel}, {n} CPUs (one host thread each)"),
+        (n, Accel::Kvm, _) => format!("{accel}, {n} CPUs"),
     }
 }
 
@@ -238,7 +246,7 @@ pub fn micro(
                 run + 1
             );
             let timeout = base.timeout.unwrap_or(Duration::from_secs(600));
-            match cordon::linux::boot(prepared, base.memory_mib, base.icount, timeout) {
+            match cordon::linux::boot(prepared, base.memory_mib, base.cpus, base.icount, timeout) {
                 Ok(text) => {
                     let _ = std::fs::write(out.join(format!("micro-linux-{}.log", run + 1)), &text);
                     linux_runs.push(cordon::bench::parse(cordon::linux::METRICS, &text));

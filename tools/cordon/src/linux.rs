@@ -227,11 +227,12 @@ pub fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// Boots the prepared Linux under TCG (the same `-cpu max`, memory and clock mode as
-/// Cordon's boots) and returns its console.
+/// Boots the prepared Linux under TCG (the same `-cpu max`, memory, processor count and
+/// clock mode as Cordon's boots) and returns its console.
 pub fn boot(
     linux: &Prepared,
     memory_mib: u32,
+    cpus: u32,
     icount: bool,
     timeout: Duration,
 ) -> anyhow::Result<String> {
@@ -258,6 +259,9 @@ pub fn boot(
     .arg("-initrd")
     .arg(&linux.initrd)
     .args(["-append", "console=ttyS0 quiet panic=-1"]);
+    if cpus > 1 {
+        qemu.args(["-smp", &cpus.to_string()]);
+    }
     if icount {
         qemu.args(["-icount", "shift=0,sleep=off"]);
     }

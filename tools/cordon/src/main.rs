@@ -131,6 +131,11 @@ struct BootArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=16384))]
     memory: u32,
+    /// Processors (QEMU's `-smp N`, 1–16): the kernel starts every one the firmware lists
+    /// and the boot log names them. SIP threads run on CPU 0; the others serve
+    /// cross-processor calls (TLB shootdowns).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    smp: u32,
     /// Attach this raw disk image as a virtio-blk PCI device, read-only (e.g. the WebFiles
     /// image from `webfiles-gen`).
     #[arg(long, value_name = "IMAGE")]
@@ -328,6 +333,12 @@ fn system(cli: &BootArgs) -> anyhow::Result<cordon::system::System> {
             }
             system
         }
+        // A kernel benchmark starts its SIPs itself: they are modules, not a system.
+        (_, false) if cli.bench.is_some() => {
+            let mut system = cordon::system::of_sips(&[]);
+            system.add_modules(&cli.sips)?;
+            system
+        }
         (_, false) => cordon::system::of_sip_args(&cli.sips)?,
     };
     system.add_args(&cli.args)?;
@@ -379,6 +390,7 @@ fn boot_options(cli: &BootArgs) -> Result<BootOptions, ExitCode> {
         accel: cli.accel,
         gdb: cli.gdb,
         memory_mib: cli.memory,
+        cpus: cli.smp,
         disk: cli.disk.clone(),
         icount: cli.icount,
         echo: true,
@@ -399,7 +411,7 @@ fn boot(cli: BootArgs) -> ExitCode {
         Err(code) => return code,
     };
     eprintln!(
-        "[cordon] isolation={} engine={} firmware={:?} accel={} memory={} MiB",
+        "[cordon] isolation={} engine={} firmware={:?} accel={} memory={} MiB cpus={}",
         options.isolation,
         options.engine.name(),
         options.firmware,
@@ -408,6 +420,7 @@ fn boot(cli: BootArgs) -> ExitCode {
             Accel::Kvm => "kvm",
         },
         options.memory_mib,
+        options.cpus,
     );
     if options.gdb {
         eprintln!(

@@ -61,6 +61,10 @@ pub struct BootOptions {
     /// Start QEMU halted, waiting for a debugger on localhost:1234.
     pub gdb: bool,
     pub memory_mib: u32,
+    /// Processors the machine has (QEMU's `-smp`); the kernel starts every one the
+    /// firmware lists. Under TCG each runs on a host thread of its own (except with
+    /// `-icount`, which runs them all on one).
+    pub cpus: u32,
     /// A raw disk image attached as a virtio-blk PCI device (e.g. the WebFiles image).
     pub disk: Option<std::path::PathBuf>,
     /// TCG only: QEMU's `-icount shift=0`: the guest clock (and so its time-stamp counter)
@@ -106,6 +110,7 @@ impl Default for BootOptions {
             accel: Accel::Tcg,
             gdb: false,
             memory_mib: 256,
+            cpus: 1,
             disk: None,
             icount: false,
             injections: Vec::new(),
@@ -313,6 +318,9 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
     };
     if options.icount {
         qemu.args(["-icount", "shift=0,sleep=off"]);
+    }
+    if options.cpus > 1 {
+        qemu.args(["-smp", &options.cpus.to_string()]);
     }
     qemu.arg("-drive")
         .arg(format!("format=raw,file={}", image.path.display()));

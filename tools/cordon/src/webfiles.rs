@@ -431,7 +431,7 @@ isolation=soft: physical memory; PCID not available (not used: every CR3 load fl
 [webfiles] webfiles: recovery: retried=2 reconnects=2 resent=3
 [fs] fs: recovery: retried=1 reconnects=1
 supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnation: median 158743676 cycles, best 158743676, worst 558887004 (2 measured)
-  counters (system run): 2629 system calls, 1228 CR3 loads, 77 TLB invalidations, 510 context switches, 319 demand-zero faults, 1 copy-on-write faults, 218 channel messages (200 delivered directly), 6621447 bytes copied by the kernel, 30 device interrupts, 414 device register accesses, 1234567 idle cycles, 987654321 busy cycles, 4321 cycles longest interrupts-masked lock section
+  counters (system run): 2629 system calls, 1228 CR3 loads, 77 TLB invalidations, 12 TLB shootdowns, 12 IPIs sent, 510 context switches, 319 demand-zero faults, 1 copy-on-write faults, 218 channel messages (200 delivered directly), 6621447 bytes copied by the kernel, 30 device interrupts, 414 device register accesses, 1234567 idle cycles, 987654321 busy cycles, 4321 cycles longest interrupts-masked lock section
 ";
 
     fn workload(reads: u32) -> Workload {
@@ -466,6 +466,8 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
         assert_eq!(get("bytes read (measured)"), Some(63687));
         assert_eq!(get("disk requests (DMA)"), Some(30));
         assert_eq!(get("run: TLB invalidations (invlpg)"), Some(77));
+        assert_eq!(get("run: TLB shootdowns (other CPUs asked)"), Some(12));
+        assert_eq!(get("run: IPIs sent"), Some(12));
         assert_eq!(get("run: device interrupts"), Some(30));
         assert_eq!(get("run: device register accesses"), Some(414));
         assert_eq!(

@@ -38,17 +38,57 @@ macro_rules! in_both_modes {
     };
 }
 
+/// Tests of `body` on a two-processor machine (`--smp 2`), in soft and in hard isolation:
+/// the same expectations as on one processor.
+macro_rules! on_two_cpus {
+    ($soft:ident, $hard:ident, $body:ident) => {
+        #[test]
+        fn $soft() {
+            CPUS.set(2);
+            $body(Isolation::Soft);
+        }
+
+        #[test]
+        fn $hard() {
+            CPUS.set(2);
+            $body(Isolation::Hard);
+        }
+    };
+}
+
 thread_local! {
     /// The engine every boot of the running test uses (each test runs on its own thread).
     static ENGINE: std::cell::Cell<Engine> = const { std::cell::Cell::new(Engine::Interp) };
+    /// The processors of every boot of the running test.
+    static CPUS: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
 }
+
+/// Held by each boot of more than one processor: under TCG each processor is a host
+/// thread, and this machine has two cores, so such boots run one at a time.
+static SMP_BOOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run(options: BootOptions) -> Outcome {
     let options = BootOptions {
         engine: ENGINE.get(),
+        cpus: CPUS.get().max(options.cpus),
         ..options
     };
-    boot(&options).unwrap_or_else(|err| panic!("could not boot QEMU: {err:#}"))
+    let _one_at_a_time = (options.cpus > 1).then(|| {
+        SMP_BOOTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    });
+    let outcome = boot(&options).unwrap_or_else(|err| panic!("could not boot QEMU: {err:#}"));
+    if options.cpus > 1 {
+        let running = format!("CPUs: {} running", options.cpus);
+        assert!(
+            outcome.console.contains(&running),
+            "asked for {} processors; no `{running}` in\n{}",
+            options.cpus,
+            outcome.console
+        );
+    }
+    outcome
 }
 
 fn self_test(group: &str) -> Outcome {
@@ -96,6 +136,83 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
     assert_frames_back(&outcome);
 }
 
+on_two_cpus!(
+    default_system_runs_on_two_cpus,
+    default_system_runs_on_two_cpus_in_ring3,
+    default_system_on_two_cpus
+);
+
+/// The default system with a second processor running: the same SIPs and endings, every
+/// frame back, and the unmapping of kernel stacks shot down on the other processor.
+fn default_system_on_two_cpus(isolation: Isolation) {
+    let outcome = run(in_mode(isolation, BootOptions::default()));
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "CPUs: 2 running (local APIC IDs 0, 1)",
+            "SIP threads run on CPU 0",
+            "[echo-binder] 3 pings answered over a channel found by name",
+            "[kernel] SIP echo-binder (pid 5) exited with status 0",
+            "0 endpoints and 0 exchange-heap blocks left",
+            "powering off (success)",
+        ],
+    );
+    assert_frames_back(&outcome);
+    let figures = cordon::bench::parse(cordon::bench::WEBFILES, &outcome.console);
+    let figure = |label: &str| {
+        let row = cordon::bench::WEBFILES
+            .iter()
+            .position(|m| m.label == label)
+            .expect("a known metric");
+        figures[row].unwrap_or_else(|| panic!("no `{label}` in\n{}", outcome.console))
+    };
+    // Every SIP thread's stack is unmapped when it ends, with a shootdown each.
+    let shootdowns = figure("run: TLB shootdowns (other CPUs asked)");
+    assert!(
+        shootdowns >= 5,
+        "{shootdowns} shootdowns\n{}",
+        outcome.console
+    );
+    assert!(figure("run: IPIs sent") >= shootdowns);
+}
+
+on_two_cpus!(
+    processors_answer_calls_and_shootdowns_prevent_stale_translations,
+    processors_answer_calls_and_shootdowns_prevent_stale_translations_in_hard,
+    smp_self_test
+);
+
+/// The `smp` self-test group: it also shows that the shootdown test can fail (with
+/// shootdowns off, CPU 1 reads a freed frame through its stale translation).
+fn smp_self_test(isolation: Isolation) {
+    expect(
+        &run(BootOptions {
+            isolation,
+            self_test: Some("smp".into()),
+            ..BootOptions::default()
+        }),
+        Verdict::Passed,
+        &[
+            "ktest smp::every_processor_answers_a_call ... ok",
+            "ktest smp::a_call_may_call_back_without_deadlock ... ok",
+            "with shootdowns off, CPU 1 read 0xbadcafe00000001 from a frame already freed",
+            "ktest smp::a_stale_translation_is_seen_without_shootdowns_and_never_with_them ... ok",
+            "ktest smp: 3 passed, 0 failed",
+        ],
+    );
+}
+
+/// On one processor the `smp` group says what it needs instead of passing.
+#[test]
+fn smp_self_test_on_one_cpu_asks_for_two() {
+    expect(
+        &self_test("smp"),
+        Verdict::Failed,
+        &["1 processor(s) running: boot with --smp 2 or more"],
+    );
+}
+
 fn sips(names: &[&str]) -> BootOptions {
     BootOptions {
         system: cordon::system::of_sips(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
@@ -129,6 +246,12 @@ in_both_modes!(
     misbehaving_sips_end_alone_with_their_reason_in_ring3,
     misbehaving_sips_end_alone_with_their_reason_compiled,
     misbehaving_sips_end_alone_with_their_reason_in_ring3_compiled,
+    misbehaving_sips
+);
+
+on_two_cpus!(
+    misbehaving_sips_end_alone_on_two_cpus,
+    misbehaving_sips_end_alone_on_two_cpus_in_ring3,
     misbehaving_sips
 );
 
@@ -259,6 +382,12 @@ in_both_modes!(
     contract_violation_terminates_the_sender_and_the_peer_goes_on_in_ring3,
     contract_violation_terminates_the_sender_and_the_peer_goes_on_compiled,
     contract_violation_terminates_the_sender_and_the_peer_goes_on_in_ring3_compiled,
+    contract_violation
+);
+
+on_two_cpus!(
+    contract_violation_terminates_the_sender_on_two_cpus,
+    contract_violation_terminates_the_sender_on_two_cpus_in_ring3,
     contract_violation
 );
 
@@ -428,6 +557,12 @@ in_both_modes!(
     several_attackers_at_once_end_alone_in_ring3,
     several_attackers_at_once_end_alone_compiled,
     several_attackers_at_once_end_alone_in_ring3_compiled,
+    attackers_at_once
+);
+
+on_two_cpus!(
+    several_attackers_at_once_end_alone_on_two_cpus,
+    several_attackers_at_once_end_alone_on_two_cpus_in_ring3,
     attackers_at_once
 );
 
@@ -990,6 +1125,48 @@ fn benchmarks_run_in_ring3_and_messages_cross_spaces_in_one_copy() {
     assert!(copied > 0);
 }
 
+on_two_cpus!(
+    micro_suite_on_two_cpus_measures_calls_and_shootdowns,
+    micro_suite_on_two_cpus_measures_calls_and_shootdowns_in_ring3,
+    micro_on_two_cpus
+);
+
+/// The micro suite with a second processor: the cross-processor rows are measured (and
+/// printed as numbers, not asserted against a bound).
+fn micro_on_two_cpus(isolation: Isolation) {
+    let outcome = run(BootOptions {
+        isolation,
+        bench: Some("micro".into()),
+        ..sips(&cordon::bench::MICRO_SIPS)
+    });
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "cross-processor call (CPU 0 -> CPU 1",
+            "invlpg of one kernel page (this CPU only",
+            "TLB shootdown of one kernel page (2 CPUs",
+            "bench micro: done",
+        ],
+    );
+    let figures = cordon::bench::parse(cordon::bench::MICRO, &outcome.console);
+    for label in [
+        "cross-processor call (IPI to CPU 1 and its reply)",
+        "invlpg of one kernel page, this CPU only",
+        "TLB shootdown of one kernel page, 2 CPUs",
+    ] {
+        let row = cordon::bench::MICRO
+            .iter()
+            .position(|m| m.label == label)
+            .expect("a known metric");
+        assert!(
+            figures[row].is_some_and(|cycles| cycles > 0),
+            "no `{label}` figure in\n{}",
+            outcome.console
+        );
+    }
+}
+
 /// A disk image given with `--disk` appears to the kernel as a virtio-blk PCI device (the
 /// device the WebFiles driver SIP will drive); without one there is none.
 #[test]
@@ -1040,6 +1217,12 @@ in_both_modes!(
     webfiles_reads_every_byte_right_through_driver_and_file_system_sips_in_ring3,
     webfiles_reads_every_byte_right_through_driver_and_file_system_sips_compiled,
     webfiles_reads_every_byte_right_through_driver_and_file_system_sips_in_ring3_compiled,
+    webfiles
+);
+
+on_two_cpus!(
+    webfiles_reads_every_byte_right_on_two_cpus,
+    webfiles_reads_every_byte_right_on_two_cpus_in_ring3,
     webfiles
 );
 

@@ -1,0 +1,451 @@
+//! The other processors: started with INIT-SIPI-SIPI through a real-mode trampoline, and
+//! cross-processor calls (a function run on another processor, asked for by an IPI), on
+//! which the TLB shootdown is built.
+//!
+//! Bring-up: the firmware's MADT lists the processors (`arch::acpi`). The trampoline
+//! below is copied to a frame below 1 MiB that `mm` kept back; a STARTUP IPI starts a
+//! processor there in real mode. It loads a small GDT, enters protected mode, turns on PAE
+//! and long mode with a temporary top-level table (the kernel's entries plus an identity
+//! mapping of the trampoline page, below 4 GiB because CR3 is loaded from 32-bit code),
+//! and calls [`application_processor_entry`] on a guarded kernel stack of its own. That
+//! function loads the kernel's own table, a GDT and TSS (with IST stacks) of the
+//! processor's own, the shared IDT, switches its local APIC on and reports in. Processors
+//! are started one at a time, so one trampoline page serves all.
+//!
+//! What the other processors do today: they wait, halted, for cross-processor calls.
+//! SIP threads run on the boot processor (CPU 0); per-CPU scheduling is not built yet.
+//!
+//! Calls ([`call_on`]): each processor has a mailbox. The caller, interrupts masked,
+//! takes the target's sender lock, leaves the function and its argument, sends
+//! [`apic::CALL_VECTOR`] and waits for the reply, serving its own mailbox meanwhile, so
+//! two processors calling each other cannot deadlock. Called functions run with
+//! interrupts masked on the target and must not take locks a caller may hold.
+//!
+//! Shootdown ([`shootdown`]): a change to a mapping another processor may have cached is
+//! followed by `invlpg` here and a call of `invlpg` on every other online processor,
+//! waited for: once it returns, no processor can reach the old translation.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use x86_64::registers::model_specific::{Efer, EferFlags};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::apic;
+
+// The trampoline. Runs at any page-aligned address below 1 MiB (CS = page << 8): its own
+// data is reached relative to CS in real mode and relative to EBX (its linear base) after.
+core::arch::global_asm!(
+    r#"
+    .section .text.cordon_ap_trampoline, "ax"
+    .global cordon_ap_trampoline_start
+    .global cordon_ap_trampoline_end
+    .global cordon_ap_params
+    .balign 16
+    .code16
+cordon_ap_trampoline_start:
+    cli
+    cld
+    movw %cs, %ax
+    movw %ax, %ds
+    movzwl %ax, %ebx
+    shll $4, %ebx
+    leal (ap_gdt - cordon_ap_trampoline_start)(%ebx), %eax
+    movl %eax, (ap_gdtr - cordon_ap_trampoline_start + 2)
+    lgdtl (ap_gdtr - cordon_ap_trampoline_start)
+    leal (ap_protected - cordon_ap_trampoline_start)(%ebx), %eax
+    movl %eax, (ap_far32 - cordon_ap_trampoline_start)
+    movw $0x08, (ap_far32 - cordon_ap_trampoline_start + 4)
+    leal (ap_long - cordon_ap_trampoline_start)(%ebx), %eax
+    movl %eax, (ap_far64 - cordon_ap_trampoline_start)
+    movw $0x18, (ap_far64 - cordon_ap_trampoline_start + 4)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl *(ap_far32 - cordon_ap_trampoline_start)
+
+    .code32
+ap_protected:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    leal 4096(%ebx), %esp
+    movl %cr4, %eax
+    orl $0x20, %eax
+    movl %eax, %cr4
+    movl (cordon_ap_params - cordon_ap_trampoline_start)(%ebx), %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx
+    movl (cordon_ap_params - cordon_ap_trampoline_start + 8)(%ebx), %eax
+    movl (cordon_ap_params - cordon_ap_trampoline_start + 12)(%ebx), %edx
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80000001, %eax
+    movl %eax, %cr0
+    ljmpl *(ap_far64 - cordon_ap_trampoline_start)(%ebx)
+
+    .code64
+ap_long:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movl %ebx, %ebx
+    movq (cordon_ap_params - cordon_ap_trampoline_start + 16)(%rbx), %rsp
+    movq (cordon_ap_params - cordon_ap_trampoline_start + 32)(%rbx), %rdi
+    movq (cordon_ap_params - cordon_ap_trampoline_start + 24)(%rbx), %rax
+    callq *%rax
+2:
+    hlt
+    jmp 2b
+
+    .balign 8
+ap_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff
+    .quad 0x00cf92000000ffff
+    .quad 0x00af9a000000ffff
+ap_gdtr:
+    .word 31
+    .long 0
+ap_far32:
+    .long 0
+    .word 0
+ap_far64:
+    .long 0
+    .word 0
+    .balign 8
+cordon_ap_params:
+    .quad 0, 0, 0, 0, 0
+cordon_ap_trampoline_end:
+    .code64
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static cordon_ap_trampoline_start: u8;
+    static cordon_ap_trampoline_end: u8;
+    static cordon_ap_params: u8;
+}
+
+/// What the trampoline reads at `cordon_ap_params` (offsets fixed in the assembly).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Params {
+    cr3: u64,
+    efer: u64,
+    stack_top: u64,
+    entry: u64,
+    cpu: u64,
+}
+
+/// A function run on another processor: argument in, result out.
+pub type Call = fn(u64) -> u64;
+
+/// One processor's mailbox for cross-processor calls.
+struct Mailbox {
+    /// Held by the one caller whose call is in flight.
+    sender: spin::Mutex<()>,
+    request: spin::Mutex<Option<(Call, u64)>>,
+    reply: spin::Mutex<Option<u64>>,
+    /// Calls this processor has served.
+    served: AtomicU64,
+}
+
+impl Mailbox {
+    const fn new() -> Mailbox {
+        Mailbox {
+            sender: spin::Mutex::new(()),
+            request: spin::Mutex::new(None),
+            reply: spin::Mutex::new(None),
+            served: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Most processors Cordon starts.
+pub const MAX_CPUS: usize = 16;
+
+static MAILBOXES: [Mailbox; MAX_CPUS] = [const { Mailbox::new() }; MAX_CPUS];
+/// Local APIC ID of each processor by CPU number (CPU 0 is the boot processor).
+static APIC_IDS: spin::Once<Vec<u32>> = spin::Once::new();
+/// Processors running (the boot processor included).
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+/// Set by a starting processor once it runs on the kernel's own table.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+/// Whether mapping changes are shot down on other processors (a self-test turns it off
+/// to show what a missing shootdown lets through).
+static SHOOTDOWNS_ON: AtomicBool = AtomicBool::new(true);
+
+/// Inter-processor interrupts sent for calls since boot.
+pub static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
+/// Shootdowns since boot: mapping changes whose `invlpg` other processors were asked for.
+pub static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+
+/// Processors running.
+pub fn online() -> usize {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Local APIC IDs of the running processors, by CPU number.
+pub fn apic_ids() -> &'static [u32] {
+    APIC_IDS.get().map_or(&[], Vec::as_slice)
+}
+
+/// This processor's CPU number (0 before bring-up, and on the boot processor).
+pub fn current_cpu() -> usize {
+    if online() < 2 {
+        return 0;
+    }
+    let id = apic::id();
+    apic_ids().iter().position(|&a| a == id).unwrap_or(0)
+}
+
+/// Calls each processor has served, by CPU number.
+pub fn calls_served() -> Vec<u64> {
+    (0..online())
+        .map(|cpu| MAILBOXES[cpu].served.load(Ordering::Relaxed))
+        .collect()
+}
+
+/// Why a processor did not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartError {
+    /// `mm` found no free frame below 1 MiB for the trampoline.
+    NoTrampolinePage,
+    /// No memory for the temporary page table or the processor's stack.
+    OutOfMemory,
+    /// It never reported in after INIT-SIPI-SIPI.
+    NoAnswer,
+    /// More processors than [`MAX_CPUS`].
+    TooMany,
+}
+
+impl core::fmt::Display for StartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            StartError::NoTrampolinePage => "no free page below 1 MiB for the start-up code",
+            StartError::OutOfMemory => "out of memory for its stack or start-up page table",
+            StartError::NoAnswer => "did not answer INIT-SIPI-SIPI",
+            StartError::TooMany => "more processors than Cordon starts",
+        })
+    }
+}
+
+/// Starts the processors with local APIC IDs `aps` (the boot processor's is `boot_id`),
+/// one at a time. Returns how each start went, in order. Runs once at boot, on the boot
+/// processor, interrupts masked, before any thread exists.
+pub fn start(boot_id: u32, aps: &[u32]) -> Vec<(u32, Result<(), StartError>)> {
+    let mut ids = alloc::vec![boot_id];
+    let mut results = Vec::new();
+    if aps.is_empty() {
+        // One processor: its local APIC stays as the firmware left it.
+        APIC_IDS.call_once(|| ids);
+        return results;
+    }
+    apic::init(true);
+    let Some(page) = crate::mm::trampoline_frame() else {
+        return aps
+            .iter()
+            .map(|&id| (id, Err(StartError::NoTrampolinePage)))
+            .collect();
+    };
+    let Some(table) = crate::mm::vm::BootTable::identity(page) else {
+        return aps
+            .iter()
+            .map(|&id| (id, Err(StartError::OutOfMemory)))
+            .collect();
+    };
+    copy_trampoline(page);
+    for &id in aps {
+        if ids.len() == MAX_CPUS {
+            results.push((id, Err(StartError::TooMany)));
+            continue;
+        }
+        let result = start_one(id, ids.len(), page, &table);
+        if result.is_ok() {
+            ids.push(id);
+        }
+        results.push((id, result));
+    }
+    // Everyone started runs on the kernel's table now: the temporary one can go.
+    drop(table);
+    let online = ids.len();
+    APIC_IDS.call_once(|| ids);
+    ONLINE.store(online, Ordering::Release);
+    results
+}
+
+/// Copies the trampoline into its page below 1 MiB.
+fn copy_trampoline(page: PhysAddr) {
+    let start = (&raw const cordon_ap_trampoline_start) as usize;
+    let end = (&raw const cordon_ap_trampoline_end) as usize;
+    assert!(
+        end - start <= 4096 - 256,
+        "the trampoline and its stack fit one page"
+    );
+    let to = crate::mm::phys_to_virt(page).as_mut_ptr::<u8>();
+    // SAFETY: the source is the trampoline's bytes in kernel text; the destination is the
+    // page `mm` kept back for it (no allocator hands it out), mapped writable through the
+    // physical mapping, and no processor runs it yet.
+    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, to, end - start) };
+}
+
+fn start_one(
+    apic_id: u32,
+    cpu: usize,
+    page: PhysAddr,
+    table: &crate::mm::vm::BootTable,
+) -> Result<(), StartError> {
+    let stack = crate::mm::frames::FrameBlock::alloc(crate::mm::stacks::AP_STACK_ORDER)
+        .and_then(crate::mm::stacks::GuardedStack::new)
+        .ok_or(StartError::OutOfMemory)?;
+    let params = Params {
+        cr3: table.l4().as_u64(),
+        // LMA is set by the processor itself when paging comes on.
+        efer: Efer::read_raw() & !EferFlags::LONG_MODE_ACTIVE.bits(),
+        stack_top: stack.top(),
+        entry: application_processor_entry as *const () as u64,
+        cpu: cpu as u64,
+    };
+    let offset =
+        (&raw const cordon_ap_params) as usize - (&raw const cordon_ap_trampoline_start) as usize;
+    let at = crate::mm::phys_to_virt(page + offset as u64).as_mut_ptr::<Params>();
+    // SAFETY: `at` is the parameter block inside the trampoline page (8-byte aligned in
+    // the assembly), which no processor is running: the previous one reported in.
+    unsafe { core::ptr::write_volatile(at, params) };
+    REPORTED.store(false, Ordering::Release);
+    // INIT, 10 ms, then STARTUP twice 200 µs apart (Intel's MP start-up sequence).
+    apic::send_init(apic_id);
+    super::pic::delay_us(10_000);
+    let vector = (page.as_u64() >> 12) as u8;
+    for _ in 0..2 {
+        apic::send_startup(apic_id, vector);
+        super::pic::delay_us(200);
+        if REPORTED.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    // Give it up to a second (emulated processors may start slowly).
+    for _ in 0..1000 {
+        if REPORTED.load(Ordering::Acquire) {
+            // The stack is the processor's for as long as the kernel runs.
+            core::mem::forget(stack);
+            return Ok(());
+        }
+        super::pic::delay_us(1000);
+    }
+    // It may still wake on this stack later: never give it back.
+    core::mem::forget(stack);
+    Err(StartError::NoAnswer)
+}
+
+/// First Rust code on an application processor (from the trampoline, on its own stack,
+/// interrupts masked, on the temporary page table).
+extern "C" fn application_processor_entry(cpu: u64) -> ! {
+    crate::mm::vm::AddressSpace::activate_kernel();
+    // SAFETY: as on the boot processor (`arch::init`): WP only makes the processor stricter.
+    unsafe {
+        x86_64::registers::control::Cr0::update(|cr0| {
+            cr0.insert(x86_64::registers::control::Cr0Flags::WRITE_PROTECT)
+        });
+    }
+    super::fpu::init();
+    super::gdt::init_application_processor();
+    super::trap::load_idt();
+    apic::init(false);
+    log::debug!("CPU {cpu} (local APIC {}) online", apic::id());
+    REPORTED.store(true, Ordering::Release);
+    loop {
+        // Calls arrive as interrupts; between them the processor sleeps.
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+    }
+}
+
+/// Runs `f(arg)` on processor `cpu` and returns its result (on this processor if `cpu`
+/// is this one). Waits, interrupts masked, until the call is done.
+pub fn call_on(cpu: usize, f: Call, arg: u64) -> u64 {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let me = current_cpu();
+        if cpu == me {
+            return f(arg);
+        }
+        assert!(cpu < online(), "call_on: CPU {cpu} is not running");
+        let mailbox = &MAILBOXES[cpu];
+        let _sender = loop {
+            if let Some(guard) = mailbox.sender.try_lock() {
+                break guard;
+            }
+            serve(me);
+            core::hint::spin_loop();
+        };
+        *mailbox.request.lock() = Some((f, arg));
+        IPIS_SENT.fetch_add(1, Ordering::Relaxed);
+        apic::send_ipi(apic_ids()[cpu], apic::CALL_VECTOR);
+        loop {
+            if let Some(result) = mailbox.reply.lock().take() {
+                return result;
+            }
+            serve(me);
+            core::hint::spin_loop();
+        }
+    })
+}
+
+/// Serves processor `cpu`'s pending call, if any.
+fn serve(cpu: usize) {
+    let mailbox = &MAILBOXES[cpu];
+    let pending = mailbox.request.lock().take();
+    if let Some((f, arg)) = pending {
+        let result = f(arg);
+        mailbox.served.fetch_add(1, Ordering::Relaxed);
+        *mailbox.reply.lock() = Some(result);
+    }
+}
+
+/// The call IPI arrived (trap dispatch, interrupts masked).
+pub(super) fn on_call_interrupt() {
+    apic::end_of_interrupt();
+    serve(current_cpu());
+}
+
+fn invalidate_here(page: u64) -> u64 {
+    x86_64::instructions::tlb::flush(VirtAddr::new(page));
+    0
+}
+
+/// Drops `page`'s translation on this processor and, if shootdowns are on, on every other
+/// running processor, waiting until each has done so. For mappings any processor may
+/// have cached: the kernel half, shared by every address space.
+pub fn shootdown(page: VirtAddr) {
+    invalidate_local(page);
+    if online() < 2 || !SHOOTDOWNS_ON.load(Ordering::Relaxed) {
+        return;
+    }
+    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    let me = current_cpu();
+    for cpu in (0..online()).filter(|&c| c != me) {
+        call_on(cpu, invalidate_here, page.as_u64());
+    }
+}
+
+/// Drops `page`'s translation on this processor only (what a change no other processor
+/// can have cached needs).
+pub fn invalidate_local(page: VirtAddr) {
+    x86_64::instructions::tlb::flush(page);
+}
+
+/// Turns shootdowns on or off (for the self-test that shows what they prevent).
+pub fn set_shootdowns(on: bool) {
+    SHOOTDOWNS_ON.store(on, Ordering::Relaxed);
+}
+
+/// The local APIC ID of the processor this runs on (a call to check who answered).
+pub fn apic_id_here(_: u64) -> u64 {
+    apic::id() as u64
+}
