@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use cordon_abi::status;
 
-use crate::arch::{irq::IrqMutex, pic, serial};
+use crate::arch::{irq::IrqMutex, lines, serial};
 use crate::process::{self, Pid};
 use crate::sched::sync::WaitQueue;
 
@@ -71,7 +71,7 @@ static READER: AtomicUsize = AtomicUsize::new(0);
 
 /// Lets the receive interrupt in (after `serial::init`).
 pub fn init() {
-    pic::set_masked(serial::IRQ, false);
+    lines::set_masked(serial::IRQ, false);
 }
 
 /// The receive interrupt: keep what arrived, wake the reader.
@@ -90,7 +90,7 @@ pub fn on_interrupt() {
     }
     RECEIVED.fetch_add(kept, Ordering::Relaxed);
     DROPPED.fetch_add(lost, Ordering::Relaxed);
-    pic::set_masked(serial::IRQ, false);
+    lines::set_masked(serial::IRQ, false);
     if kept > 0 {
         READERS.notify_all();
     }

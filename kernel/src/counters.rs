@@ -29,7 +29,7 @@ pub struct Counters {
     /// The time-stamp counter when the snapshot was taken.
     at: u64,
     /// The longest interrupts-masked lock section since the previous snapshot.
-    longest_masked: (u64, Option<&'static core::panic::Location<'static>>),
+    longest_masked: crate::arch::irq::Masked,
 }
 
 impl Counters {
@@ -37,7 +37,7 @@ impl Counters {
         Counters::read(crate::arch::irq::take_longest_masked())
     }
 
-    fn read(longest_masked: (u64, Option<&'static core::panic::Location<'static>>)) -> Counters {
+    fn read(longest_masked: crate::arch::irq::Masked) -> Counters {
         Counters {
             syscalls: crate::arch::user::SYSCALLS.load(Ordering::Relaxed),
             cr3_loads: crate::arch::context::cr3_loads(),
@@ -60,7 +60,7 @@ impl Counters {
 
     /// Counts since boot (a snapshot of zeros taken at boot).
     pub fn since_boot() -> Counters {
-        Counters::read((0, None))
+        Counters::read(crate::arch::irq::Masked::NONE)
     }
 
     /// Writes each count (since boot) on a line of its own: the kernel's `counters` table.
@@ -97,7 +97,7 @@ impl Counters {
     pub fn print_since(&self, what: &str) {
         let now = Counters::now();
         println!(
-            "  counters ({what}): {} system calls, {} CR3 loads, {} TLB invalidations, {} TLB shootdowns, {} IPIs sent, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages ({} delivered directly), {} bytes copied by the kernel, {} device interrupts, {} device register accesses, {} idle cycles, {} busy cycles, {} cycles longest interrupts-masked lock section (lock taken at {})",
+            "  counters ({what}): {} system calls, {} CR3 loads, {} TLB invalidations, {} TLB shootdowns, {} IPIs sent, {} context switches, {} demand-zero faults, {} copy-on-write faults, {} channel messages ({} delivered directly), {} bytes copied by the kernel, {} device interrupts, {} device register accesses, {} idle cycles, {} busy cycles, {} cycles longest interrupts-masked lock section (lock taken at {}){}",
             now.syscalls - self.syscalls,
             now.cr3_loads - self.cr3_loads,
             now.tlb_invalidations - self.tlb_invalidations,
@@ -113,11 +113,26 @@ impl Counters {
             now.registers - self.registers,
             now.idle_cycles - self.idle_cycles,
             (now.at - self.at).saturating_sub(now.idle_cycles - self.idle_cycles),
-            now.longest_masked.0,
-            now.longest_masked.1.map_or_else(
+            now.longest_masked.longest,
+            now.longest_masked.at.map_or_else(
                 || alloc::string::String::from("-"),
                 |l| alloc::format!("{}:{}", l.file(), l.line())
             ),
+            per_cpu_masked(&now.longest_masked),
         );
     }
+}
+
+/// With more than one processor, each one's longest interrupts-masked lock section.
+fn per_cpu_masked(masked: &crate::arch::irq::Masked) -> alloc::string::String {
+    let online = crate::arch::smp::online();
+    if online < 2 {
+        return alloc::string::String::new();
+    }
+    let each: alloc::vec::Vec<alloc::string::String> = masked.per_cpu[..online]
+        .iter()
+        .enumerate()
+        .map(|(cpu, cycles)| alloc::format!("CPU {cpu} {cycles}"))
+        .collect();
+    alloc::format!("; longest per CPU: {}", each.join(", "))
 }

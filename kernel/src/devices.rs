@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bootpkg::DeviceSelector;
 use cordon_abi::{Resource, status};
 
-use crate::arch::{irq::IrqMutex, pic, port};
+use crate::arch::{irq::IrqMutex, lines, port};
 use crate::pci;
 use crate::process::Pid;
 use crate::sched::sync::WaitQueue;
@@ -149,7 +149,7 @@ pub fn release(pid: Pid) {
         for grant in grants.iter().filter(|g| g.pid == pid) {
             let reset = grant.device.quiesce();
             if let Some(irq) = grant.device.irq() {
-                pic::set_masked(irq, true);
+                lines::set_masked(irq, true);
                 PENDING[irq as usize].store(false, Ordering::Relaxed);
             }
             ended.push((grant.device, reset));
@@ -230,7 +230,7 @@ pub fn wait(pid: Pid, index: u32, timeout: Option<u64>) -> Result<i32, String> {
         arrived = PENDING[line].swap(false, Ordering::AcqRel);
         arrived || crate::process::kill_requested(pid)
     };
-    pic::set_masked(irq, false);
+    lines::set_masked(irq, false);
     // Waiting for the device is not hanging (the supervisor's watchdog skips it).
     crate::process::set_waiting(pid, true);
     match timeout {
@@ -253,7 +253,7 @@ pub fn wake_waiters() {
 /// Interrupt `irq` (not the timer) fired: mask it until its driver has dealt with the
 /// device, and wake the driver. A line no driver holds stays masked.
 pub fn on_interrupt(irq: u8) {
-    pic::set_masked(irq, true);
+    lines::set_masked(irq, true);
     if let Some(line) = PENDING.get(irq as usize) {
         line.store(true, Ordering::Release);
         INTERRUPTS.fetch_add(1, Ordering::Relaxed);

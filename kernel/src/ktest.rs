@@ -226,7 +226,7 @@ fn destroy_chain(depth: usize) -> Result<u64, String> {
     }
     let _ = crate::arch::irq::take_longest_masked();
     ipc::close(CHAIN_OWNER, outer)?;
-    let (longest, _) = crate::arch::irq::take_longest_masked();
+    let longest = crate::arch::irq::take_longest_masked().longest;
     let left = ipc::counts().endpoints;
     if left != depth + 1 {
         return Err(format!(

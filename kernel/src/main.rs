@@ -202,6 +202,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         }
     } else {
         counters.print_since("system run");
+        print_processors();
         let unclean = process::print_summary();
         recovery::print_summary();
         let after = mm::Usage::now();
@@ -252,6 +253,11 @@ fn start_processors(rsdp: Option<u64>) -> String {
             return String::from("CPUs: 1 (the firmware gave no ACPI tables)");
         }
     };
+    // Device lines through the I/O APIC and the tick from each processor's local APIC
+    // timer, when the MADT lists an I/O APIC; the 8259s and the PIT otherwise.
+    if let Some(io) = platform.io_apics.first() {
+        arch::lines::use_io_apic(io.address, io.first_gsi, &platform.overrides);
+    }
     let results = arch::smp::start(platform.boot_apic_id, &platform.application_processors);
     let mut line = alloc::format!(
         "CPUs: {} running (local APIC IDs {})",
@@ -274,27 +280,51 @@ fn start_processors(rsdp: Option<u64>) -> String {
         line +=
             "; SIP threads run on CPU 0, the others serve cross-processor calls (TLB shootdowns)";
     }
-    let io_apics: alloc::vec::Vec<String> = platform
-        .io_apics
-        .iter()
-        .map(|io| {
-            alloc::format!(
-                "I/O APIC {} at {:#x} from GSI {}",
-                io.id,
-                io.address,
-                io.first_gsi
-            )
-        })
-        .collect();
-    line += &alloc::format!(
-        "; {} listed, not used: device interrupts come through the 8259 PICs",
-        if io_apics.is_empty() {
-            String::from("no I/O APIC")
-        } else {
-            io_apics.join(", ")
-        }
-    );
+    line += &match (
+        platform.io_apics.first(),
+        arch::apic::timer_counts_per_tick(),
+    ) {
+        (Some(io), Some(counts)) => alloc::format!(
+            "; device lines through I/O APIC {} at {:#x} (GSI {}-, {} override(s)); tick: each CPU's local APIC timer ({counts} counts of 16 bus clocks, measured against the PIT)",
+            io.id,
+            io.address,
+            io.first_gsi,
+            platform.overrides.len()
+        ),
+        _ => String::from(
+            "; no I/O APIC listed: device lines through the 8259 PICs, tick from the PIT",
+        ),
+    };
     line
+}
+
+/// With more than one processor: what each did, so an idle one cannot pass for a working
+/// one (CPU 0's idle and busy cycles are the counters line's).
+fn print_processors() {
+    if arch::smp::online() < 2 {
+        return;
+    }
+    for cpu in arch::smp::report() {
+        if cpu.cpu == 0 {
+            println!(
+                "  CPU 0 (local APIC {}): every thread ran here; {} ticks; idle and busy cycles as in the counters line",
+                cpu.apic_id, cpu.ticks
+            );
+        } else {
+            println!(
+                "  CPU {} (local APIC {}): {} ticks, {} calls served in {} cycles; halted {} of the {} cycles since it started ({}.{}%)",
+                cpu.cpu,
+                cpu.apic_id,
+                cpu.ticks,
+                cpu.calls_served,
+                cpu.serving_cycles,
+                cpu.halted_cycles,
+                cpu.cycles,
+                cpu.halted_cycles * 100 / cpu.cycles.max(1),
+                cpu.halted_cycles * 1000 / cpu.cycles.max(1) % 10,
+            );
+        }
+    }
 }
 
 /// Compiles every contract source in the boot package into the channel manager's tables.
@@ -370,7 +400,7 @@ fn level_filter(level: LogLevel) -> log::LevelFilter {
 /// a device line first). The timer drives time and scheduling; COM1 is the kernel's
 /// console; every other line belongs to a driver SIP's device.
 fn on_interrupt(irq: u8) {
-    if irq == arch::pic::TIMER_IRQ {
+    if irq == arch::lines::TIMER {
         time::on_timer_interrupt();
     } else if irq == arch::serial::IRQ {
         console::on_interrupt();

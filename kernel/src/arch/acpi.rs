@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use acpi::platform::ProcessorState;
-use acpi::platform::interrupt::InterruptModel;
+use acpi::platform::interrupt::{InterruptModel, Polarity, TriggerMode};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use x86_64::PhysAddr;
 
@@ -51,8 +51,8 @@ pub struct Platform {
     /// Processors the MADT lists as disabled (not started).
     pub disabled: usize,
     pub io_apics: Vec<IoApic>,
-    /// ISA interrupt source overrides: (ISA line, global system interrupt).
-    pub overrides: Vec<(u8, u32)>,
+    /// ISA interrupt source overrides: how a line reaches the I/O APIC.
+    pub overrides: Vec<super::ioapic::Override>,
 }
 
 /// Reads the MADT through the RSDP at physical `rsdp`.
@@ -87,7 +87,12 @@ pub fn platform(rsdp: u64) -> Result<Platform, String> {
         platform.overrides = apic
             .interrupt_source_overrides
             .iter()
-            .map(|o| (o.isa_source, o.global_system_interrupt))
+            .map(|o| super::ioapic::Override {
+                line: o.isa_source,
+                gsi: o.global_system_interrupt,
+                level: o.trigger_mode == TriggerMode::Level,
+                active_low: o.polarity == Polarity::ActiveLow,
+            })
             .collect();
     }
     Ok(platform)

@@ -15,6 +15,8 @@ use x86_64::registers::model_specific::Msr;
 pub const CALL_VECTOR: u8 = 0xf0;
 /// Where the local APIC sends spurious interrupts (never acknowledged).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// The local APIC timer's vector: the scheduler tick on CPU 0, a counted tick elsewhere.
+pub const TIMER_VECTOR: u8 = 0xef;
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const REG_ID: u64 = 0x20;
@@ -24,6 +26,10 @@ const REG_SVR: u64 = 0xf0;
 const REG_ESR: u64 = 0x280;
 const REG_ICR_LOW: u64 = 0x300;
 const REG_ICR_HIGH: u64 = 0x310;
+const REG_LVT_TIMER: u64 = 0x320;
+const REG_TIMER_INITIAL: u64 = 0x380;
+const REG_TIMER_CURRENT: u64 = 0x390;
+const REG_TIMER_DIVIDE: u64 = 0x3e0;
 const REG_LVT_LINT0: u64 = 0x350;
 const REG_LVT_LINT1: u64 = 0x360;
 /// ICR bit 12: the previous IPI has not been accepted yet.
@@ -31,6 +37,9 @@ const ICR_PENDING: u32 = 1 << 12;
 
 /// Virtual address of the local APIC's registers (0 until [`init`]).
 static BASE: AtomicU64 = AtomicU64::new(0);
+/// Timer counts (divided by 16) per scheduler tick, measured once against the PIT (0: the
+/// local APIC timers are not used).
+static COUNTS_PER_TICK: AtomicU64 = AtomicU64::new(0);
 
 fn register(offset: u64) -> *mut u32 {
     let base = BASE.load(Ordering::Relaxed);
@@ -51,8 +60,9 @@ fn write(offset: u64, value: u32) {
 }
 
 /// Switches this processor's local APIC on (software enable, spurious vector). On the
-/// boot processor LINT0 is kept in ExtINT mode, so the PICs' interrupts still arrive, and
-/// LINT1 delivers NMIs; application processors mask both.
+/// boot processor LINT0 is kept in ExtINT mode, so the PICs' interrupts still arrive
+/// while they are in use, and LINT1 delivers NMIs; application processors mask both.
+/// Calling it again changes nothing.
 pub fn init(boot_processor: bool) {
     // SAFETY: reading IA32_APIC_BASE has no side effects; every x86_64 processor has it.
     let msr = unsafe { Msr::new(IA32_APIC_BASE).read() };
@@ -65,7 +75,11 @@ pub fn init(boot_processor: bool) {
     }
     write(REG_TPR, 0);
     if boot_processor {
-        write(REG_LVT_LINT0, 0x700); // ExtINT, unmasked: the 8259s' interrupts
+        if super::ioapic::in_use() {
+            write(REG_LVT_LINT0, 1 << 16);
+        } else {
+            write(REG_LVT_LINT0, 0x700); // ExtINT, unmasked: the 8259s' interrupts
+        }
         write(REG_LVT_LINT1, 0x400); // NMI
     } else {
         write(REG_LVT_LINT0, 1 << 16);
@@ -113,4 +127,37 @@ pub fn send_startup(apic_id: u32, page: u8) {
 /// A fixed interrupt with `vector` to the processor with `apic_id`.
 pub fn send_ipi(apic_id: u32, vector: u8) {
     send(apic_id, 0x0000_4000 | vector as u32);
+}
+
+/// Measures this local APIC's timer against the PIT and starts it periodic at the
+/// scheduler's tick rate. Later processors reuse the first measurement (one bus clock).
+/// The measurement is the shortest of five 2 ms windows: a window this processor was held
+/// up in (an emulator's thread descheduled) only comes out longer.
+pub fn start_timer() {
+    const WINDOW_US: u64 = 2_000;
+    write(REG_TIMER_DIVIDE, 0b0011); // divide by 16
+    if COUNTS_PER_TICK.load(Ordering::Relaxed) == 0 {
+        write(REG_LVT_TIMER, 1 << 16); // masked, one-shot
+        let shortest = (0..5)
+            .map(|_| {
+                write(REG_TIMER_INITIAL, u32::MAX);
+                super::pic::one_shot_wait_us(WINDOW_US);
+                u32::MAX - read(REG_TIMER_CURRENT)
+            })
+            .min()
+            .unwrap_or(1);
+        write(REG_TIMER_INITIAL, 0);
+        let per_second = shortest as u64 * (1_000_000 / WINDOW_US);
+        COUNTS_PER_TICK.store((per_second / super::pic::TICK_HZ).max(1), Ordering::Relaxed);
+    }
+    write(REG_LVT_TIMER, 1 << 17 | TIMER_VECTOR as u32); // periodic
+    write(
+        REG_TIMER_INITIAL,
+        COUNTS_PER_TICK.load(Ordering::Relaxed).min(u32::MAX as u64) as u32,
+    );
+}
+
+/// Timer counts per tick, if the local APIC timers drive the tick.
+pub fn timer_counts_per_tick() -> Option<u64> {
+    Some(COUNTS_PER_TICK.load(Ordering::Relaxed)).filter(|&c| c != 0)
 }

@@ -35,3 +35,13 @@ pub fn now() -> u64 {
     // SAFETY: rdtsc has no memory effects; every x86_64 CPU has it.
     unsafe { _rdtsc() }
 }
+
+/// Timestamp without fences and the number of the processor that read it (IA32_TSC_AUX,
+/// which `arch::smp` sets to each processor's CPU number): for per-processor bookkeeping.
+#[inline(always)]
+pub fn now_on_cpu() -> (u64, usize) {
+    let mut aux = 0u32;
+    // SAFETY: rdtscp writes only `aux`; the runner's CPU model (`-cpu max`) has RDTSCP.
+    let t = unsafe { __rdtscp(&mut aux) };
+    (t, aux as usize)
+}

@@ -11,30 +11,63 @@ use core::panic::Location;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::interrupts;
 
-/// The longest time (TSC cycles) any [`IrqMutex`] kept interrupts masked, since the last
-/// [`take_longest_masked`]. Only the outermost lock of a nest counts (it is the one that
-/// masked them); interrupt handlers themselves are not included.
-static LONGEST_MASKED: AtomicU64 = AtomicU64::new(0);
-/// Where the lock of that section was taken.
-static LONGEST_AT: spin::Mutex<Option<&'static Location<'static>>> = spin::Mutex::new(None);
+use super::smp::MAX_CPUS;
 
-/// The longest interrupts-masked lock section since the last call and where its lock was
-/// taken, and starts anew.
-pub fn take_longest_masked() -> (u64, Option<&'static Location<'static>>) {
+/// The longest time (TSC cycles) any [`IrqMutex`] kept interrupts masked on each
+/// processor, since the last [`take_longest_masked`]. Only the outermost lock of a nest
+/// counts (it is the one that masked them); interrupt handlers themselves are not included.
+static LONGEST_MASKED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Where the lock of each processor's longest section was taken.
+static LONGEST_AT: [spin::Mutex<Option<&'static Location<'static>>>; MAX_CPUS] =
+    [const { spin::Mutex::new(None) }; MAX_CPUS];
+
+/// The longest interrupts-masked lock sections since the last call.
+#[derive(Clone, Copy, Debug)]
+pub struct Masked {
+    /// The longest on any processor, and where its lock was taken.
+    pub longest: u64,
+    pub at: Option<&'static Location<'static>>,
+    /// Each processor's longest, by CPU number.
+    pub per_cpu: [u64; MAX_CPUS],
+}
+
+impl Masked {
+    pub const NONE: Masked = Masked {
+        longest: 0,
+        at: None,
+        per_cpu: [0; MAX_CPUS],
+    };
+}
+
+/// The longest interrupts-masked lock sections since the last call (on every processor),
+/// and starts anew.
+pub fn take_longest_masked() -> Masked {
     interrupts::without_interrupts(|| {
-        let at = LONGEST_AT.lock().take();
-        (LONGEST_MASKED.swap(0, Ordering::Relaxed), at)
+        let mut masked = Masked::NONE;
+        for cpu in 0..MAX_CPUS {
+            let cycles = LONGEST_MASKED[cpu].swap(0, Ordering::Relaxed);
+            let at = LONGEST_AT[cpu].lock().take();
+            masked.per_cpu[cpu] = cycles;
+            if cycles > masked.longest {
+                masked.longest = cycles;
+                masked.at = at;
+            }
+        }
+        masked
     })
 }
 
-/// Called with interrupts still masked. A plain load and store cost less than an atomic
-/// read-modify-write on every lock; two processors recording at once may lose one record
-/// (a statistic, not a correctness matter).
-fn record_masked(cycles: u64, at: &'static Location<'static>) {
-    if cycles > LONGEST_MASKED.load(Ordering::Relaxed) {
-        LONGEST_MASKED.store(cycles, Ordering::Relaxed);
+/// Called with interrupts still masked, on processor `cpu`: only that processor writes its
+/// slot, so a plain load and store cannot race, and cost less than an atomic
+/// read-modify-write on every lock.
+fn record_masked(cycles: u64, cpu: usize, at: &'static Location<'static>) {
+    let Some(longest) = LONGEST_MASKED.get(cpu) else {
+        return;
+    };
+    if cycles > longest.load(Ordering::Relaxed) {
+        longest.store(cycles, Ordering::Relaxed);
         // Interrupts are still masked here, so the handler cannot find this lock held.
-        if let Some(mut slot) = LONGEST_AT.try_lock() {
+        if let Some(mut slot) = LONGEST_AT[cpu].try_lock() {
             *slot = Some(at);
         }
     }
@@ -121,8 +154,8 @@ impl<T> Drop for IrqGuard<'_, T> {
     fn drop(&mut self) {
         drop(self.guard.take());
         if self.were_enabled {
-            let masked = super::cycles::now().wrapping_sub(self.masked_at);
-            record_masked(masked, self.taken_at);
+            let (now, cpu) = super::cycles::now_on_cpu();
+            record_masked(now.wrapping_sub(self.masked_at), cpu, self.taken_at);
             interrupts::enable();
         }
     }

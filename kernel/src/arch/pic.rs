@@ -36,6 +36,15 @@ pub fn init() {
     }
 }
 
+/// Masks every line of both PICs: the I/O APIC and the local APIC timer take over (the
+/// PIT keeps counting for [`delay_us`], its interrupt no longer delivered).
+pub fn disable() {
+    let mut pics = PICS.lock();
+    // SAFETY: writing the interrupt mask registers only stops delivery; the PICs stay
+    // remapped to 32–47, so a spurious interrupt from them is recognised as theirs.
+    unsafe { pics.write_masks(0xff, 0xff) };
+}
+
 /// Masks (`true`) or unmasks one line, 0–15. The timer and the cascade are the kernel's:
 /// requests for them are ignored.
 pub fn set_masked(irq: u8, masked: bool) {
@@ -84,6 +93,30 @@ pub fn acknowledge(irq: u8) -> bool {
         pics.notify_end_of_interrupt(IRQ_BASE as u8 + irq);
     }
     true
+}
+
+/// Runs the PIT's channel 2 once for `us` microseconds (at most 54 ms) and waits until it
+/// ends: a window of known length for measuring other clocks. Channel 2 counts down once
+/// (mode 0) and raises its output, read through port 0x61, at zero; unlike channel 0 it
+/// cannot wrap unseen if this processor is held up. The speaker stays off.
+pub fn one_shot_wait_us(us: u64) {
+    let count = (us * PIT_FREQUENCY_HZ / 1_000_000).clamp(1, 0xffff) as u16;
+    let _pics = PICS.lock();
+    // SAFETY: port 0x61 bit 0 gates channel 2 and bit 1 drives the speaker (kept off);
+    // programming channel 2 (command 0xb0: channel 2, low then high byte, mode 0) touches
+    // nothing else the kernel uses. The lock keeps the sequence whole.
+    unsafe {
+        let mut control = Port::<u8>::new(0x61);
+        let gate = (control.read() & !0x02) | 0x01;
+        control.write(gate & !0x01);
+        Port::<u8>::new(PIT_COMMAND).write(0xb0);
+        Port::<u8>::new(0x42).write(count as u8);
+        Port::<u8>::new(0x42).write((count >> 8) as u8);
+        control.write(gate);
+        while control.read() & 0x20 == 0 {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// Busy-waits at least `us` microseconds by watching the PIT's channel 0 count down (it

@@ -21,9 +21,10 @@
 //! two processors calling each other cannot deadlock. Called functions run with
 //! interrupts masked on the target and must not take locks a caller may hold.
 //!
-//! Shootdown ([`shootdown`]): a change to a mapping another processor may have cached is
-//! followed by `invlpg` here and a call of `invlpg` on every other online processor,
-//! waited for: once it returns, no processor can reach the old translation.
+//! Shootdown ([`shootdown_range`]): a change to mappings another processor may have
+//! cached is followed by `invlpg` here and one call of `invlpg` over the range on every
+//! other online processor, waited for: once it returns, no processor can reach the old
+//! translations.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -181,6 +182,69 @@ static REPORTED: AtomicBool = AtomicBool::new(false);
 /// to show what a missing shootdown lets through).
 static SHOOTDOWNS_ON: AtomicBool = AtomicBool::new(true);
 
+/// What each processor did, for the end-of-run report (so that an idle processor cannot
+/// pass for a working one).
+struct CpuStats {
+    /// Local APIC timer ticks it took.
+    ticks: AtomicU64,
+    /// TSC cycles spent halted (the interrupts that woke it included).
+    halted: AtomicU64,
+    /// TSC cycles spent running the calls it served.
+    serving: AtomicU64,
+    /// The TSC when it reported in.
+    started: AtomicU64,
+}
+
+static STATS: [CpuStats; MAX_CPUS] = [const {
+    CpuStats {
+        ticks: AtomicU64::new(0),
+        halted: AtomicU64::new(0),
+        serving: AtomicU64::new(0),
+        started: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+/// One processor's figures since it started.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuReport {
+    pub cpu: usize,
+    pub apic_id: u32,
+    pub ticks: u64,
+    pub calls_served: u64,
+    pub serving_cycles: u64,
+    pub halted_cycles: u64,
+    /// TSC cycles since it reported in (since boot for CPU 0).
+    pub cycles: u64,
+}
+
+/// Every running processor's figures. CPU 0 runs the threads: its halted time is the
+/// scheduler's idle time, which this layer does not keep, so it reads 0 here.
+pub fn report() -> Vec<CpuReport> {
+    let now = super::cycles::now();
+    (0..online())
+        .map(|cpu| {
+            let stats = &STATS[cpu];
+            CpuReport {
+                cpu,
+                apic_id: apic_ids().get(cpu).copied().unwrap_or(0),
+                ticks: stats.ticks.load(Ordering::Relaxed),
+                calls_served: MAILBOXES[cpu].served.load(Ordering::Relaxed),
+                serving_cycles: stats.serving.load(Ordering::Relaxed),
+                halted_cycles: stats.halted.load(Ordering::Relaxed),
+                cycles: now.saturating_sub(stats.started.load(Ordering::Relaxed)),
+            }
+        })
+        .collect()
+}
+
+/// A local APIC timer tick arrived (trap dispatch): counted for this processor. True on
+/// CPU 0, whose tick drives time and scheduling.
+pub(super) fn on_tick() -> bool {
+    let cpu = current_cpu();
+    STATS[cpu].ticks.fetch_add(1, Ordering::Relaxed);
+    cpu == 0
+}
+
 /// Inter-processor interrupts sent for calls since boot.
 pub static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
 /// Shootdowns since boot: mapping changes whose `invlpg` other processors were asked for.
@@ -196,13 +260,22 @@ pub fn apic_ids() -> &'static [u32] {
     APIC_IDS.get().map_or(&[], Vec::as_slice)
 }
 
-/// This processor's CPU number (0 before bring-up, and on the boot processor).
+/// This processor's CPU number (0 on the boot processor): kept in IA32_TSC_AUX, read
+/// with `rdtscp`.
 pub fn current_cpu() -> usize {
     if online() < 2 {
         return 0;
     }
-    let id = apic::id();
-    apic_ids().iter().position(|&a| a == id).unwrap_or(0)
+    super::cycles::now_on_cpu().1
+}
+
+const IA32_TSC_AUX: u32 = 0xc000_0103;
+
+/// Tells this processor its CPU number (in IA32_TSC_AUX, where `rdtscp` returns it).
+fn set_cpu_number(cpu: usize) {
+    // SAFETY: IA32_TSC_AUX only holds the value `rdtscp` and `rdpid` return; nothing else
+    // depends on it.
+    unsafe { x86_64::registers::model_specific::Msr::new(IA32_TSC_AUX).write(cpu as u64) };
 }
 
 /// Calls each processor has served, by CPU number.
@@ -240,6 +313,7 @@ impl core::fmt::Display for StartError {
 /// one at a time. Returns how each start went, in order. Runs once at boot, on the boot
 /// processor, interrupts masked, before any thread exists.
 pub fn start(boot_id: u32, aps: &[u32]) -> Vec<(u32, Result<(), StartError>)> {
+    set_cpu_number(0);
     let mut ids = alloc::vec![boot_id];
     let mut results = Vec::new();
     if aps.is_empty() {
@@ -355,15 +429,25 @@ extern "C" fn application_processor_entry(cpu: u64) -> ! {
         });
     }
     super::fpu::init();
+    set_cpu_number(cpu as usize);
     super::gdt::init_application_processor();
     super::trap::load_idt();
     apic::init(false);
+    if apic::timer_counts_per_tick().is_some() {
+        apic::start_timer();
+    }
     log::debug!("CPU {cpu} (local APIC {}) online", apic::id());
+    let stats = &STATS[cpu as usize];
+    stats.started.store(super::cycles::now(), Ordering::Relaxed);
     REPORTED.store(true, Ordering::Release);
     loop {
-        // Calls arrive as interrupts; between them the processor sleeps.
+        // Calls and ticks arrive as interrupts; between them the processor sleeps.
+        let halted = super::cycles::now();
         x86_64::instructions::interrupts::enable_and_hlt();
         x86_64::instructions::interrupts::disable();
+        stats
+            .halted
+            .fetch_add(super::cycles::now() - halted, Ordering::Relaxed);
     }
 }
 
@@ -402,7 +486,11 @@ fn serve(cpu: usize) {
     let mailbox = &MAILBOXES[cpu];
     let pending = mailbox.request.lock().take();
     if let Some((f, arg)) = pending {
+        let start = super::cycles::now();
         let result = f(arg);
+        STATS[cpu]
+            .serving
+            .fetch_add(super::cycles::now() - start, Ordering::Relaxed);
         mailbox.served.fetch_add(1, Ordering::Relaxed);
         *mailbox.reply.lock() = Some(result);
     }
@@ -414,24 +502,45 @@ pub(super) fn on_call_interrupt() {
     serve(current_cpu());
 }
 
-fn invalidate_here(page: u64) -> u64 {
-    x86_64::instructions::tlb::flush(VirtAddr::new(page));
+/// Most pages one shootdown call names (its argument packs the count in the low 12 bits
+/// of the page-aligned start).
+const PAGES_PER_CALL: u64 = 4096;
+
+fn invalidate_here(packed: u64) -> u64 {
+    let start = packed & !0xfff;
+    for page in 0..(packed & 0xfff) + 1 {
+        x86_64::instructions::tlb::flush(VirtAddr::new(start + page * 4096));
+    }
     0
 }
 
-/// Drops `page`'s translation on this processor and, if shootdowns are on, on every other
-/// running processor, waiting until each has done so. For mappings any processor may
-/// have cached: the kernel half, shared by every address space.
-pub fn shootdown(page: VirtAddr) {
-    invalidate_local(page);
-    if online() < 2 || !SHOOTDOWNS_ON.load(Ordering::Relaxed) {
+/// Drops the translations of `pages` pages from `first` on this processor and, if
+/// shootdowns are on, on every other running processor, waiting until each has done so:
+/// one IPI per processor for the whole range. For mappings any processor may have
+/// cached: the kernel half, shared by every address space.
+pub fn shootdown_range(first: VirtAddr, pages: u64) {
+    for page in 0..pages {
+        invalidate_local(first + page * 4096);
+    }
+    if online() < 2 || pages == 0 || !SHOOTDOWNS_ON.load(Ordering::Relaxed) {
         return;
     }
-    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     let me = current_cpu();
-    for cpu in (0..online()).filter(|&c| c != me) {
-        call_on(cpu, invalidate_here, page.as_u64());
+    let mut done = 0;
+    while done < pages {
+        let count = (pages - done).min(PAGES_PER_CALL);
+        let packed = (first + done * 4096).as_u64() | (count - 1);
+        SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+        for cpu in (0..online()).filter(|&c| c != me) {
+            call_on(cpu, invalidate_here, packed);
+        }
+        done += count;
     }
+}
+
+/// [`shootdown_range`] of one page.
+pub fn shootdown(page: VirtAddr) {
+    shootdown_range(page, 1);
 }
 
 /// Drops `page`'s translation on this processor only (what a change no other processor

@@ -16,7 +16,7 @@ use x86_64::instructions::tables::lidt;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::DescriptorTablePointer;
 
-use super::gdt;
+use super::{gdt, ioapic};
 
 /// Registers saved on the kernel stack at every trap, lowest address first.
 #[repr(C)]
@@ -368,16 +368,31 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
         vector::BREAKPOINT => log::warn!("breakpoint at rip={:#x}", frame.rip),
         vector::PAGE_FAULT if crate::mm::vm::resolve_fault(Cr2::read_raw(), frame.error_code) => {}
         v if v < vector::IRQ_BASE => exception(frame),
+        // The 8259s' vectors: once the I/O APIC is in use only a spurious interrupt from
+        // a masked 8259 can arrive there, and is dropped.
+        v if v < vector::IRQ_BASE + 16 && super::ioapic::in_use() => {}
         v if v < vector::IRQ_BASE + 16 => {
             let irq = (v - vector::IRQ_BASE) as u8;
             if v != vector::TIMER {
                 // A device line stays masked until its driver has acknowledged the device.
                 super::pic::set_masked(irq, true);
             }
-            if super::pic::acknowledge(irq)
-                && let Some(hook) = INTERRUPT_HOOK.get()
-            {
-                hook(irq);
+            if super::pic::acknowledge(irq) {
+                hand_up(irq);
+            }
+        }
+        v if (ioapic::VECTOR_BASE as u64..(ioapic::VECTOR_BASE + ioapic::LINES) as u64)
+            .contains(&v) =>
+        {
+            let line = (v - ioapic::VECTOR_BASE as u64) as u8;
+            super::lines::on_io_apic_line(line);
+            hand_up(line);
+        }
+        v if v == super::apic::TIMER_VECTOR as u64 => {
+            super::apic::end_of_interrupt();
+            // CPU 0's tick drives time and scheduling; the others only count theirs.
+            if super::smp::on_tick() {
+                hand_up(super::lines::TIMER);
             }
         }
         v if v == super::apic::CALL_VECTOR as u64 => super::smp::on_call_interrupt(),
@@ -386,6 +401,13 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
         v => log::warn!("unexpected interrupt vector {v}"),
     }
     super::user::on_trap_return(frame);
+}
+
+/// Hands an acknowledged line to the layers above (see [`set_interrupt_hook`]).
+fn hand_up(line: u8) {
+    if let Some(hook) = INTERRUPT_HOOK.get() {
+        hook(line);
+    }
 }
 
 /// A CPU exception: a program's ends that program (`arch::user`); the kernel's own panics

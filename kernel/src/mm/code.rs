@@ -59,11 +59,11 @@ fn set_flags(start: u64, end: u64, flags: Flags) {
         let entry = area_entry(area, &mut l1s[..], page);
         if !entry.is_unused() {
             entry.set_flags(flags);
-            // Another processor may hold the old permissions (W^X flips).
-            crate::arch::smp::shootdown(VirtAddr::new(page));
         }
         page += PAGE;
     }
+    // Another processor may hold the old permissions (W^X flips).
+    crate::arch::smp::shootdown_range(VirtAddr::new(start), (end - start).div_ceil(PAGE));
 }
 
 /// One artifact in a window of the code area.
@@ -142,9 +142,9 @@ impl Drop for CodeWindow {
             let mut l1s = L1.lock();
             for page in 0..pages {
                 area_entry(area, &mut l1s[..], base + page * PAGE).set_unused();
-                // The frames go back to the allocator: no processor may keep reaching them.
-                crate::arch::smp::shootdown(VirtAddr::new(base + page * PAGE));
             }
+            // The frames go back to the allocator: no processor may keep reaching them.
+            crate::arch::smp::shootdown_range(VirtAddr::new(base), pages);
         }
         IMAGE_PAGES.lock()[self.window] = 0;
         // `frames` drops after this, with no mapping left onto them.

@@ -163,12 +163,12 @@ impl Drop for GuardedStack {
     fn drop(&mut self) {
         {
             let mut l1s = L1.lock();
-            for page in 0..self.frames.len() as u64 / PAGE {
-                let at = self.bottom() + page * PAGE;
-                entry(&mut l1s, at).set_unused();
-                // The frames go back to the allocator: no processor may keep reaching them.
-                crate::arch::smp::shootdown(VirtAddr::new(at));
+            let pages = self.frames.len() as u64 / PAGE;
+            for page in 0..pages {
+                entry(&mut l1s, self.bottom() + page * PAGE).set_unused();
             }
+            // The frames go back to the allocator: no processor may keep reaching them.
+            crate::arch::smp::shootdown_range(VirtAddr::new(self.bottom()), pages);
         }
         USED.lock()[self.window / 64] &= !(1 << (self.window % 64));
         // `frames` drops after this, with no mapping left pointing at them.

@@ -5,12 +5,14 @@
 
 use bootpkg::{Engine, Isolation};
 
-/// One configuration a benchmark boots: an isolation configuration and the engine that
-/// runs the SIPs.
+/// One configuration a benchmark boots: an isolation configuration, the engine that runs
+/// the SIPs and the processors of the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub isolation: Isolation,
     pub engine: Engine,
+    /// Processors (QEMU `-smp`); 1 unless `bench --cpus` asks for more.
+    pub cpus: u32,
 }
 
 impl Config {
@@ -18,26 +20,33 @@ impl Config {
         Config {
             isolation,
             engine: Engine::Interp,
+            cpus: 1,
         }
     }
 
     /// `soft`, `hard`, … for interpreted SIPs; `soft+compiled`, `hard+compiled`, … for
-    /// compiled ones.
+    /// compiled ones; `@2cpu` after either on two processors.
     pub fn name(&self) -> String {
-        match self.engine {
+        let name = match self.engine {
             Engine::Interp => self.isolation.name().to_string(),
             Engine::Compiled => format!("{}+compiled", self.isolation.name()),
+        };
+        match self.cpus {
+            1 => name,
+            n => format!("{name}@{n}cpu"),
         }
     }
 
     pub fn description(&self) -> String {
-        match self.engine {
-            Engine::Interp => format!("{}; SIPs interpreted (wasmi)", self.isolation.description()),
-            Engine::Compiled => format!(
-                "{}; SIPs compiled ahead of time (Cranelift)",
-                self.isolation.description()
-            ),
-        }
+        let engine = match self.engine {
+            Engine::Interp => "SIPs interpreted (wasmi)",
+            Engine::Compiled => "SIPs compiled ahead of time (Cranelift)",
+        };
+        let cpus = match self.cpus {
+            1 => String::new(),
+            n => format!("; {n} processors (SIP threads on CPU 0; the others serve shootdowns)"),
+        };
+        format!("{}; {engine}{cpus}", self.isolation.description())
     }
 }
 

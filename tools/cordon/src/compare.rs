@@ -49,6 +49,7 @@ fn boot_all(
             let options = BootOptions {
                 isolation: config.isolation,
                 engine: config.engine,
+                cpus: config.cpus,
                 echo: false,
                 ..base.clone()
             };
@@ -87,7 +88,7 @@ fn boot_all(
     Ok((raw, last_console))
 }
 
-fn accel_name(options: &BootOptions) -> String {
+fn accel_name(options: &BootOptions, configs: &[Config]) -> String {
     let accel = match (options.accel, options.icount) {
         (Accel::Tcg, true) => {
             "tcg with -icount (figures count guest instructions, not time: TLB refills and host noise are invisible)"
@@ -97,13 +98,19 @@ fn accel_name(options: &BootOptions) -> String {
         }
         (Accel::Kvm, _) => "kvm",
     };
-    match (options.cpus, options.accel, options.icount) {
-        (1, _, _) => format!("{accel}, 1 CPU"),
-        (n, Accel::Tcg, true) => {
-            format!("{accel}, {n} CPUs (-icount runs every vCPU on one host thread, in turn)")
+    let most = configs.iter().map(|c| c.cpus).max().unwrap_or(options.cpus);
+    let cpus = if configs.iter().all(|c| c.cpus == most) {
+        format!("{most} CPU(s)")
+    } else {
+        format!("CPUs as each column says (`@Ncpu`), up to {most}")
+    };
+    match (most, options.accel, options.icount) {
+        (1, _, _) => format!("{accel}, {cpus}"),
+        (_, Accel::Tcg, true) => {
+            format!("{accel}, {cpus} (-icount runs every vCPU on one host thread, in turn)")
         }
-        (n, Accel::Tcg, false) => format!("{accel}, {n} CPUs (one host thread each)"),
-        (n, Accel::Kvm, _) => format!("{accel}, {n} CPUs"),
+        (_, Accel::Tcg, false) => format!("{accel}, {cpus} (one host thread each)"),
+        (_, Accel::Kvm, _) => format!("{accel}, {cpus}"),
     }
 }
 
@@ -290,7 +297,7 @@ pub fn micro(
         "Micro-benchmarks, isolation configurations side by side (Singularity's Figure 5 order){}, \
          {runs} boot(s) each, accel={}; ratios are to the first column, measured in this run:",
         if prepared.is_some() { " and Linux" } else { "" },
-        accel_name(&base)
+        accel_name(&base, configs)
     );
     let text = format!("{table}{}{notes}", legend(configs));
     print!("{text}");
@@ -382,7 +389,7 @@ pub fn webfiles(
         machine.host_cpu,
         machine.host_cores,
         machine.qemu,
-        accel_name(&base),
+        accel_name(&base, configs),
         machine.pcid
     );
     let mut text = format!(

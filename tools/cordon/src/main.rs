@@ -67,6 +67,11 @@ enum Command {
         /// `CONFIG+compiled` for each configuration measured.
         #[arg(long, value_enum, value_delimiter = ',')]
         engines: Vec<EngineArg>,
+        /// Processor counts to measure side by side, interleaved (e.g. `1,2`): each
+        /// configuration gets a column per count (`hard@2cpu`), set against `soft` with as
+        /// many processors. Default: --smp's.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=16))]
+        cpus: Vec<u32>,
         /// Where the tables, CSV, JSON, chart and consoles go (default: target/bench).
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
@@ -206,10 +211,11 @@ fn main() -> ExitCode {
             reads,
             only,
             engines,
+            cpus,
             out,
             boot,
         }) => bench(
-            micro, !no_linux, quick, runs, reads, &only, &engines, out, boot,
+            micro, !no_linux, quick, runs, reads, &only, &engines, &cpus, out, boot,
         ),
         None => boot(cli.boot),
     }
@@ -225,6 +231,7 @@ fn bench(
     reads: Option<u32>,
     only: &[IsolationArg],
     engines: &[EngineArg],
+    cpus: &[u32],
     out: Option<std::path::PathBuf>,
     mut boot: BootArgs,
 ) -> ExitCode {
@@ -244,16 +251,28 @@ fn bench(
             .filter(|e| engines.iter().any(|a| engine(*a) == *e))
             .collect()
     };
+    let cpus: Vec<u32> = if cpus.is_empty() {
+        vec![boot.smp]
+    } else {
+        cpus.to_vec()
+    };
     // Interpreted configurations first (the first column is the ratios' base), then the
-    // compiled ones.
+    // compiled ones; within each engine, by processor count as given.
     let configs: Vec<cordon::bench::Config> = engines
         .iter()
-        .flat_map(|&engine| {
+        .flat_map(|&engine| cpus.iter().map(move |&cpus| (engine, cpus)))
+        .flat_map(|(engine, cpus)| {
             isolations
                 .iter()
-                .map(move |&isolation| cordon::bench::Config { isolation, engine })
+                .map(move |&isolation| cordon::bench::Config {
+                    isolation,
+                    engine,
+                    cpus,
+                })
         })
         .collect();
+    // Linux (with --micro) boots with the first count.
+    boot.smp = cpus[0];
     let out = out.unwrap_or_else(|| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench")
     });

@@ -160,11 +160,14 @@ fn headline_values(runs: &[Vec<Option<u64>>]) -> Vec<u64> {
     v
 }
 
-/// The sorted headline figures of the first configuration of `engine` (its `soft`): each
-/// engine's configurations are set against it, so the compiled rows show the isolation tax
-/// of running compiled code, not the engines' difference.
-fn engine_base(raw: &Raw, engine: bootpkg::Engine) -> Option<Vec<u64>> {
-    let (_, runs) = raw.iter().find(|(c, _)| c.engine == engine)?;
+/// The sorted headline figures of the first configuration with `config`'s engine and
+/// processors (its `soft`): each group's configurations are set against it, so the
+/// compiled rows show the isolation tax of running compiled code, not the engines'
+/// difference, and the two-processor rows the tax on two processors.
+fn engine_base(raw: &Raw, config: &Config) -> Option<Vec<u64>> {
+    let (_, runs) = raw
+        .iter()
+        .find(|(c, _)| c.engine == config.engine && c.cpus == config.cpus)?;
     Some(headline_values(runs)).filter(|v| !v.is_empty())
 }
 
@@ -188,7 +191,7 @@ pub fn slowdowns(raw: &Raw) -> Vec<Slowdown> {
     let pct = |v: u64, of: u64| (v as f64 / of.max(1) as f64 - 1.0) * 100.0;
     raw.iter()
         .filter_map(|(config, runs)| {
-            let base = engine_base(raw, config.engine)?;
+            let base = engine_base(raw, config)?;
             let (base_median, base_fastest) = (base[base.len() / 2], base[0]);
             let v = headline_values(runs);
             let median = *v.get(v.len() / 2)?;
@@ -276,6 +279,7 @@ fn configurations_json(raw: &Raw) -> Vec<serde_json::Value> {
                 "configuration": config.name(),
                 "isolation": config.isolation.name(),
                 "engine": config.engine.name(),
+                "cpus": config.cpus,
                 "description": config.description(),
                 "singularity_slowdown_percent": singularity_slowdown(config.isolation),
                 "figures": figures,
@@ -292,6 +296,7 @@ fn slowdowns_json(raw: &Raw) -> Vec<serde_json::Value> {
                 "configuration": s.config.name(),
                 "isolation": s.config.isolation.name(),
                 "engine": s.config.engine.name(),
+                "cpus": s.config.cpus,
                 "median_percent": s.median,
                 "lowest_percent": s.lowest,
                 "highest_percent": s.highest,
@@ -586,6 +591,7 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
         let compiled = |isolation| Config {
             isolation,
             engine: bootpkg::Engine::Compiled,
+            cpus: 1,
         };
         let raw = vec![
             (Config::interp(Isolation::Soft), runs(&[1000])),
@@ -597,5 +603,29 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
         assert!((s[1].median - 10.0).abs() < 1e-9, "{s:?}");
         assert!(s[2].median.abs() < 1e-9, "{s:?}");
         assert!((s[3].median - 40.0).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn two_processor_configurations_are_against_two_processor_soft() {
+        let on_two = |isolation| Config {
+            cpus: 2,
+            ..Config::interp(isolation)
+        };
+        assert_eq!(on_two(Isolation::Hard).name(), "hard@2cpu");
+        assert!(
+            on_two(Isolation::Hard)
+                .description()
+                .contains("2 processors")
+        );
+        let raw = vec![
+            (Config::interp(Isolation::Soft), runs(&[1000])),
+            (Config::interp(Isolation::Hard), runs(&[1100])),
+            (on_two(Isolation::Soft), runs(&[1200])),
+            (on_two(Isolation::Hard), runs(&[1500])),
+        ];
+        let s = slowdowns(&raw);
+        assert!((s[1].median - 10.0).abs() < 1e-9, "{s:?}");
+        assert!(s[2].median.abs() < 1e-9, "{s:?}");
+        assert!((s[3].median - 25.0).abs() < 1e-9, "{s:?}");
     }
 }
