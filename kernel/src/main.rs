@@ -255,10 +255,18 @@ fn start_processors(rsdp: Option<u64>) -> String {
     };
     // Device lines through the I/O APIC and the tick from each processor's local APIC
     // timer, when the MADT lists an I/O APIC; the 8259s and the PIT otherwise.
-    if let Some(io) = platform.io_apics.first() {
+    let io_apic = platform
+        .io_apics
+        .iter()
+        .find(|io| io.first_gsi == 0)
+        .filter(|_| !arch::apic::x2apic_enabled());
+    if let Some(io) = io_apic {
         arch::lines::use_io_apic(io.address, io.first_gsi, &platform.overrides);
     }
-    let results = arch::smp::start(platform.boot_apic_id, &platform.application_processors);
+    let listed: alloc::vec::Vec<u32> = core::iter::once(platform.boot_apic_id)
+        .chain(platform.application_processors.iter().copied())
+        .collect();
+    let results = arch::smp::start(platform.boot_apic_id, &listed);
     let mut line = alloc::format!(
         "CPUs: {} running (local APIC IDs {})",
         arch::smp::online(),
@@ -280,10 +288,7 @@ fn start_processors(rsdp: Option<u64>) -> String {
         line +=
             "; SIP threads run on CPU 0, the others serve cross-processor calls (TLB shootdowns)";
     }
-    line += &match (
-        platform.io_apics.first(),
-        arch::apic::timer_counts_per_tick(),
-    ) {
+    line += &match (io_apic, arch::apic::timer_counts_per_tick()) {
         (Some(io), Some(counts)) => alloc::format!(
             "; device lines through I/O APIC {} at {:#x} (GSI {}-, {} override(s)); tick: each CPU's local APIC timer ({counts} counts of 16 bus clocks, measured against the PIT)",
             io.id,
@@ -292,7 +297,7 @@ fn start_processors(rsdp: Option<u64>) -> String {
             platform.overrides.len()
         ),
         _ => String::from(
-            "; no I/O APIC listed: device lines through the 8259 PICs, tick from the PIT",
+            "; no I/O APIC for lines 0-15 usable: device lines through the 8259 PICs, tick from the PIT",
         ),
     };
     line

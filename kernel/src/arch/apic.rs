@@ -89,6 +89,13 @@ pub fn init(boot_processor: bool) {
     write(REG_ESR, 0);
 }
 
+/// Whether the firmware left the local APIC in x2APIC mode (IA32_APIC_BASE bit 10), in
+/// which its memory-mapped registers do not answer.
+pub fn x2apic_enabled() -> bool {
+    // SAFETY: reading IA32_APIC_BASE has no side effects; every x86_64 processor has it.
+    unsafe { Msr::new(IA32_APIC_BASE).read() & (1 << 10) != 0 }
+}
+
 /// This processor's local APIC ID.
 pub fn id() -> u32 {
     read(REG_ID) >> 24

@@ -71,6 +71,15 @@ pub fn init(address: u32, first_gsi: u32, overrides: &[Override], destination: u
     }
     for line in 0..LINES {
         let o = overrides.iter().find(|o| o.line == line);
+        // A line whose own input another line's override took (QEMU moves the PIT's
+        // line 0 to input 2, the cascade's) stays unrouted.
+        if o.is_none()
+            && overrides
+                .iter()
+                .any(|o| o.gsi == line as u32 && o.line != line)
+        {
+            continue;
+        }
         let gsi = o.map_or(line as u32, |o| o.gsi);
         let (level, active_low) = o.map_or((false, false), |o| (o.level, o.active_low));
         let Some(pin) = gsi.checked_sub(first_gsi).filter(|&p| p < inputs) else {

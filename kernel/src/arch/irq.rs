@@ -57,9 +57,11 @@ pub fn take_longest_masked() -> Masked {
     })
 }
 
-/// Called with interrupts still masked, on processor `cpu`: only that processor writes its
-/// slot, so a plain load and store cannot race, and cost less than an atomic
-/// read-modify-write on every lock.
+/// Called with interrupts still masked, on processor `cpu`: only that processor records
+/// into its slot, so a plain load and store cost less than an atomic read-modify-write on
+/// every lock. A reset by [`take_longest_masked`] on another processor racing a record
+/// may be lost, or pair a length with the wrong place (a statistic, not a correctness
+/// matter).
 fn record_masked(cycles: u64, cpu: usize, at: &'static Location<'static>) {
     let Some(longest) = LONGEST_MASKED.get(cpu) else {
         return;

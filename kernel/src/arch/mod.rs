@@ -49,6 +49,7 @@ pub fn init() {
             cr0.insert(x86_64::registers::control::Cr0Flags::WRITE_PROTECT)
         });
     }
+    smp::init_boot_processor();
     fpu::init();
     gdt::init();
     trap::init();

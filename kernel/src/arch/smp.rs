@@ -37,7 +37,7 @@ use super::apic;
 // data is reached relative to CS in real mode and relative to EBX (its linear base) after.
 core::arch::global_asm!(
     r#"
-    .section .text.cordon_ap_trampoline, "ax"
+    .pushsection .text.cordon_ap_trampoline, "ax"
     .global cordon_ap_trampoline_start
     .global cordon_ap_trampoline_end
     .global cordon_ap_params
@@ -60,6 +60,7 @@ cordon_ap_trampoline_start:
     movl %eax, (ap_far64 - cordon_ap_trampoline_start)
     movw $0x18, (ap_far64 - cordon_ap_trampoline_start + 4)
     movl %cr0, %eax
+    andl $0x9fffffff, %eax
     orl $1, %eax
     movl %eax, %cr0
     ljmpl *(ap_far32 - cordon_ap_trampoline_start)
@@ -123,6 +124,7 @@ cordon_ap_params:
     .quad 0, 0, 0, 0, 0
 cordon_ap_trampoline_end:
     .code64
+    .popsection
 "#,
     options(att_syntax)
 );
@@ -260,13 +262,15 @@ pub fn apic_ids() -> &'static [u32] {
     APIC_IDS.get().map_or(&[], Vec::as_slice)
 }
 
-/// This processor's CPU number (0 on the boot processor): kept in IA32_TSC_AUX, read
-/// with `rdtscp`.
+/// This processor's CPU number (0 on the boot processor): kept in IA32_TSC_AUX (set by
+/// [`init_boot_processor`] and by each processor as it starts), read with `rdtscp`.
 pub fn current_cpu() -> usize {
-    if online() < 2 {
-        return 0;
-    }
     super::cycles::now_on_cpu().1
+}
+
+/// Numbers the boot processor CPU 0 (before anything asks [`current_cpu`]).
+pub fn init_boot_processor() {
+    set_cpu_number(0);
 }
 
 const IA32_TSC_AUX: u32 = 0xc000_0103;
@@ -296,6 +300,9 @@ pub enum StartError {
     NoAnswer,
     /// More processors than [`MAX_CPUS`].
     TooMany,
+    /// The firmware put the local APICs in x2APIC mode, or the ID needs it (above 255):
+    /// Cordon drives the local APIC through its memory-mapped (xAPIC) registers only.
+    X2Apic,
 }
 
 impl core::fmt::Display for StartError {
@@ -305,52 +312,68 @@ impl core::fmt::Display for StartError {
             StartError::OutOfMemory => "out of memory for its stack or start-up page table",
             StartError::NoAnswer => "did not answer INIT-SIPI-SIPI",
             StartError::TooMany => "more processors than Cordon starts",
+            StartError::X2Apic => "needs x2APIC mode, which Cordon does not drive",
         })
     }
 }
 
-/// Starts the processors with local APIC IDs `aps` (the boot processor's is `boot_id`),
-/// one at a time. Returns how each start went, in order. Runs once at boot, on the boot
-/// processor, interrupts masked, before any thread exists.
-pub fn start(boot_id: u32, aps: &[u32]) -> Vec<(u32, Result<(), StartError>)> {
-    set_cpu_number(0);
-    let mut ids = alloc::vec![boot_id];
-    let mut results = Vec::new();
-    if aps.is_empty() {
-        // One processor: its local APIC stays as the firmware left it.
-        APIC_IDS.call_once(|| ids);
-        return results;
+/// Starts the processors the MADT lists (`listed`: every local APIC ID it marks usable,
+/// `madt_boot_id` the one it calls the boot processor), one at a time. The processor
+/// running this is CPU 0 whatever the MADT's order: its own local APIC ID is left out.
+/// Returns how each start went, in order. Runs once at boot, on the boot processor,
+/// interrupts masked, before any thread exists.
+pub fn start(madt_boot_id: u32, listed: &[u32]) -> Vec<(u32, Result<(), StartError>)> {
+    if listed.iter().all(|&id| id == madt_boot_id) {
+        // One processor: its local APIC stays as the firmware (or `lines`) left it.
+        APIC_IDS.call_once(|| alloc::vec![madt_boot_id]);
+        return Vec::new();
     }
-    apic::init(true);
+    let x2apic = apic::x2apic_enabled();
+    let boot_id = if x2apic {
+        madt_boot_id
+    } else {
+        apic::init(true);
+        apic::id()
+    };
+    let mut aps: Vec<u32> = listed.iter().copied().filter(|&id| id != boot_id).collect();
+    aps.dedup();
+    let mut ids = alloc::vec![boot_id];
+    let results = start_all(&aps, x2apic, &mut ids);
+    let online = ids.len();
+    APIC_IDS.call_once(|| ids);
+    ONLINE.store(online, Ordering::Release);
+    results
+}
+
+fn start_all(aps: &[u32], x2apic: bool, ids: &mut Vec<u32>) -> Vec<(u32, Result<(), StartError>)> {
+    let refuse_all = |why| aps.iter().map(|&id| (id, Err(why))).collect();
+    if x2apic {
+        return refuse_all(StartError::X2Apic);
+    }
     let Some(page) = crate::mm::trampoline_frame() else {
-        return aps
-            .iter()
-            .map(|&id| (id, Err(StartError::NoTrampolinePage)))
-            .collect();
+        return refuse_all(StartError::NoTrampolinePage);
     };
     let Some(table) = crate::mm::vm::BootTable::identity(page) else {
-        return aps
-            .iter()
-            .map(|&id| (id, Err(StartError::OutOfMemory)))
-            .collect();
+        return refuse_all(StartError::OutOfMemory);
     };
     copy_trampoline(page);
+    let mut results = Vec::new();
     for &id in aps {
-        if ids.len() == MAX_CPUS {
-            results.push((id, Err(StartError::TooMany)));
-            continue;
-        }
-        let result = start_one(id, ids.len(), page, &table);
+        let result = if ids.len() == MAX_CPUS {
+            Err(StartError::TooMany)
+        } else if id > 0xff {
+            Err(StartError::X2Apic)
+        } else {
+            start_one(id, ids.len(), page, &table)
+        };
         if result.is_ok() {
             ids.push(id);
         }
         results.push((id, result));
     }
-    // Everyone started runs on the kernel's table now: the temporary one can go.
+    // Everyone started runs on the kernel's table now (one that never answered was sent
+    // INIT again, so it waits for a STARTUP that never comes): the temporary one can go.
     drop(table);
-    let online = ids.len();
-    APIC_IDS.call_once(|| ids);
-    ONLINE.store(online, Ordering::Release);
     results
 }
 
@@ -413,7 +436,9 @@ fn start_one(
         }
         super::pic::delay_us(1000);
     }
-    // It may still wake on this stack later: never give it back.
+    // Back to waiting for a STARTUP IPI, so that it cannot wake later on the next
+    // processor's parameters or a freed start-up table; its stack is never given back.
+    apic::send_init(apic_id);
     core::mem::forget(stack);
     Err(StartError::NoAnswer)
 }
@@ -519,6 +544,7 @@ fn invalidate_here(packed: u64) -> u64 {
 /// one IPI per processor for the whole range. For mappings any processor may have
 /// cached: the kernel half, shared by every address space.
 pub fn shootdown_range(first: VirtAddr, pages: u64) {
+    debug_assert!(first.is_aligned(4096u64), "shootdown of an unaligned range");
     for page in 0..pages {
         invalidate_local(first + page * 4096);
     }

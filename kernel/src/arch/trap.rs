@@ -400,7 +400,10 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
         v if v == super::apic::SPURIOUS_VECTOR as u64 => {}
         v => log::warn!("unexpected interrupt vector {v}"),
     }
-    super::user::on_trap_return(frame);
+    // Programs run on CPU 0 alone: the others never interrupt one.
+    if super::smp::current_cpu() == 0 {
+        super::user::on_trap_return(frame);
+    }
 }
 
 /// Hands an acknowledged line to the layers above (see [`set_interrupt_hook`]).
@@ -413,6 +416,15 @@ fn hand_up(line: u8) {
 /// A CPU exception: a program's ends that program (`arch::user`); the kernel's own panics
 /// with a decoded report.
 fn exception(frame: &TrapFrame) -> ! {
+    // Programs run on CPU 0 alone: on another processor this is the kernel's own fault.
+    if super::smp::current_cpu() == 0 {
+        program_exception(frame);
+    }
+    kernel_exception(frame)
+}
+
+/// An exception that may belong to the running program (`arch::user` ends it then).
+fn program_exception(frame: &TrapFrame) {
     super::user::on_exception(frame, || {
         let ring = frame.cpl();
         if frame.vector == vector::PAGE_FAULT {
@@ -431,6 +443,10 @@ fn exception(frame: &TrapFrame) -> ! {
             )
         }
     });
+}
+
+/// The kernel's own exception: a decoded report, then a panic.
+fn kernel_exception(frame: &TrapFrame) -> ! {
     let origin = if frame.cpl() == 0 { "kernel" } else { "user" };
     // A kernel thread that ran off the bottom of its stack hit the unmapped guard below it
     // (the page fault could not even be delivered on that stack: a double fault).

@@ -799,7 +799,7 @@ impl Drop for UserAccess {
 /// A temporary top-level table for starting other processors: the kernel's entries plus
 /// an identity mapping of one page below 1 MiB (the start-up code, which turns paging on
 /// while running at its physical address). Every table on the identity page's path is a
-/// copy, so the kernel's own tables are not touched; all of them are below 4 GiB (the
+/// copy, so the kernel's own tables are not touched; the top level is below 4 GiB (the
 /// start-up code loads CR3 from 32-bit code). Freed on drop.
 pub struct BootTable {
     l4: PhysAddr,
@@ -818,7 +818,8 @@ impl BootTable {
         let mut fresh = |from: Option<PhysAddr>| -> Option<PhysAddr> {
             let frame = alloc_frame()?;
             table_frames.frames.push(frame);
-            if frame.as_u64() >= 1 << 32 {
+            // Only the top level is loaded from 32-bit code.
+            if table_frames.frames.len() == 1 && frame.as_u64() >= 1 << 32 {
                 return None;
             }
             if let Some(from) = from {

@@ -197,10 +197,25 @@ fn smp_self_test(isolation: Isolation) {
             "ktest smp::every_processor_answers_a_call ... ok",
             "ktest smp::a_call_may_call_back_without_deadlock ... ok",
             "with shootdowns off, CPU 1 read 0xbadcafe00000001 from a frame already freed",
+            &format!("{} processor(s) did)", CPUS.get() - 1),
             "ktest smp::a_stale_translation_is_seen_without_shootdowns_and_never_with_them ... ok",
             "ktest smp: 3 passed, 0 failed",
         ],
     );
+}
+
+/// Four processors: each answers, and each of the three others sees the stale
+/// translation without shootdowns and the new frame with them.
+#[test]
+fn four_processors_answer_calls_and_take_shootdowns() {
+    CPUS.set(4);
+    smp_self_test(Isolation::Soft);
+}
+
+#[test]
+fn four_processors_answer_calls_and_take_shootdowns_in_hard() {
+    CPUS.set(4);
+    smp_self_test(Isolation::Hard);
 }
 
 /// On one processor the `smp` group says what it needs instead of passing.
