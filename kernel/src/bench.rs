@@ -17,6 +17,8 @@
 //! - counters that explain the differences between configurations: system calls, CR3
 //!   loads, context switches, demand-zero and copy-on-write faults.
 //!
+//! Suite `smp`: the cross-processor rows alone (a quick boot for tests).
+//!
 //! Figures are TSC cycles: under QEMU's TCG they are emulated cost, good for ratios
 //! measured in one run, not for comparison with hardware.
 #![deny(unsafe_code)]
@@ -45,11 +47,17 @@ pub fn failed() -> bool {
 
 /// Starts benchmark suite `suite` on a kernel thread.
 pub fn start(suite: &str) -> Result<(), String> {
-    if suite != "micro" {
-        return Err(format!("unknown benchmark suite '{suite}'; known: micro"));
-    }
-    sched::spawn("bench", || {
-        if let Err(why) = micro() {
+    let run: fn() -> Result<(), String> = match suite {
+        "micro" => micro,
+        "smp" => smp,
+        _ => {
+            return Err(format!(
+                "unknown benchmark suite '{suite}'; known: micro, smp"
+            ));
+        }
+    };
+    sched::spawn("bench", move || {
+        if let Err(why) = run() {
             FAILED.store(true, Ordering::Relaxed);
             println!("bench: FAILED: {why}");
         }
@@ -333,6 +341,17 @@ fn micro() -> Result<(), String> {
     cow_fault()?;
     demand_zero_fault()?;
     println!("bench micro: done");
+    Ok(())
+}
+
+/// Suite `smp`: the micro suite's cross-processor rows alone.
+fn smp() -> Result<(), String> {
+    println!(
+        "bench smp: {} processors; TSC cycles (emulated cost under TCG)",
+        crate::arch::smp::online()
+    );
+    cross_processor()?;
+    println!("bench smp: done");
     Ok(())
 }
 

@@ -19,7 +19,9 @@
 //! takes the target's sender lock, leaves the function and its argument, sends
 //! [`apic::CALL_VECTOR`] and waits for the reply, serving its own mailbox meanwhile, so
 //! two processors calling each other cannot deadlock. Called functions run with
-//! interrupts masked on the target and must not take locks a caller may hold.
+//! interrupts masked on the target and must never wait for a lock a caller may hold; one
+//! may call back the processor that called it (which serves its mailbox while it waits),
+//! but not a third processor whose sender lock that caller might hold.
 //!
 //! Shootdown ([`shootdown_range`]): a change to mappings another processor may have
 //! cached is followed by `invlpg` here and one call of `invlpg` over the range on every
