@@ -30,13 +30,13 @@ static ROUTES: [AtomicU64; LINES as usize] = [const { AtomicU64::new(0) }; LINES
 /// Serialises the select-then-access register pairs.
 static REGISTERS: spin::Mutex<()> = spin::Mutex::new(());
 
-fn access(register: u32, value: Option<u32>) -> u32 {
+/// Reads (`value` None) or writes one register; the caller holds [`REGISTERS`].
+fn access(_held: &spin::MutexGuard<'_, ()>, register: u32, value: Option<u32>) -> u32 {
     let base = BASE.load(Ordering::Relaxed);
     assert!(base != 0, "ioapic::init ran before the I/O APIC is used");
-    let _one = REGISTERS.lock();
     // SAFETY: IOREGSEL (base) and IOWIN (base + 0x10) of the I/O APIC the MADT lists,
-    // mapped through the physical map (below 4 GiB); the lock keeps the select and the
-    // access together. Register numbers are the architectural ones.
+    // mapped through the physical map (below 4 GiB); the caller's lock keeps the select
+    // and the access together. Register numbers are the architectural ones.
     unsafe {
         core::ptr::write_volatile(base as *mut u32, register);
         let window = (base + 0x10) as *mut u32;
@@ -65,9 +65,10 @@ pub struct Override {
 pub fn init(address: u32, first_gsi: u32, overrides: &[Override], destination: u32) -> u32 {
     let base = crate::mm::phys_to_virt(PhysAddr::new(address as u64)).as_u64();
     BASE.store(base, Ordering::Relaxed);
-    let inputs = ((access(REG_VERSION, None) >> 16) & 0xff) + 1;
+    let held = REGISTERS.lock();
+    let inputs = ((access(&held, REG_VERSION, None) >> 16) & 0xff) + 1;
     for pin in 0..inputs {
-        access(REG_REDIRECTION + 2 * pin, Some(MASKED));
+        access(&held, REG_REDIRECTION + 2 * pin, Some(MASKED));
     }
     for line in 0..LINES {
         let o = overrides.iter().find(|o| o.line == line);
@@ -89,8 +90,12 @@ pub fn init(address: u32, first_gsi: u32, overrides: &[Override], destination: u
             | MASKED
             | if level { LEVEL } else { 0 }
             | if active_low { ACTIVE_LOW } else { 0 };
-        access(REG_REDIRECTION + 2 * pin + 1, Some(destination << 24));
-        access(REG_REDIRECTION + 2 * pin, Some(low));
+        access(
+            &held,
+            REG_REDIRECTION + 2 * pin + 1,
+            Some(destination << 24),
+        );
+        access(&held, REG_REDIRECTION + 2 * pin, Some(low));
         ROUTES[line as usize].store(pin as u64 | (level as u64) << 8 | 1 << 9, Ordering::Relaxed);
     }
     inputs
@@ -118,9 +123,12 @@ pub fn set_masked(line: u8, masked: bool) {
         return;
     }
     let register = REG_REDIRECTION + 2 * (route & 0xff) as u32;
+    // One critical section for the read-modify-write: another processor masking or
+    // unmasking a line in between cannot be lost.
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let low = access(register, None);
+        let held = REGISTERS.lock();
+        let low = access(&held, register, None);
         let low = if masked { low | MASKED } else { low & !MASKED };
-        access(register, Some(low));
+        access(&held, register, Some(low));
     });
 }

@@ -53,16 +53,20 @@ fn window_base(window: usize) -> u64 {
 /// Sets the flags of every page in [`start`, `end`) of the area (mapped pages only).
 fn set_flags(start: u64, end: u64, flags: Flags) {
     let area = AREA.load(Ordering::Relaxed);
-    let mut l1s = L1.lock();
-    let mut page = start;
-    while page < end {
-        let entry = area_entry(area, &mut l1s[..], page);
-        if !entry.is_unused() {
-            entry.set_flags(flags);
+    {
+        let mut l1s = L1.lock();
+        let mut page = start;
+        while page < end {
+            let entry = area_entry(area, &mut l1s[..], page);
+            if !entry.is_unused() {
+                entry.set_flags(flags);
+            }
+            page += PAGE;
         }
-        page += PAGE;
     }
-    // Another processor may hold the old permissions (W^X flips).
+    // Another processor may hold the old permissions (W^X flips); shot down after the
+    // lock is released (a processor spinning for it with interrupts masked could not
+    // answer).
     crate::arch::smp::shootdown_range(VirtAddr::new(start), (end - start).div_ceil(PAGE));
 }
 
@@ -143,9 +147,10 @@ impl Drop for CodeWindow {
             for page in 0..pages {
                 area_entry(area, &mut l1s[..], base + page * PAGE).set_unused();
             }
-            // The frames go back to the allocator: no processor may keep reaching them.
-            crate::arch::smp::shootdown_range(VirtAddr::new(base), pages);
         }
+        // The frames go back to the allocator: no processor may keep reaching them. Shot
+        // down after the lock is released, before the window can be taken again.
+        crate::arch::smp::shootdown_range(VirtAddr::new(base), pages);
         IMAGE_PAGES.lock()[self.window] = 0;
         // `frames` drops after this, with no mapping left onto them.
     }

@@ -161,15 +161,17 @@ impl GuardedStack {
 
 impl Drop for GuardedStack {
     fn drop(&mut self) {
+        let pages = self.frames.len() as u64 / PAGE;
         {
             let mut l1s = L1.lock();
-            let pages = self.frames.len() as u64 / PAGE;
             for page in 0..pages {
                 entry(&mut l1s, self.bottom() + page * PAGE).set_unused();
             }
-            // The frames go back to the allocator: no processor may keep reaching them.
-            crate::arch::smp::shootdown_range(VirtAddr::new(self.bottom()), pages);
         }
+        // The frames go back to the allocator: no processor may keep reaching them. Shot
+        // down after the lock is released (a processor spinning for it with interrupts
+        // masked could not answer), before the window can be taken again.
+        crate::arch::smp::shootdown_range(VirtAddr::new(self.bottom()), pages);
         USED.lock()[self.window / 64] &= !(1 << (self.window % 64));
         // `frames` drops after this, with no mapping left pointing at them.
     }
