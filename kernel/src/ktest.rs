@@ -1042,7 +1042,7 @@ fn two_processors() -> TestResult {
 fn every_processor_answers() -> TestResult {
     two_processors()?;
     for cpu in 0..smp::online() {
-        let before = smp::calls_served()[cpu];
+        let before = smp::report()[cpu].calls_served;
         let answer = smp::call_on(cpu, smp::apic_id_here, 0);
         check(answer == smp::apic_ids()[cpu] as u64, || {
             format!(
@@ -1050,7 +1050,7 @@ fn every_processor_answers() -> TestResult {
                 smp::apic_ids()[cpu]
             )
         })?;
-        let served = smp::calls_served()[cpu] - before;
+        let served = smp::report()[cpu].calls_served - before;
         // A call to oneself runs in place, without an IPI.
         let expected = u64::from(cpu != 0);
         check(served == expected, || {

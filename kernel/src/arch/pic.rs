@@ -37,7 +37,7 @@ pub fn init() {
 }
 
 /// Masks every line of both PICs: the I/O APIC and the local APIC timer take over (the
-/// PIT keeps counting for [`delay_us`], its interrupt no longer delivered).
+/// PIT's channel 2 still times [`delay_us`] and [`one_shot_wait_us`]).
 pub fn disable() {
     let mut pics = PICS.lock();
     // SAFETY: writing the interrupt mask registers only stops delivery; the PICs stay
@@ -119,34 +119,15 @@ pub fn one_shot_wait_us(us: u64) {
     }
 }
 
-/// Busy-waits at least `us` microseconds by watching the PIT's channel 0 count down (it
-/// runs at 1.193182 MHz whether or not its interrupt is delivered): the delays the
-/// processor start-up protocol asks for, before the scheduler's tick exists.
+/// Busy-waits at least `us` microseconds, in one-shot windows of the PIT's channel 2
+/// ([`one_shot_wait_us`]): the delays the processor start-up protocol asks for, before
+/// the scheduler's tick exists.
 pub fn delay_us(us: u64) {
-    let divisor = PIT_FREQUENCY_HZ / TICK_HZ;
-    let wanted = us * PIT_FREQUENCY_HZ / 1_000_000 + 1;
-    let read = || {
-        let _pics = PICS.lock();
-        // SAFETY: latching channel 0 (command 0x00) and reading its two count bytes
-        // changes nothing the PIT does; the lock keeps the latch and reads together.
-        unsafe {
-            Port::<u8>::new(PIT_COMMAND).write(0x00);
-            let low = Port::<u8>::new(PIT_CHANNEL0).read() as u64;
-            let high = Port::<u8>::new(PIT_CHANNEL0).read() as u64;
-            low | high << 8
-        }
-    };
-    let mut last = read();
-    let mut elapsed = 0;
-    while elapsed < wanted {
-        let now = read();
-        // The count runs down from `divisor` and reloads.
-        elapsed += if now <= last {
-            last - now
-        } else {
-            last + divisor - now
-        };
-        last = now;
-        core::hint::spin_loop();
+    const LONGEST_WINDOW_US: u64 = 50_000;
+    let mut left = us;
+    while left > 0 {
+        let window = left.min(LONGEST_WINDOW_US);
+        one_shot_wait_us(window);
+        left -= window;
     }
 }

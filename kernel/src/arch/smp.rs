@@ -284,13 +284,6 @@ fn set_cpu_number(cpu: usize) {
     unsafe { x86_64::registers::model_specific::Msr::new(IA32_TSC_AUX).write(cpu as u64) };
 }
 
-/// Calls each processor has served, by CPU number.
-pub fn calls_served() -> Vec<u64> {
-    (0..online())
-        .map(|cpu| MAILBOXES[cpu].served.load(Ordering::Relaxed))
-        .collect()
-}
-
 /// Why a processor did not start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartError {
