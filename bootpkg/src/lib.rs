@@ -364,7 +364,7 @@ pub struct BootPackage {
 /// The SIP modules the kernel's `micro` benchmark suite starts: the runner puts them in
 /// the boot package for `bench --micro`, and the kernel checks them before the shell's
 /// `bench` runs the suite.
-pub const MICRO_SIPS: [&str; 8] = [
+pub const MICRO_SIPS: [&str; 9] = [
     "startup",
     "hello",
     "abi-bench",
@@ -373,6 +373,7 @@ pub const MICRO_SIPS: [&str; 8] = [
     "compute",
     "echo-server",
     "echo-client",
+    "echo-stress",
 ];
 
 /// The arguments the system manifest (or the command line) gives one entry.

@@ -56,7 +56,7 @@ pub fn start(suite: &str) -> Result<(), String> {
             ));
         }
     };
-    sched::spawn("bench", move || {
+    sched::spawn_on("bench", 0, move || {
         if let Err(why) = run() {
             FAILED.store(true, Ordering::Relaxed);
             println!("bench: FAILED: {why}");
@@ -97,7 +97,7 @@ pub fn run_for(pid: process::Pid, suite: &str) -> i32 {
     let failed = Arc::new(AtomicBool::new(false));
     let thread = {
         let failed = failed.clone();
-        sched::spawn("bench", move || {
+        sched::spawn_on("bench", 0, move || {
             if let Err(why) = micro() {
                 failed.store(true, Ordering::Relaxed);
                 println!("bench: FAILED: {why}");
@@ -196,7 +196,7 @@ fn thread_switch() -> Result<(), String> {
     let pong = Arc::new(Semaphore::new(0));
     let partner = {
         let (ping, pong) = (ping.clone(), pong.clone());
-        sched::spawn("pong", move || {
+        sched::spawn_on("pong", 0, move || {
             for _ in 0..ROUNDS {
                 ping.down();
                 pong.up();
@@ -264,23 +264,47 @@ fn metering_cost() -> Result<(), String> {
 }
 
 fn channel_round_trip() -> Result<(), String> {
+    // Both on CPU 0: what a round trip costs on one processor, however many there are.
+    echo_pair(0, 0, None)
+}
+
+/// The echo pair with the server on processor `server_cpu` and the client on
+/// `client_cpu`; `label` (if any) is the client's argument, which prefixes its figures.
+fn echo_pair(server_cpu: usize, client_cpu: usize, label: Option<&str>) -> Result<(), String> {
     let server_module = crate::boot_module("echo-server")?;
     let client_module = crate::boot_module("echo-client")?;
     // Both SIPs and their channel exist before either runs: a SIP checks its endpoints
-    // as soon as it is verified, so the timer must not switch to it in between.
-    let ((server, server_thread), (client, client_thread)) =
-        x86_64::instructions::interrupts::without_interrupts(|| -> Result<_, String> {
-            let server =
-                process::start("echo-server", server_module).map_err(|e| format!("{e:?}"))?;
-            let client_options = process::StartOptions {
-                client: true,
-                ..Default::default()
-            };
-            let client = process::start_with("echo-client", client_module, client_options)
-                .map_err(|e| format!("{e:?}"))?;
-            crate::ipc::connect("Echo", (server.0, "clients"), (client.0, "server"))?;
-            Ok((server, client))
-        })?;
+    // as soon as it is verified, so both are held until the channel is made.
+    let held = process::StartOptions {
+        held: true,
+        cpu: Some(server_cpu),
+        ..Default::default()
+    };
+    let (server, server_thread) =
+        process::start_with("echo-server", server_module, held).map_err(|e| format!("{e:?}"))?;
+    let client_options = process::StartOptions {
+        client: true,
+        cpu: Some(client_cpu),
+        ..held
+    };
+    let args = label.map(|l| format!("{l}\0").into_bytes());
+    let started = process::start_with_args("echo-client", client_module, client_options, args);
+    let wired = started
+        .as_ref()
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|(client, _)| {
+            crate::ipc::connect("Echo", (server, "clients"), (*client, "server"))
+        });
+    server_thread.release();
+    let (client, client_thread) = match (started, wired) {
+        (Ok(client), Ok(())) => client,
+        (Ok((_, thread)), Err(err)) => {
+            thread.release();
+            return Err(err);
+        }
+        (Err(err), _) => return Err(format!("{err:?}")),
+    };
+    client_thread.release();
     client_thread.join();
     server_thread.join();
     for pid in [server, client] {
@@ -294,18 +318,27 @@ fn channel_round_trip() -> Result<(), String> {
 /// so that in the intermediate configurations the switch crosses address spaces.
 fn yield_pair() -> Result<(), String> {
     let module = crate::boot_module("yield")?;
-    // Both exist before either runs, so neither measures yields with nothing to switch to.
-    let (first, second) =
-        x86_64::instructions::interrupts::without_interrupts(|| -> Result<_, String> {
-            let options = process::StartOptions {
-                client: true,
-                ..Default::default()
-            };
-            let first = process::start_with("yield", module.clone(), options)
-                .map_err(|e| format!("{e:?}"))?;
-            let second = process::start("yield", module).map_err(|e| format!("{e:?}"))?;
-            Ok((first, second))
-        })?;
+    // Both exist before either runs, so neither measures yields with nothing to switch to;
+    // both on CPU 0, so that on several processors each still yields to the other.
+    let options = process::StartOptions {
+        client: true,
+        held: true,
+        cpu: Some(0),
+        ..Default::default()
+    };
+    let first =
+        process::start_with("yield", module.clone(), options).map_err(|e| format!("{e:?}"))?;
+    let second = process::start_with(
+        "yield",
+        module,
+        process::StartOptions {
+            client: false,
+            ..options
+        },
+    );
+    first.1.release();
+    let second = second.map_err(|e| format!("{e:?}"))?;
+    second.1.release();
     first.1.join();
     second.1.join();
     ended_cleanly(first.0)?;
@@ -336,11 +369,65 @@ fn micro() -> Result<(), String> {
     let counters = Counters::now();
     channel_round_trip()?;
     counters.print_since("echo pair");
+    parallel_pairs()?;
     cross_processor()?;
     fork_image()?;
     cow_fault()?;
     demand_zero_fault()?;
     println!("bench micro: done");
+    Ok(())
+}
+
+/// Four Echo pairs at once (the stress test's client, every payload checked), placed and
+/// moved by the scheduler: the throughput of independent message traffic, in cycles of
+/// elapsed time per round trip. On one processor the pairs take turns; on more they can
+/// run side by side, so booting with `--smp 1` and `--smp 2` gives the scaling.
+fn parallel_pairs() -> Result<(), String> {
+    const PAIRS: u32 = 4;
+    const ROUNDS: u32 = 200;
+    let server = crate::boot_module("echo-server")?;
+    let client = crate::boot_module("echo-stress")?;
+    let held = process::StartOptions {
+        held: true,
+        ..Default::default()
+    };
+    let mut threads = Vec::new();
+    let mut pids = Vec::new();
+    let mut wired = Ok(());
+    for seed in 1..=PAIRS {
+        let (s, s_thread) = process::start_with("echo-server", server.clone(), held)
+            .map_err(|e| format!("{e:?}"))?;
+        threads.push(s_thread);
+        pids.push(s);
+        let args = format!("{seed}\0{ROUNDS}\0").into_bytes();
+        let (c, c_thread) =
+            process::start_with_args("echo-stress", client.clone(), held, Some(args))
+                .map_err(|e| format!("{e:?}"))?;
+        threads.push(c_thread);
+        pids.push(c);
+        if wired.is_ok() {
+            wired = crate::ipc::connect("Echo", (s, "clients"), (c, "server"));
+        }
+    }
+    // All start together: the time is from the first release to the last exit.
+    let start = cycles::start();
+    for thread in &threads {
+        thread.release();
+    }
+    for thread in &threads {
+        thread.join();
+    }
+    let elapsed = cycles::stop() - start;
+    wired?;
+    for pid in pids {
+        ended_cleanly(pid)?;
+    }
+    let trips = u64::from(PAIRS * ROUNDS);
+    println!(
+        "  {PAIRS} echo pairs at once ({} CPUs, {ROUNDS} checked round trips each): {elapsed} cycles, {} cycles per round trip",
+        crate::arch::smp::online(),
+        elapsed / trips
+    );
     Ok(())
 }
 
@@ -368,10 +455,14 @@ fn cross_processor() -> Result<(), String> {
     const RUNS: usize = 1_000;
     if smp::online() < 2 {
         println!(
-            "  cross-processor call and TLB shootdown: not measured, one processor (boot with --smp 2)"
+            "  cross-processor call, TLB shootdown and channel round trip across processors: not measured, one processor (boot with --smp 2)"
         );
         return Ok(());
     }
+    // Like with like: the echo pair pinned to one processor, then split over two (every
+    // message then wakes the other processor with an IPI).
+    echo_pair(0, 0, Some("one CPU"))?;
+    echo_pair(1, 0, Some("across two CPUs"))?;
     let time = |f: &dyn Fn()| {
         f();
         let samples: Vec<u64> = (0..RUNS)

@@ -1,9 +1,12 @@
 //! Channels in the kernel: the contract-checked channel manager of
 //! `kernel_core::channel` behind an interrupt-safe lock, plus blocking.
 //!
-//! A receive that finds nothing waits on [`EVENTS`] (with an optional timeout on the
-//! hashed wake-up lists); every send and close wakes the waiters, which re-check their
-//! own endpoints. Sends never block and never allocate: queues were sized from the
+//! A receive that finds nothing waits on its process's queue in [`EVENTS`] (with an
+//! optional timeout on the hashed wake-up lists); a send wakes the waiters of the process
+//! that holds the receiving end, and every close, connection or kill wakes all of them;
+//! each re-checks its own endpoints. (One queue per process, not one for the system: on
+//! several processors a send would otherwise wake every waiting SIP, and each would take
+//! the channel lock to find nothing.) Sends never block and never allocate: queues were sized from the
 //! contract when the channel was made. Contract violations and handles a SIP does not
 //! hold come back as `Err(report)`: the runtime terminates that SIP, the peer sees the
 //! channel closed when the SIP's endpoints are released.
@@ -17,7 +20,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use cordon_abi::status;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel_core::channel::{
     Channels, Counts, CreateError, EndpointId, Owner, Queue, Quota, RecvError, SendError, Usage,
 };
@@ -27,10 +30,40 @@ use crate::process::Pid;
 use crate::sched::sync::WaitQueue;
 
 static CHANNELS: IrqMutex<Option<Channels>> = IrqMutex::new(None);
-/// Woken on every send and close.
-static EVENTS: WaitQueue = WaitQueue::new();
+/// Each process slot's waiters: woken by a send to an endpoint it holds, and on every
+/// close, connection and kill.
+static EVENTS: [WaitQueue; crate::process::MAX_PROCESSES] =
+    [const { WaitQueue::new() }; crate::process::MAX_PROCESSES];
+
+/// The queue `pid` waits on.
+fn events_of(pid: Pid) -> &'static WaitQueue {
+    &EVENTS[slot_index(pid)]
+}
+
+/// Wakes every waiting thread, to re-check (an endpoint closed or appeared, or a kill).
+fn notify_everyone() {
+    for queue in &EVENTS {
+        queue.notify_all();
+    }
+}
 /// Messages sent since boot.
 pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
+/// Of those, messages received on another processor than the one the receiver's latest
+/// message was sent from (each process slot remembers that processor).
+pub static RECEIVED_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
+/// The processor (plus one; 0: none yet) each process slot's latest message was sent from.
+static SENT_FROM: [AtomicUsize; crate::process::MAX_PROCESSES] =
+    [const { AtomicUsize::new(0) }; crate::process::MAX_PROCESSES];
+
+fn slot_index(pid: Pid) -> usize {
+    pid.saturating_sub(1) % crate::process::MAX_PROCESSES
+}
+
+/// This processor's number (read with interrupts masked: the thread cannot move meanwhile).
+fn this_cpu() -> usize {
+    x86_64::instructions::interrupts::without_interrupts(crate::arch::smp::current_cpu)
+}
+
 /// Of those, messages copied straight into a waiting receiver's buffer (one copy).
 pub static DELIVERED_DIRECTLY: AtomicU64 = AtomicU64::new(0);
 /// Bytes the kernel copied for channels and exchange-heap access since boot: messages into
@@ -130,7 +163,7 @@ pub fn connect(contract: &str, exporter: (Pid, &str), importer: (Pid, &str)) -> 
             let _ = with(|c| c.close(pid, ep));
         }
         reap();
-        EVENTS.notify_all();
+        notify_everyone();
     }
     Ok(())
 }
@@ -299,7 +332,9 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
         done
     };
     let (sent, doomed) = with(|c| {
-        let sent = c.send_direct(pid, ep, message, &mut deliver);
+        let sent = c
+            .send_direct(pid, ep, message, &mut deliver)
+            .map(|peer| c.holder_of(peer));
         (sent, c.has_doomed())
     });
     if doomed {
@@ -307,10 +342,15 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
         reap();
     }
     match sent {
-        Ok(_) => {
+        Ok(receiver) => {
             MESSAGES.fetch_add(1, Ordering::Relaxed);
             copied(message.len());
-            EVENTS.notify_all_next();
+            // An end in transit has no one waiting on it: its next holder checks its
+            // queue before it waits.
+            if let Some(receiver) = receiver {
+                SENT_FROM[slot_index(receiver)].store(this_cpu() + 1, Ordering::Relaxed);
+                events_of(receiver).notify_all_next();
+            }
             Ok(status::OK)
         }
         Err(SendError::PeerClosed) => Ok(closed(pid, ep)),
@@ -320,7 +360,7 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
 
 /// Wakes every thread waiting for a channel event, to re-check (a kill was requested).
 pub fn wake_waiters() {
-    EVENTS.notify_all();
+    notify_everyone();
 }
 
 /// Retries `attempt` on every channel event until it succeeds, `timeout` ticks pass
@@ -330,13 +370,14 @@ fn wait(pid: Pid, timeout: Option<u64>, attempt: &mut impl FnMut() -> bool) -> b
     let mut attempt = || attempt() || crate::process::kill_requested(pid);
     // Waiting on others is not hanging (the supervisor's watchdog skips it).
     crate::process::set_waiting(pid, true);
+    let events = events_of(pid);
     let done = match timeout {
         None => {
-            EVENTS.wait_until(attempt);
+            events.wait_until(attempt);
             true
         }
         Some(0) => attempt(),
-        Some(ticks) => EVENTS.wait_until_timeout(attempt, ticks),
+        Some(ticks) => events.wait_until_timeout(attempt, ticks),
     };
     crate::process::set_waiting(pid, false);
     done
@@ -385,7 +426,13 @@ pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i
         return Ok(status::TIMEOUT);
     };
     match outcome {
-        Ok(len) => Ok(len as i32),
+        Ok(len) => {
+            let from = SENT_FROM[slot_index(pid)].load(Ordering::Relaxed);
+            if from != 0 && from - 1 != this_cpu() {
+                RECEIVED_ELSEWHERE.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(len as i32)
+        }
         Err(RecvError::PeerClosed) => Ok(closed(pid, ep)),
         Err(RecvError::TooSmall(_)) => Ok(status::BUFFER_TOO_SMALL),
         Err(RecvError::OverQuota) => Ok(status::OUT_OF_MEMORY),
@@ -425,7 +472,7 @@ pub fn close(pid: Pid, ep: u32) -> Result<i32, String> {
     with(|c| c.close(pid, ep)).map_err(|f| f.0)?;
     TAKEN.lock().retain(|(p, e, _)| (*p, *e) != (pid, ep));
     reap();
-    EVENTS.notify_all();
+    notify_everyone();
     Ok(status::OK)
 }
 
@@ -455,7 +502,7 @@ pub fn release(pid: Pid) {
     reap();
     INITIAL.lock().retain(|(p, _, _)| *p != pid);
     TAKEN.lock().retain(|(p, _, _)| *p != pid);
-    EVENTS.notify_all();
+    notify_everyone();
 }
 
 /// What a SIP is told when the peer of its endpoint `ep` has gone: `PEER_RESTARTED` for an

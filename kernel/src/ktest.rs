@@ -159,6 +159,11 @@ const SMP: &[Test] = &[
     },
 ];
 
+const STRESS: &[Test] = &[Test {
+    name: "sip_pairs_on_every_processor_with_kills_racing_sends",
+    run: stress_pairs,
+}];
+
 const CHANNELS: &[Test] = &[Test {
     name: "destroying_a_chain_masks_interrupts_as_briefly_at_10000_as_at_100",
     run: chain_destruction,
@@ -259,6 +264,8 @@ pub const GROUPS: &[&str] = &[
     "smep",
     "smap",
     "channels",
+    "smp",
+    "stress",
 ];
 
 static FAILURES: AtomicUsize = AtomicUsize::new(0);
@@ -293,6 +300,7 @@ pub fn start(name: &str) -> Result<(), String> {
         "sips" => SIPS,
         "cow" => COW,
         "smp" => SMP,
+        "stress" => STRESS,
         "ring3" => RING3,
         "page-fault" => {
             spawn("ktest-page-fault", || {
@@ -366,8 +374,9 @@ pub fn start(name: &str) -> Result<(), String> {
     })
 }
 
+/// Starts a self-test thread on CPU 0 (checks name processors relative to it).
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
-    sched::spawn(name, f)
+    sched::spawn_on(name, 0, f)
         .map(|_| ())
         .map_err(|err| format!("cannot spawn {name}: {err:?}"))
 }
@@ -562,7 +571,7 @@ fn sip_reclaim() -> TestResult {
                 process::start(name, crate::boot_module(name)?).map_err(|e| format!("{e:?}"))?;
             thread.join();
         }
-        sched::yield_now();
+        sched::settle();
         Ok(())
     };
     // Warm-up: kernel tables reach their working size.
@@ -1146,4 +1155,162 @@ fn shootdown_prevents_stale_reads() -> TestResult {
         with[0]
     );
     Ok(())
+}
+
+// --- stress ----------------------------------------------------------------------------
+
+/// What happens to one Echo pair of the stress run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Both run to the end: the client's round trips, then Bye.
+    Lives,
+    /// The client is killed that many ticks in, racing its own sends.
+    ClientKilled(u64),
+    /// The server is killed that many ticks in: the client is told and exits 3.
+    ServerKilled(u64),
+}
+
+/// The stress run: pairs that live (seed, round trips) and pairs whose client or server is
+/// killed mid-run (rounds they never reach); `true`: the pair is split over two processors
+/// (server pinned to CPU 1, client to CPU 0: every message crosses), else the scheduler
+/// places and moves both.
+const STRESS_PLAN: &[(u32, u32, Fate, bool)] = &[
+    (1, 300, Fate::Lives, true),
+    (2, 300, Fate::Lives, true),
+    (3, 300, Fate::Lives, true),
+    (4, 300, Fate::Lives, false),
+    (5, 300, Fate::Lives, false),
+    (6, 300, Fate::Lives, false),
+    (7, 1_000_000, Fate::ClientKilled(40), true),
+    (8, 1_000_000, Fate::ClientKilled(90), false),
+    (9, 1_000_000, Fate::ServerKilled(60), true),
+];
+
+/// Starts every pair of `plan` (round trips divided by `scale`), held until its channel
+/// exists, kills on schedule, waits for all and checks each ending.
+fn run_stress_plan(plan: &[(u32, u32, Fate, bool)], scale: u32) -> TestResult {
+    let server = crate::boot_module("echo-server")?;
+    let client = crate::boot_module("echo-stress")?;
+    let held = process::StartOptions {
+        held: true,
+        ..Default::default()
+    };
+    let mut pairs = Vec::new();
+    for &(seed, rounds, fate, split) in plan {
+        let rounds = if fate == Fate::Lives {
+            rounds / scale
+        } else {
+            rounds
+        };
+        let pin = |cpu| process::StartOptions {
+            cpu: split.then_some(cpu),
+            ..held
+        };
+        let (s, s_thread) = process::start_with("echo-server", server.clone(), pin(1))
+            .map_err(|e| format!("{e:?}"))?;
+        let args = format!("{seed}\0{rounds}\0").into_bytes();
+        let started = process::start_with_args("echo-stress", client.clone(), pin(0), Some(args));
+        let wired = started
+            .as_ref()
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|(c, _)| crate::ipc::connect("Echo", (s, "clients"), (*c, "server")));
+        s_thread.release();
+        let (c, c_thread) = started.map_err(|e| format!("{e:?}"))?;
+        c_thread.release();
+        wired?;
+        pairs.push((seed, fate, (s, s_thread), (c, c_thread)));
+    }
+    // Kills in the order of their ticks, racing the sends of every pair.
+    let mut kills: Vec<(u64, process::Pid)> = pairs
+        .iter()
+        .filter_map(|(_, fate, (s, _), (c, _))| match *fate {
+            Fate::Lives => None,
+            Fate::ClientKilled(at) => Some((at, *c)),
+            Fate::ServerKilled(at) => Some((at, *s)),
+        })
+        .collect();
+    kills.sort_unstable();
+    let start = time::ticks();
+    for (at, pid) in kills {
+        let now = time::ticks() - start;
+        if at > now {
+            sched::sleep_ticks(at - now);
+        }
+        check(process::kill(pid), || {
+            format!("kill refused live pid {pid}")
+        })?;
+    }
+    for (seed, fate, (s, s_thread), (c, c_thread)) in &pairs {
+        c_thread.join();
+        s_thread.join();
+        let (server, client) = (ending(*s), ending(*c));
+        let status = |code| Some(process::Ending::Ran(Exit::Status(code)));
+        let killed = Some(process::Ending::Ran(Exit::Killed));
+        let expected = match fate {
+            Fate::Lives => (status(0), status(0)),
+            // The server sees its client go away and exits 0.
+            Fate::ClientKilled(_) => (status(0), killed.clone()),
+            // The client is told its server closed and exits 3.
+            Fate::ServerKilled(_) => (killed.clone(), status(3)),
+        };
+        check((server.clone(), client.clone()) == expected, || {
+            format!(
+                "pair {seed} ({fate:?}): server ended {server:?}, client {client:?}; expected {expected:?}"
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Many SIP pairs exchanging checked messages on every processor while kills race with
+/// sends; each processor must run threads for at least a quarter of the run, and memory
+/// must be back to its baseline exactly.
+fn stress_pairs() -> TestResult {
+    two_processors()?;
+    let cpus = smp::online();
+    // A warm-up run (tables reach their working size), then the measured one.
+    run_stress_plan(STRESS_PLAN, 1)?;
+    sched::settle();
+    // Taken before the baseline: it is still alive at the end.
+    let ran_before: Vec<u64> = (0..cpus).map(|c| sched::processor_usage(c).0).collect();
+    let before = mm::Usage::now();
+    let messages = crate::ipc::MESSAGES.load(Ordering::Relaxed);
+    let crossed = crate::ipc::RECEIVED_ELSEWHERE.load(Ordering::Relaxed);
+    let ipis = smp::IPIS_SENT.load(Ordering::Relaxed);
+    let kicks = smp::KICKS_SENT.load(Ordering::Relaxed);
+    let (migrations, steals) = sched::migrations();
+    let started = cycles::start();
+    run_stress_plan(STRESS_PLAN, 1)?;
+    let elapsed = cycles::stop() - started;
+    sched::settle();
+    let after = mm::Usage::now();
+    let messages = crate::ipc::MESSAGES.load(Ordering::Relaxed) - messages;
+    let crossed = crate::ipc::RECEIVED_ELSEWHERE.load(Ordering::Relaxed) - crossed;
+    let (m, st) = sched::migrations();
+    println!(
+        "  {} pairs, {elapsed} cycles: {messages} messages, {crossed} received on another processor than they were sent from; {} IPIs ({} to reschedule); {} migrations ({} steals)",
+        STRESS_PLAN.len(),
+        smp::IPIS_SENT.load(Ordering::Relaxed) - ipis,
+        smp::KICKS_SENT.load(Ordering::Relaxed) - kicks,
+        m - migrations,
+        st - steals,
+    );
+    for (cpu, before) in ran_before.iter().enumerate() {
+        let ran = sched::processor_usage(cpu).0 - before;
+        println!(
+            "  CPU {cpu} ran threads {ran} cycles ({}% of the run)",
+            ran * 100 / elapsed.max(1)
+        );
+        check(ran * 4 >= elapsed, || {
+            format!("CPU {cpu} ran threads for {ran} of {elapsed} cycles, under a quarter")
+        })?;
+    }
+    // The split pairs' messages all cross (about half of all).
+    check(crossed * 4 >= messages, || {
+        format!("only {crossed} of {messages} messages crossed processors")
+    })?;
+    println!("  {}", before.compare(&after));
+    check(after == before, || {
+        format!("not reclaimed: {}", before.compare(&after))
+    })
 }

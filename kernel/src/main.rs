@@ -92,6 +92,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     log::set_max_level(level_filter(config.log_level));
     process::init_artifact_checks(package.artifacts.len());
 
+    // Every other processor runs the scheduler's idle loop once up (it waits there for
+    // `sched::init` and `sched::set_processors`).
+    arch::smp::set_idle_loop(sched::idle_loop);
     let processors = start_processors(boot_info.rsdp_addr.into_option());
 
     // A self-test that must run before the scheduler exists (it never returns).
@@ -162,6 +165,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
 
     sched::init();
+    sched::set_processors(arch::smp::online());
     // A SIP thread that finds one of the compiled engine's locks held gives the processor
     // to others (the holder is a preempted SIP thread) instead of spinning its slice.
     sip_runtime::compiled::set_lock_wait(sched::yield_now);
@@ -285,8 +289,7 @@ fn start_processors(rsdp: Option<u64>) -> String {
         line += &alloc::format!("; {} listed as disabled", platform.disabled);
     }
     if arch::smp::online() > 1 {
-        line +=
-            "; SIP threads run on CPU 0, the others serve cross-processor calls (TLB shootdowns)";
+        line += "; threads run on every CPU (per-CPU run queues, work stealing, reschedule IPIs)";
     }
     line += &match (io_apic, arch::apic::timer_counts_per_tick()) {
         (Some(io), Some(counts)) => alloc::format!(
@@ -309,27 +312,32 @@ fn print_processors() {
     if arch::smp::online() < 2 {
         return;
     }
+    let percent = |part: u64, whole: u64| {
+        let tenths = part * 1000 / whole.max(1);
+        alloc::format!("{}.{}%", tenths / 10, tenths % 10)
+    };
     for cpu in arch::smp::report() {
-        if cpu.cpu == 0 {
-            println!(
-                "  CPU 0 (local APIC {}): every thread ran here; {} ticks; idle and busy cycles as in the counters line",
-                cpu.apic_id, cpu.ticks
-            );
-        } else {
-            println!(
-                "  CPU {} (local APIC {}): {} ticks, {} calls served in {} cycles; halted {} of the {} cycles since it started ({}.{}%)",
-                cpu.cpu,
-                cpu.apic_id,
-                cpu.ticks,
-                cpu.calls_served,
-                cpu.serving_cycles,
-                cpu.halted_cycles,
-                cpu.cycles,
-                cpu.halted_cycles * 100 / cpu.cycles.max(1),
-                cpu.halted_cycles * 1000 / cpu.cycles.max(1) % 10,
-            );
-        }
+        let (threads, switches) = sched::processor_usage(cpu.cpu);
+        println!(
+            "  CPU {} (local APIC {}): ran threads {} cycles ({}), halted {} ({}) of the {} since it started; {} context switches, {} ticks, {} calls served in {} cycles",
+            cpu.cpu,
+            cpu.apic_id,
+            threads,
+            percent(threads, cpu.cycles),
+            cpu.halted_cycles,
+            percent(cpu.halted_cycles, cpu.cycles),
+            cpu.cycles,
+            switches,
+            cpu.ticks,
+            cpu.calls_served,
+            cpu.serving_cycles,
+        );
     }
+    let (migrations, steals) = sched::migrations();
+    println!(
+        "  threads moved between processors {migrations} times ({steals} taken by an idle processor from another's queue); {} reschedule IPIs",
+        arch::smp::KICKS_SENT.load(core::sync::atomic::Ordering::Relaxed)
+    );
 }
 
 /// Compiles every contract source in the boot package into the channel manager's tables.
@@ -352,13 +360,28 @@ fn load_contracts(package: &BootPackage) -> Result<(), String> {
 }
 
 /// Starts the SIPs of the system manifest, in order, and connects their channels. The
-/// SIP threads run only once the idle loop starts, after every channel exists. Entries
-/// started on request wait for a SIP with the `start` power; their channels are made then.
+/// SIP threads are held until every channel exists (another processor could run them at
+/// once). Entries started on request wait for a SIP with the `start` power; their
+/// channels are made then.
 fn start_system(package: &BootPackage) -> Result<(), String> {
     // The runner checked the wiring; a package built some other way is checked again.
     bootpkg::check_wiring(&package.sips, &package.on_request, &package.channels)?;
     bootpkg::SipArgs::check_all(&package.sips, &package.args)?;
     let mut pids = alloc::vec::Vec::new();
+    let mut threads = alloc::vec::Vec::new();
+    let wired = start_and_connect(package, &mut pids, &mut threads);
+    // Whatever happened, nothing stays held: a SIP whose channel is missing says so.
+    for thread in &threads {
+        thread.release();
+    }
+    wired
+}
+
+fn start_and_connect(
+    package: &BootPackage,
+    pids: &mut alloc::vec::Vec<Option<process::Pid>>,
+    threads: &mut alloc::vec::Vec<sched::JoinHandle>,
+) -> Result<(), String> {
     for (index, name) in package.sips.iter().enumerate() {
         let index = index as u32;
         if !package.starts_at_boot(index) {
@@ -371,11 +394,13 @@ fn start_system(package: &BootPackage) -> Result<(), String> {
         let options = process::StartOptions {
             client: package.client == Some(index),
             system_index: Some(index),
+            held: true,
             ..Default::default()
         };
-        let (pid, _) = process::start_with(name, module.to_vec(), options)
+        let (pid, thread) = process::start_with(name, module.to_vec(), options)
             .map_err(|err| alloc::format!("cannot start SIP `{name}`: {err:?}"))?;
         pids.push(Some(pid));
+        threads.push(thread);
     }
     for c in &package.channels {
         if let (Some(exp), Some(imp)) =
@@ -407,6 +432,10 @@ fn level_filter(level: LogLevel) -> log::LevelFilter {
 fn on_interrupt(irq: u8) {
     if irq == arch::lines::TIMER {
         time::on_timer_interrupt();
+    } else if irq == arch::lines::CPU_TICK {
+        time::on_processor_tick();
+    } else if irq == arch::lines::RESCHEDULE {
+        sched::preempt();
     } else if irq == arch::serial::IRQ {
         console::on_interrupt();
     } else {

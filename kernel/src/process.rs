@@ -1022,6 +1022,12 @@ pub struct StartOptions {
     /// The engine to run it in; `None`: the system manifest's choice for its entry, else
     /// the boot default (`--engine`).
     pub engine: Option<bootpkg::Engine>,
+    /// Its thread waits for [`JoinHandle::release`] before it runs (its starter connects
+    /// its channels first: on several processors another could run it at once).
+    pub held: bool,
+    /// The processor its thread runs on, and only there (benchmarks that measure a
+    /// crossing); `None`: wherever the scheduler puts it.
+    pub cpu: Option<usize>,
 }
 
 impl Default for StartOptions {
@@ -1031,6 +1037,8 @@ impl Default for StartOptions {
             client: false,
             system_index: None,
             engine: None,
+            held: false,
+            cpu: None,
         }
     }
 }
@@ -1051,7 +1059,7 @@ pub fn start_with(
 
 /// [`start_with`], giving the SIP `args` (encoded, each followed by NUL) instead of its
 /// entry's.
-fn start_with_args(
+pub fn start_with_args(
     name: &str,
     module: Vec<u8>,
     options: StartOptions,
@@ -1082,7 +1090,7 @@ fn launch(
 ) -> Result<(Pid, JoinHandle), StartError> {
     let thread_name = format!("sip:{name}");
     let name = String::from(name);
-    spawn(pid, thread_name, move || {
+    spawn(pid, thread_name, options, move || {
         run(pid, name, module, created, options)
     })
 }
@@ -1197,19 +1205,24 @@ pub fn start_probe(probe: u64, target: u64) -> Result<(Pid, JoinHandle), StartEr
     let created = cycles::start();
     let name = format!("probe-{probe}");
     let pid = new_record(&name, 0, None)?;
-    spawn(pid, format!("sip:{name}"), move || {
-        let setup = crate::hosted::Setup {
-            placement: Placement::OwnSpace { ring3: true },
-            limits: cordon_abi::Limits::default(),
-            metering: Metering::Off,
-            created,
-            verify: 0,
-            probe: Some((probe, target)),
-            artifact: None,
-        };
-        let ending = crate::hosted::execute(SipKernel::new(pid, &name, created), &[], setup);
-        finish(pid, format_args!("{name}"), ending);
-    })
+    spawn(
+        pid,
+        format!("sip:{name}"),
+        StartOptions::default(),
+        move || {
+            let setup = crate::hosted::Setup {
+                placement: Placement::OwnSpace { ring3: true },
+                limits: cordon_abi::Limits::default(),
+                metering: Metering::Off,
+                created,
+                verify: 0,
+                probe: Some((probe, target)),
+                artifact: None,
+            };
+            let ending = crate::hosted::execute(SipKernel::new(pid, &name, created), &[], setup);
+            finish(pid, format_args!("{name}"), ending);
+        },
+    )
 }
 
 /// Adds the record of a new process (an incarnation of system-manifest `entry`, if any,
@@ -1270,13 +1283,23 @@ fn new_record(name: &str, powers: u8, entry: Option<u32>) -> Result<Pid, StartEr
 fn spawn(
     pid: Pid,
     thread_name: String,
+    options: StartOptions,
     body: impl FnOnce() + Send + 'static,
 ) -> Result<(Pid, JoinHandle), StartError> {
     let body = move || {
         sched::set_owner(pid);
         body()
     };
-    match sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, body) {
+    let made = if options.held || options.cpu.is_some() {
+        sched::spawn_held(thread_name, SIP_STACK_ORDER, options.cpu, body).inspect(|thread| {
+            if !options.held {
+                thread.release();
+            }
+        })
+    } else {
+        sched::spawn_with_stack(thread_name, SIP_STACK_ORDER, body)
+    };
+    match made {
         Ok(thread) => Ok((pid, thread)),
         Err(err) => {
             // Nothing ran: release what the record holds and free its slot.
@@ -1417,6 +1440,8 @@ fn finish_with(
     reservation: Option<crate::mm::heap::Reservation>,
 ) {
     let slot = live_slot(pid).expect("a finishing process still owns its slot");
+    // Its arguments were for it alone: not kept with the slot until the slot is reused.
+    drop(slot.args.lock().take());
     let (entry, incarnation) = record(pid).map_or((None, 1), |r| (r.entry, r.incarnation));
     // Decided before its endpoints close: a peer woken by the closing that asks for the
     // endpoint again then waits for the new incarnation's instead of being told it is gone.

@@ -1,4 +1,5 @@
-//! Kernel time: the tick counter driven by the PIT interrupt.
+//! Kernel time: the tick counter, driven by CPU 0's tick (its local APIC timer, or the
+//! PIT without an I/O APIC); the other processors' ticks only charge and preempt.
 #![deny(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -20,4 +21,11 @@ pub fn on_timer_interrupt() {
     crate::process::charge_tick(crate::sched::current_owner());
     crate::recovery::watchdog(now);
     crate::sched::on_tick(now);
+}
+
+/// Called on every tick of a processor other than CPU 0 (interrupts disabled): the tick
+/// is charged to the process whose thread it interrupted there, which is then preempted.
+pub fn on_processor_tick() {
+    crate::process::charge_tick(crate::sched::current_owner());
+    crate::sched::preempt();
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`buddy`]: the buddy frame allocator's bookkeeping over physical frame numbers.
 //! - [`timer`]: hashed wake-up lists (n unsorted lists indexed by wake-up time mod n).
-//! - [`sched`]: thread states and the round-robin run queue.
+//! - [`sched`]: thread states and per-CPU round-robin run queues with work stealing.
 //! - [`channel`]: channels checked against their contracts, endpoints and exchange-heap
 //!   blocks with single owners.
 #![cfg_attr(not(test), no_std)]

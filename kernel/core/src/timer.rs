@@ -71,7 +71,9 @@ impl<T> TimerWheel<T> {
         let list = &mut self.buckets[handle.bucket];
         let at = list.iter().position(|entry| entry.id == handle.id)?;
         self.pending -= 1;
-        Some(list.swap_remove(at).item)
+        let item = list.swap_remove(at).item;
+        release_if_empty(list);
+        Some(item)
     }
 
     /// Processes every tick up to and including `now`, calling `fire` for each due item.
@@ -91,7 +93,16 @@ impl<T> TimerWheel<T> {
                     i += 1;
                 }
             }
+            release_if_empty(list);
         }
+    }
+}
+
+/// An empty list gives its memory back: a kernel whose usage must return to a baseline
+/// exactly cannot keep what its busiest moment needed in whichever lists it used.
+fn release_if_empty<T>(list: &mut Vec<T>) {
+    if list.is_empty() && list.capacity() > 0 {
+        *list = Vec::new();
     }
 }
 
@@ -104,6 +115,17 @@ mod tests {
         wheel.advance(tick, |item| out.push(item));
         out.sort();
         out
+    }
+
+    #[test]
+    fn emptied_lists_hold_no_memory() {
+        let mut wheel = TimerWheel::new(4);
+        let handle = wheel.insert(2, 1u32);
+        wheel.insert(3, 2u32);
+        wheel.cancel(handle);
+        assert_eq!(wheel.buckets[2].capacity(), 0);
+        assert_eq!(fired_at(&mut wheel, 3), vec![2]);
+        assert!(wheel.buckets.iter().all(|list| list.capacity() == 0));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use x86_64::registers::model_specific::Msr;
 pub const CALL_VECTOR: u8 = 0xf0;
 /// Where the local APIC sends spurious interrupts (never acknowledged).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
-/// The local APIC timer's vector: the scheduler tick on CPU 0, a counted tick elsewhere.
+/// The vector that asks a processor to look at its run queue (fire and forget).
+pub const RESCHEDULE_VECTOR: u8 = 0xee;
+/// The local APIC timer's vector: every processor's scheduler tick (CPU 0's drives time).
 pub const TIMER_VECTOR: u8 = 0xef;
 
 const IA32_APIC_BASE: u32 = 0x1b;

@@ -12,6 +12,7 @@
 //! start argument.
 
 use core::arch::naked_asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Number of callee-saved registers [`switch`] keeps on the stack (below RFLAGS).
 const SAVED_REGISTERS: usize = 6;
@@ -19,26 +20,44 @@ const SAVED_REGISTERS: usize = 6;
 const INITIAL_RFLAGS: u64 = 0x2;
 
 /// Saves the current context into `*save_rsp` and resumes the one whose stack pointer is
-/// `next_rsp`.
+/// `next_rsp`; then clears `*leaving` (the outgoing context's "on a processor" flag), once
+/// nothing runs on its stack any more, so another processor may resume it.
 ///
 /// # Safety
-/// Interrupts must be disabled. `save_rsp` must be valid for a write. `next_rsp` must be a
-/// stack pointer saved by an earlier `switch` or made by [`prepare_stack`], whose stack is
-/// still allocated.
+/// Interrupts must be disabled. `save_rsp` and `leaving` must be valid for a write and
+/// `loaded_cr3` too when `next_cr3` is not zero. `next_rsp` must be a stack pointer saved
+/// by an earlier `switch` or made by [`prepare_stack`], whose stack is still allocated and
+/// which no other processor is running on.
 ///
-/// A non-zero `next_cr3` is loaded between the two stacks: a thread running a program in
+/// A non-zero `next_cr3` is loaded between the two stacks (and recorded in `loaded_cr3`,
+/// this processor's two-word entry for TLB shootdowns): a thread running a program in
 /// ring 0 may be suspended on a stack that only its own address space maps.
 #[unsafe(naked)]
-pub unsafe extern "C" fn switch(save_rsp: *mut u64, next_rsp: u64, next_cr3: u64) {
+pub unsafe extern "C" fn switch(
+    save_rsp: *mut u64,
+    next_rsp: u64,
+    next_cr3: u64,
+    leaving: *const AtomicBool,
+    loaded_cr3: *mut u64,
+) {
     naked_asm!(
         "pushfq",
         push_callee_saved!(),
         "mov [rdi], rsp",
+        // A new table: listed as leaving and loaded before the load (as
+        // `smp::load_table` does), the one left unlisted after it.
         "test rdx, rdx",
         "jz 2f",
+        "mov rax, cr3",
+        "and rax, -4096",
+        "mov [r8 + 8], rax",
+        "mov [r8], rdx",
+        "mfence",
         "mov cr3, rdx",
+        "mov qword ptr [r8 + 8], 0",
         "2:",
         "mov rsp, rsi",
+        "mov byte ptr [rcx], 0",
         pop_callee_saved!(),
         "popfq",
         "ret",
@@ -82,12 +101,14 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::irq::IrqMutex;
+use super::smp::{self, MAX_CPUS};
 use crate::mm::stacks::GuardedStack;
 
-/// Which saved context: the boot/idle context or a kernel thread's.
+/// Which saved context: a processor's boot/idle context or a kernel thread's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContextId {
-    /// The boot stack, which becomes the idle loop.
+    /// The processor's boot stack, which becomes its idle loop (each processor has its
+    /// own; `Idle` names the one of the processor asking).
     Idle,
     Thread(usize),
 }
@@ -108,20 +129,40 @@ struct Slot {
     vectors: super::fpu::VectorState,
     /// The compiled engine's thread-local pointer while the thread is not running.
     wasm_tls: usize,
+    /// Set while a processor runs on this context's stack: from the switch to it until the
+    /// switch away has saved its stack pointer. Another processor resuming the context
+    /// waits for it to clear, and its stack is not freed before.
+    on_cpu: AtomicBool,
+}
+
+impl Slot {
+    fn new(rsp: u64, stack: Option<GuardedStack>, on_cpu: bool) -> Box<Slot> {
+        Box::new(Slot {
+            rsp,
+            stack,
+            cr3: 0,
+            user: Default::default(),
+            vectors: super::fpu::initial(),
+            wasm_tls: 0,
+            on_cpu: AtomicBool::new(on_cpu),
+        })
+    }
 }
 
 struct Table {
-    idle: Box<Slot>,
+    /// Each processor's idle context, made the first time it switches away from it.
+    idle: [Option<Box<Slot>>; MAX_CPUS],
     threads: Vec<Option<Box<Slot>>>,
-    running: ContextId,
+    running: [ContextId; MAX_CPUS],
     switches: u64,
     cr3_loads: u64,
 }
 
 impl Table {
-    fn slot(&mut self, id: ContextId) -> &mut Slot {
+    fn slot(&mut self, cpu: usize, id: ContextId) -> &mut Slot {
         match id {
-            ContextId::Idle => &mut self.idle,
+            // Only ever first asked for by the processor itself, which runs on it.
+            ContextId::Idle => self.idle[cpu].get_or_insert_with(|| Slot::new(0, None, true)),
             ContextId::Thread(i) => self
                 .threads
                 .get_mut(i)
@@ -136,16 +177,9 @@ static TABLE: IrqMutex<Option<Table>> = IrqMutex::new(None);
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let mut guard = TABLE.lock();
     f(guard.get_or_insert_with(|| Table {
-        idle: Box::new(Slot {
-            rsp: 0,
-            stack: None,
-            cr3: 0,
-            user: Default::default(),
-            vectors: super::fpu::initial(),
-            wasm_tls: 0,
-        }),
+        idle: [const { None }; MAX_CPUS],
         threads: Vec::new(),
-        running: ContextId::Idle,
+        running: [ContextId::Idle; MAX_CPUS],
         switches: 0,
         cr3_loads: 0,
     }))
@@ -162,36 +196,47 @@ pub fn create(index: usize, mut stack: GuardedStack, entry: extern "C" fn(u64) -
             table.threads.resize_with(index + 1, || None);
         }
         assert!(table.threads[index].is_none(), "context {index} exists");
-        table.threads[index] = Some(Box::new(Slot {
-            rsp,
-            stack: Some(stack),
-            cr3: 0,
-            user: Default::default(),
-            vectors: super::fpu::initial(),
-            wasm_tls: 0,
-        }));
+        table.threads[index] = Some(Slot::new(rsp, Some(stack), false));
     });
 }
 
-/// Frees the context and stack of a thread that will never run again.
-pub fn destroy(index: usize) {
+/// Frees the context and stack of a thread that will never run again, once no processor
+/// runs on its stack any more. Returns false (and frees nothing) while one still does:
+/// the caller tries again later.
+pub fn destroy(index: usize) -> bool {
     let slot = with_table(|table| {
-        assert_ne!(
-            table.running,
-            ContextId::Thread(index),
-            "destroying the running context"
+        assert!(
+            !table.running.contains(&ContextId::Thread(index)),
+            "destroying a running context"
         );
-        table.threads.get_mut(index).and_then(Option::take)
+        let slot = table.threads.get_mut(index)?;
+        if slot.as_ref()?.on_cpu.load(Ordering::Acquire) {
+            return None;
+        }
+        slot.take()
     });
+    let destroyed = slot.is_some();
     drop(slot);
+    destroyed
 }
 
-/// The context now running.
+/// Whether thread `index`'s context still has a processor on its stack.
+pub fn on_a_processor(index: usize) -> bool {
+    with_table(|table| {
+        table
+            .threads
+            .get(index)
+            .and_then(Option::as_ref)
+            .is_some_and(|slot| slot.on_cpu.load(Ordering::Acquire))
+    })
+}
+
+/// The context now running on this processor.
 pub fn running() -> ContextId {
-    with_table(|table| table.running)
+    with_table(|table| table.running[smp::current_cpu()])
 }
 
-/// Context switches so far.
+/// Context switches so far (every processor's).
 pub fn switches() -> u64 {
     with_table(|table| table.switches)
 }
@@ -206,8 +251,9 @@ pub fn cr3_loads() -> u64 {
 pub fn set_address_space(l4: u64) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         with_table(|table| {
-            let running = table.running;
-            table.slot(running).cr3 = l4;
+            let cpu = smp::current_cpu();
+            let running = table.running[cpu];
+            table.slot(cpu, running).cr3 = l4;
         });
         if l4 != 0 {
             load_cr3(l4);
@@ -215,49 +261,67 @@ pub fn set_address_space(l4: u64) {
     });
 }
 
+/// The running thread's address space (0: none of its own).
+pub fn address_space() -> u64 {
+    with_table(|table| {
+        let cpu = smp::current_cpu();
+        let running = table.running[cpu];
+        table.slot(cpu, running).cr3
+    })
+}
+
 fn load_cr3(l4: u64) {
-    use x86_64::registers::control::{Cr3, Cr3Flags};
-    use x86_64::structures::paging::PhysFrame;
     // SAFETY: `l4` is the top-level table of a live address space, which maps the kernel
-    // exactly as every other space does (shared kernel entries).
-    unsafe {
-        Cr3::write(
-            PhysFrame::containing_address(x86_64::PhysAddr::new(l4)),
-            Cr3Flags::empty(),
-        )
-    };
+    // exactly as every other space does (shared kernel entries); interrupts are masked.
+    unsafe { smp::load_table(l4) };
 }
 
 /// Suspends the running context and resumes `next`. Returns when something switches back.
-/// Must be called with interrupts disabled.
+/// Must be called with interrupts disabled; `next` must not be running on this processor
+/// and must be the scheduler's choice for it (no other processor will resume it).
 pub fn switch_to(next: ContextId) {
     assert!(
         !x86_64::instructions::interrupts::are_enabled(),
         "context switch with interrupts enabled"
     );
-    let (save, next_rsp, next_cr3) = with_table(|table| {
-        let from = table.running;
+    let cpu = smp::current_cpu();
+    // The processor that last ran `next` may still be on its stack, between giving it up
+    // and saving its registers: wait until it is off (a few instructions, interrupts
+    // masked there too).
+    if let ContextId::Thread(_) = next {
+        let flag: *const AtomicBool = with_table(|table| &raw const table.slot(cpu, next).on_cpu);
+        // SAFETY: the slot is boxed, so the flag does not move, and a thread the
+        // scheduler chose to run has not exited, so its slot is not freed meanwhile.
+        while unsafe { (*flag).load(Ordering::Acquire) } {
+            core::hint::spin_loop();
+        }
+    }
+    let (save, next_rsp, next_cr3, leaving) = with_table(|table| {
+        let from = table.running[cpu];
         assert_ne!(from, next, "switch to the running context");
         if let ContextId::Thread(i) = from {
-            let slot = table.slot(from);
+            let slot = table.slot(cpu, from);
             let stack = slot.stack.as_mut().expect("thread context has a stack");
             if stack.as_mut_slice()[0] != STACK_CANARY {
                 panic!("kernel stack overflow in thread {i}");
             }
         }
-        table.slot(from).user = super::user::save_thread();
+        table.slot(cpu, from).user = super::user::save_thread(cpu);
         // Vector registers: the running thread's into its slot, the next one's back.
-        let next_vectors: *const super::fpu::VectorState = &table.slot(next).vectors;
+        let next_vectors: *const super::fpu::VectorState = &table.slot(cpu, next).vectors;
         // SAFETY: `next` != `from` (asserted above), so the two slots are distinct boxes
         // and the shared borrow of `next`'s state does not alias `from`'s.
-        super::fpu::switch(&mut table.slot(from).vectors, unsafe { &*next_vectors });
+        super::fpu::switch(&mut table.slot(cpu, from).vectors, unsafe {
+            &*next_vectors
+        });
         let (next_rsp, next_cr3, next_user) = {
-            let slot = table.slot(next);
+            let slot = table.slot(cpu, next);
+            slot.on_cpu.store(true, Ordering::Relaxed);
             (slot.rsp, slot.cr3, slot.user)
         };
-        super::user::restore_thread(next_user);
-        table.slot(from).wasm_tls = super::wasm_tls::save();
-        super::wasm_tls::restore(table.slot(next).wasm_tls);
+        super::user::restore_thread(cpu, next_user);
+        table.slot(cpu, from).wasm_tls = super::wasm_tls::save(cpu);
+        super::wasm_tls::restore(cpu, table.slot(cpu, next).wasm_tls);
         let current_cr3 = x86_64::registers::control::Cr3::read_raw()
             .0
             .start_address();
@@ -265,17 +329,21 @@ pub fn switch_to(next: ContextId) {
         if load_cr3 {
             table.cr3_loads += 1;
         }
-        let save: *mut u64 = &mut table.slot(from).rsp;
-        table.running = next;
+        let from_slot = table.slot(cpu, from);
+        let save: *mut u64 = &mut from_slot.rsp;
+        let leaving: *const AtomicBool = &from_slot.on_cpu;
+        table.running[cpu] = next;
         table.switches += 1;
-        (save, next_rsp, if load_cr3 { next_cr3 } else { 0 })
+        (save, next_rsp, if load_cr3 { next_cr3 } else { 0 }, leaving)
     });
-    // SAFETY: interrupts are disabled and threads run on one processor (CPU 0; the others
-    // only serve cross-processor calls, never switch), so nothing runs between
-    // releasing the table lock and the switch. `save` points into the boxed slot of the
-    // running context, which `destroy` refuses to free while it runs. `next_rsp` was
-    // saved by an earlier switch away from `next` or made by `prepare_stack`, and `next`'s
-    // stack is owned by its slot, still in the table.
-    // A non-zero `next_cr3` is a live space mapping the kernel like every other.
-    unsafe { switch(save, next_rsp, next_cr3) }
+    // SAFETY: interrupts are disabled, so nothing runs on this processor between
+    // releasing the table lock and the switch; another processor cannot resume `from`
+    // before `switch` clears its flag, after saving its stack pointer. `save` and
+    // `leaving` point into the boxed slot of the running context, which `destroy` refuses
+    // to free while its flag is set. `next_rsp` was saved by an earlier switch away from
+    // `next` (whose processor has left it: we waited for its flag) or made by
+    // `prepare_stack`, and `next`'s stack is owned by its slot, still in the table. A
+    // non-zero `next_cr3` is a live space mapping the kernel like every other; the
+    // processor's shootdown entry is a static.
+    unsafe { switch(save, next_rsp, next_cr3, leaving, smp::loaded_cr3_slot(cpu)) }
 }

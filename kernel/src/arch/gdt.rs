@@ -15,12 +15,16 @@
 //! triple fault. `RSP0` (the stack used when an interrupt arrives in ring 3) is set per
 //! thread: by `arch::user` when a thread enters a program, by the context switch after.
 
+use core::sync::atomic::{AtomicPtr, Ordering};
+
 use spin::Once;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
+
+use super::smp::MAX_CPUS;
 
 /// IST slot (0-based, as the IDT entry API counts) of the double-fault stack.
 pub const DOUBLE_FAULT_IST: u16 = 0;
@@ -36,8 +40,8 @@ const IST_STACK_SIZE: usize = 20 * 1024;
 struct IstStack([u8; IST_STACK_SIZE]);
 
 static mut IST_STACKS: [IstStack; 3] = [const { IstStack([0; IST_STACK_SIZE]) }; 3];
-/// The task-state segment (`arch::user` writes `RSP0` from assembly as well).
-pub(super) static mut TSS: TaskStateSegment = TaskStateSegment::new();
+/// The boot processor's task-state segment.
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
 
 /// The selectors of the loaded GDT.
 #[derive(Clone, Copy, Debug)]
@@ -93,17 +97,22 @@ fn load(gdt: &'static GlobalDescriptorTable, selectors: Selectors) {
     }
 }
 
-/// Gives an application processor a GDT and TSS of its own (a TSS is marked busy when
-/// loaded, and each processor needs its own IST stacks), with the same layout as the boot
-/// processor's. They live as long as the kernel.
-pub fn init_application_processor() {
+/// Each processor's TSS (for `RSP0`), by CPU number.
+static TSS_OF: [AtomicPtr<TaskStateSegment>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+
+/// Gives application processor `cpu` a GDT and TSS of its own (a TSS is marked busy when
+/// loaded, and each processor needs its own IST stacks and `RSP0`), with the same layout
+/// as the boot processor's. They live as long as the kernel.
+pub fn init_application_processor(cpu: usize) {
     let mut tss = alloc::boxed::Box::new(TaskStateSegment::new());
     for slot in [DOUBLE_FAULT_IST, NMI_IST, MACHINE_CHECK_IST] {
         let stack = alloc::boxed::Box::leak(alloc::boxed::Box::new(IstStack([0; IST_STACK_SIZE])));
         let base = stack as *mut IstStack as u64;
         tss.interrupt_stack_table[slot as usize] = VirtAddr::new(base + IST_STACK_SIZE as u64);
     }
-    let tss: &'static TaskStateSegment = alloc::boxed::Box::leak(tss);
+    let tss: &'static mut TaskStateSegment = alloc::boxed::Box::leak(tss);
+    TSS_OF[cpu].store(tss, Ordering::Release);
     let (gdt, selectors) = build(tss);
     load(
         alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt)),
@@ -123,20 +132,35 @@ pub fn init() {
         tss.interrupt_stack_table[MACHINE_CHECK_IST as usize] = ist_top(2);
         &*tss_ptr
     };
+    TSS_OF[0].store(&raw mut TSS, Ordering::Release);
     let (gdt, selectors) = GDT.call_once(|| build(tss));
     load(gdt, *selectors);
 }
 
-/// Sets `RSP0`, the stack the processor switches to when an interrupt arrives in ring 3.
-pub(super) fn set_kernel_stack(rsp: u64) {
-    // SAFETY: the boot processor's TSS, written only by its own context switch (threads
-    // run on CPU 0 alone; the others have TSSes of their own), interrupts disabled, so
-    // nothing reads the TSS while the field is written; the processor reads it only on a
-    // later ring-3 interrupt.
-    unsafe {
-        let tss = &raw mut TSS;
-        (*tss).privilege_stack_table[0] = VirtAddr::new(rsp);
+/// The address of processor `cpu`'s `RSP0`, the stack it switches to when an interrupt
+/// arrives in ring 3 (written by [`set_kernel_stack`] and by `arch::user` on entering a
+/// program). Null before the processor has a TSS.
+pub(super) fn kernel_stack_field(cpu: usize) -> *mut u64 {
+    let tss = TSS_OF[cpu].load(Ordering::Acquire);
+    if tss.is_null() {
+        return core::ptr::null_mut();
     }
+    // SAFETY: only the field's address is computed, in a TSS that lives as long as the
+    // kernel (the TSS is packed: the field may be unaligned, so it is written with
+    // unaligned stores).
+    unsafe { (&raw mut (*tss).privilege_stack_table[0]).cast::<u64>() }
+}
+
+/// Sets processor `cpu`'s `RSP0`. Called by `cpu` itself, interrupts disabled.
+pub(super) fn set_kernel_stack(cpu: usize, rsp: u64) {
+    let field = kernel_stack_field(cpu);
+    if field.is_null() {
+        return;
+    }
+    // SAFETY: the field of this processor's own TSS (each processor has one, leaked or
+    // static, living as long as the kernel), written by this processor alone with
+    // interrupts disabled; the processor reads it only on a later ring-3 interrupt.
+    unsafe { field.write_unaligned(rsp) };
 }
 
 /// The selectors of the loaded GDT (after [`init`]).

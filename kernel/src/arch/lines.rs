@@ -8,6 +8,13 @@ use super::{apic, ioapic, pic};
 /// each processor's local APIC timer and is handed up under the same number).
 pub const TIMER: u8 = pic::TIMER_IRQ;
 
+/// Not a device line: a local APIC timer tick on a processor other than CPU 0 (whose
+/// ticks come as [`TIMER`]): it preempts that processor's thread.
+pub const CPU_TICK: u8 = 16;
+/// Not a device line: another processor asked this one to look at its run queue (a thread
+/// was queued here while it idled).
+pub const RESCHEDULE: u8 = 17;
+
 /// Masks (`true`) or unmasks one line, 0–15. The timer and the cascade are the kernel's:
 /// requests for them are ignored.
 pub fn set_masked(line: u8, masked: bool) {

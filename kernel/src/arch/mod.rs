@@ -61,10 +61,3 @@ pub fn init() {
 pub fn has_pcid() -> bool {
     core::arch::x86_64::__cpuid(1).ecx & (1 << 17) != 0
 }
-
-/// Waits for the next interrupt with interrupts enabled, then returns with them disabled
-/// again. Used by the idle loop.
-pub fn wait_for_interrupt() {
-    x86_64::instructions::interrupts::enable_and_hlt();
-    x86_64::instructions::interrupts::disable();
-}

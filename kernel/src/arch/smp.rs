@@ -273,6 +273,9 @@ pub fn current_cpu() -> usize {
 /// Numbers the boot processor CPU 0 (before anything asks [`current_cpu`]).
 pub fn init_boot_processor() {
     set_cpu_number(0);
+    STATS[0]
+        .started
+        .store(super::cycles::now(), Ordering::Relaxed);
 }
 
 const IA32_TSC_AUX: u32 = 0xc000_0103;
@@ -450,8 +453,9 @@ extern "C" fn application_processor_entry(cpu: u64) -> ! {
     }
     super::fpu::init();
     set_cpu_number(cpu as usize);
-    super::gdt::init_application_processor();
+    super::gdt::init_application_processor(cpu as usize);
     super::trap::load_idt();
+    super::user::init();
     apic::init(false);
     if apic::timer_counts_per_tick().is_some() {
         apic::start_timer();
@@ -460,15 +464,105 @@ extern "C" fn application_processor_entry(cpu: u64) -> ! {
     let stats = &STATS[cpu as usize];
     stats.started.store(super::cycles::now(), Ordering::Relaxed);
     REPORTED.store(true, Ordering::Release);
-    loop {
-        // Calls and ticks arrive as interrupts; between them the processor sleeps.
-        let halted = super::cycles::now();
-        x86_64::instructions::interrupts::enable_and_hlt();
-        x86_64::instructions::interrupts::disable();
-        stats
-            .halted
-            .fetch_add(super::cycles::now() - halted, Ordering::Relaxed);
+    match IDLE_LOOP.get() {
+        // The scheduler's: this boot context becomes the processor's idle context.
+        Some(idle_loop) => idle_loop(),
+        None => loop {
+            halt_until_interrupt();
+        },
     }
+}
+
+/// What an application processor runs once it is up (the scheduler's idle loop; without
+/// one it only serves calls and counts ticks).
+static IDLE_LOOP: spin::Once<fn() -> !> = spin::Once::new();
+
+/// Registers the loop application processors run once up (before [`start_processors`]).
+pub fn set_idle_loop(idle_loop: fn() -> !) {
+    IDLE_LOOP.call_once(|| idle_loop);
+}
+
+/// Sleeps until an interrupt arrives and has been handled; the time asleep is counted as
+/// this processor's halted time. Called with interrupts masked (they are again on return):
+/// an interrupt that became pending after the caller last looked wakes it at once.
+pub fn halt_until_interrupt() {
+    let cpu = current_cpu();
+    let halted = super::cycles::now();
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+    STATS[cpu]
+        .halted
+        .fetch_add(super::cycles::now() - halted, Ordering::Relaxed);
+}
+
+/// Asks processor `cpu` to look at its run queue (fire and forget; no answer awaited).
+pub fn kick(cpu: usize) {
+    if cpu >= online() || cpu == current_cpu() {
+        return;
+    }
+    KICKS_SENT.fetch_add(1, Ordering::Relaxed);
+    IPIS_SENT.fetch_add(1, Ordering::Relaxed);
+    apic::send_ipi(apic_ids()[cpu], apic::RESCHEDULE_VECTOR);
+}
+
+/// Reschedule IPIs sent since boot (also counted in [`IPIS_SENT`]).
+pub static KICKS_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// The top-level page tables each processor may cache translations of, for shootdowns
+/// of user address spaces: [0] the table it has loaded (or is loading), [1] during a
+/// switch of tables, the one it is leaving (0 otherwise). A processor that loaded a space
+/// may cache its translations until it loads another, so it stays listed until then.
+static LOADED_CR3: [[AtomicU64; 2]; MAX_CPUS] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_CPUS];
+
+/// Loads the top-level table at `l4` on this processor, recorded for shootdowns. Call
+/// with interrupts masked.
+///
+/// # Safety
+/// `l4` must be a live top-level table that maps the kernel as the loaded one does (and
+/// the code and stack running now).
+pub unsafe fn load_table(l4: u64) {
+    let entry = &LOADED_CR3[current_cpu()];
+    let leaving = x86_64::registers::control::Cr3::read_raw()
+        .0
+        .start_address()
+        .as_u64();
+    entry[1].store(leaving, Ordering::SeqCst);
+    entry[0].store(l4, Ordering::SeqCst);
+    // SAFETY: as the caller promises.
+    unsafe {
+        x86_64::registers::control::Cr3::write_raw(
+            x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(l4)),
+            0,
+        )
+    };
+    entry[1].store(0, Ordering::SeqCst);
+}
+
+/// Records the table this processor runs on at start (its first load was not recorded).
+pub fn note_loaded_table() {
+    let l4 = x86_64::registers::control::Cr3::read_raw()
+        .0
+        .start_address()
+        .as_u64();
+    LOADED_CR3[current_cpu()][0].store(l4, Ordering::SeqCst);
+}
+
+/// Processor `cpu`'s entry in the loaded-table record, for the context switch's assembly
+/// (which follows [`load_table`]'s steps).
+pub(super) fn loaded_cr3_slot(cpu: usize) -> *mut u64 {
+    LOADED_CR3[cpu][0].as_ptr()
+}
+
+/// The processors other than this one that have the table at `l4` loaded (and so may
+/// cache its translations). Call after the change to the tables is written: the fence
+/// orders that write before the reads, so a processor that loads the table later sees
+/// the new entries (its CR3 load flushes its non-global translations).
+pub fn others_with_cr3(l4: u64) -> impl Iterator<Item = usize> {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let me = current_cpu();
+    (0..online())
+        .filter(move |&c| c != me && LOADED_CR3[c].iter().any(|e| e.load(Ordering::SeqCst) == l4))
 }
 
 /// Runs `f(arg)` on processor `cpu` and returns its result (on this processor if `cpu`

@@ -390,20 +390,23 @@ extern "C" fn cordon_trap_dispatch(frame: &mut TrapFrame) {
         }
         v if v == super::apic::TIMER_VECTOR as u64 => {
             super::apic::end_of_interrupt();
-            // CPU 0's tick drives time and scheduling; the others only count theirs.
+            // CPU 0's tick drives time; every processor's preempts its own thread.
             if super::smp::on_tick() {
                 hand_up(super::lines::TIMER);
+            } else {
+                hand_up(super::lines::CPU_TICK);
             }
         }
         v if v == super::apic::CALL_VECTOR as u64 => super::smp::on_call_interrupt(),
+        v if v == super::apic::RESCHEDULE_VECTOR as u64 => {
+            super::apic::end_of_interrupt();
+            hand_up(super::lines::RESCHEDULE);
+        }
         // Never acknowledged (the local APIC did not mark it in service).
         v if v == super::apic::SPURIOUS_VECTOR as u64 => {}
         v => log::warn!("unexpected interrupt vector {v}"),
     }
-    // Programs run on CPU 0 alone: the others never interrupt one.
-    if super::smp::current_cpu() == 0 {
-        super::user::on_trap_return(frame);
-    }
+    super::user::on_trap_return(frame);
 }
 
 /// Hands an acknowledged line to the layers above (see [`set_interrupt_hook`]).
@@ -416,10 +419,7 @@ fn hand_up(line: u8) {
 /// A CPU exception: a program's ends that program (`arch::user`); the kernel's own panics
 /// with a decoded report.
 fn exception(frame: &TrapFrame) -> ! {
-    // Programs run on CPU 0 alone: on another processor this is the kernel's own fault.
-    if super::smp::current_cpu() == 0 {
-        program_exception(frame);
-    }
+    program_exception(frame);
     kernel_exception(frame)
 }
 

@@ -8,9 +8,12 @@
 //! trap's), so those paths never hold locks or owned values when they leave.
 //!
 //! System calls (`syscall`, ring 3) arrive at [`cordon_syscall_entry`], which moves to the
-//! thread's kernel stack (threads run on CPU 0 alone: the stack pointer of the running thread
-//! is a global that the context switch saves and restores, like `TSS.RSP0`), saves the
-//! user's return state in a [`SyscallFrame`] and calls the handler. Arguments are never
+//! thread's kernel stack, saves the user's return state in a [`SyscallFrame`] and calls the
+//! handler. The stack pointer of the thread running on each processor is in that
+//! processor's [`EntryScratch`], which the context switch saves and restores like the
+//! processor's `TSS.RSP0`; the entry finds it through `IA32_KERNEL_GS_BASE`, swapped in by
+//! `swapgs` for the four instructions that need it and swapped straight back (the kernel
+//! never uses GS otherwise, so no other entry path has to know which base is loaded). Arguments are never
 //! trusted: the handler reaches user memory only through [`UserAccess`]. The dispatch is
 //! bounded by ABI operation number in the handler (see `crate::syscall`).
 //!
@@ -20,10 +23,11 @@ use core::arch::naked_asm;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
-use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
+use x86_64::registers::model_specific::{Efer, EferFlags, KernelGsBase, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 
 use super::gdt;
+use super::smp::{MAX_CPUS, current_cpu};
 use super::trap::TrapFrame;
 pub use crate::mm::vm::UserAccess;
 
@@ -59,14 +63,27 @@ struct Session {
     entry: Entry,
 }
 
-/// The session of the running thread, or null (switched with the thread).
-static SESSION: AtomicPtr<Session> = AtomicPtr::new(core::ptr::null_mut());
-/// Kernel stack pointer for system calls of the running thread (switched with it).
-#[unsafe(no_mangle)]
-static CORDON_SYSCALL_RSP: AtomicU64 = AtomicU64::new(0);
-/// The user stack pointer during the first instructions of a system call.
-#[unsafe(no_mangle)]
-static CORDON_USER_RSP: AtomicU64 = AtomicU64::new(0);
+/// The session of the thread running on each processor, or null (switched with the
+/// thread).
+static SESSION: [AtomicPtr<Session>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+
+/// What the system-call entry of one processor reads through GS (offsets fixed: the
+/// entry's assembly names them).
+#[repr(C)]
+struct EntryScratch {
+    /// The user stack pointer during the first instructions of a system call (offset 0).
+    user_rsp: AtomicU64,
+    /// Kernel stack pointer for system calls of the thread running here (offset 8).
+    syscall_rsp: AtomicU64,
+}
+
+static SCRATCH: [EntryScratch; MAX_CPUS] = [const {
+    EntryScratch {
+        user_rsp: AtomicU64::new(0),
+        syscall_rsp: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
 
 /// System calls taken since boot.
 pub static SYSCALLS: AtomicU64 = AtomicU64::new(0);
@@ -78,27 +95,39 @@ pub struct ThreadState {
     syscall_rsp: u64,
 }
 
-/// The running thread's state (called by the context switch before switching away).
-pub(super) fn save_thread() -> ThreadState {
+/// The state of the thread running on `cpu` (called by the context switch there before
+/// switching away).
+pub(super) fn save_thread(cpu: usize) -> ThreadState {
     ThreadState {
-        session: SESSION.load(Ordering::Relaxed) as usize,
-        syscall_rsp: CORDON_SYSCALL_RSP.load(Ordering::Relaxed),
+        session: SESSION[cpu].load(Ordering::Relaxed) as usize,
+        syscall_rsp: SCRATCH[cpu].syscall_rsp.load(Ordering::Relaxed),
     }
 }
 
-/// Installs the next thread's state (before switching to it).
-pub(super) fn restore_thread(state: ThreadState) {
-    SESSION.store(state.session as *mut Session, Ordering::Relaxed);
-    CORDON_SYSCALL_RSP.store(state.syscall_rsp, Ordering::Relaxed);
+/// Installs the next thread's state on `cpu` (before switching to it there).
+pub(super) fn restore_thread(cpu: usize, state: ThreadState) {
+    SESSION[cpu].store(state.session as *mut Session, Ordering::Relaxed);
+    SCRATCH[cpu]
+        .syscall_rsp
+        .store(state.syscall_rsp, Ordering::Relaxed);
     if state.syscall_rsp != 0 {
-        gdt::set_kernel_stack(state.syscall_rsp);
+        gdt::set_kernel_stack(cpu, state.syscall_rsp);
     }
 }
 
-/// Turns on `syscall`/`sysret`: the entry point, the selectors (from the GDT's fixed
-/// layout) and the flags masked on entry (interrupts stay off until the entry path has
-/// moved to the kernel stack).
+/// This processor's session entry (interrupts masked by the caller, or the thread could
+/// move to another processor between reading the CPU number and using the entry).
+fn session_slot() -> &'static AtomicPtr<Session> {
+    &SESSION[current_cpu()]
+}
+
+/// Turns on `syscall`/`sysret` on this processor: the entry point, the selectors (from
+/// the GDT's fixed layout), the flags masked on entry (interrupts stay off until the entry
+/// path has moved to the kernel stack) and this processor's entry scratch as the kernel GS
+/// base. Every processor runs it once, after its GDT is loaded.
 pub fn init() {
+    let cpu = current_cpu();
+    KernelGsBase::write(VirtAddr::from_ptr(&raw const SCRATCH[cpu]));
     let s = gdt::selectors();
     // SAFETY: EFER.SCE only enables the instructions; the entry point and selectors are
     // written before any ring-3 code can run.
@@ -145,30 +174,49 @@ pub fn run(entry: Entry, handler: &mut dyn Handler) {
         entry.arg,
     ];
     x86_64::instructions::interrupts::disable();
-    SESSION.store(&raw mut session, Ordering::Relaxed);
+    let cpu = current_cpu();
+    SESSION[cpu].store(&raw mut session, Ordering::Relaxed);
+    let rsp0 = gdt::kernel_stack_field(cpu);
+    assert!(!rsp0.is_null(), "CPU {cpu} has no TSS");
     // SAFETY: `enter` saves this context and enters the program with the frame above
     // (a valid code selector for the requested ring, a mapped stack and entry point set
     // up by the caller); it comes back here only through `leave`, which restores the
-    // saved registers and stack pointer. The session outlives the program.
-    unsafe { enter(&raw mut session.resume_rsp, frame.as_ptr()) };
-    SESSION.store(core::ptr::null_mut(), Ordering::Relaxed);
-    CORDON_SYSCALL_RSP.store(0, Ordering::Relaxed);
+    // saved registers and stack pointer. The session outlives the program. Interrupts
+    // stay masked until the program runs, so the two fields written are this processor's.
+    unsafe {
+        enter(
+            &raw mut session.resume_rsp,
+            frame.as_ptr(),
+            SCRATCH[cpu].syscall_rsp.as_ptr(),
+            rsp0,
+        )
+    };
+    // The thread may have moved to another processor while the program ran.
+    let cpu = current_cpu();
+    SESSION[cpu].store(core::ptr::null_mut(), Ordering::Relaxed);
+    SCRATCH[cpu].syscall_rsp.store(0, Ordering::Relaxed);
     x86_64::instructions::interrupts::enable();
 }
 
 /// Saves the kernel context (callee-saved registers, stack pointer into `*resume`),
-/// makes the rest of this stack the thread's system-call and interrupt stack, and enters
-/// the program through `iretq` with `frame` = [rip, cs, rflags, rsp, ss, rdi].
+/// makes the rest of this stack the thread's system-call and interrupt stack (writing it
+/// to `*syscall_rsp` and `*rsp0`, this processor's entry scratch and TSS field), and
+/// enters the program through `iretq` with `frame` = [rip, cs, rflags, rsp, ss, rdi].
 #[unsafe(naked)]
-unsafe extern "C" fn enter(resume: *mut u64, frame: *const u64) {
+unsafe extern "C" fn enter(
+    resume: *mut u64,
+    frame: *const u64,
+    syscall_rsp: *mut u64,
+    rsp0: *mut u64,
+) {
     naked_asm!(
         push_callee_saved!(),
         "mov [rdi], rsp",
         // Kernel entries from the program land just below the saved context.
         "mov rax, rsp",
         "and rax, -16",
-        "mov [rip + CORDON_SYSCALL_RSP], rax",
-        "mov [rip + {tss} + 4], rax",
+        "mov [rdx], rax",
+        "mov [rcx], rax",
         "push qword ptr [rsi + 32]",
         "push qword ptr [rsi + 24]",
         "push qword ptr [rsi + 16]",
@@ -190,7 +238,6 @@ unsafe extern "C" fn enter(resume: *mut u64, frame: *const u64) {
         "xor r14d, r14d",
         "xor r15d, r15d",
         "iretq",
-        tss = sym gdt::TSS,
     )
 }
 
@@ -205,7 +252,7 @@ fn leave() -> ! {
     x86_64::instructions::interrupts::disable();
     // The call's window onto user memory ends with it (its `UserAccess` is abandoned).
     super::smap::forbid_user_access();
-    let session = SESSION.load(Ordering::Relaxed);
+    let session = session_slot().load(Ordering::Relaxed);
     assert!(!session.is_null(), "leaving a program outside a session");
     // SAFETY: the session lives on the frame of `run` below us on this thread's stack;
     // its resume point was saved by `enter`. Everything above it on the stack is
@@ -215,12 +262,15 @@ fn leave() -> ! {
 
 /// The running thread's handler and entry, if it runs a program.
 fn session() -> Option<(&'static mut dyn Handler, Entry)> {
-    let session = SESSION.load(Ordering::Relaxed);
+    let session = x86_64::instructions::interrupts::without_interrupts(|| {
+        session_slot().load(Ordering::Relaxed)
+    });
     if session.is_null() {
         return None;
     }
-    // SAFETY: a non-null SESSION points at the live session of the running thread (the
-    // context switch swaps it per thread); the handler is used by this thread alone and
+    // SAFETY: a non-null SESSION entry points at the live session of the thread running
+    // on that processor (the context switch swaps it per thread), read with interrupts
+    // masked, so this thread's: it stays valid wherever the thread moves; the handler is used by this thread alone and
     // never re-entered (system calls and traps of one program do not nest).
     unsafe { Some((&mut *(*session).handler, (*session).entry)) }
 }
@@ -247,9 +297,13 @@ pub struct SyscallFrame {
 #[unsafe(naked)]
 unsafe extern "C" fn cordon_syscall_entry() {
     naked_asm!(
-        "mov [rip + CORDON_USER_RSP], rsp",
-        "mov rsp, [rip + CORDON_SYSCALL_RSP]",
-        "push qword ptr [rip + CORDON_USER_RSP]",
+        // Interrupts are masked (SFMASK): the kernel GS base is this processor's scratch
+        // for exactly these four instructions.
+        "swapgs",
+        "mov gs:[0], rsp",
+        "mov rsp, gs:[8]",
+        "push qword ptr gs:[0]",
+        "swapgs",
         "push r11",
         "push rcx",
         "push r9",

@@ -26,14 +26,15 @@ use alloc::vec::Vec;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use x86_64::instructions::tlb;
-use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::page_table::PageTableEntry;
-use x86_64::structures::paging::{PageTable, PageTableFlags as Flags, PhysFrame};
+use x86_64::structures::paging::{PageTable, PageTableFlags as Flags};
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::frames::{alloc_frame, free_frame};
 use super::{FRAME_SIZE, phys_to_virt};
 use crate::arch::irq::IrqMutex;
+use crate::arch::smp;
 
 /// The copy-on-write mark in a page-table entry (an OS-available bit).
 const COW: Flags = Flags::BIT_9;
@@ -71,6 +72,7 @@ pub static PAGES_COPIED: AtomicU64 = AtomicU64::new(0);
 pub fn init() {
     let (l4, _) = Cr3::read();
     KERNEL_L4.store(l4.start_address().as_u64(), Ordering::Relaxed);
+    smp::note_loaded_table();
     // SAFETY: CR3 holds the active top-level table, reachable through the physical
     // mapping; it is only read here.
     let kernel = unsafe { &*table(l4.start_address()) };
@@ -201,16 +203,21 @@ impl AddressSpace {
 
     /// Loads this space. Kernel code and data stay where they were.
     pub fn activate(&self) {
-        // SAFETY: the table maps the kernel exactly as the active one does (shared
-        // top-level entries), so execution continues unaffected.
-        unsafe { Cr3::write(PhysFrame::containing_address(self.l4), Cr3Flags::empty()) };
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            // SAFETY: the table maps the kernel exactly as the active one does (shared
+            // top-level entries), so execution continues unaffected.
+            unsafe { smp::load_table(self.l4.as_u64()) }
+        });
     }
 
     /// Loads the kernel's own space.
     pub fn activate_kernel() {
-        let kernel = PhysAddr::new(KERNEL_L4.load(Ordering::Relaxed));
-        // SAFETY: the boot page table, from which every space copies its kernel entries.
-        unsafe { Cr3::write(PhysFrame::containing_address(kernel), Cr3Flags::empty()) };
+        let kernel = KERNEL_L4.load(Ordering::Relaxed);
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            // SAFETY: the boot page table, from which every space copies its kernel
+            // entries.
+            unsafe { smp::load_table(kernel) }
+        });
     }
 
     /// The leaf entry for `addr`, creating the tables above it if `create`.
@@ -252,6 +259,17 @@ impl AddressSpace {
         access: Access,
     ) -> Result<(), MapError> {
         check_range(addr, pages.checked_mul(PAGE).ok_or(MapError::BadAddress)?)?;
+        // Rights only grow here, but a processor holding the old, narrower translation
+        // would fault on a right the page now has.
+        self.change(|space| space.map_pages_locked(addr, pages, access))
+    }
+
+    fn map_pages_locked(
+        &mut self,
+        addr: VirtAddr,
+        pages: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
         let active = self.is_active();
         let wanted = access.flags();
         for i in 0..pages {
@@ -361,18 +379,35 @@ impl AddressSpace {
         LAZY.lock().retain(|(space, range, _)| {
             *space != l4 || range.end <= start.as_u64() || range.start >= end.as_u64()
         });
-        let active = self.is_active();
-        let mut freed = Vec::new();
-        self.for_each_page(|addr, entry| {
-            if addr >= start && addr < end {
-                freed.push(entry.addr());
-                entry.set_unused();
-                if active {
-                    invalidate(addr);
+        // Frames are released only once no processor can reach them any more.
+        let freed = self.change(|space| {
+            let active = space.is_active();
+            let mut freed = Vec::new();
+            space.for_each_page(|addr, entry| {
+                if addr >= start && addr < end {
+                    freed.push(entry.addr());
+                    entry.set_unused();
+                    if active {
+                        invalidate(addr);
+                    }
                 }
-            }
+            });
+            freed
         });
         release_frames(freed);
+    }
+
+    /// Makes a change to this space's tables under the page-table lock (a space may be
+    /// shared, and its faults resolved on several processors at once), then drops the
+    /// translations other processors that have the space loaded may hold: one IPI to
+    /// each, which reloads its CR3 (this processor's own `invlpg`s are the change's).
+    fn change<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let result = {
+            let _tables = TABLES.lock();
+            f(self)
+        };
+        flush_elsewhere(self.l4.as_u64());
+        result
     }
 
     /// Calls `f` for every mapped user page: (address, leaf entry).
@@ -410,18 +445,21 @@ impl AddressSpace {
     /// A copy of this space that shares every user page copy-on-write.
     pub fn fork(&mut self) -> Option<AddressSpace> {
         let mut child = AddressSpace::new()?;
-        let active = self.is_active();
-        let mut pages = Vec::new();
-        self.for_each_page(|addr, entry| {
-            let mut flags = entry.flags();
-            if flags.contains(Flags::WRITABLE) || flags.contains(COW) {
-                flags = (flags - Flags::WRITABLE) | COW;
-                entry.set_flags(flags);
-                if active {
-                    invalidate(addr);
+        let pages = self.change(|space| {
+            let active = space.is_active();
+            let mut pages = Vec::new();
+            space.for_each_page(|addr, entry| {
+                let mut flags = entry.flags();
+                if flags.contains(Flags::WRITABLE) || flags.contains(COW) {
+                    flags = (flags - Flags::WRITABLE) | COW;
+                    entry.set_flags(flags);
+                    if active {
+                        invalidate(addr);
+                    }
                 }
-            }
-            pages.push((addr, entry.addr(), flags));
+                pages.push((addr, entry.addr(), flags));
+            });
+            pages
         });
         let mut refs = REFS.lock();
         for (addr, frame, flags) in pages {
@@ -436,13 +474,17 @@ impl AddressSpace {
     }
 
     /// Runs `f` with this space loaded, then reloads the one that was active.
+    /// The space becomes the running thread's for the time (so it stays loaded if the
+    /// thread moves to another processor); afterwards the thread's own space, or the
+    /// kernel's, is loaded again.
     fn with_active<R>(&self, f: impl FnOnce() -> R) -> R {
-        let previous = Cr3::read();
-        self.activate();
+        let own = crate::arch::context::address_space();
+        crate::arch::context::set_address_space(self.l4.as_u64());
         let result = f();
-        // SAFETY: restores the table that was active on entry, which still exists: spaces
-        // are only dropped by their owner, who is running this.
-        unsafe { Cr3::write(previous.0, previous.1) };
+        crate::arch::context::set_address_space(own);
+        if own == 0 {
+            AddressSpace::activate_kernel();
+        }
         result
     }
 
@@ -519,10 +561,15 @@ impl AddressSpace {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
+        let l4 = self.l4.as_u64();
+        // Off every processor that still has it loaded (one that ran a thread of it and
+        // has only idled or run kernel threads since), before its tables are freed.
+        for cpu in smp::others_with_cr3(l4) {
+            smp::call_on(cpu, evict_if_loaded, l4);
+        }
         if self.is_active() {
             AddressSpace::activate_kernel();
         }
-        let l4 = self.l4.as_u64();
         LAZY.lock().retain(|(space, _, _)| *space != l4);
         let mut frames = Vec::new();
         self.for_each_page(|_, entry| frames.push(entry.addr()));
@@ -547,6 +594,46 @@ impl Drop for AddressSpace {
         }
         free_frame(self.l4);
     }
+}
+
+/// Serializes changes to page tables and the resolution of faults: spaces can be shared
+/// (the `paged` configurations), so two processors may fault in one space at once.
+/// Taken before [`REFS`] and [`LAZY`]; never held across a cross-processor call.
+static TABLES: IrqMutex<()> = IrqMutex::new(());
+
+/// User-space shootdowns: changes to a space another processor had loaded, whose
+/// translations it was made to drop.
+pub static USER_SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+
+/// Drops the translations of the space at `l4` on every other processor that has it
+/// loaded (call after the change, with no lock held).
+fn flush_elsewhere(l4: u64) {
+    let mut asked = false;
+    for cpu in smp::others_with_cr3(l4) {
+        smp::call_on(cpu, flush_if_loaded, l4);
+        asked = true;
+    }
+    if asked {
+        USER_SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+        smp::SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A shootdown call: every translation of the space at `l4`, if this processor has it
+/// loaded (it may have moved on since it was asked).
+fn flush_if_loaded(l4: u64) -> u64 {
+    if Cr3::read().0.start_address().as_u64() == l4 {
+        tlb::flush_all();
+    }
+    0
+}
+
+/// An eviction call: the kernel's table instead of the space at `l4`, about to be freed.
+fn evict_if_loaded(l4: u64) -> u64 {
+    if Cr3::read().0.start_address().as_u64() == l4 {
+        AddressSpace::activate_kernel();
+    }
+    0
 }
 
 /// Drops one reference to each frame; frames nobody holds any more are freed.
@@ -587,18 +674,40 @@ pub fn resolve_fault(addr: u64, code: u64) -> bool {
         return false;
     };
     let page = VirtAddr::new(addr).align_down(PAGE);
-    if code & PRESENT == 0 {
-        return map_demand_zero(&mut space, page);
+    let l4 = space.l4.as_u64();
+    let _tables = TABLES.lock();
+    let resolved = if code & PRESENT == 0 {
+        // A new translation: no processor can hold a stale one (absent entries are
+        // not cached), so nobody else is asked.
+        let mapped = map_demand_zero(&mut space, page);
+        drop(_tables);
+        mapped
+    } else {
+        let copied = code & WRITE != 0 && copy_on_write(&mut space, page);
+        drop(_tables);
+        if copied {
+            flush_elsewhere(l4);
+        }
+        copied
+    };
+    if resolved {
+        crate::process::charge_fault(crate::sched::current_owner_now());
     }
-    if code & WRITE == 0 {
-        return false;
-    }
+    resolved
+}
+
+/// Gives `page` of the active `space` a frame of its own, writable, if it is marked
+/// copy-on-write (copying it unless this space is its last holder). Under [`TABLES`].
+fn copy_on_write(space: &mut AddressSpace, page: VirtAddr) -> bool {
     let Some(entry) = space.leaf(page, false) else {
         return false;
     };
     let flags = entry.flags();
     if !flags.contains(COW) {
-        return false;
+        // Another processor may have resolved it since this one faulted (a shared
+        // space): then it is writable, and the retried write succeeds (a fault drops
+        // the faulting translation).
+        return flags.contains(Flags::PRESENT | Flags::WRITABLE);
     }
     let old = entry.addr();
     let writable = (flags - COW) | Flags::WRITABLE;
@@ -626,7 +735,6 @@ pub fn resolve_fault(addr: u64, code: u64) -> bool {
     }
     invalidate(page);
     COW_FAULTS.fetch_add(1, Ordering::Relaxed);
-    crate::process::charge_fault(crate::sched::current_owner_now());
     true
 }
 
@@ -646,7 +754,8 @@ fn map_demand_zero(space: &mut AddressSpace, page: VirtAddr) -> bool {
         return false;
     };
     if !entry.is_unused() {
-        return false;
+        // Mapped by another processor since this one faulted (a shared space).
+        return entry.flags().contains(Flags::PRESENT);
     }
     let Some(frame) = alloc_frame() else {
         return false;
@@ -655,7 +764,6 @@ fn map_demand_zero(space: &mut AddressSpace, page: VirtAddr) -> bool {
     entry.set_addr(frame, flags);
     invalidate(page);
     DEMAND_FAULTS.fetch_add(1, Ordering::Relaxed);
-    crate::process::charge_fault(crate::sched::current_owner_now());
     true
 }
 
@@ -740,7 +848,7 @@ impl UserAccess {
             let flags = match space.leaf(VirtAddr::new(page), false) {
                 Some(entry) if !entry.is_unused() => entry.flags(),
                 _ => {
-                    if !map_demand_zero(&mut space, VirtAddr::new(page)) {
+                    if !resolve_fault(page, 0) {
                         return false;
                     }
                     continue;

@@ -1,5 +1,8 @@
 //! Blocking primitives for kernel threads: wait queues (with timeouts on the hashed
-//! wake-up lists) and counting semaphores built on them.
+//! wake-up lists) and counting semaphores built on them. Safe across processors: a
+//! waiter registers before it checks its condition (see [`WaitQueue::wait_until`]); lock
+//! order: the scheduler's lock, then a queue's list; a notifier takes the list, releases
+//! it, then wakes.
 #![deny(unsafe_code)]
 
 use alloc::collections::VecDeque;
@@ -26,12 +29,21 @@ impl WaitQueue {
         }
     }
 
-    /// Blocks until `condition` holds. The condition is checked with interrupts masked, so
-    /// a notification between the check and the block cannot be lost.
+    /// Blocks until `condition` holds. The thread joins the queue and is marked blocked
+    /// before each check (`sched::block_unless`), so a notification from any processor
+    /// between the check and the switch away cannot be lost.
     pub fn wait_until(&self, mut condition: impl FnMut() -> bool) {
         interrupts::without_interrupts(|| {
             while !condition() {
-                super::block_current(|id| self.waiters.lock().push_back(id), None);
+                let (me, how) = super::block_unless(
+                    |id| self.waiters.lock().push_back(id),
+                    &mut condition,
+                    None,
+                );
+                if how == super::Unblocked::ConditionHeld {
+                    self.leave(me);
+                    return;
+                }
             }
         });
     }
@@ -49,27 +61,37 @@ impl WaitQueue {
                 if now >= deadline {
                     return false;
                 }
-                let mut me = None;
-                let notified = super::block_current(
-                    |id| {
-                        me = Some(id);
-                        self.waiters.lock().push_back(id)
-                    },
+                let (me, how) = super::block_unless(
+                    |id| self.waiters.lock().push_back(id),
+                    &mut condition,
                     Some(deadline - now),
                 );
-                if !notified {
-                    // The timeout woke us: leave the queue so a later notification goes to
-                    // a thread that is still waiting.
-                    self.waiters.lock().retain(|&w| Some(w) != me);
+                match how {
+                    super::Unblocked::ConditionHeld => {
+                        self.leave(me);
+                        return true;
+                    }
+                    // Leave the queue so a later notification goes to a thread that is
+                    // still waiting.
+                    super::Unblocked::TimedOut => self.leave(me),
+                    super::Unblocked::Woken => {}
                 }
             }
         })
     }
 
+    /// Takes `me` off the queue (it stopped waiting without being notified), so that no
+    /// later notification is spent on it — or wakes it early from another wait.
+    fn leave(&self, me: ThreadId) {
+        let mut waiters = self.waiters.lock();
+        waiters.retain(|&w| w != me);
+        release_if_empty(&mut waiters);
+    }
+
     /// Wakes the longest-waiting thread. Returns whether one was woken.
     pub fn notify_one(&self) -> bool {
         loop {
-            let Some(id) = self.waiters.lock().pop_front() else {
+            let Some(id) = self.pop(VecDeque::pop_front) else {
                 return false;
             };
             // A thread whose timeout already woke it is skipped.
@@ -88,12 +110,20 @@ impl WaitQueue {
     /// message delivery: the receiver should get the processor its sender gives up).
     pub fn notify_all_next(&self) {
         loop {
-            let Some(id) = self.waiters.lock().pop_back() else {
+            let Some(id) = self.pop(VecDeque::pop_back) else {
                 return;
             };
             // Taken newest first and each pushed to the front: they run in FIFO order.
             super::wake_next(id);
         }
+    }
+
+    /// Takes one waiter off the list (freeing the list's memory once it is empty).
+    fn pop(&self, take: fn(&mut VecDeque<ThreadId>) -> Option<ThreadId>) -> Option<ThreadId> {
+        let mut waiters = self.waiters.lock();
+        let id = take(&mut waiters);
+        release_if_empty(&mut waiters);
+        id
     }
 
     /// Number of threads queued.
@@ -103,6 +133,14 @@ impl WaitQueue {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// An empty list gives its memory back: a queue per process slot (the channel waits)
+/// would otherwise keep what its busiest moment needed, for ever.
+fn release_if_empty(waiters: &mut VecDeque<ThreadId>) {
+    if waiters.is_empty() && waiters.capacity() > 0 {
+        *waiters = VecDeque::new();
     }
 }
 

@@ -100,10 +100,16 @@ fn run() -> Result<(), &'static str> {
         median(t_big),
         median(t_buf),
     );
-    println!("round trip, 1-byte message: median {tiny} cycles ({ROUNDS} calls)");
-    println!("round trip, 16-byte message: median {small} cycles ({ROUNDS} calls)");
-    println!("round trip, 16 KiB copied as bytes: median {big} cycles");
-    println!("round trip, 16 KiB exchange-heap buffer moved: median {buf} cycles");
+    // A placement given as the argument (the kernel's multiprocessor benchmark) names
+    // where the pair ran: "one CPU: round trip, ...".
+    let at = match cordon_sip::args().first() {
+        Some(placement) => alloc::format!("{placement}: "),
+        None => alloc::string::String::new(),
+    };
+    println!("{at}round trip, 1-byte message: median {tiny} cycles ({ROUNDS} calls)");
+    println!("{at}round trip, 16-byte message: median {small} cycles ({ROUNDS} calls)");
+    println!("{at}round trip, 16 KiB copied as bytes: median {big} cycles");
+    println!("{at}round trip, 16 KiB exchange-heap buffer moved: median {buf} cycles");
     println!(
         "moving the 16 KiB buffer instead of copying it saves {} cycles per round trip ({:.1}x)",
         big.saturating_sub(buf),

@@ -44,7 +44,7 @@ impl Config {
         };
         let cpus = match self.cpus {
             1 => String::new(),
-            n => format!("; {n} processors (SIP threads on CPU 0; the others serve shootdowns)"),
+            n => format!("; {n} processors (SIP threads on every one)"),
         };
         format!("{}; {engine}{cpus}", self.isolation.description())
     }
@@ -189,6 +189,21 @@ pub const MICRO: &[Metric] = &[
     after(
         "TLB shootdown of one kernel page, 2 CPUs",
         "TLB shootdown of one kernel page (",
+        "median ",
+    ),
+    before(
+        "4 echo pairs at once, elapsed cycles per round trip",
+        "echo pairs at once (",
+        " cycles per round trip",
+    ),
+    after(
+        "channel round trip, 16 B, both SIPs on CPU 0",
+        "[echo-client] one CPU: round trip, 16-byte message",
+        "median ",
+    ),
+    after(
+        "channel round trip, 16 B, client CPU 0, server CPU 1",
+        "[echo-client] across two CPUs: round trip, 16-byte message",
         "median ",
     ),
     after("copy-on-write fault", "copy-on-write fault (", "median "),

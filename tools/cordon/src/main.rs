@@ -137,8 +137,7 @@ struct BootArgs {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=16384))]
     memory: u32,
     /// Processors (QEMU's `-smp N`, 1–16): the kernel starts every one the firmware lists
-    /// and the boot log names them. SIP threads run on CPU 0; the others serve
-    /// cross-processor calls (TLB shootdowns).
+    /// and the boot log names them. Threads (SIPs' and the kernel's) run on every one.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     smp: u32,
     /// Attach this raw disk image as a virtio-blk PCI device, read-only (e.g. the WebFiles

@@ -619,6 +619,15 @@ impl Channels {
         self.make_channel(contract, exporter, importer, queues)
     }
 
+    /// The process holding endpoint `id`, if a process holds it (not in transit,
+    /// closed or unknown): whom a message queued on it concerns.
+    pub fn holder_of(&self, id: EndpointId) -> Option<Owner> {
+        match self.ep(id)?.holder {
+            Holder::Process(owner) => Some(owner),
+            _ => None,
+        }
+    }
+
     fn ep(&self, id: EndpointId) -> Option<&Endpoint> {
         self.endpoints.get(id)
     }

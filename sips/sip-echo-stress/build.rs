@@ -1,0 +1,6 @@
+//! Generates the manifest and the Echo bindings.
+
+fn main() {
+    sip_build::emit_manifest();
+    sip_build::emit_bindings(&["echo"]);
+}
