@@ -200,34 +200,32 @@ pub fn create(index: usize, mut stack: GuardedStack, entry: extern "C" fn(u64) -
     });
 }
 
-/// Frees the context and stack of a thread that will never run again, once no processor
-/// runs on its stack any more. Returns false (and frees nothing) while one still does:
-/// the caller tries again later.
-pub fn destroy(index: usize) -> bool {
-    let slot = with_table(|table| {
-        assert!(
-            !table.running.contains(&ContextId::Thread(index)),
-            "destroying a running context"
-        );
-        let slot = table.threads.get_mut(index)?;
-        if slot.as_ref()?.on_cpu.load(Ordering::Acquire) {
+/// The context of a thread that will never run again, taken out of the table: dropping
+/// it frees the thread's stack (which may shoot its mapping down, so drop it with no lock
+/// held).
+pub struct Retired(#[expect(dead_code, reason = "held only to be dropped")] Box<Slot>);
+
+/// Takes the context of a thread that will never run again out of the table, once no
+/// processor runs on its stack any more; `None` (nothing taken) while one still does: the
+/// caller tries again later. Its index is free for a new context as soon as this returns.
+pub fn retire(index: usize) -> Option<Retired> {
+    with_table(|table| {
+        // Still on a processor (its switch away may not have begun: the scheduler's
+        // choice is made before the table changes): not yet.
+        if table
+            .threads
+            .get(index)?
+            .as_ref()?
+            .on_cpu
+            .load(Ordering::Acquire)
+        {
             return None;
         }
-        slot.take()
-    });
-    let destroyed = slot.is_some();
-    drop(slot);
-    destroyed
-}
-
-/// Whether thread `index`'s context still has a processor on its stack.
-pub fn on_a_processor(index: usize) -> bool {
-    with_table(|table| {
-        table
-            .threads
-            .get(index)
-            .and_then(Option::as_ref)
-            .is_some_and(|slot| slot.on_cpu.load(Ordering::Acquire))
+        assert!(
+            !table.running.contains(&ContextId::Thread(index)),
+            "retiring a running context that is on no processor"
+        );
+        table.threads[index].take().map(Retired)
     })
 }
 

@@ -12,8 +12,9 @@
 //! processor's own, the shared IDT, switches its local APIC on and reports in. Processors
 //! are started one at a time, so one trampoline page serves all.
 //!
-//! What the other processors do today: they wait, halted, for cross-processor calls.
-//! SIP threads run on the boot processor (CPU 0); per-CPU scheduling is not built yet.
+//! Once up, each processor runs the scheduler's idle loop (registered with
+//! [`set_idle_loop`]): threads run on every processor; between them it halts until a tick,
+//! a reschedule IPI ([`kick`]) or a cross-processor call arrives.
 //!
 //! Calls ([`call_on`]): each processor has a mailbox. The caller, interrupts masked,
 //! takes the target's sender lock, leaves the function and its argument, sends
@@ -221,8 +222,7 @@ pub struct CpuReport {
     pub cycles: u64,
 }
 
-/// Every running processor's figures. CPU 0 runs the threads: its halted time is the
-/// scheduler's idle time, which this layer does not keep, so it reads 0 here.
+/// Every running processor's figures (halted time: what [`halt_until_interrupt`] counted).
 pub fn report() -> Vec<CpuReport> {
     let now = super::cycles::now();
     (0..online())
@@ -444,6 +444,8 @@ fn start_one(
 /// First Rust code on an application processor (from the trampoline, on its own stack,
 /// interrupts masked, on the temporary page table).
 extern "C" fn application_processor_entry(cpu: u64) -> ! {
+    // First: everything after (the loaded-table record included) asks which CPU it is.
+    set_cpu_number(cpu as usize);
     crate::mm::vm::AddressSpace::activate_kernel();
     // SAFETY: as on the boot processor (`arch::init`): WP only makes the processor stricter.
     unsafe {
@@ -452,7 +454,6 @@ extern "C" fn application_processor_entry(cpu: u64) -> ! {
         });
     }
     super::fpu::init();
-    set_cpu_number(cpu as usize);
     super::gdt::init_application_processor(cpu as usize);
     super::trap::load_idt();
     super::user::init();
@@ -633,6 +634,12 @@ fn invalidate_here(packed: u64) -> u64 {
 /// one IPI per processor for the whole range. For mappings any processor may have
 /// cached: the kernel half, shared by every address space.
 pub fn shootdown_range(first: VirtAddr, pages: u64) {
+    // Masked throughout: a thread moved to another processor between the local `invlpg`s
+    // and reading its CPU number would leave that processor out.
+    x86_64::instructions::interrupts::without_interrupts(|| shootdown_range_here(first, pages));
+}
+
+fn shootdown_range_here(first: VirtAddr, pages: u64) {
     debug_assert!(first.is_aligned(4096u64), "shootdown of an unaligned range");
     for page in 0..pages {
         invalidate_local(first + page * 4096);

@@ -401,13 +401,17 @@ impl AddressSpace {
     /// shared, and its faults resolved on several processors at once), then drops the
     /// translations other processors that have the space loaded may hold: one IPI to
     /// each, which reloads its CR3 (this processor's own `invlpg`s are the change's).
+    /// Interrupts stay masked from the change to the last flush: the thread cannot move
+    /// to a processor that the list of "others" would then leave out.
     fn change<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        let result = {
-            let _tables = TABLES.lock();
-            f(self)
-        };
-        flush_elsewhere(self.l4.as_u64());
-        result
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let result = {
+                let _tables = TABLES.lock();
+                f(self)
+            };
+            flush_elsewhere(self.l4.as_u64());
+            result
+        })
     }
 
     /// Calls `f` for every mapped user page: (address, leaf entry).
@@ -563,13 +567,16 @@ impl Drop for AddressSpace {
     fn drop(&mut self) {
         let l4 = self.l4.as_u64();
         // Off every processor that still has it loaded (one that ran a thread of it and
-        // has only idled or run kernel threads since), before its tables are freed.
-        for cpu in smp::others_with_cr3(l4) {
-            smp::call_on(cpu, evict_if_loaded, l4);
-        }
-        if self.is_active() {
-            AddressSpace::activate_kernel();
-        }
+        // has only idled or run kernel threads since), this one included, before its
+        // tables are freed: masked, so the thread cannot move between the two.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            if self.is_active() {
+                AddressSpace::activate_kernel();
+            }
+            for cpu in smp::others_with_cr3(l4) {
+                smp::call_on(cpu, evict_if_loaded, l4);
+            }
+        });
         LAZY.lock().retain(|(space, _, _)| *space != l4);
         let mut frames = Vec::new();
         self.for_each_page(|_, entry| frames.push(entry.addr()));
@@ -667,6 +674,12 @@ fn active_space() -> Option<core::mem::ManuallyDrop<AddressSpace>> {
 /// page or the first touch of a demand-zero page of the active space. Returns false for
 /// any other fault.
 pub fn resolve_fault(addr: u64, code: u64) -> bool {
+    // Masked throughout (a fault arrives so; `UserAccess` calls with interrupts on): the
+    // processor that changed the entry is the one left out of the flush.
+    x86_64::instructions::interrupts::without_interrupts(|| resolve_fault_here(addr, code))
+}
+
+fn resolve_fault_here(addr: u64, code: u64) -> bool {
     if !in_user_region(addr) {
         return false;
     }

@@ -307,11 +307,6 @@ pub fn settle() {
     }
 }
 
-/// Threads that have not exited.
-pub fn live_threads() -> usize {
-    with_sched(|s| s.policy.live())
-}
-
 /// Pending wake-ups on the timer wheel.
 pub fn pending_timers() -> usize {
     with_sched(|s| s.timers.pending())
@@ -429,8 +424,11 @@ pub fn preempt() {
 
 /// Frees the stacks of exited threads that no processor runs on any more.
 fn reap_zombies() {
-    let reaped: Vec<ThreadId> = with_sched(|s| {
-        let mut reaped = Vec::new();
+    // The id is freed and the context taken out in one step under the lock (another
+    // processor may make a thread with that id at once); the stacks are freed after it
+    // (freeing one may shoot its mapping down).
+    let retired: Vec<context::Retired> = with_sched(|s| {
+        let mut retired = Vec::new();
         let Scheduler {
             policy,
             threads,
@@ -438,20 +436,22 @@ fn reap_zombies() {
             ..
         } = s;
         zombies.retain(|&id| {
-            // Not current anywhere, and off its stack (the switch away has finished).
-            if context::on_a_processor(id) || !policy.reap(id) {
+            // Current nowhere, and off its stack (the switch away has finished).
+            if policy.running_on(id).is_some() {
                 return true;
             }
+            let Some(context) = context::retire(id) else {
+                return true;
+            };
+            let reaped = policy.reap(id);
+            debug_assert!(reaped, "an exited thread current nowhere is reaped");
             threads[id] = None;
-            reaped.push(id);
+            retired.push(context);
             false
         });
-        reaped
+        retired
     });
-    for id in reaped {
-        let destroyed = context::destroy(id);
-        debug_assert!(destroyed, "reaped thread {id} was still on a processor");
-    }
+    drop(retired);
 }
 
 /// Picks the next thread for this processor and switches to it (or to its idle loop when
@@ -515,13 +515,16 @@ pub fn processor_usage(cpu: usize) -> (u64, u64) {
 /// thread could run (for a disk, or a timer), interrupt handlers included.
 pub static IDLE_CYCLES: AtomicU64 = AtomicU64::new(0);
 
-/// Runs CPU 0's idle loop on the boot context until every thread has exited.
+/// Runs CPU 0's idle loop on the boot context until every thread has exited and been
+/// reaped.
 pub fn run_until_all_exited() {
     loop {
         interrupts::disable();
         schedule();
         reap_zombies();
-        if live_threads() == 0 {
+        // Done once every thread has exited and had its stack freed (another processor
+        // may still be switching away from the last one).
+        if with_sched(|s| s.policy.live() == 0 && s.zombies.is_empty()) {
             interrupts::enable();
             return;
         }
