@@ -311,6 +311,12 @@ impl RunQueues {
 mod tests {
     use super::*;
 
+    fn two_cpus() -> RunQueues {
+        let mut rq = RunQueues::new(2);
+        rq.set_online(2);
+        rq
+    }
+
     fn one_cpu(threads: usize) -> RunQueues {
         let mut rq = RunQueues::new(1);
         for id in 0..threads {
@@ -419,8 +425,7 @@ mod tests {
 
     #[test]
     fn a_held_thread_runs_only_once_woken() {
-        let mut rq = RunQueues::new(2);
-        rq.set_online(2);
+        let mut rq = two_cpus();
         rq.spawn_held(0);
         assert_eq!((rq.pick_next(0), rq.pick_next(1)), (None, None));
         assert_eq!(rq.live(), 1);
@@ -436,8 +441,7 @@ mod tests {
 
     #[test]
     fn a_pinned_thread_stays_on_its_processor() {
-        let mut rq = RunQueues::new(2);
-        rq.set_online(2);
+        let mut rq = two_cpus();
         rq.spawn_held_on(0, Some(1));
         rq.spawn_held_on(1, Some(1));
         rq.wake(0);
@@ -474,8 +478,7 @@ mod tests {
 
     #[test]
     fn an_idle_processor_steals_and_the_thread_moves_home() {
-        let mut rq = RunQueues::new(2);
-        rq.set_online(2);
+        let mut rq = two_cpus();
         for id in 0..3 {
             rq.spawn(id); // 0 and 2 on CPU 0, 1 on CPU 1
         }
@@ -503,8 +506,7 @@ mod tests {
 
     #[test]
     fn a_busy_processor_does_not_steal_while_its_thread_can_run() {
-        let mut rq = RunQueues::new(2);
-        rq.set_online(2);
+        let mut rq = two_cpus();
         for id in 0..3 {
             rq.spawn(id);
         }
@@ -519,8 +521,7 @@ mod tests {
 
     #[test]
     fn a_woken_thread_whose_home_is_busy_goes_to_an_idle_processor() {
-        let mut rq = RunQueues::new(2);
-        rq.set_online(2);
+        let mut rq = two_cpus();
         rq.spawn(0); // CPU 0
         rq.spawn(1); // CPU 1
         assert_eq!(rq.pick_next(0), Some(0));
@@ -547,8 +548,7 @@ mod tests {
 
     #[test]
     fn a_blocked_thread_still_current_on_another_cpu_is_woken_in_place() {
-        let mut rq = RunQueues::new(2);
-        rq.set_online(2);
+        let mut rq = two_cpus();
         rq.spawn(0);
         rq.spawn(1);
         rq.pick_next(0);
@@ -561,8 +561,7 @@ mod tests {
 
     #[test]
     fn a_message_moves_the_receiver_to_the_senders_processor() {
-        let mut rq = RunQueues::new(2);
-        rq.set_online(2);
+        let mut rq = two_cpus();
         rq.spawn(0); // receiver, CPU 0
         rq.spawn(1); // sender, CPU 1
         rq.pick_next(1);
