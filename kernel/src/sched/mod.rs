@@ -22,7 +22,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel_core::sched::{RunQueues, ThreadId, ThreadState, Woken};
 use kernel_core::timer::{TimerHandle, TimerWheel};
 use x86_64::instructions::interrupts;
@@ -64,6 +64,13 @@ impl Scheduler {
             .current(cpu)
             .and_then(|id| self.threads.get(id)?.as_ref())
             .map_or(0, |t| t.owner)
+    }
+
+    /// Every exited thread's context and stack are freed: none waits on the zombie list,
+    /// none is being freed (read under the scheduler's lock, which the step from one to
+    /// the other holds).
+    fn all_reaped(&self) -> bool {
+        self.zombies.is_empty() && FREEING.load(Ordering::Acquire) == 0
     }
 }
 
@@ -298,10 +305,10 @@ pub fn exit_current() -> ! {
 }
 
 /// Waits (giving the processor away) until every exited thread's stack and context are
-/// freed: another processor may still be switching away from one that just exited. For
-/// checks that memory is back to a baseline.
+/// freed: another processor may still be switching away from one that just exited, or
+/// freeing its stack. For checks that memory is back to a baseline.
 pub fn settle() {
-    while with_sched(|s| !s.zombies.is_empty()) {
+    while with_sched(|s| !s.all_reaped()) {
         yield_now();
         core::hint::spin_loop();
     }
@@ -428,6 +435,8 @@ fn reap_zombies() {
     // processor may make a thread with that id at once); the stacks are freed after it
     // (freeing one may shoot its mapping down).
     let retired: Vec<context::Retired> = with_sched(|s| {
+        // Counted as being freed in the step that takes them off the zombie list, so
+        // `all_reaped` never sees a stack in neither place.
         let mut retired = Vec::new();
         let Scheduler {
             policy,
@@ -449,10 +458,17 @@ fn reap_zombies() {
             retired.push(context);
             false
         });
+        FREEING.fetch_add(retired.len(), Ordering::AcqRel);
         retired
     });
+    let count = retired.len();
     drop(retired);
+    FREEING.fetch_sub(count, Ordering::AcqRel);
 }
+
+/// Retired contexts taken off the zombie list whose stacks are still being freed (a
+/// processor in the middle of the stack's shootdown).
+static FREEING: AtomicUsize = AtomicUsize::new(0);
 
 /// Picks the next thread for this processor and switches to it (or to its idle loop when
 /// the running thread can no longer run and nothing is ready).
@@ -523,8 +539,9 @@ pub fn run_until_all_exited() {
         schedule();
         reap_zombies();
         // Done once every thread has exited and had its stack freed (another processor
-        // may still be switching away from the last one).
-        if with_sched(|s| s.policy.live() == 0 && s.zombies.is_empty()) {
+        // may still be switching away from the last one, or freeing its stack: its
+        // shootdown needs this processor to answer, so interrupts stay on until then).
+        if with_sched(|s| s.policy.live() == 0 && s.all_reaped()) {
             interrupts::enable();
             return;
         }

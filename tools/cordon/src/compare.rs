@@ -352,13 +352,9 @@ pub fn webfiles(
     };
     // Under TCG, one more pass per configuration counts guest instructions (-icount): a
     // deterministic view that separates extra instructions from emulated TLB and ring cost.
-    // Not with several processors: `-icount` runs them all on one host thread, and a
-    // kernel stack's frames were found not to come back under it with two (an open bug).
-    let several = configs.iter().any(|c| c.cpus > 1);
-    if several && icount_pass {
-        println!("[cordon] no -icount pass: it is not supported with several processors yet");
-    }
-    let icount = if base.accel == Accel::Tcg && !base.icount && icount_pass && !several {
+    // With several processors `-icount` runs them all on one host thread, in turn (the
+    // table's heading says so).
+    let icount = if base.accel == Accel::Tcg && !base.icount && icount_pass {
         let options = BootOptions {
             icount: true,
             ..base.clone()

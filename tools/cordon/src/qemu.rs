@@ -316,11 +316,6 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
         Accel::Kvm if options.icount => bail!("-icount needs TCG (--accel tcg)"),
         Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
     };
-    if options.icount && options.cpus > 1 {
-        bail!(
-            "-icount with several processors is not supported yet: under it a kernel stack's frames were found not to come back (an open bug; run without --icount)"
-        );
-    }
     if options.icount {
         qemu.args(["-icount", "shift=0,sleep=off"]);
     }
