@@ -271,42 +271,33 @@ fn channel_round_trip() -> Result<(), String> {
 /// The echo pair with the server on processor `server_cpu` and the client on
 /// `client_cpu`; `label` (if any) is the client's argument, which prefixes its figures.
 fn echo_pair(server_cpu: usize, client_cpu: usize, label: Option<&str>) -> Result<(), String> {
-    let server_module = crate::boot_module("echo-server")?;
-    let client_module = crate::boot_module("echo-client")?;
-    // Both SIPs and their channel exist before either runs: a SIP checks its endpoints
-    // as soon as it is verified, so both are held until the channel is made.
-    let held = process::StartOptions {
-        held: true,
-        cpu: Some(server_cpu),
-        ..Default::default()
-    };
-    let (server, server_thread) =
-        process::start_with("echo-server", server_module, held).map_err(|e| format!("{e:?}"))?;
-    let client_options = process::StartOptions {
-        client: true,
-        cpu: Some(client_cpu),
-        ..held
-    };
-    let args = label.map(|l| format!("{l}\0").into_bytes());
-    let started = process::start_with_args("echo-client", client_module, client_options, args);
-    let wired = started
-        .as_ref()
-        .map_err(|e| format!("{e:?}"))
-        .and_then(|(client, _)| {
-            crate::ipc::connect("Echo", (server, "clients"), (*client, "server"))
-        });
-    server_thread.release();
-    let (client, client_thread) = match (started, wired) {
-        (Ok(client), Ok(())) => client,
-        (Ok((_, thread)), Err(err)) => {
-            thread.release();
-            return Err(err);
-        }
-        (Err(err), _) => return Err(format!("{err:?}")),
-    };
-    client_thread.release();
-    client_thread.join();
-    server_thread.join();
+    let pair = process::start_pair(
+        "Echo",
+        process::PairSide {
+            name: "echo-server",
+            module: crate::boot_module("echo-server")?,
+            args: None,
+            options: process::StartOptions {
+                cpu: Some(server_cpu),
+                ..Default::default()
+            },
+            endpoint: "clients",
+        },
+        process::PairSide {
+            name: "echo-client",
+            module: crate::boot_module("echo-client")?,
+            args: label.map(|l| format!("{l}\0").into_bytes()),
+            options: process::StartOptions {
+                client: true,
+                cpu: Some(client_cpu),
+                ..Default::default()
+            },
+            endpoint: "server",
+        },
+    )?;
+    pair.release();
+    pair.join();
+    let (server, client) = (pair.server.0, pair.client.0);
     for pid in [server, client] {
         ended_cleanly(pid)?;
     }
@@ -385,42 +376,23 @@ fn micro() -> Result<(), String> {
 fn parallel_pairs() -> Result<(), String> {
     const PAIRS: u32 = 4;
     const ROUNDS: u32 = 200;
-    let server = crate::boot_module("echo-server")?;
-    let client = crate::boot_module("echo-stress")?;
-    let held = process::StartOptions {
-        held: true,
-        ..Default::default()
-    };
-    let mut threads = Vec::new();
-    let mut pids = Vec::new();
-    let mut wired = Ok(());
-    for seed in 1..=PAIRS {
-        let (s, s_thread) = process::start_with("echo-server", server.clone(), held)
-            .map_err(|e| format!("{e:?}"))?;
-        threads.push(s_thread);
-        pids.push(s);
-        let args = format!("{seed}\0{ROUNDS}\0").into_bytes();
-        let (c, c_thread) =
-            process::start_with_args("echo-stress", client.clone(), held, Some(args))
-                .map_err(|e| format!("{e:?}"))?;
-        threads.push(c_thread);
-        pids.push(c);
-        if wired.is_ok() {
-            wired = crate::ipc::connect("Echo", (s, "clients"), (c, "server"));
-        }
-    }
-    // All start together: the time is from the first release to the last exit.
+    let pairs = (1..=PAIRS)
+        .map(|seed| stress_pair(seed, ROUNDS, false))
+        .collect::<Vec<_>>();
+    // All start together: the time is from the first release to the last exit (a pair
+    // that failed to start was released already).
     let start = cycles::start();
-    for thread in &threads {
-        thread.release();
+    for pair in pairs.iter().flatten() {
+        pair.release();
     }
-    for thread in &threads {
-        thread.join();
+    for pair in pairs.iter().flatten() {
+        pair.join();
     }
     let elapsed = cycles::stop() - start;
-    wired?;
-    for pid in pids {
-        ended_cleanly(pid)?;
+    for pair in pairs {
+        let pair = pair?;
+        ended_cleanly(pair.server.0)?;
+        ended_cleanly(pair.client.0)?;
     }
     let trips = u64::from(PAIRS * ROUNDS);
     println!(
@@ -429,6 +401,36 @@ fn parallel_pairs() -> Result<(), String> {
         elapsed / trips
     );
     Ok(())
+}
+
+/// An `echo-server` and an `echo-stress` client (`seed`, `rounds` checked round trips)
+/// connected and held; `split`: the server on CPU 1 and the client on CPU 0.
+pub(crate) fn stress_pair(
+    seed: u32,
+    rounds: u32,
+    split: bool,
+) -> Result<process::HeldPair, String> {
+    let pin = |cpu| process::StartOptions {
+        cpu: split.then_some(cpu),
+        ..Default::default()
+    };
+    process::start_pair(
+        "Echo",
+        process::PairSide {
+            name: "echo-server",
+            module: crate::boot_module("echo-server")?,
+            args: None,
+            options: pin(1),
+            endpoint: "clients",
+        },
+        process::PairSide {
+            name: "echo-stress",
+            module: crate::boot_module("echo-stress")?,
+            args: Some(format!("{seed}\0{rounds}\0").into_bytes()),
+            options: pin(0),
+            endpoint: "server",
+        },
+    )
 }
 
 /// Suite `smp`: the micro suite's cross-processor rows alone.

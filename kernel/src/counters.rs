@@ -52,7 +52,8 @@ impl Counters {
             bytes_copied: crate::ipc::BYTES_COPIED.load(Ordering::Relaxed),
             interrupts: crate::devices::INTERRUPTS.load(Ordering::Relaxed),
             registers: crate::devices::REGISTER_ACCESSES.load(Ordering::Relaxed),
-            idle_cycles: sched::IDLE_CYCLES.load(Ordering::Relaxed),
+            // CPU 0's halts: the processor whose clock the snapshots read.
+            idle_cycles: crate::arch::smp::halted_cycles(0),
             at: crate::arch::cycles::start(),
             longest_masked,
         }

@@ -157,6 +157,10 @@ const SMP: &[Test] = &[
         name: "a_stale_translation_is_seen_without_shootdowns_and_never_with_them",
         run: shootdown_prevents_stale_reads,
     },
+    Test {
+        name: "a_stale_user_translation_writes_into_a_forked_space_without_shootdowns",
+        run: user_shootdown_keeps_forks_apart,
+    },
 ];
 
 const STRESS: &[Test] = &[Test {
@@ -1157,6 +1161,124 @@ fn shootdown_prevents_stale_reads() -> TestResult {
     Ok(())
 }
 
+/// The user space CPU 1 loads in the user-space shootdown test (its top-level table).
+static SPACE_ON_CPU1: AtomicU64 = AtomicU64::new(0);
+/// Written by CPU 1 through the translation it holds, after the fork.
+const STRAY_MARK: u64 = 0x5742_4159_0000_0003;
+
+/// The page the user-space shootdown test shares between a space and its fork.
+fn shared_page() -> u64 {
+    vm::user_base().as_u64()
+}
+
+/// Calls run on CPU 1: a write and a read of the shared page in the loaded space.
+fn write_on_cpu1(value: u64) -> u64 {
+    vm::access_through_tlb(
+        SPACE_ON_CPU1.load(Ordering::SeqCst),
+        shared_page(),
+        Some(value),
+    )
+}
+
+fn read_on_cpu1(_: u64) -> u64 {
+    vm::access_through_tlb(SPACE_ON_CPU1.load(Ordering::SeqCst), shared_page(), None)
+}
+
+/// What each party saw in [`fork_while_cpu1_writes`]: CPU 1's read after the fork and
+/// the parent's copy-on-write, then (after CPU 1 wrote [`STRAY_MARK`]) the child's word
+/// and the parent's.
+struct ForkViews {
+    cpu1_read: u64,
+    child: u64,
+    parent: u64,
+}
+
+/// CPU 1 loads a space and writes its page (caching a writable translation); CPU 0 forks
+/// the space (the page becomes copy-on-write in both) and writes the parent's page, which
+/// copies it to a new frame; CPU 1 reads, then writes [`STRAY_MARK`], through what it
+/// holds. With `shootdowns` off for the fork and the copy, CPU 1's translation still
+/// points at the frame now the child's alone.
+fn fork_while_cpu1_writes(shootdowns: bool) -> Result<ForkViews, String> {
+    let page = x86_64::VirtAddr::new(shared_page());
+    let mut parent = vm::AddressSpace::new().ok_or("no frame for a space")?;
+    parent
+        .map_zeroed(page, 1)
+        .map_err(|e| format!("mapping the page: {e:?}"))?;
+    SPACE_ON_CPU1.store(parent.l4().as_u64(), Ordering::SeqCst);
+    smp::call_on(1, write_on_cpu1, OLD_MARK);
+    smp::set_shootdowns(shootdowns);
+    let child = parent.fork();
+    let copied = child.as_ref().map(|_| parent.write_u64(page, NEW_MARK));
+    smp::set_shootdowns(true);
+    let mut child = child.ok_or("no memory for the fork")?;
+    copied
+        .unwrap_or(Ok(()))
+        .map_err(|e| format!("the parent's write: {e:?}"))?;
+    let cpu1_read = smp::call_on(1, read_on_cpu1, 0);
+    smp::call_on(1, write_on_cpu1, STRAY_MARK);
+    let views = ForkViews {
+        cpu1_read,
+        child: child.read_u64(page).map_err(|e| format!("{e:?}"))?,
+        parent: parent.read_u64(page).map_err(|e| format!("{e:?}"))?,
+    };
+    // The parent goes last: dropping it takes it off CPU 1 too.
+    drop(child);
+    drop(parent);
+    Ok(views)
+}
+
+/// The user-space half of the shootdown protocol: a fork makes a page copy-on-write
+/// while another processor holds a writable translation of it. Without the flush, that
+/// processor's write lands in the child's page (one space writing another's memory);
+/// with it, in the parent's own copy.
+fn user_shootdown_keeps_forks_apart() -> TestResult {
+    two_processors()?;
+    sched::settle();
+    let before = mm::Usage::now();
+    let shootdowns = vm::USER_SHOOTDOWNS.load(Ordering::Relaxed);
+    let without = fork_while_cpu1_writes(false)?;
+    check(
+        without.cpu1_read == OLD_MARK && without.child == STRAY_MARK,
+        || {
+            format!(
+                "with shootdowns off CPU 1 read {:#x} and the child holds {:#x}: expected {OLD_MARK:#x} and {STRAY_MARK:#x} (a stale translation); this test could not see a missing shootdown",
+                without.cpu1_read, without.child
+            )
+        },
+    )?;
+    check(
+        vm::USER_SHOOTDOWNS.load(Ordering::Relaxed) == shootdowns,
+        || String::from("a user-space shootdown was counted while they were off"),
+    )?;
+    println!(
+        "ktest smp: with user-space shootdowns off, CPU 1 read {:#x} after the fork and its write landed in the child's page ({:#x}): one space wrote another's memory",
+        without.cpu1_read, without.child
+    );
+    let with = fork_while_cpu1_writes(true)?;
+    check(
+        with.cpu1_read == NEW_MARK && with.child == OLD_MARK && with.parent == STRAY_MARK,
+        || {
+            format!(
+                "with shootdowns on CPU 1 read {:#x}, the child holds {:#x} and the parent {:#x}: expected {NEW_MARK:#x}, {OLD_MARK:#x} and {STRAY_MARK:#x}",
+                with.cpu1_read, with.child, with.parent
+            )
+        },
+    )?;
+    let counted = vm::USER_SHOOTDOWNS.load(Ordering::Relaxed) - shootdowns;
+    // The fork's write protection and the copy: one flush of CPU 1 each.
+    check(counted == 2, || {
+        format!("{counted} user-space shootdowns counted for a fork and a copy, expected 2")
+    })?;
+    println!(
+        "ktest smp: with them on, CPU 1 read the parent's copy ({:#x}), its write stayed in the parent's space and the child kept {:#x}; {counted} user-space shootdowns",
+        with.cpu1_read, with.child
+    );
+    let after = mm::Usage::now();
+    check(after.free_frames == before.free_frames, || {
+        format!("not reclaimed: {}", before.compare(&after))
+    })
+}
+
 // --- stress ----------------------------------------------------------------------------
 
 /// What happens to one Echo pair of the stress run.
@@ -1189,12 +1311,6 @@ const STRESS_PLAN: &[(u32, u32, Fate, bool)] = &[
 /// Starts every pair of `plan` (round trips divided by `scale`), held until its channel
 /// exists, kills on schedule, waits for all and checks each ending.
 fn run_stress_plan(plan: &[(u32, u32, Fate, bool)], scale: u32) -> TestResult {
-    let server = crate::boot_module("echo-server")?;
-    let client = crate::boot_module("echo-stress")?;
-    let held = process::StartOptions {
-        held: true,
-        ..Default::default()
-    };
     let mut pairs = Vec::new();
     for &(seed, rounds, fate, split) in plan {
         let rounds = if fate == Fate::Lives {
@@ -1202,31 +1318,17 @@ fn run_stress_plan(plan: &[(u32, u32, Fate, bool)], scale: u32) -> TestResult {
         } else {
             rounds
         };
-        let pin = |cpu| process::StartOptions {
-            cpu: split.then_some(cpu),
-            ..held
-        };
-        let (s, s_thread) = process::start_with("echo-server", server.clone(), pin(1))
-            .map_err(|e| format!("{e:?}"))?;
-        let args = format!("{seed}\0{rounds}\0").into_bytes();
-        let started = process::start_with_args("echo-stress", client.clone(), pin(0), Some(args));
-        let wired = started
-            .as_ref()
-            .map_err(|e| format!("{e:?}"))
-            .and_then(|(c, _)| crate::ipc::connect("Echo", (s, "clients"), (*c, "server")));
-        s_thread.release();
-        let (c, c_thread) = started.map_err(|e| format!("{e:?}"))?;
-        c_thread.release();
-        wired?;
-        pairs.push((seed, fate, (s, s_thread), (c, c_thread)));
+        let pair = crate::bench::stress_pair(seed, rounds, split)?;
+        pair.release();
+        pairs.push((seed, fate, pair));
     }
     // Kills in the order of their ticks, racing the sends of every pair.
     let mut kills: Vec<(u64, process::Pid)> = pairs
         .iter()
-        .filter_map(|(_, fate, (s, _), (c, _))| match *fate {
+        .filter_map(|(_, fate, pair)| match *fate {
             Fate::Lives => None,
-            Fate::ClientKilled(at) => Some((at, *c)),
-            Fate::ServerKilled(at) => Some((at, *s)),
+            Fate::ClientKilled(at) => Some((at, pair.client.0)),
+            Fate::ServerKilled(at) => Some((at, pair.server.0)),
         })
         .collect();
     kills.sort_unstable();
@@ -1240,10 +1342,9 @@ fn run_stress_plan(plan: &[(u32, u32, Fate, bool)], scale: u32) -> TestResult {
             format!("kill refused live pid {pid}")
         })?;
     }
-    for (seed, fate, (s, s_thread), (c, c_thread)) in &pairs {
-        c_thread.join();
-        s_thread.join();
-        let (server, client) = (ending(*s), ending(*c));
+    for (seed, fate, pair) in &pairs {
+        pair.join();
+        let (server, client) = (ending(pair.server.0), ending(pair.client.0));
         let status = |code| Some(process::Ending::Ran(Exit::Status(code)));
         let killed = Some(process::Ending::Ran(Exit::Killed));
         let expected = match fate {

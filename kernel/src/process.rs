@@ -1071,6 +1071,83 @@ pub fn start_with_args(
     launch(pid, name, module, created, options)
 }
 
+/// One side of a pair of SIPs started by [`start_pair`].
+pub struct PairSide<'a> {
+    /// The name that labels its output.
+    pub name: &'a str,
+    pub module: Vec<u8>,
+    /// Its arguments (encoded, each followed by NUL); `None`: none.
+    pub args: Option<Vec<u8>>,
+    /// Where it runs; `held` is implied.
+    pub options: StartOptions,
+    /// Its endpoint of the pair's channel.
+    pub endpoint: &'a str,
+}
+
+/// A server and its client, started and connected, not yet running.
+pub struct HeldPair {
+    pub server: (Pid, JoinHandle),
+    pub client: (Pid, JoinHandle),
+}
+
+impl HeldPair {
+    /// Lets both run.
+    pub fn release(&self) {
+        self.server.1.release();
+        self.client.1.release();
+    }
+
+    /// Waits for both to end.
+    pub fn join(&self) {
+        self.client.1.join();
+        self.server.1.join();
+    }
+}
+
+/// Starts `server` and `client` held (a SIP checks its endpoints as soon as it runs) and
+/// connects them over `contract`, the server exporting. On an error whatever was started
+/// is released: it finds its endpoint missing and ends, as any SIP would.
+pub fn start_pair(
+    contract: &str,
+    server: PairSide<'_>,
+    client: PairSide<'_>,
+) -> Result<HeldPair, String> {
+    let held = |options: StartOptions| StartOptions {
+        held: true,
+        ..options
+    };
+    let (s, s_thread) = start_with_args(
+        server.name,
+        server.module,
+        held(server.options),
+        server.args,
+    )
+    .map_err(|e| format!("{}: {e:?}", server.name))?;
+    let (c, c_thread) = match start_with_args(
+        client.name,
+        client.module,
+        held(client.options),
+        client.args,
+    ) {
+        Ok(started) => started,
+        Err(e) => {
+            s_thread.release();
+            return Err(format!("{}: {e:?}", client.name));
+        }
+    };
+    let pair = HeldPair {
+        server: (s, s_thread),
+        client: (c, c_thread),
+    };
+    match ipc::connect(contract, (s, server.endpoint), (c, client.endpoint)) {
+        Ok(()) => Ok(pair),
+        Err(err) => {
+            pair.release();
+            Err(err)
+        }
+    }
+}
+
 /// Gives new process `pid` (not yet running) the arguments its starter chose.
 fn give_args(pid: Pid, args: Option<Vec<u8>>) {
     if args.is_some()

@@ -241,6 +241,12 @@ pub fn report() -> Vec<CpuReport> {
         .collect()
 }
 
+/// TSC cycles processor `cpu` spent halted waiting for an interrupt because nothing could
+/// run (for a disk, or a timer), the interrupts that woke it included.
+pub fn halted_cycles(cpu: usize) -> u64 {
+    STATS[cpu].halted.load(Ordering::Relaxed)
+}
+
 /// A local APIC timer tick arrived (trap dispatch): counted for this processor. True on
 /// CPU 0, whose tick drives time and scheduling.
 pub(super) fn on_tick() -> bool {
@@ -669,6 +675,12 @@ pub fn shootdown(page: VirtAddr) {
 /// can have cached needs).
 pub fn invalidate_local(page: VirtAddr) {
     x86_64::instructions::tlb::flush(page);
+}
+
+/// Whether mapping changes are shot down on other processors (always, but in the
+/// self-tests that show what a missing shootdown lets through).
+pub fn shootdowns_on() -> bool {
+    SHOOTDOWNS_ON.load(Ordering::Relaxed)
 }
 
 /// Turns shootdowns on or off (for the self-test that shows what they prevent).

@@ -615,6 +615,9 @@ pub static USER_SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
 /// Drops the translations of the space at `l4` on every other processor that has it
 /// loaded (call after the change, with no lock held).
 fn flush_elsewhere(l4: u64) {
+    if !smp::shootdowns_on() {
+        return;
+    }
     let mut asked = false;
     for cpu in smp::others_with_cr3(l4) {
         smp::call_on(cpu, flush_if_loaded, l4);
@@ -624,6 +627,41 @@ fn flush_elsewhere(l4: u64) {
         USER_SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
         smp::SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// For the user-space shootdown self-test, run on another processor by a call: loads the
+/// space at `l4` here unless it is loaded (recorded, as a context switch would record
+/// it), then reads the word at user address `addr` — or writes `value` there and returns
+/// it — through whatever translation this processor holds. The caller keeps the page
+/// mapped, and every frame the space had at `addr` alive, until the call returns.
+pub fn access_through_tlb(l4: u64, addr: u64, value: Option<u64>) -> u64 {
+    assert!(
+        in_user_region(addr) && addr.is_multiple_of(8),
+        "not an aligned user address"
+    );
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        if Cr3::read().0.start_address().as_u64() != l4 {
+            // SAFETY: `l4` is a live space's top-level table (the caller's), which maps
+            // the kernel exactly as every space does; interrupts are masked.
+            unsafe { smp::load_table(l4) };
+        }
+        crate::arch::smap::allow_user_access();
+        let word = addr as *mut u64;
+        // SAFETY: the caller keeps `addr` mapped in the space at `l4`, now loaded, and
+        // keeps alive every frame it was ever mapped to while this runs: a stale
+        // translation (the point of the test) reaches a live frame of the test's own.
+        let result = unsafe {
+            match value {
+                Some(value) => {
+                    core::ptr::write_volatile(word, value);
+                    value
+                }
+                None => core::ptr::read_volatile(word),
+            }
+        };
+        crate::arch::smap::forbid_user_access();
+        result
+    })
 }
 
 /// A shootdown call: every translation of the space at `l4`, if this processor has it

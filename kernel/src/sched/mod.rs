@@ -527,10 +527,6 @@ pub fn processor_usage(cpu: usize) -> (u64, u64) {
     )
 }
 
-/// TSC cycles CPU 0 spent halted in its idle loop, waiting for an interrupt because no
-/// thread could run (for a disk, or a timer), interrupt handlers included.
-pub static IDLE_CYCLES: AtomicU64 = AtomicU64::new(0);
-
 /// Runs CPU 0's idle loop on the boot context until every thread has exited and been
 /// reaped.
 pub fn run_until_all_exited() {
@@ -545,11 +541,10 @@ pub fn run_until_all_exited() {
             interrupts::enable();
             return;
         }
-        let halted = crate::arch::cycles::start();
+        // Counted as halted time (`smp::halted_cycles`); interrupt handlers do not
+        // switch away from the idle context (the loop does, above), so no thread's time
+        // is in it.
         smp::halt_until_interrupt();
-        // Interrupt handlers do not switch away from the idle context (the loop does,
-        // above), so no thread's time is in this.
-        IDLE_CYCLES.fetch_add(crate::arch::cycles::stop() - halted, Ordering::Relaxed);
     }
 }
 
