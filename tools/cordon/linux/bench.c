@@ -8,6 +8,12 @@
  *   - pipe round trip: two processes ping-pong 1 byte, and 16 bytes, over two pipes (two
  *     switches), the sizes of the echo pair's small messages;
  *   - pipe round trip with 16 KiB: the same carrying 16 KiB each way (copied twice);
+ *   - pipe round trip pinned: 16 bytes with both processes on CPU 0, then (with two CPUs
+ *     or more) the timing one on CPU 0 and its partner on CPU 1, like the echo pair pinned
+ *     by the `cpus` rows;
+ *   - pipe pairs at once: four such pairs, placed by the scheduler, 200 round trips of 16
+ *     checked bytes each, timed from the start signal to the last pair's exit (the
+ *     throughput of independent message traffic, like the four echo pairs);
  *   - process create+start: fork, exec of this program in "child" mode (which exits at
  *     once), wait;
  *   - thread switch: two threads of one process pinned to one CPU ping-pong through two
@@ -100,6 +106,115 @@ static void ping_pong(size_t bytes, const char *what) {
     close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
     printf("linux: pipe round trip, %s: median %llu cycles (%d round trips)\n", what,
            (unsigned long long)median(t, ROUNDS), ROUNDS);
+}
+
+static void pin_to(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (cpu >= 0) {
+        CPU_SET(cpu, &set);
+    } else {
+        for (int c = 0; c < CPU_SETSIZE; c++) CPU_SET(c, &set);
+    }
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+/* 16 bytes each way; the timing process on `here`, its partner on `there`. */
+static void pinned_ping_pong(int here, int there, const char *what) {
+    enum { ROUNDS = 200, BYTES = 16 };
+    int to_child[2], to_parent[2];
+    char buf[BYTES];
+    if (pipe(to_child) || pipe(to_parent)) { perror("pipe"); return; }
+    pin_to(here);
+    pid_t pid = fork();
+    if (pid == 0) {
+        pin_to(there);
+        for (int i = 0; i < ROUNDS + 1; i++) {
+            if (read(to_child[0], buf, BYTES) != BYTES) _exit(1);
+            if (write(to_parent[1], buf, BYTES) != BYTES) _exit(1);
+        }
+        _exit(0);
+    }
+    uint64_t t[ROUNDS];
+    for (int i = 0; i < ROUNDS + 1; i++) {
+        uint64_t s = cycles();
+        if (write(to_child[1], buf, BYTES) != BYTES || read(to_parent[0], buf, BYTES) != BYTES) {
+            perror("pipe round trip");
+            break;
+        }
+        if (i > 0) t[i - 1] = cycles() - s;
+    }
+    waitpid(pid, NULL, 0);
+    pin_to(-1);
+    close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
+    printf("linux: pinned pipe round trip (16 bytes), %s: median %llu cycles (%d round trips)\n", what,
+           (unsigned long long)median(t, ROUNDS), ROUNDS);
+}
+
+static void pinned_round_trips(void) {
+    pinned_ping_pong(0, 0, "both on CPU 0");
+    if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+        pinned_ping_pong(0, 1, "CPU 0 to CPU 1");
+    } else {
+        printf("linux: pinned pipe round trip (16 bytes), CPU 0 to CPU 1: not measured, one CPU\n");
+    }
+}
+
+/* One pair of `parallel_pairs`: waits for the start byte, then `rounds` round trips of 16
+ * bytes derived from `seed` with a child that echoes them, each reply checked. */
+static int checked_pair(int go, int seed, int rounds) {
+    int to_child[2], to_parent[2];
+    if (pipe(to_child) || pipe(to_parent)) return 2;
+    pid_t pid = fork();
+    if (pid == 0) {
+        char b[16];
+        for (int i = 0; i < rounds; i++) {
+            if (read(to_child[0], b, 16) != 16 || write(to_parent[1], b, 16) != 16) _exit(1);
+        }
+        _exit(0);
+    }
+    char start;
+    if (read(go, &start, 1) != 1) return 2;
+    for (int i = 0; i < rounds; i++) {
+        char out[16], in[16];
+        for (int j = 0; j < 16; j++) out[j] = (char)(seed * 7 ^ i * 13) + j;
+        if (write(to_child[1], out, 16) != 16 || read(to_parent[0], in, 16) != 16) return 2;
+        if (memcmp(in, out, 16) != 0) return 1;
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
+static void parallel_pairs(void) {
+    enum { PAIRS = 4, ROUNDS = 200 };
+    int go[2];
+    if (pipe(go)) { perror("pipe"); return; }
+    pid_t pairs[PAIRS];
+    for (int p = 0; p < PAIRS; p++) {
+        pairs[p] = fork();
+        if (pairs[p] == 0) _exit(checked_pair(go[0], p + 1, ROUNDS));
+    }
+    /* Every pair forked its partner and waits: all start together. */
+    usleep(100000);
+    uint64_t s = cycles();
+    char start[PAIRS] = {0};
+    if (write(go[1], start, PAIRS) != PAIRS) perror("start");
+    int failed = 0;
+    for (int p = 0; p < PAIRS; p++) {
+        int status = 0;
+        waitpid(pairs[p], &status, 0);
+        failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    uint64_t elapsed = cycles() - s;
+    close(go[0]); close(go[1]);
+    if (failed) {
+        printf("linux: %d of %d pipe pairs failed a checked round trip\n", failed, PAIRS);
+        return;
+    }
+    printf("linux: %d pipe pairs at once (%ld CPUs, %d checked round trips each): %llu cycles, %llu cycles per round trip\n",
+           PAIRS, sysconf(_SC_NPROCESSORS_ONLN), ROUNDS, (unsigned long long)elapsed,
+           (unsigned long long)(elapsed / (PAIRS * ROUNDS)));
 }
 
 static void create_start(const char *self) {
@@ -278,6 +393,8 @@ int main(int argc, char **argv) {
     ping_pong(1, "1 byte");
     ping_pong(16, "16 bytes");
     ping_pong(16384, "16 KiB copied");
+    pinned_round_trips();
+    parallel_pairs();
     create_start(argv[0]);
     thread_switch();
     yield_pair();

@@ -244,49 +244,65 @@ pub fn micro(
     let mut csv = cordon::bench::csv(cordon::bench::MICRO, &raw);
     let mut notes = String::new();
     if let Some(prepared) = &prepared {
-        let mut linux_runs = Vec::new();
+        // One Linux column per processor count measured (`--cpus 1,2`: `linux` and
+        // `linux@2cpu`), booted like the configurations beside it.
+        let mut counts: Vec<u32> = configs.iter().map(|c| c.cpus).collect();
+        counts.dedup();
+        counts.sort_unstable();
+        counts.dedup();
         let mut console = String::new();
-        for run in 0..runs {
-            eprintln!(
-                "[cordon] micro: Linux ({}) in the same QEMU configuration, run {}/{runs}",
-                prepared.package,
-                run + 1
-            );
-            let timeout = base.timeout.unwrap_or(Duration::from_secs(600));
-            match cordon::linux::boot(prepared, base.memory_mib, base.cpus, base.icount, timeout) {
-                Ok(text) => {
-                    let _ = std::fs::write(out.join(format!("micro-linux-{}.log", run + 1)), &text);
-                    linux_runs.push(cordon::bench::parse(cordon::linux::METRICS, &text));
-                    console = text;
-                }
-                Err(err) => {
-                    eprintln!("[cordon] error: {err:#}");
-                    return ExitCode::from(1);
+        for cpus in counts {
+            let name = match cpus {
+                1 => "linux".to_string(),
+                n => format!("linux@{n}cpu"),
+            };
+            let mut linux_runs = Vec::new();
+            for run in 0..runs {
+                eprintln!(
+                    "[cordon] micro: Linux ({}) in the same QEMU configuration, {cpus} CPU(s), run {}/{runs}",
+                    prepared.package,
+                    run + 1
+                );
+                let timeout = base.timeout.unwrap_or(Duration::from_secs(600));
+                match cordon::linux::boot(prepared, base.memory_mib, cpus, base.icount, timeout) {
+                    Ok(text) => {
+                        let _ = std::fs::write(
+                            out.join(format!("micro-{name}-{}.log", run + 1)),
+                            &text,
+                        );
+                        linux_runs.push(cordon::bench::parse(cordon::linux::METRICS, &text));
+                        console = text;
+                    }
+                    Err(err) => {
+                        eprintln!("[cordon] error: {err:#}");
+                        return ExitCode::from(1);
+                    }
                 }
             }
+            let summaries = cordon::bench::summarise(&linux_runs);
+            let by_row = cordon::bench::MICRO
+                .iter()
+                .map(|m| {
+                    cordon::linux::METRICS
+                        .iter()
+                        .position(|l| l.label == m.label)
+                        .and_then(|i| summaries.get(i).copied().flatten())
+                })
+                .collect();
+            csv.push_str(
+                cordon::bench::csv(cordon::linux::METRICS, &[(name.as_str(), linux_runs)])
+                    .trim_start_matches("configuration,run,metric,value\n"),
+            );
+            columns.push((name, by_row));
         }
-        let summaries = cordon::bench::summarise(&linux_runs);
-        let by_row = cordon::bench::MICRO
-            .iter()
-            .map(|m| {
-                cordon::linux::METRICS
-                    .iter()
-                    .position(|l| l.label == m.label)
-                    .and_then(|i| summaries.get(i).copied().flatten())
-            })
-            .collect();
-        columns.push(("linux".to_string(), by_row));
-        csv.push_str(
-            cordon::bench::csv(cordon::linux::METRICS, &[("linux", linux_runs)])
-                .trim_start_matches("configuration,run,metric,value\n"),
-        );
         let meltdown = console
             .lines()
             .find_map(|l| l.strip_prefix("linux: meltdown: "))
             .unwrap_or("unknown");
         notes = format!(
             "  linux         {} with a static benchmark as /init (tools/cordon/linux/bench.c): getpid via syscall(2), \
-             pipe ping-pong between two processes, fork+exec+wait, semaphore ping-pong between two threads \
+             pipe ping-pong between two processes (also pinned: both on CPU 0, CPU 0 to CPU 1; and four \
+             pairs of 16 checked bytes at once, placed by Linux), fork+exec+wait, semaphore ping-pong between two threads \
              on one CPU (futex calls included), sched_yield ping-pong (two processes; two threads), \
              demand-zero and CoW faults (one timed pass over 4,096 pages); its meltdown mitigation here: {meltdown}\n",
             prepared.package

@@ -22,7 +22,14 @@ pub use bootpkg::{Isolation, LogLevel};
 pub use image::{Firmware, build_image};
 pub use qemu::{Accel, BootOptions, ConsoleInput, Outcome, SHELL_PROMPT, Verdict, boot};
 
-/// The kernel ELF this runner was built with.
+/// The kernel ELF this runner was built with (symbols and debug information included:
+/// for GDB and addr2line).
 pub fn kernel_elf() -> &'static std::path::Path {
     std::path::Path::new(env!("CORDON_KERNEL_ELF"))
+}
+
+/// The same kernel without symbols or debug information: what boot images carry (the
+/// BIOS loader reads every byte of it through the emulated disk).
+pub fn kernel_boot_elf() -> &'static std::path::Path {
+    std::path::Path::new(env!("CORDON_KERNEL_BOOT_ELF"))
 }

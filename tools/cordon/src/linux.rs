@@ -1,7 +1,7 @@
 //! Linux in the same QEMU configuration, for the micro-benchmark table: Debian's
 //! `linux-image-amd64` kernel booted with a one-file initramfs whose `/init` is a static
 //! benchmark program (`tools/cordon/linux/bench.c`: getpid, pipe ping-pong between two
-//! processes, fork+exec+wait, semaphore ping-pong between two threads, sched_yield ping-pong,
+//! processes (also pinned to one CPU and to two, and four pairs at once), fork+exec+wait, semaphore ping-pong between two threads, sched_yield ping-pong,
 //! demand-zero and copy-on-write
 //! faults after fork, timed with the same serialised TSC read as Cordon's).
 //!
@@ -41,6 +41,21 @@ pub const METRICS: &[Metric] = &[
     after(
         "channel round trip, 16 KiB copied",
         "linux: pipe round trip, 16 KiB copied",
+        "median ",
+    ),
+    before(
+        "4 echo pairs at once, elapsed cycles per round trip",
+        "pipe pairs at once (",
+        " cycles per round trip",
+    ),
+    after(
+        "channel round trip, 16 B, both SIPs on CPU 0",
+        "linux: pinned pipe round trip (16 bytes), both on CPU 0",
+        "median ",
+    ),
+    after(
+        "channel round trip, 16 B, client CPU 0, server CPU 1",
+        "linux: pinned pipe round trip (16 bytes), CPU 0 to CPU 1",
         "median ",
     ),
     after(
@@ -324,6 +339,9 @@ linux: minimum system call (getpid): median 2290 cycles/call (empty loop 7 subtr
 linux: pipe round trip, 1 byte: median 301234 cycles (200 round trips)
 linux: pipe round trip, 16 bytes: median 306642 cycles (200 round trips)
 linux: pipe round trip, 16 KiB copied: median 1077044 cycles (200 round trips)
+linux: pinned pipe round trip (16 bytes), both on CPU 0: median 290001 cycles (200 round trips)
+linux: pinned pipe round trip (16 bytes), CPU 0 to CPU 1: median 410002 cycles (200 round trips)
+linux: 4 pipe pairs at once (2 CPUs, 200 checked round trips each): 160000000 cycles, 200000 cycles per round trip
 linux: process create+start (fork, exec, exit, wait; 9 runs): median 15523739 cycles
 linux: thread switch (semaphore ping-pong, 2000 round trips): 41234 cycles per switch
 linux: sched_yield ping-pong (two processes, one CPU): median 4424 cycles/yield (7 trials x 1000 yields)
@@ -340,6 +358,9 @@ linux: page-table isolation: 1
                 Some(301234),
                 Some(306642),
                 Some(1077044),
+                Some(200000),
+                Some(290001),
+                Some(410002),
                 Some(15523739),
                 Some(41234),
                 Some(4424),

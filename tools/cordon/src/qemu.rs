@@ -301,7 +301,7 @@ pub fn boot_package(options: &BootOptions, package: &BootPackage) -> anyhow::Res
     {
         bail!("--accel kvm: KVM is not usable on this machine: {why}. Use --accel tcg.");
     }
-    let image = build_image(crate::kernel_elf(), package, options.firmware)?;
+    let image = build_image(crate::kernel_boot_elf(), package, options.firmware)?;
 
     let mut qemu = Command::new(QEMU);
     qemu.args(["-m", &format!("{}M", options.memory_mib)])
