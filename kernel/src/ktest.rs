@@ -161,6 +161,10 @@ const SMP: &[Test] = &[
         name: "a_stale_user_translation_writes_into_a_forked_space_without_shootdowns",
         run: user_shootdown_keeps_forks_apart,
     },
+    Test {
+        name: "a_stack_in_its_shootdown_is_not_yet_reaped",
+        run: stack_in_flight_is_not_reaped,
+    },
 ];
 
 const STRESS: &[Test] = &[Test {
@@ -1157,6 +1161,49 @@ fn shootdown_prevents_stale_reads() -> TestResult {
     println!(
         "ktest smp: with shootdowns on, every other processor read {:#x} (the new frame); {shootdowns} shootdown(s) counted",
         with[0]
+    );
+    Ok(())
+}
+
+/// A thread on CPU 1 exits and CPU 1 frees its stack, whose shootdown waits for this
+/// processor's answer; this processor holds the answer back (interrupts masked) and, while
+/// the call is pending, asks whether every exited thread is reaped: it must not be (the
+/// stack is in neither the zombie list nor freed). Ending a run, or measuring memory, on
+/// that answer once lost the stack's frames.
+fn stack_in_flight_is_not_reaped() -> TestResult {
+    two_processors()?;
+    sched::settle();
+    let before = mm::Usage::now();
+    let thread = sched::spawn_on("exits-on-cpu1", 1, || {}).map_err(|e| format!("{e:?}"))?;
+    let seen = x86_64::instructions::interrupts::without_interrupts(|| {
+        let me = smp::current_cpu();
+        let start = cycles::now();
+        // Bounded: CPU 1 gets there within a few of its ticks.
+        while !smp::call_pending(me) {
+            if cycles::now() - start > 20_000_000_000 {
+                return None;
+            }
+            core::hint::spin_loop();
+        }
+        Some(sched::all_reaped())
+    });
+    thread.join();
+    sched::settle();
+    match seen {
+        None => return Err("CPU 1 never asked this processor to answer a shootdown".into()),
+        Some(true) => {
+            return Err(
+                "a stack in the middle of its shootdown counted as reaped: a run could end, or memory be measured, before its frames come back".into(),
+            );
+        }
+        Some(false) => {}
+    }
+    let after = mm::Usage::now();
+    check(after.free_frames == before.free_frames, || {
+        format!("not reclaimed: {}", before.compare(&after))
+    })?;
+    println!(
+        "ktest smp: CPU 1's stack waited in its shootdown for this processor's answer and counted as not yet reaped; frames back after the answer"
     );
     Ok(())
 }

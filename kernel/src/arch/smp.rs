@@ -602,6 +602,12 @@ pub fn call_on(cpu: usize, f: Call, arg: u64) -> u64 {
     })
 }
 
+/// Whether a call to processor `cpu` waits to be served (for the self-test that holds a
+/// shootdown's answer back).
+pub fn call_pending(cpu: usize) -> bool {
+    MAILBOXES[cpu].request.lock().is_some()
+}
+
 /// Serves processor `cpu`'s pending call, if any.
 fn serve(cpu: usize) {
     let mailbox = &MAILBOXES[cpu];

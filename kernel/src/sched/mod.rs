@@ -314,6 +314,12 @@ pub fn settle() {
     }
 }
 
+/// Whether every exited thread's context and stack are freed (none on the zombie list,
+/// none in the middle of being freed).
+pub fn all_reaped() -> bool {
+    with_sched(|s| s.all_reaped())
+}
+
 /// Pending wake-ups on the timer wheel.
 pub fn pending_timers() -> usize {
     with_sched(|s| s.timers.pending())
