@@ -1174,19 +1174,23 @@ fn stack_in_flight_is_not_reaped() -> TestResult {
     two_processors()?;
     sched::settle();
     let before = mm::Usage::now();
-    let thread = sched::spawn_on("exits-on-cpu1", 1, || {}).map_err(|e| format!("{e:?}"))?;
-    let seen = x86_64::instructions::interrupts::without_interrupts(|| {
+    // Masked from before the thread exists: no tick here can reap it in CPU 1's place.
+    let watched = x86_64::instructions::interrupts::without_interrupts(|| {
+        let thread = sched::spawn_on("exits-on-cpu1", 1, || {}).map_err(|e| format!("{e:?}"))?;
         let me = smp::current_cpu();
         let start = cycles::now();
-        // Bounded: CPU 1 gets there within a few of its ticks.
-        while !smp::call_pending(me) {
+        // The thread has ended and a call waits here: nothing else runs in this group, so
+        // it is the shootdown of the thread's stack. Bounded: CPU 1 gets there within a
+        // few of its ticks.
+        while !(thread.is_finished() && smp::call_pending(me)) {
             if cycles::now() - start > 20_000_000_000 {
-                return None;
+                return Ok((thread, None));
             }
             core::hint::spin_loop();
         }
-        Some(sched::all_reaped())
+        Ok::<_, String>((thread, Some(sched::all_reaped())))
     });
+    let (thread, seen) = watched?;
     thread.join();
     sched::settle();
     match seen {

@@ -689,7 +689,9 @@ pub fn shootdowns_on() -> bool {
     SHOOTDOWNS_ON.load(Ordering::Relaxed)
 }
 
-/// Turns shootdowns on or off (for the self-test that shows what they prevent).
+/// Turns shootdowns on or off (for the self-tests that show what they prevent; nothing
+/// else may run meanwhile: a page unmapped or a stack freed while they are off stays
+/// reachable through other processors' translations).
 pub fn set_shootdowns(on: bool) {
     SHOOTDOWNS_ON.store(on, Ordering::Relaxed);
 }

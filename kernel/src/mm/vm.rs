@@ -629,8 +629,8 @@ fn flush_elsewhere(l4: u64) {
     }
 }
 
-/// For the user-space shootdown self-test, run on another processor by a call: loads the
-/// space at `l4` here unless it is loaded (recorded, as a context switch would record
+/// For the user-space shootdown self-test, run on another processor by a call that
+/// interrupted its idle loop: loads the space at `l4` here unless it is loaded (recorded, as a context switch would record
 /// it), then reads the word at user address `addr` — or writes `value` there and returns
 /// it — through whatever translation this processor holds. The caller keeps the page
 /// mapped, and every frame the space had at `addr` alive, until the call returns.
@@ -638,6 +638,12 @@ pub fn access_through_tlb(l4: u64, addr: u64, value: Option<u64>) -> u64 {
     assert!(
         in_user_region(addr) && addr.is_multiple_of(8),
         "not an aligned user address"
+    );
+    // The space stays loaded after the call: only a processor in its idle loop (whose
+    // context has no space of its own) may be given one behind its back.
+    assert!(
+        crate::arch::context::running() == crate::arch::context::ContextId::Idle,
+        "access_through_tlb interrupted a thread, which would resume on the test's space"
     );
     x86_64::instructions::interrupts::without_interrupts(|| {
         if Cr3::read().0.start_address().as_u64() != l4 {

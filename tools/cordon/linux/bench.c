@@ -108,7 +108,7 @@ static void ping_pong(size_t bytes, const char *what) {
            (unsigned long long)median(t, ROUNDS), ROUNDS);
 }
 
-static void pin_to(int cpu) {
+static int pin_to(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (cpu >= 0) {
@@ -116,37 +116,47 @@ static void pin_to(int cpu) {
     } else {
         for (int c = 0; c < CPU_SETSIZE; c++) CPU_SET(c, &set);
     }
-    sched_setaffinity(0, sizeof set, &set);
+    return sched_setaffinity(0, sizeof set, &set);
 }
 
 /* 16 bytes each way; the timing process on `here`, its partner on `there`. */
 static void pinned_ping_pong(int here, int there, const char *what) {
     enum { ROUNDS = 200, BYTES = 16 };
     int to_child[2], to_parent[2];
-    char buf[BYTES];
-    if (pipe(to_child) || pipe(to_parent)) { perror("pipe"); return; }
-    pin_to(here);
+    char buf[BYTES] = {0};
+    if (pin_to(here) != 0) {
+        printf("linux: pinned pipe round trip (16 bytes), %s: not measured, cannot pin to CPU %d\n", what, here);
+        return;
+    }
+    if (pipe(to_child) || pipe(to_parent)) { perror("pipe"); pin_to(-1); return; }
     pid_t pid = fork();
     if (pid == 0) {
-        pin_to(there);
+        close(to_child[1]); close(to_parent[0]);
+        if (pin_to(there) != 0) _exit(2);
         for (int i = 0; i < ROUNDS + 1; i++) {
             if (read(to_child[0], buf, BYTES) != BYTES) _exit(1);
             if (write(to_parent[1], buf, BYTES) != BYTES) _exit(1);
         }
         _exit(0);
     }
+    close(to_child[0]); close(to_parent[1]);
     uint64_t t[ROUNDS];
+    int done = 0;
     for (int i = 0; i < ROUNDS + 1; i++) {
         uint64_t s = cycles();
-        if (write(to_child[1], buf, BYTES) != BYTES || read(to_parent[0], buf, BYTES) != BYTES) {
-            perror("pipe round trip");
-            break;
-        }
-        if (i > 0) t[i - 1] = cycles() - s;
+        if (write(to_child[1], buf, BYTES) != BYTES || read(to_parent[0], buf, BYTES) != BYTES) break;
+        if (i > 0) t[done++] = cycles() - s; /* the first round warms up */
     }
-    waitpid(pid, NULL, 0);
+    /* Closing our ends ends a partner still waiting (end of file). */
+    close(to_child[1]); close(to_parent[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
     pin_to(-1);
-    close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
+    if (done < ROUNDS || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        printf("linux: pinned pipe round trip (16 bytes), %s: failed after %d round trips (partner status %d)\n",
+               what, done, status);
+        return;
+    }
     printf("linux: pinned pipe round trip (16 bytes), %s: median %llu cycles (%d round trips)\n", what,
            (unsigned long long)median(t, ROUNDS), ROUNDS);
 }
@@ -160,46 +170,61 @@ static void pinned_round_trips(void) {
     }
 }
 
-/* One pair of `parallel_pairs`: waits for the start byte, then `rounds` round trips of 16
- * bytes derived from `seed` with a child that echoes them, each reply checked. */
-static int checked_pair(int go, int seed, int rounds) {
+/* One pair of `parallel_pairs`: forks a partner that echoes, says it is ready, waits for
+ * the start byte, then `rounds` round trips of 16 bytes derived from `seed`, each reply
+ * checked. Exits 0 if every one came back right. */
+static int checked_pair(int ready, int go, int seed, int rounds) {
     int to_child[2], to_parent[2];
     if (pipe(to_child) || pipe(to_parent)) return 2;
     pid_t pid = fork();
     if (pid == 0) {
+        close(to_child[1]); close(to_parent[0]); close(ready); close(go);
         char b[16];
         for (int i = 0; i < rounds; i++) {
             if (read(to_child[0], b, 16) != 16 || write(to_parent[1], b, 16) != 16) _exit(1);
         }
         _exit(0);
     }
-    char start;
-    if (read(go, &start, 1) != 1) return 2;
-    for (int i = 0; i < rounds; i++) {
+    close(to_child[0]); close(to_parent[1]);
+    char start = 0;
+    int result = 0;
+    if (write(ready, &start, 1) != 1 || read(go, &start, 1) != 1) result = 2;
+    for (int i = 0; i < rounds && result == 0; i++) {
         char out[16], in[16];
-        for (int j = 0; j < 16; j++) out[j] = (char)(seed * 7 ^ i * 13) + j;
-        if (write(to_child[1], out, 16) != 16 || read(to_parent[0], in, 16) != 16) return 2;
-        if (memcmp(in, out, 16) != 0) return 1;
+        for (int j = 0; j < 16; j++) out[j] = (char)((seed * 7 ^ i * 13) + j);
+        if (write(to_child[1], out, 16) != 16 || read(to_parent[0], in, 16) != 16) result = 2;
+        else if (memcmp(in, out, 16) != 0) result = 1;
     }
+    /* Closing our ends ends a partner still waiting (end of file). */
+    close(to_child[1]); close(to_parent[0]);
     int status = 0;
     waitpid(pid, &status, 0);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+    if (result == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) result = 1;
+    return result;
 }
 
 static void parallel_pairs(void) {
     enum { PAIRS = 4, ROUNDS = 200 };
-    int go[2];
-    if (pipe(go)) { perror("pipe"); return; }
+    int ready[2], go[2];
+    if (pipe(ready) || pipe(go)) { perror("pipe"); return; }
     pid_t pairs[PAIRS];
     for (int p = 0; p < PAIRS; p++) {
         pairs[p] = fork();
-        if (pairs[p] == 0) _exit(checked_pair(go[0], p + 1, ROUNDS));
+        if (pairs[p] == 0) {
+            close(ready[0]); close(go[1]);
+            _exit(checked_pair(ready[1], go[0], p + 1, ROUNDS));
+        }
     }
-    /* Every pair forked its partner and waits: all start together. */
-    usleep(100000);
+    close(ready[1]); close(go[0]);
+    /* Every pair has forked its partner: all start together. */
+    char byte;
+    int readied = 0;
+    while (readied < PAIRS && read(ready[0], &byte, 1) == 1) readied++;
     uint64_t s = cycles();
     char start[PAIRS] = {0};
     if (write(go[1], start, PAIRS) != PAIRS) perror("start");
+    /* A pair that missed its start byte sees end of file instead and fails. */
+    close(go[1]);
     int failed = 0;
     for (int p = 0; p < PAIRS; p++) {
         int status = 0;
@@ -207,8 +232,8 @@ static void parallel_pairs(void) {
         failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
     uint64_t elapsed = cycles() - s;
-    close(go[0]); close(go[1]);
-    if (failed) {
+    close(ready[0]);
+    if (failed || readied < PAIRS) {
         printf("linux: %d of %d pipe pairs failed a checked round trip\n", failed, PAIRS);
         return;
     }

@@ -247,7 +247,6 @@ pub fn micro(
         // One Linux column per processor count measured (`--cpus 1,2`: `linux` and
         // `linux@2cpu`), booted like the configurations beside it.
         let mut counts: Vec<u32> = configs.iter().map(|c| c.cpus).collect();
-        counts.dedup();
         counts.sort_unstable();
         counts.dedup();
         let mut console = String::new();
