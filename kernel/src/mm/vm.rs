@@ -630,9 +630,10 @@ fn flush_elsewhere(l4: u64) {
 }
 
 /// For the user-space shootdown self-test, run on another processor by a call that
-/// interrupted its idle loop: loads the space at `l4` here unless it is loaded (recorded, as a context switch would record
-/// it), then reads the word at user address `addr` — or writes `value` there and returns
-/// it — through whatever translation this processor holds. The caller keeps the page
+/// interrupted its idle loop: loads the space at `l4` here unless it is loaded (recorded,
+/// as a context switch would record it), then reads the word at user address `addr` — or
+/// writes `value` there and returns it — through whatever translation this processor
+/// holds. The caller keeps the page
 /// mapped, and every frame the space had at `addr` alive, until the call returns.
 pub fn access_through_tlb(l4: u64, addr: u64, value: Option<u64>) -> u64 {
     assert!(

@@ -78,36 +78,6 @@ static void min_syscall(void) {
            (unsigned long long)(call > loop ? call - loop : 0), (unsigned long long)loop);
 }
 
-static void ping_pong(size_t bytes, const char *what) {
-    enum { ROUNDS = 200 };
-    int to_child[2], to_parent[2];
-    static char buf[16384];
-    if (pipe(to_child) || pipe(to_parent)) { perror("pipe"); return; }
-    pid_t pid = fork();
-    if (pid == 0) {
-        for (int i = 0; i < ROUNDS + 1; i++) {
-            size_t got = 0;
-            while (got < bytes) got += read(to_child[0], buf + got, bytes - got);
-            size_t put = 0;
-            while (put < bytes) put += write(to_parent[1], buf + put, bytes - put);
-        }
-        _exit(0);
-    }
-    uint64_t t[ROUNDS];
-    for (int i = 0; i < ROUNDS + 1; i++) {
-        uint64_t s = cycles();
-        size_t put = 0;
-        while (put < bytes) put += write(to_child[1], buf + put, bytes - put);
-        size_t got = 0;
-        while (got < bytes) got += read(to_parent[0], buf + got, bytes - got);
-        if (i > 0) t[i - 1] = cycles() - s; /* the first round warms up */
-    }
-    waitpid(pid, NULL, 0);
-    close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
-    printf("linux: pipe round trip, %s: median %llu cycles (%d round trips)\n", what,
-           (unsigned long long)median(t, ROUNDS), ROUNDS);
-}
-
 static int pin_to(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -119,23 +89,43 @@ static int pin_to(int cpu) {
     return sched_setaffinity(0, sizeof set, &set);
 }
 
-/* 16 bytes each way; the timing process on `here`, its partner on `there`. */
-static void pinned_ping_pong(int here, int there, const char *what) {
-    enum { ROUNDS = 200, BYTES = 16 };
+/* Moves exactly `bytes` through a pipe end; 0 on end of file or an error. */
+static int put(int fd, const char *buf, size_t bytes) {
+    for (size_t done = 0; done < bytes;) {
+        ssize_t n = write(fd, buf + done, bytes - done);
+        if (n <= 0) return 0;
+        done += (size_t)n;
+    }
+    return 1;
+}
+
+static int get(int fd, char *buf, size_t bytes) {
+    for (size_t done = 0; done < bytes;) {
+        ssize_t n = read(fd, buf + done, bytes - done);
+        if (n <= 0) return 0;
+        done += (size_t)n;
+    }
+    return 1;
+}
+
+/* Two processes ping-pong `bytes` each way over two pipes; the timing one on CPU `here`,
+ * its partner on CPU `there` (-1: wherever the scheduler puts them). Prints
+ * `linux: <label>: median ...`. */
+static void ping_pong(size_t bytes, int here, int there, const char *label) {
+    enum { ROUNDS = 200 };
     int to_child[2], to_parent[2];
-    char buf[BYTES] = {0};
-    if (pin_to(here) != 0) {
-        printf("linux: pinned pipe round trip (16 bytes), %s: not measured, cannot pin to CPU %d\n", what, here);
+    static char buf[16384];
+    if (here >= 0 && pin_to(here) != 0) {
+        printf("linux: %s: not measured, cannot pin to CPU %d\n", label, here);
         return;
     }
     if (pipe(to_child) || pipe(to_parent)) { perror("pipe"); pin_to(-1); return; }
     pid_t pid = fork();
     if (pid == 0) {
         close(to_child[1]); close(to_parent[0]);
-        if (pin_to(there) != 0) _exit(2);
+        if (there >= 0 && pin_to(there) != 0) _exit(2);
         for (int i = 0; i < ROUNDS + 1; i++) {
-            if (read(to_child[0], buf, BYTES) != BYTES) _exit(1);
-            if (write(to_parent[1], buf, BYTES) != BYTES) _exit(1);
+            if (!get(to_child[0], buf, bytes) || !put(to_parent[1], buf, bytes)) _exit(1);
         }
         _exit(0);
     }
@@ -144,7 +134,7 @@ static void pinned_ping_pong(int here, int there, const char *what) {
     int done = 0;
     for (int i = 0; i < ROUNDS + 1; i++) {
         uint64_t s = cycles();
-        if (write(to_child[1], buf, BYTES) != BYTES || read(to_parent[0], buf, BYTES) != BYTES) break;
+        if (!put(to_child[1], buf, bytes) || !get(to_parent[0], buf, bytes)) break;
         if (i > 0) t[done++] = cycles() - s; /* the first round warms up */
     }
     /* Closing our ends ends a partner still waiting (end of file). */
@@ -153,18 +143,17 @@ static void pinned_ping_pong(int here, int there, const char *what) {
     waitpid(pid, &status, 0);
     pin_to(-1);
     if (done < ROUNDS || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        printf("linux: pinned pipe round trip (16 bytes), %s: failed after %d round trips (partner status %d)\n",
-               what, done, status);
+        printf("linux: %s: failed after %d round trips (partner status %d)\n", label, done, status);
         return;
     }
-    printf("linux: pinned pipe round trip (16 bytes), %s: median %llu cycles (%d round trips)\n", what,
+    printf("linux: %s: median %llu cycles (%d round trips)\n", label,
            (unsigned long long)median(t, ROUNDS), ROUNDS);
 }
 
 static void pinned_round_trips(void) {
-    pinned_ping_pong(0, 0, "both on CPU 0");
+    ping_pong(16, 0, 0, "pinned pipe round trip (16 bytes), both on CPU 0");
     if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
-        pinned_ping_pong(0, 1, "CPU 0 to CPU 1");
+        ping_pong(16, 0, 1, "pinned pipe round trip (16 bytes), CPU 0 to CPU 1");
     } else {
         printf("linux: pinned pipe round trip (16 bytes), CPU 0 to CPU 1: not measured, one CPU\n");
     }
@@ -415,9 +404,9 @@ int main(int argc, char **argv) {
     printf("linux: meltdown: %s\n", meltdown);
     printf("linux: page-table isolation: %d\n", strstr(meltdown, "PTI") != NULL);
     min_syscall();
-    ping_pong(1, "1 byte");
-    ping_pong(16, "16 bytes");
-    ping_pong(16384, "16 KiB copied");
+    ping_pong(1, -1, -1, "pipe round trip, 1 byte");
+    ping_pong(16, -1, -1, "pipe round trip, 16 bytes");
+    ping_pong(16384, -1, -1, "pipe round trip, 16 KiB copied");
     pinned_round_trips();
     parallel_pairs();
     create_start(argv[0]);
