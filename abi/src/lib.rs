@@ -517,8 +517,8 @@ pub const MAX_SELECT: usize = 64;
 /// changes (5: `chan_initial` waits while the SIP at the endpoint's other end is being
 /// restarted; `status::PEER_RESTARTED`. 6: `args`. 7: `sip_start` takes arguments;
 /// `console_read`, `report`, `shutdown`, `bench`; [`SipInfo`] grew; `chan_initial`'s
-/// [`INITIAL_WAIT`]).
-pub const VERSION: i32 = 7;
+/// [`INITIAL_WAIT`]. 8: the manifest's [`EndpointDecl::connections`]).
+pub const VERSION: i32 = 8;
 
 /// Negative results of kernel calls that a SIP is expected to handle. (Misuse — a handle
 /// the SIP does not own, a message its contract forbids, a buffer outside its memory —
@@ -614,6 +614,30 @@ pub struct EndpointDecl {
     pub name: String,
     pub contract: String,
     pub role: Role,
+    /// How many channels the system manifest may connect here (at least 1): the first by
+    /// `name`, which must be connected, the others by `name#2` ... `name#N`, which may be
+    /// (a server that takes several clients, each on its own channel).
+    pub connections: u16,
+}
+
+impl EndpointDecl {
+    /// Whether an end given by the name `endpoint` is one of this endpoint's connections:
+    /// `name`, or `name#K` with 2 <= K <= `connections` (no leading zeros).
+    pub fn names(&self, endpoint: &str) -> bool {
+        if endpoint == self.name {
+            return true;
+        }
+        let Some(nth) = endpoint
+            .strip_prefix(self.name.as_str())
+            .and_then(|rest| rest.strip_prefix('#'))
+        else {
+            return false;
+        };
+        !nth.starts_with('0')
+            && nth
+                .parse::<u16>()
+                .is_ok_and(|k| (2..=self.connections).contains(&k))
+    }
 }
 
 /// A hardware resource requested by a driver SIP. The kernel grants it at start (the SIP
@@ -807,6 +831,7 @@ mod tests {
                 name: "disk".into(),
                 contract: "BlockDevice".into(),
                 role: Role::Importer,
+                connections: 1,
             }],
             resources: vec![Resource::PciDevice {
                 vendor: 0x1af4,
@@ -824,6 +849,36 @@ mod tests {
         assert_eq!(section[0], 0, "custom section id");
         assert!(section.ends_with(&manifest.encode()));
         assert!(Manifest::decode(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn an_endpoint_names_its_numbered_connections_only() {
+        let decl = EndpointDecl {
+            name: "clients".into(),
+            contract: "FileSystem".into(),
+            role: Role::Exporter,
+            connections: 4,
+        };
+        for yes in ["clients", "clients#2", "clients#4"] {
+            assert!(decl.names(yes), "{yes}");
+        }
+        for no in [
+            "client",
+            "clients#1",
+            "clients#5",
+            "clients#02",
+            "clients#",
+            "clients#x",
+            "clients2",
+            "xclients",
+        ] {
+            assert!(!decl.names(no), "{no}");
+        }
+        let single = EndpointDecl {
+            connections: 1,
+            ..decl
+        };
+        assert!(single.names("clients") && !single.names("clients#2"));
     }
 
     #[test]

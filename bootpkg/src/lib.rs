@@ -474,7 +474,7 @@ pub fn endpoint_mismatches(
 ) -> Vec<EndpointMismatch> {
     let mut found = Vec::new();
     for (i, end) in given.iter().enumerate() {
-        let Some(decl) = declared.iter().find(|d| d.name == end.endpoint) else {
+        let Some(decl) = declared.iter().find(|d| d.names(end.endpoint)) else {
             found.push(EndpointMismatch::Undeclared(i));
             continue;
         };
@@ -514,7 +514,16 @@ impl EndpointMismatch {
                 let list: Vec<String> = declared
                     .iter()
                     .map(|d| {
-                        alloc::format!("`{}` ({} of {})", d.name, role_name(d.role), d.contract)
+                        let more = match d.connections {
+                            0 | 1 => String::new(),
+                            n => alloc::format!(", also `{}#2` ... `{}#{n}`", d.name, d.name),
+                        };
+                        alloc::format!(
+                            "`{}` ({} of {}{more})",
+                            d.name,
+                            role_name(d.role),
+                            d.contract
+                        )
                     })
                     .collect();
                 alloc::format!(
@@ -540,7 +549,7 @@ impl EndpointMismatch {
                 )
             }
             EndpointMismatch::Contract(i) => {
-                let decl = declared.iter().find(|d| d.name == given[i].endpoint);
+                let decl = declared.iter().find(|d| d.names(given[i].endpoint));
                 alloc::format!(
                     "`{sip}.{}` is an end of a {} channel, but `{sip}`'s own manifest declares it for {}",
                     given[i].endpoint,
@@ -569,12 +578,14 @@ mod endpoint_tests {
             EndpointDecl {
                 name: "server".into(),
                 contract: "Echo".into(),
-                role: Role::Importer
+                role: Role::Importer,
+                connections: 1,
             },
             EndpointDecl {
                 name: "log".into(),
                 contract: "Log".into(),
-                role: Role::Importer
+                role: Role::Importer,
+                connections: 1,
             },
         ];
         let given = [
@@ -627,6 +638,42 @@ mod endpoint_tests {
             },
         ];
         assert!(endpoint_mismatches(&by_name, &declared).is_empty());
+    }
+
+    #[test]
+    fn numbered_connections_are_optional_up_to_the_declared_count() {
+        let declared = alloc::vec![EndpointDecl {
+            name: "clients".into(),
+            contract: "FileSystem".into(),
+            role: Role::Exporter,
+            connections: 4,
+        }];
+        let end = |endpoint| GivenEnd {
+            endpoint,
+            contract: Some("FileSystem"),
+            role: Some(Role::Exporter),
+        };
+        // The first connection alone, or with some of the others (in any order).
+        assert!(endpoint_mismatches(&[end("clients")], &declared).is_empty());
+        let three = [end("clients#4"), end("clients"), end("clients#2")];
+        assert!(endpoint_mismatches(&three, &declared).is_empty());
+        // Past the count, or without the first: refused, and said why.
+        let five = [end("clients"), end("clients#5")];
+        assert_eq!(
+            endpoint_mismatches(&five, &declared),
+            [EndpointMismatch::Undeclared(1)]
+        );
+        let words = EndpointMismatch::Undeclared(1).describe("fs", &five, &declared);
+        assert!(
+            words.contains(
+                "declares no endpoint `clients#5` (it declares `clients` (exporter of FileSystem, also `clients#2` ... `clients#4`))"
+            ),
+            "{words}"
+        );
+        assert_eq!(
+            endpoint_mismatches(&[end("clients#2")], &declared),
+            [EndpointMismatch::Unconnected(0)]
+        );
     }
 }
 

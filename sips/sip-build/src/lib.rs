@@ -16,6 +16,9 @@
 //! kernel-bytes = 2_097_152  # kernel memory those may take (queues, blocks)
 //! # channel ends the system manifest hands this SIP at start
 //! endpoints = [{ name = "server", contract = "Echo", role = "importer" }]
+//! # a server of several clients, each on its own channel: `clients` must be connected,
+//! # `clients#2` ... `clients#8` may be
+//! # endpoints = [{ name = "clients", contract = "FileSystem", role = "exporter", connections = 8 }]
 //! ```
 //!
 //! `sip_build::emit_bindings(&["echo"])` compiles `contracts/files/echo.contract` (or
@@ -82,10 +85,31 @@ fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, Fault>
                 "importer" => cordon_abi::Role::Importer,
                 other => return Err(bad(&format!("role `{other}` (exporter or importer)"))),
             };
+            if let Some(key) = table
+                .keys()
+                .find(|k| !["name", "contract", "role", "connections"].contains(&k.as_str()))
+            {
+                return Err(bad(&format!(
+                    "entry has an unknown key `{key}` (name, contract, role, connections)"
+                )));
+            }
+            let connections = match table.get("connections") {
+                None => 1,
+                Some(value) => value
+                    .as_integer()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&n| (1..=64).contains(&n))
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "`connections` of `{name}` must be a number from 1 to 64, not {value}"
+                        ))
+                    })?,
+            };
             Ok(cordon_abi::EndpointDecl {
                 name,
                 contract,
                 role,
+                connections,
             })
         })
         .collect()
@@ -361,6 +385,27 @@ mod tests {
                 .contains("role `boss`")
         );
         assert!(bad("endpoints = [{ name = \"x\" }]").contains("lacks a string `contract`"));
+        let connections = |n: &str| {
+            format!(
+                "endpoints = [{{ name = \"c\", contract = \"Echo\", role = \"exporter\", connections = {n} }}]"
+            )
+        };
+        for n in ["0", "65", "-1", "\"4\""] {
+            assert!(
+                bad(&connections(n)).contains("`connections` of `c` must be a number from 1 to 64"),
+                "{n}"
+            );
+        }
+        assert!(
+            bad("endpoints = [{ name = \"c\", contract = \"Echo\", role = \"exporter\", conections = 2 }]")
+                .contains("unknown key `conections`")
+        );
+        let many = manifest_from_cargo_toml(
+            &format!("[package.metadata.cordon]\n{}", connections("8")),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(many.endpoints[0].connections, 8);
         assert!(bad("resources = \"pci:1af4:1001\"").contains("must be an array"));
         assert!(bad("resources = [\"pci:1af4\"]").contains("`pci:1af4` is not a resource"));
     }

@@ -6,10 +6,21 @@
 //! later (a corrupt inode, a failed disk read) fails only the request that met it: the
 //! client gets `Failed`/`ReadFailed` with ext4-view's reason, and the console says it too.
 //!
+//! Several clients: the manifest's `clients` endpoint takes up to [`MAX_CLIENTS`]
+//! channels (`clients`, then `clients#2` ... as the system manifest connects them), each
+//! client with its own open-file table. With one client the server answers and waits for
+//! the next request in one kernel entry (reply-and-wait); with several it answers without
+//! waiting and then waits on all of them at once (`select`): two more kernel entries per
+//! request, and the requests are still served one at a time, in the order `select` finds
+//! them (the volume and its block cache are this SIP's alone: no request runs in parallel
+//! with another, whatever the number of processors).
+//!
 //! Recovery: a driver restarted by the kernel's supervisor is reconnected to and the read
 //! that was in flight is sent again (`disk`); a client that went away while its own restart
-//! is pending is waited for and served again from a fresh session (`Imp::initial` on
-//! `clients`, which waits while the kernel restarts it); a client that is gone for good ends this SIP with status 0 as before.
+//! is pending is waited for and served again from a fresh session (`Imp::initial` of its
+//! endpoint's name, which waits while the kernel restarts it; the other clients wait
+//! meanwhile); a client that is gone for good is dropped, and once every client is gone
+//! this SIP ends with status 0.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -23,7 +34,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use cordon_sip::channel::{Error, RecvError};
+use cordon_sip::channel::{Error, RawEndpoint, RecvError, select};
 use cordon_sip::println;
 use ext4_view::{Ext4, Ext4Error, File};
 
@@ -31,12 +42,17 @@ cordon_sip::sip_main!(main);
 cordon_sip::contracts!();
 
 use file_system::{
-    EndOfList, Entry, ExpReadyIn, Failed, FileClosed, NotFound, Opened, ReadDone, ReadFailed,
-    StatReply,
+    EndOfList, Entry, Exp, ExpReadyIn, Failed, FileClosed, NotFound, Opened, ReadDone, ReadFailed,
+    StatReply, state,
 };
 
-/// Most files open at once (per client; there is one).
+/// Most files open at once, per client.
 const MAX_OPEN: usize = 64;
+/// Most clients (the manifest's `connections` of `clients`).
+const MAX_CLIENTS: usize = 8;
+
+/// The server's end of a client's channel, waiting for a request.
+type Ready = Exp<state::Ready>;
 
 fn main() -> i32 {
     let disk = match disk::Disk::open() {
@@ -59,74 +75,113 @@ fn main() -> i32 {
         fs.label().to_str().unwrap_or("?"),
         size >> 20
     );
-    let mut clients = match file_system::Exp::initial("clients") {
-        Ok(ep) => ep,
-        Err(e) => {
-            println!("fs: no `clients` endpoint: {e:?}");
-            return 1;
+    let mut sessions = Vec::new();
+    for k in 1..=MAX_CLIENTS {
+        let name = match k {
+            1 => String::from("clients"),
+            k => format!("clients#{k}"),
+        };
+        match Exp::initial(&name) {
+            Ok(ep) => sessions.push(Session {
+                name,
+                ep: Some(ep),
+                open: Vec::new(),
+            }),
+            // Only the first must be connected.
+            Err(Error::NotFound) if k > 1 => {}
+            Err(e) => {
+                println!("fs: no `{name}` endpoint: {e:?}");
+                return 1;
+            }
         }
-    };
+    }
+    if sessions.len() > 1 {
+        println!("fs: serving {} clients", sessions.len());
+    }
     let mut server = Server {
         fs,
-        open: Vec::new(),
         scratch: Vec::new(),
         served: 0,
     };
-    loop {
-        let mut next = clients.recv(None).map_err(RecvError::without_timeout);
-        loop {
-            next = match next {
-                Ok(request) => {
-                    server.served += 1;
-                    server.serve(request)
-                }
-                Err(RecvError::Failed(Error::PeerClosed | Error::PeerRestarted)) => break,
-                Err(e) => {
-                    println!("fs: channel failed: {e:?}");
-                    return 1;
-                }
+    match server.run(&mut sessions) {
+        Ok(()) => {
+            let gone = match sessions.len() {
+                1 => String::from("the client went away"),
+                n => format!("all {n} clients went away"),
             };
+            println!("fs: served {} requests; {gone}", server.served);
+            println!(
+                "fs: recovery: retried={} reconnects={}",
+                disk::RETRIED.load(core::sync::atomic::Ordering::Relaxed),
+                disk::RECONNECTS.load(core::sync::atomic::Ordering::Relaxed)
+            );
+            0
         }
-        // A new session: the previous client's files are closed.
-        server.open.clear();
-        clients = match file_system::Exp::initial("clients") {
+        Err(why) => {
+            println!("fs: {why}");
+            1
+        }
+    }
+}
+
+/// One client: its channel (taken while a request is being served; `None` once the client
+/// is gone for good) and its open files (a file's id is its index + 1).
+struct Session {
+    name: String,
+    ep: Option<Ready>,
+    open: Vec<Option<File>>,
+}
+
+impl Session {
+    /// The client went away: its files are closed, and its next incarnation (if the kernel
+    /// restarts it) is served from a fresh session.
+    fn reconnect(&mut self) -> Result<(), String> {
+        self.open.clear();
+        self.ep = match Exp::initial(&self.name) {
             Ok(ep) => {
                 println!(
                     "fs: the client went away and was restarted; serving its next incarnation"
                 );
-                ep
+                Some(ep)
             }
-            Err(Error::NotFound) => {
-                println!(
-                    "fs: served {} requests; the client went away",
-                    server.served
-                );
-                println!(
-                    "fs: recovery: retried={} reconnects={}",
-                    disk::RETRIED.load(core::sync::atomic::Ordering::Relaxed),
-                    disk::RECONNECTS.load(core::sync::atomic::Ordering::Relaxed)
-                );
-                return 0;
-            }
+            Err(Error::NotFound) => None,
             Err(e) => {
-                println!("fs: the client went away and did not come back: {e:?}");
-                return 1;
+                return Err(format!(
+                    "the client on `{}` went away and did not come back: {e:?}",
+                    self.name
+                ));
             }
         };
+        Ok(())
     }
 }
 
 type Next = Result<ExpReadyIn, RecvError<()>>;
 
+/// What follows an answer: the client's next request (reply-and-wait), or its endpoint
+/// back, ready for the next (answered without waiting).
+enum After {
+    Next(Next),
+    Ready(Result<Ready, Error>),
+}
+
+/// Answers with `$msg` through `$reply` (reply-and-wait) when `$wait`, else `$send`.
+macro_rules! answer {
+    ($wait:expr, $ep:expr, $reply:ident, $send:ident, $msg:expr) => {
+        if $wait {
+            After::Next($ep.$reply($msg, None).map_err(RecvError::without_timeout))
+        } else {
+            After::Ready($ep.$send($msg))
+        }
+    };
+}
+
 struct Server {
     fs: Ext4,
-    /// Open files; a file's id is its index + 1.
-    open: Vec<Option<File>>,
     /// Where file data is read before it is copied into the client's buffer.
     scratch: Vec<u8>,
     served: u64,
 }
-
 /// Why a request got no data: no such file, or a reason in words (the `Failed` messages).
 enum Refusal {
     NotFound,
@@ -159,65 +214,154 @@ fn why(text: String) -> file_system::Bytes<160> {
 }
 
 impl Server {
-    /// Answers one request and waits for the next (reply-and-wait: one kernel entry).
-    fn serve(&mut self, request: ExpReadyIn) -> Next {
-        match request {
-            ExpReadyIn::Open(ep, open) => match self.open_file(&open.path) {
-                Ok((file, size)) => ep.reply_opened(Opened { file, size }, None),
-                Err(Refusal::NotFound) => ep.reply_not_found(NotFound {}, None),
-                Err(Refusal::Failed(reason)) => ep.reply_failed(Failed { why: why(reason) }, None),
+    /// Serves every client until all are gone for good.
+    fn run(&mut self, sessions: &mut [Session]) -> Result<(), String> {
+        let mut last = 0;
+        loop {
+            // From the one after the client served last: `select` reports the first ready
+            // endpoint of its list, so a client that always has a request waiting cannot
+            // keep the others waiting.
+            let live: Vec<usize> = (last + 1..sessions.len())
+                .chain(0..=last.min(sessions.len() - 1))
+                .filter(|&i| sessions[i].ep.is_some())
+                .collect();
+            let s = match live[..] {
+                [] => return Ok(()),
+                [only] => only,
+                _ => {
+                    let raws: Vec<&RawEndpoint> = live
+                        .iter()
+                        .filter_map(|&i| sessions[i].ep.as_ref().map(|ep| ep.raw()))
+                        .collect();
+                    let ready = select(&raws, None)
+                        .map_err(|e| format!("waiting for the clients: {e:?}"))?;
+                    live[ready]
+                }
+            };
+            last = s;
+            // Reply-and-wait only while this is the one client left.
+            let wait = live.len() == 1;
+            let session = &mut sessions[s];
+            let ep = session.ep.take().expect("a live session has its endpoint");
+            let mut next = ep.recv(None).map_err(RecvError::without_timeout);
+            loop {
+                let request = match next {
+                    Ok(request) => request,
+                    Err(RecvError::Failed(Error::PeerClosed | Error::PeerRestarted)) => {
+                        session.reconnect()?;
+                        break;
+                    }
+                    Err(e) => return Err(format!("channel `{}` failed: {e:?}", session.name)),
+                };
+                self.served += 1;
+                next = match self.serve(&mut session.open, request, wait) {
+                    After::Next(next) => next,
+                    After::Ready(Ok(ep)) => {
+                        session.ep = Some(ep);
+                        break;
+                    }
+                    After::Ready(Err(e)) => Err(RecvError::Failed(e)),
+                };
             }
-            .map_err(RecvError::without_timeout),
+        }
+    }
+
+    /// Answers one request of the client whose files are `open`; with `wait`, waits for
+    /// its next request in the same kernel entry.
+    fn serve(&mut self, open: &mut Vec<Option<File>>, request: ExpReadyIn, wait: bool) -> After {
+        match request {
+            ExpReadyIn::Open(ep, request) => match self.open_file(open, &request.path) {
+                Ok((file, size)) => {
+                    answer!(wait, ep, reply_opened, send_opened, Opened { file, size })
+                }
+                Err(Refusal::NotFound) => {
+                    answer!(wait, ep, reply_not_found, send_not_found, NotFound {})
+                }
+                Err(Refusal::Failed(reason)) => {
+                    answer!(
+                        wait,
+                        ep,
+                        reply_failed,
+                        send_failed,
+                        Failed { why: why(reason) }
+                    )
+                }
+            },
             ExpReadyIn::Read(ep, read) => {
                 let mut into = read.into;
                 let done = self
-                    .read_file(read.file, read.offset, into.len())
+                    .read_file(open, read.file, read.offset, into.len())
                     .and_then(|bytes| match into.write(0, &self.scratch[..bytes]) {
                         Ok(()) => Ok(bytes as u32),
                         Err(e) => Err(format!("writing the client's buffer: {e:?}")),
                     });
                 match done {
-                    Ok(bytes) => ep.reply_read_done(ReadDone { into, bytes }, None),
-                    Err(reason) => ep.reply_read_failed(
+                    Ok(bytes) => answer!(
+                        wait,
+                        ep,
+                        reply_read_done,
+                        send_read_done,
+                        ReadDone { into, bytes }
+                    ),
+                    Err(reason) => answer!(
+                        wait,
+                        ep,
+                        reply_read_failed,
+                        send_read_failed,
                         ReadFailed {
                             into,
                             why: why(reason),
-                        },
-                        None,
+                        }
                     ),
                 }
-                .map_err(RecvError::without_timeout)
             }
             ExpReadyIn::Stat(ep, stat) => match self.stat(&stat.path) {
-                Ok(reply) => ep.reply_stat_reply(reply, None),
-                Err(reason) => ep.reply_failed(Failed { why: why(reason) }, None),
-            }
-            .map_err(RecvError::without_timeout),
+                Ok(reply) => answer!(wait, ep, reply_stat_reply, send_stat_reply, reply),
+                Err(reason) => {
+                    answer!(
+                        wait,
+                        ep,
+                        reply_failed,
+                        send_failed,
+                        Failed { why: why(reason) }
+                    )
+                }
+            },
             ExpReadyIn::List(ep, list) => match self.entry(&list.path, list.cursor) {
-                Ok(Some(entry)) => ep.reply_entry(entry, None),
-                Ok(None) => ep.reply_end_of_list(EndOfList {}, None),
-                Err(reason) => ep.reply_failed(Failed { why: why(reason) }, None),
-            }
-            .map_err(RecvError::without_timeout),
+                Ok(Some(entry)) => answer!(wait, ep, reply_entry, send_entry, entry),
+                Ok(None) => answer!(wait, ep, reply_end_of_list, send_end_of_list, EndOfList {}),
+                Err(reason) => {
+                    answer!(
+                        wait,
+                        ep,
+                        reply_failed,
+                        send_failed,
+                        Failed { why: why(reason) }
+                    )
+                }
+            },
             ExpReadyIn::CloseFile(ep, close) => {
-                if let Some(slot) = self.open.get_mut((close.file as usize).wrapping_sub(1)) {
+                if let Some(slot) = open.get_mut((close.file as usize).wrapping_sub(1)) {
                     *slot = None;
                 }
-                ep.reply_file_closed(FileClosed {}, None)
-                    .map_err(RecvError::without_timeout)
+                answer!(wait, ep, reply_file_closed, send_file_closed, FileClosed {})
             }
         }
     }
 
-    fn open_file(&mut self, raw: &[u8]) -> Result<(u32, u64), Refusal> {
+    fn open_file(
+        &mut self,
+        open: &mut Vec<Option<File>>,
+        raw: &[u8],
+    ) -> Result<(u32, u64), Refusal> {
         let path = path(raw).map_err(Refusal::Failed)?;
         let file = self.fs.open(path).map_err(|e| Refusal::of(path, e))?;
         let size = file.metadata().len();
-        let slot = match self.open.iter().position(Option::is_none) {
+        let slot = match open.iter().position(Option::is_none) {
             Some(slot) => slot,
-            None if self.open.len() < MAX_OPEN => {
-                self.open.push(None);
-                self.open.len() - 1
+            None if open.len() < MAX_OPEN => {
+                open.push(None);
+                open.len() - 1
             }
             None => {
                 return Err(Refusal::Failed(format!(
@@ -225,14 +369,20 @@ impl Server {
                 )));
             }
         };
-        self.open[slot] = Some(file);
+        open[slot] = Some(file);
         Ok((slot as u32 + 1, size))
     }
 
     /// Reads up to `max` bytes of open file `id` at `offset` into `scratch` (0 at the end
     /// of the file).
-    fn read_file(&mut self, id: u32, offset: u64, max: usize) -> Result<usize, String> {
-        let Some(Some(file)) = self.open.get_mut((id as usize).wrapping_sub(1)) else {
+    fn read_file(
+        &mut self,
+        open: &mut [Option<File>],
+        id: u32,
+        offset: u64,
+        max: usize,
+    ) -> Result<usize, String> {
+        let Some(Some(file)) = open.get_mut((id as usize).wrapping_sub(1)) else {
             return Err(format!("no open file has id {id}"));
         };
         if file.position() != offset {

@@ -11,8 +11,18 @@
 //! fresh `Open`, reads from the start into a fresh buffer: the one in flight went down
 //! with the old file system) and carries on; the file is still checked byte for byte.
 //!
+//! Several clients may share one file system (each its own instance of this SIP, on its
+//! own channel): the first argument, if given, is this client's number K (1 when absent),
+//! and client K draws its requests from the workload's request seed + K - 1, so clients
+//! do not read the same files in lock step.
+//!
 //! Output (parsed by `cordon bench`):
-//! `webfiles: result reads=R bytes=B io_cycles=C verify_cycles=V total_cycles=T verified=R`
+//! `webfiles: result reads=R bytes=B io_cycles=C verify_cycles=V total_cycles=T verified=R
+//! client=K all_reads=N began=S ended=E began_tick=A ended_tick=B`: N reads in all (warm-up
+//! included) between the time stamp counter's S and E, the kernel's 100 Hz clock's A and B
+//! (from the first warm-up read to the last measured one: several clients' throughput is
+//! read from the window of them all, and one client's warm-up may overlap another's
+//! measured reads, so every read in the window counts)
 //! and `webfiles: recovery: retried=N reconnects=M resent=K` (files read again by the
 //! client; idempotent requests, `Open`, the bindings sent again by themselves).
 #![no_std]
@@ -125,7 +135,20 @@ struct Tally {
     by_class: [u64; 4],
 }
 
+/// This client's number: the first argument, 1 without one.
+fn client_number() -> Result<u64, String> {
+    match cordon_sip::args().first() {
+        None => Ok(1),
+        Some(arg) => arg
+            .parse::<u64>()
+            .ok()
+            .filter(|&k| (1..=1024).contains(&k))
+            .ok_or_else(|| format!("argument `{arg}`: the client's number, from 1 to 1024")),
+    }
+}
+
 fn run() -> Result<(), String> {
+    let number = client_number()?;
     let fs: Fs = Imp::initial("fs").map_err(|e| format!("no `fs` endpoint: {e:?}"))?;
     let buffer =
         Some(Buffer::new(READ_BLOCK as usize).map_err(|e| format!("no exchange heap: {e:?}"))?);
@@ -149,7 +172,12 @@ fn run() -> Result<(), String> {
         workload.reads,
         workload.request_seed
     );
-    let mut requests = Requests::new(&workload.set, workload.request_seed);
+    let mut requests = Requests::new(
+        &workload.set,
+        workload.request_seed.wrapping_add(number - 1),
+    );
+    let run_began_tick = cordon_sip::ticks();
+    let run_began = cycles();
     phase(
         &mut client,
         &workload,
@@ -165,7 +193,9 @@ fn run() -> Result<(), String> {
         workload.reads,
         &mut data,
     )?;
-    let total = cycles() - started;
+    let ended = cycles();
+    let ended_tick = cordon_sip::ticks();
+    let total = ended - started;
     drop(client.fs.take());
     println!(
         "webfiles: classes read {:?}; {} cycles per read in I/O",
@@ -173,8 +203,14 @@ fn run() -> Result<(), String> {
         tally.io_cycles / tally.reads.max(1)
     );
     println!(
-        "webfiles: result reads={} bytes={} io_cycles={} verify_cycles={} total_cycles={} verified={}",
-        tally.reads, tally.bytes, tally.io_cycles, tally.verify_cycles, total, tally.reads
+        "webfiles: result reads={} bytes={} io_cycles={} verify_cycles={} total_cycles={} verified={} client={number} all_reads={} began={run_began} ended={ended} began_tick={run_began_tick} ended_tick={ended_tick}",
+        tally.reads,
+        tally.bytes,
+        tally.io_cycles,
+        tally.verify_cycles,
+        total,
+        tally.reads,
+        u64::from(workload.warmup) + tally.reads
     );
     println!(
         "webfiles: recovery: retried={} reconnects={} resent={}",

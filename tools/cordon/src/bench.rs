@@ -13,6 +13,8 @@ pub struct Config {
     pub engine: Engine,
     /// Processors (QEMU `-smp`); 1 unless `bench --cpus` asks for more.
     pub cpus: u32,
+    /// WebFiles clients sharing the file system; 1 unless `bench --clients` asks for more.
+    pub clients: u32,
 }
 
 impl Config {
@@ -21,20 +23,25 @@ impl Config {
             isolation,
             engine: Engine::Interp,
             cpus: 1,
+            clients: 1,
         }
     }
 
     /// `soft`, `hard`, … for interpreted SIPs; `soft+compiled`, `hard+compiled`, … for
-    /// compiled ones; `@2cpu` after either on two processors.
+    /// compiled ones; `@2cpu` after either on two processors; `-4clients` after that for
+    /// four WebFiles clients.
     pub fn name(&self) -> String {
-        let name = match self.engine {
+        let mut name = match self.engine {
             Engine::Interp => self.isolation.name().to_string(),
             Engine::Compiled => format!("{}+compiled", self.isolation.name()),
         };
-        match self.cpus {
-            1 => name,
-            n => format!("{name}@{n}cpu"),
+        if self.cpus != 1 {
+            name.push_str(&format!("@{}cpu", self.cpus));
         }
+        if self.clients != 1 {
+            name.push_str(&format!("-{}clients", self.clients));
+        }
+        name
     }
 
     pub fn description(&self) -> String {

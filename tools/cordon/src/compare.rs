@@ -19,10 +19,10 @@ fn boot_all(
     base: &BootOptions,
     configs: &[Config],
     runs: u32,
-    metrics: &[Metric],
+    figures: &dyn Fn(&str) -> Vec<Option<u64>>,
     what: &str,
     out: &Path,
-    check: &dyn Fn(&str) -> Result<(), String>,
+    check: &dyn Fn(&Config, &str) -> Result<(), String>,
 ) -> Result<(Raw, String), ExitCode> {
     let total = configs.len() * runs as usize;
     let mut raw: Raw = configs.iter().map(|&c| (c, Vec::new())).collect();
@@ -46,13 +46,22 @@ fn boot_all(
                 config.name(),
                 run + 1
             );
-            let options = BootOptions {
+            let mut options = BootOptions {
                 isolation: config.isolation,
                 engine: config.engine,
                 cpus: config.cpus,
                 echo: false,
                 ..base.clone()
             };
+            if config.clients != 1 {
+                options.system = match webfiles::with_clients(&base.system, config.clients) {
+                    Ok(system) => system,
+                    Err(err) => {
+                        eprintln!("[cordon] error: {err:#}");
+                        return Err(ExitCode::from(2));
+                    }
+                };
+            }
             let outcome = match cordon::boot(&options) {
                 Ok(outcome) => outcome,
                 Err(err) => {
@@ -63,7 +72,7 @@ fn boot_all(
             let log = out.join(format!("{what}-{}-{}.log", config.name(), run + 1));
             let _ = std::fs::write(&log, &outcome.console);
             let checked = match outcome.verdict {
-                Verdict::Passed => check(&outcome.console),
+                Verdict::Passed => check(&config, &outcome.console),
                 other => Err(format!("the kernel's verdict: {other:?}")),
             };
             if let Err(why) = checked {
@@ -75,9 +84,7 @@ fn boot_all(
                 );
                 return Err(ExitCode::from(1));
             }
-            raw[i]
-                .1
-                .push(cordon::bench::parse(metrics, &outcome.console));
+            raw[i].1.push(figures(&outcome.console));
             last_console = outcome.console;
         }
     }
@@ -223,10 +230,10 @@ pub fn micro(
         &base,
         configs,
         runs,
-        cordon::bench::MICRO,
+        &|console| cordon::bench::parse(cordon::bench::MICRO, console),
         "micro",
         out,
-        &|console| {
+        &|_, console| {
             if console.contains("bench micro: done") {
                 Ok(())
             } else {
@@ -357,10 +364,10 @@ pub fn webfiles(
         &base,
         configs,
         runs,
-        cordon::bench::WEBFILES,
+        &|console| cordon::bench::parse(cordon::bench::WEBFILES, console),
         "webfiles",
         out,
-        &|console| webfiles::check(console, &workload),
+        &|_, console| webfiles::check(console, &workload),
     ) {
         Ok(raw) => raw,
         Err(code) => return code,
@@ -378,10 +385,10 @@ pub fn webfiles(
             &options,
             configs,
             1,
-            cordon::bench::WEBFILES,
+            &|console| cordon::bench::parse(cordon::bench::WEBFILES, console),
             "webfiles-icount",
             out,
-            &|console| webfiles::check(console, &workload),
+            &|_, console| webfiles::check(console, &workload),
         ) {
             Ok((raw, _)) => Some(raw),
             Err(code) => return code,
@@ -461,4 +468,201 @@ pub fn webfiles(
     } else {
         ExitCode::from(1)
     }
+}
+
+/// WebFiles with several clients: one file system serving 1, 2, 4, ... client SIPs at
+/// once, in each configuration; the throughput of all clients together and its scaling.
+pub fn webfiles_clients(
+    mut base: BootOptions,
+    configs: &[Config],
+    runs: u32,
+    workload: Workload,
+    out: &Path,
+) -> ExitCode {
+    let image = match webfiles::prepare(&workload, &out.join("webfiles")) {
+        Ok(image) => image,
+        Err(err) => {
+            eprintln!("[cordon] error: {err:#}");
+            return ExitCode::from(3);
+        }
+    };
+    base.disk = Some(image);
+    base.system = match cordon::system::load("webfiles") {
+        Ok(system) => system,
+        Err(err) => {
+            eprintln!("[cordon] error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // Per boot: every client's measured reads, and their common window in kernel ticks
+    // and in time stamp counter cycles.
+    let figures = |console: &str| match webfiles::Throughput::of(console) {
+        Some(t) => vec![Some(t.reads), Some(t.ticks), Some(t.cycles)],
+        None => vec![None; 3],
+    };
+    let (raw, console) = match boot_all(
+        &base,
+        configs,
+        runs,
+        &figures,
+        "webfiles-clients",
+        out,
+        &|config, console| webfiles::check_clients(console, &workload, config.clients),
+    ) {
+        Ok(raw) => raw,
+        Err(code) => return code,
+    };
+    let accel = match (base.accel, base.icount) {
+        (Accel::Tcg, true) => "tcg -icount",
+        (Accel::Tcg, false) => "tcg",
+        (Accel::Kvm, _) => "kvm",
+    };
+    let machine = Machine::describe(accel, &console);
+    let text = format!(
+        "WebFiles with several clients: each client SIP has its own channel to the one \
+         file-system SIP, which serves their requests one at a time; each client makes {} \
+         measured reads after {} warm-up from its own request stream, every byte checked; {} \
+         directories (seed {}), {runs} boot(s) per configuration, interleaved.\n\
+         machine: {} ({} cores), {}, accel={}\n\
+         Throughput: every read of every client (warm-up included: one client's warm-up \
+         overlaps another's measured reads) over guest time from the first client's first \
+         read to the last one's last (the kernel's 100 Hz clock); median [lowest, highest] \
+         over boots, and the scaling against one client in the same configuration.\n\n{}",
+        workload.reads,
+        workload.warmup,
+        workload.dirs,
+        workload.seed,
+        machine.host_cpu,
+        machine.host_cores,
+        machine.qemu,
+        accel_name(&base, configs),
+        clients_table(&raw)
+    );
+    print!("{text}");
+    let mut csv = String::from(
+        "configuration,isolation,engine,cpus,clients,run,reads,ticks,tsc_cycles,files_per_second\n",
+    );
+    for (config, boots) in &raw {
+        for (n, f) in boots.iter().enumerate() {
+            let value = |i: usize| f.get(i).copied().flatten();
+            let rate = files_per_second(f).map_or_else(String::new, |r| format!("{r:.1}"));
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{rate}\n",
+                config.name(),
+                config.isolation.name(),
+                config.engine.name(),
+                config.cpus,
+                config.clients,
+                n + 1,
+                value(0).map_or_else(String::new, |v| v.to_string()),
+                value(1).map_or_else(String::new, |v| v.to_string()),
+                value(2).map_or_else(String::new, |v| v.to_string()),
+            ));
+        }
+    }
+    if write_all(
+        out,
+        &[
+            ("webfiles-clients.txt", text),
+            ("webfiles-clients.csv", csv),
+        ],
+    ) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Files per second of guest time of one boot's figures (reads, ticks, cycles).
+fn files_per_second(figures: &[Option<u64>]) -> Option<f64> {
+    let (reads, ticks) = (figures.first().copied()??, figures.get(1).copied()??);
+    Some(
+        webfiles::Throughput {
+            reads,
+            ticks,
+            cycles: 0,
+        }
+        .files_per_second(),
+    )
+}
+
+/// One row per configuration without its client count, one column per client count:
+/// median files/s [lowest, highest], and the median's ratio to one client's; then, with
+/// several processor counts, each count's median against the first's.
+fn clients_table(raw: &Raw) -> String {
+    let mut counts: Vec<u32> = raw.iter().map(|(c, _)| c.clients).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let row_of = |c: &Config| Config { clients: 1, ..*c };
+    let mut rows: Vec<Config> = Vec::new();
+    for (config, _) in raw {
+        if !rows.contains(&row_of(config)) {
+            rows.push(row_of(config));
+        }
+    }
+    let median_of = |config: Config| -> Option<(f64, f64, f64)> {
+        let (_, boots) = raw.iter().find(|(c, _)| *c == config)?;
+        let mut rates: Vec<f64> = boots.iter().filter_map(|f| files_per_second(f)).collect();
+        if rates.is_empty() {
+            return None;
+        }
+        rates.sort_by(f64::total_cmp);
+        Some((rates[rates.len() / 2], rates[0], rates[rates.len() - 1]))
+    };
+    let mut text = format!("{:<24}", "files/s (guest time)");
+    for n in &counts {
+        let label = if *n == 1 {
+            "1 client".to_string()
+        } else {
+            format!("{n} clients")
+        };
+        text.push_str(&format!("{label:>34}"));
+    }
+    text.push('\n');
+    for row in &rows {
+        text.push_str(&format!("{:<24}", row.name()));
+        let one = median_of(*row).map(|m| m.0);
+        for &n in &counts {
+            let cell = match median_of(Config { clients: n, ..*row }) {
+                Some((median, low, high)) => {
+                    let scale = one.map_or_else(String::new, |one| {
+                        format!(" {:.2}x", median / one.max(f64::MIN_POSITIVE))
+                    });
+                    format!("{median:.1} [{low:.1}, {high:.1}]{scale}")
+                }
+                None => "-".to_string(),
+            };
+            text.push_str(&format!("{cell:>34}"));
+        }
+        text.push('\n');
+    }
+    // Processors against processors, same configuration and client count.
+    let mut cpus: Vec<u32> = rows.iter().map(|r| r.cpus).collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    if let [first, ref more @ ..] = cpus[..] {
+        for &other in more {
+            text.push_str(&format!(
+                "\n{other} processors against {first}, same configuration and clients (median files/s):\n"
+            ));
+            for row in rows.iter().filter(|r| r.cpus == other) {
+                let base = Config {
+                    cpus: first,
+                    ..*row
+                };
+                text.push_str(&format!("{:<24}", row.name()));
+                for &n in &counts {
+                    let ratio = median_of(Config { clients: n, ..*row })
+                        .zip(median_of(Config { clients: n, ..base }))
+                        .map_or_else(
+                            || "-".to_string(),
+                            |(a, b)| format!("{:.2}x", a.0 / b.0.max(f64::MIN_POSITIVE)),
+                        );
+                    text.push_str(&format!("{ratio:>34}"));
+                }
+                text.push('\n');
+            }
+        }
+    }
+    text
 }

@@ -72,6 +72,12 @@ enum Command {
         /// many processors. Default: --smp's.
         #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=16))]
         cpus: Vec<u32>,
+        /// WebFiles with several clients instead of Figure 5: client SIP counts to
+        /// measure side by side (e.g. `1,2,4`), each client on its own channel to the one
+        /// file system; the table gives files/s of guest time and the scaling (default
+        /// configurations: soft and hard).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=8), conflicts_with = "micro")]
+        clients: Vec<u32>,
         /// Where the tables, CSV, JSON, chart and consoles go (default: target/bench).
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
@@ -211,10 +217,11 @@ fn main() -> ExitCode {
             only,
             engines,
             cpus,
+            clients,
             out,
             boot,
         }) => bench(
-            micro, !no_linux, quick, runs, reads, &only, &engines, &cpus, out, boot,
+            micro, !no_linux, quick, runs, reads, &only, &engines, &cpus, &clients, out, boot,
         ),
         None => boot(cli.boot),
     }
@@ -231,10 +238,13 @@ fn bench(
     only: &[IsolationArg],
     engines: &[EngineArg],
     cpus: &[u32],
+    clients: &[u32],
     out: Option<std::path::PathBuf>,
     mut boot: BootArgs,
 ) -> ExitCode {
-    let isolations: Vec<Isolation> = if only.is_empty() {
+    let isolations: Vec<Isolation> = if only.is_empty() && !clients.is_empty() {
+        vec![Isolation::Soft, Isolation::Hard]
+    } else if only.is_empty() {
         Isolation::ALL.to_vec()
     } else {
         Isolation::ALL
@@ -267,9 +277,23 @@ fn bench(
                     isolation,
                     engine,
                     cpus,
+                    clients: 1,
                 })
         })
         .collect();
+    // With --clients, each configuration once per client count (interleaved like the rest).
+    let configs: Vec<cordon::bench::Config> = if clients.is_empty() {
+        configs
+    } else {
+        configs
+            .iter()
+            .flat_map(|&c| {
+                clients
+                    .iter()
+                    .map(move |&clients| cordon::bench::Config { clients, ..c })
+            })
+            .collect()
+    };
     // Linux (with --micro) boots with the first count.
     boot.smp = cpus[0];
     let out = out.unwrap_or_else(|| {
@@ -308,6 +332,9 @@ fn bench(
     };
     if let Some(reads) = reads {
         workload.reads = reads;
+    }
+    if !clients.is_empty() {
+        return compare::webfiles_clients(base, &configs, runs, workload, &out);
     }
     compare::webfiles(base, &configs, runs, workload, !quick, &out)
 }

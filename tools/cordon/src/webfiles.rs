@@ -10,6 +10,7 @@ use anyhow::Context;
 use bootpkg::Isolation;
 
 use crate::bench::Config;
+use crate::system::System;
 
 use crate::bench::{Summary, WEBFILES};
 
@@ -75,36 +76,152 @@ pub fn prepare(workload: &Workload, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(generated.image)
 }
 
+/// The WebFiles system with `clients` client SIPs: `system` (`systems/webfiles.toml`) as
+/// it is for one; client K (K >= 2) is the Kth instance of `webfiles`, connected to the
+/// file system's `clients#K` and given K as its argument (its request stream). The
+/// `client-*` configurations isolate the first client only.
+pub fn with_clients(system: &System, clients: u32) -> anyhow::Result<System> {
+    let mut system = system.clone();
+    let index = |name: &str| {
+        system
+            .sips
+            .iter()
+            .position(|s| s == name)
+            .map(|i| i as u32)
+            .with_context(|| format!("{}: no SIP `{name}`", system.origin))
+    };
+    let fs = index("fs")?;
+    index("webfiles")?;
+    for k in 2..=clients {
+        let sip = system.sips.len() as u32;
+        system.sips.push("webfiles".into());
+        system.channels.push(bootpkg::Connection {
+            contract: "FileSystem".into(),
+            exporter: bootpkg::Attach {
+                sip: fs,
+                endpoint: format!("clients#{k}"),
+            },
+            importer: bootpkg::Attach {
+                sip,
+                endpoint: "fs".into(),
+            },
+        });
+        system.args.push(bootpkg::SipArgs {
+            sip,
+            args: vec![k.to_string()],
+        });
+    }
+    bootpkg::check_wiring(&system.sips, &system.on_request, &system.channels)
+        .map_err(anyhow::Error::msg)?;
+    Ok(system)
+}
+
 /// Checks that a run is sane: every SIP exited 0, the client made every read it was asked
 /// for, and every read returned the bytes the generator's checksums say.
 pub fn check(console: &str, workload: &Workload) -> Result<(), String> {
+    check_clients(console, workload, 1)
+}
+
+/// The fields of every client's result line, in the order printed.
+fn results(console: &str) -> Vec<impl Fn(&str) -> Option<u64> + '_> {
+    console
+        .lines()
+        .filter(|l| l.contains("[webfiles] webfiles: result"))
+        .map(|line| {
+            move |name: &str| -> Option<u64> {
+                let rest = &line[line.find(&format!(" {name}="))? + name.len() + 2..];
+                rest.split_whitespace().next()?.parse().ok()
+            }
+        })
+        .collect()
+}
+
+/// [`check`] for a run of [`with_clients`]: each of the `clients` clients (numbered 1 to
+/// `clients`) made and verified every read, and every SIP exited 0.
+pub fn check_clients(console: &str, workload: &Workload, clients: u32) -> Result<(), String> {
     if let Some(line) = console.lines().find(|l| l.contains("webfiles: FAILED")) {
         return Err(line.trim().to_string());
     }
-    let result = console
-        .lines()
-        .find(|l| l.contains("[webfiles] webfiles: result"))
-        .ok_or("the client printed no result")?;
-    let field = |name: &str| -> Option<u64> {
-        let rest = &result[result.find(&format!(" {name}="))? + name.len() + 2..];
-        rest.split_whitespace().next()?.parse().ok()
-    };
-    let (reads, verified) = (field("reads"), field("verified"));
-    if reads != Some(u64::from(workload.reads)) || verified != reads {
+    let results = results(console);
+    if results.len() != clients as usize {
         return Err(format!(
-            "expected {} verified reads, the client reports reads={reads:?} verified={verified:?}",
-            workload.reads
+            "{} client(s) printed a result; expected {clients}",
+            results.len()
         ));
     }
-    for sip in ["virtio-blk", "fs", "webfiles"] {
-        let exited = console.lines().any(|l| {
-            l.starts_with(&format!("[kernel] SIP {sip} (")) && l.ends_with("exited with status 0")
-        });
-        if !exited {
-            return Err(format!("SIP {sip} did not exit with status 0"));
+    let mut numbers = Vec::new();
+    for field in &results {
+        let (reads, verified) = (field("reads"), field("verified"));
+        if reads != Some(u64::from(workload.reads)) || verified != reads {
+            return Err(format!(
+                "expected {} verified reads, a client reports reads={reads:?} verified={verified:?}",
+                workload.reads
+            ));
+        }
+        numbers.push(field("client").unwrap_or(0));
+    }
+    numbers.sort_unstable();
+    if numbers != (1..=u64::from(clients)).collect::<Vec<_>>() {
+        return Err(format!(
+            "the clients that reported are numbered {numbers:?}; expected 1 to {clients}"
+        ));
+    }
+    for (sip, count) in [("virtio-blk", 1), ("fs", 1), ("webfiles", clients as usize)] {
+        let exited = console
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("[kernel] SIP {sip} ("))
+                    && l.ends_with("exited with status 0")
+            })
+            .count();
+        if exited != count {
+            return Err(format!(
+                "{exited} of {count} SIP(s) {sip} exited with status 0"
+            ));
         }
     }
     Ok(())
+}
+
+/// What several clients did together: all their reads (warm-up included), and the window
+/// from the first one's first read to the last one's last, in the kernel's 100 Hz clock
+/// and in time stamp counter cycles. (Their warm-ups overlap each other's measured reads,
+/// so every read in the window counts.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throughput {
+    pub reads: u64,
+    pub ticks: u64,
+    pub cycles: u64,
+}
+
+impl Throughput {
+    /// Every client's result line on `console`, taken together.
+    pub fn of(console: &str) -> Option<Throughput> {
+        let results = results(console);
+        if results.is_empty() {
+            return None;
+        }
+        let mut reads = 0;
+        let (mut began, mut ended) = (u64::MAX, 0);
+        let (mut began_tick, mut ended_tick) = (u64::MAX, 0);
+        for field in &results {
+            reads += field("all_reads")?;
+            began = began.min(field("began")?);
+            ended = ended.max(field("ended")?);
+            began_tick = began_tick.min(field("began_tick")?);
+            ended_tick = ended_tick.max(field("ended_tick")?);
+        }
+        Some(Throughput {
+            reads,
+            ticks: ended_tick.checked_sub(began_tick)?,
+            cycles: ended.checked_sub(began)?,
+        })
+    }
+
+    /// Files per second of guest time (the kernel's clock; under TCG it follows the host's).
+    pub fn files_per_second(&self) -> f64 {
+        self.reads as f64 * 100.0 / self.ticks.max(1) as f64
+    }
 }
 
 /// What the host and the emulator were, for the record.
@@ -165,9 +282,9 @@ fn headline_values(runs: &[Vec<Option<u64>>]) -> Vec<u64> {
 /// compiled rows show the isolation tax of running compiled code, not the engines'
 /// difference, and the two-processor rows the tax on two processors.
 fn engine_base(raw: &Raw, config: &Config) -> Option<Vec<u64>> {
-    let (_, runs) = raw
-        .iter()
-        .find(|(c, _)| c.engine == config.engine && c.cpus == config.cpus)?;
+    let (_, runs) = raw.iter().find(|(c, _)| {
+        c.engine == config.engine && c.cpus == config.cpus && c.clients == config.clients
+    })?;
     Some(headline_values(runs)).filter(|v| !v.is_empty())
 }
 
@@ -428,7 +545,7 @@ mod tests {
 PCI: 7 functions; 00:04.0 virtio-blk (1af4:1001, class 01.00, I/O 0xc000+0x80, IRQ 11)
 isolation=soft: physical memory; PCID not available (not used: every CR3 load flushes the TLB), NX on
 [webfiles] webfiles: classes read [13, 16, 1, 0]; 19819706 cycles per read in I/O
-[webfiles] webfiles: result reads=30 bytes=63687 io_cycles=594591184 verify_cycles=64216878 total_cycles=672538598 verified=30
+[webfiles] webfiles: result reads=30 bytes=63687 io_cycles=594591184 verify_cycles=64216878 total_cycles=672538598 verified=30 client=1 all_reads=30 began=1000 ended=672539598 began_tick=40 ended_tick=140
 [kernel] SIP webfiles (pid 3) exited with status 0
 [kernel] SIP fs (pid 2) exited with status 0
 [virtio-blk] virtio-blk: served 30 requests, 919040 bytes by DMA, 30 interrupts, 60 used-ring polls; the client went away
@@ -533,7 +650,48 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
         );
         assert_eq!(
             check(&crashed, &workload(30)),
-            Err("SIP fs did not exit with status 0".into())
+            Err("0 of 1 SIP(s) fs exited with status 0".into())
+        );
+    }
+
+    #[test]
+    fn several_clients_are_checked_each_and_timed_together() {
+        let one = Throughput::of(CONSOLE).unwrap();
+        assert_eq!(
+            one,
+            Throughput {
+                reads: 30,
+                ticks: 100,
+                cycles: 672538598
+            }
+        );
+        assert!((one.files_per_second() - 30.0).abs() < 1e-9);
+        // A second client, started later and done later: the window spans both.
+        let second = "[webfiles] webfiles: result reads=30 bytes=1 io_cycles=1 verify_cycles=1 total_cycles=1 verified=30 client=2 all_reads=30 began=5000 ended=900000000 began_tick=50 ended_tick=190\n\
+[kernel] SIP webfiles (pid 4) exited with status 0\n";
+        let two = format!("{CONSOLE}{second}");
+        assert_eq!(check_clients(&two, &workload(30), 2), Ok(()));
+        let both = Throughput::of(&two).unwrap();
+        assert_eq!((both.reads, both.ticks, both.cycles), (60, 150, 899999000));
+        assert!((both.files_per_second() - 40.0).abs() < 1e-9);
+        // Too few results, a client numbered twice, a client that did not exit 0.
+        assert_eq!(
+            check_clients(CONSOLE, &workload(30), 2),
+            Err("1 client(s) printed a result; expected 2".into())
+        );
+        let twice = two.replace("client=2", "client=1");
+        assert!(
+            check_clients(&twice, &workload(30), 2)
+                .unwrap_err()
+                .contains("numbered [1, 1]")
+        );
+        let failed = two.replace(
+            "(pid 4) exited with status 0",
+            "(pid 4) exited with status 1",
+        );
+        assert_eq!(
+            check_clients(&failed, &workload(30), 2),
+            Err("1 of 2 SIP(s) webfiles exited with status 0".into())
         );
     }
 
@@ -592,6 +750,7 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
             isolation,
             engine: bootpkg::Engine::Compiled,
             cpus: 1,
+            clients: 1,
         };
         let raw = vec![
             (Config::interp(Isolation::Soft), runs(&[1000])),

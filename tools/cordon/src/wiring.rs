@@ -189,6 +189,41 @@ mod tests {
     }
 
     #[test]
+    fn a_server_takes_numbered_connections_up_to_its_declared_count() {
+        let protocols = shipped_protocols();
+        let webfiles = crate::system::load("webfiles").unwrap();
+        // Up to the file system's `connections = 8`: wired right.
+        let eight = crate::webfiles::with_clients(&webfiles, 8).unwrap();
+        assert_eq!(eight.sips.iter().filter(|s| *s == "webfiles").count(), 8);
+        check_channels(&eight, &protocols).unwrap();
+        // One more is refused, with what the file system declares.
+        let nine = crate::webfiles::with_clients(&webfiles, 9).unwrap();
+        let err = format!("{:#}", check_channels(&nine, &protocols).unwrap_err());
+        assert!(
+            err.contains("`fs.clients#9`: `fs`'s own manifest declares no endpoint `clients#9` (it declares `disk` (importer of BlockDevice), `clients` (exporter of FileSystem, also `clients#2` ... `clients#8`))"),
+            "{err}"
+        );
+        // A numbered connection of an endpoint that takes one: refused the same way.
+        let system = crate::system::parse(
+            "sips = [\"echo-server\", \"echo-client\", \"echo-client\"]\n\
+             [[channels]]\n\
+             contract = \"Echo\"\n\
+             exporter = \"echo-server.clients\"\n\
+             importer = \"echo-client.server\"\n\
+             [[channels]]\n\
+             contract = \"Echo\"\n\
+             exporter = \"echo-server.clients#2\"\n\
+             importer = \"echo-client#2.server\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", check_channels(&system, &protocols).unwrap_err());
+        assert!(
+            err.contains("<system>:8:12: `echo-server.clients#2`: `echo-server`'s own manifest declares no endpoint `clients#2` (it declares `clients` (exporter of Echo))"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_declared_endpoint_no_channel_connects_is_refused() {
         let system = crate::system::of_sips(&["echo-server".to_string()]);
         let err = format!(

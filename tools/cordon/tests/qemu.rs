@@ -1281,10 +1281,38 @@ in_both_modes!(
 );
 
 on_two_cpus!(
-    webfiles_reads_every_byte_right_on_two_cpus,
-    webfiles_reads_every_byte_right_on_two_cpus_in_ring3,
-    webfiles
+    webfiles_serves_three_clients_every_byte_right_on_two_cpus,
+    webfiles_serves_three_clients_every_byte_right_on_two_cpus_in_ring3,
+    webfiles_three_clients
 );
+
+/// One file system serving three WebFiles clients at once (`fs.clients`, `clients#2`,
+/// `clients#3`), each its own SIP with its own request stream and open files, on two
+/// processors: every client verifies every file, every SIP exits 0, nothing is left.
+fn webfiles_three_clients(isolation: Isolation) {
+    let (workload, image) = webfiles_disk(&format!("clients-{}", isolation.name()));
+    let mut options = webfiles_system(isolation, Some(image));
+    options.system = cordon::webfiles::with_clients(&options.system, 3).expect("three clients");
+    let outcome = run(options);
+    expect(
+        &outcome,
+        Verdict::Passed,
+        &[
+            "[fs] fs: serving 3 clients",
+            "verified=25 client=1 ",
+            "verified=25 client=2 ",
+            "verified=25 client=3 ",
+            "0 endpoints and 0 exchange-heap blocks left",
+        ],
+    );
+    cordon::webfiles::check_clients(&outcome.console, &workload, 3)
+        .unwrap_or_else(|why| panic!("{why}\n{}", outcome.console));
+    let together = cordon::webfiles::Throughput::of(&outcome.console).expect("three results");
+    assert_eq!(
+        together.reads,
+        3 * u64::from(workload.warmup + workload.reads)
+    );
+}
 
 /// The three WebFiles SIPs: the driver gets the disk's registers, interrupt and DMA, the
 /// file system mounts the ext4 image through it, and the client checks every file it reads
