@@ -633,7 +633,9 @@ impl EndpointDecl {
         else {
             return false;
         };
-        !nth.starts_with('0')
+        !nth.is_empty()
+            && !nth.starts_with('0')
+            && nth.bytes().all(|b| b.is_ascii_digit())
             && nth
                 .parse::<u16>()
                 .is_ok_and(|k| (2..=self.connections).contains(&k))
@@ -867,6 +869,7 @@ mod tests {
             "clients#1",
             "clients#5",
             "clients#02",
+            "clients#+2",
             "clients#",
             "clients#x",
             "clients2",

@@ -78,7 +78,12 @@ fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, Fault>
                     .and_then(toml::Value::as_str)
                     .ok_or_else(|| bad(&format!("entry lacks a string `{key}`")))
             };
-            let name = get("name")?.into();
+            let name: String = get("name")?.into();
+            if name.is_empty() || name.contains(['#', '.']) {
+                return Err(bad(&format!(
+                    "endpoint name `{name}`: a name is not empty and has no `#` or `.` (`#` numbers a connection, `.` separates SIP and endpoint)"
+                )));
+            }
             let contract = get("contract")?.into();
             let role = match get("role")? {
                 "exporter" => cordon_abi::Role::Exporter,
@@ -112,7 +117,20 @@ fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, Fault>
                 connections,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Fault>>()
+        .and_then(|list| {
+            match list
+                .iter()
+                .enumerate()
+                .find(|(i, d)| list[..*i].iter().any(|e| e.name == d.name))
+            {
+                Some((_, twice)) => Err(bad(&format!(
+                    "endpoint `{}` is declared twice",
+                    twice.name
+                ))),
+                None => Ok(list),
+            }
+        })
 }
 
 /// `resources = ["pci:1af4:1001"]`: the devices a driver SIP asks the kernel for.
@@ -396,6 +414,14 @@ mod tests {
                 "{n}"
             );
         }
+        assert!(
+            bad("endpoints = [{ name = \"c#2\", contract = \"Echo\", role = \"exporter\" }]")
+                .contains("has no `#` or `.`")
+        );
+        assert!(
+            bad("endpoints = [{ name = \"c\", contract = \"Echo\", role = \"exporter\" }, { name = \"c\", contract = \"Echo\", role = \"importer\" }]")
+                .contains("endpoint `c` is declared twice")
+        );
         assert!(
             bad("endpoints = [{ name = \"c\", contract = \"Echo\", role = \"exporter\", conections = 2 }]")
                 .contains("unknown key `conections`")

@@ -17,10 +17,11 @@
 //!
 //! Recovery: a driver restarted by the kernel's supervisor is reconnected to and the read
 //! that was in flight is sent again (`disk`); a client that went away while its own restart
-//! is pending is waited for and served again from a fresh session (`Imp::initial` of its
+//! is pending is waited for and served again from a fresh session (`Exp::initial` of its
 //! endpoint's name, which waits while the kernel restarts it; the other clients wait
-//! meanwhile); a client that is gone for good is dropped, and once every client is gone
-//! this SIP ends with status 0.
+//! meanwhile, for as long as the supervisor's backoff); a client that is gone for good is
+//! dropped, and once every client is gone this SIP ends with status 0. The connections
+//! are taken once, at start: a client must start at boot, not on request.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -140,7 +141,8 @@ impl Session {
         self.ep = match Exp::initial(&self.name) {
             Ok(ep) => {
                 println!(
-                    "fs: the client went away and was restarted; serving its next incarnation"
+                    "fs: the client on `{}` went away and was restarted; serving its next incarnation",
+                    self.name
                 );
                 Some(ep)
             }

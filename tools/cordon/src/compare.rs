@@ -494,8 +494,8 @@ pub fn webfiles_clients(
             return ExitCode::from(2);
         }
     };
-    // Per boot: every client's measured reads, and their common window in kernel ticks
-    // and in time stamp counter cycles.
+    // Per boot: every read of every client (warm-up included), and the window from the
+    // first one's first read to the last one's last, in kernel ticks and TSC cycles.
     let figures = |console: &str| match webfiles::Throughput::of(console) {
         Some(t) => vec![Some(t.reads), Some(t.ticks), Some(t.cycles)],
         None => vec![None; 3],
@@ -576,14 +576,12 @@ pub fn webfiles_clients(
 /// Files per second of guest time of one boot's figures (reads, ticks, cycles).
 fn files_per_second(figures: &[Option<u64>]) -> Option<f64> {
     let (reads, ticks) = (figures.first().copied()??, figures.get(1).copied()??);
-    Some(
-        webfiles::Throughput {
-            reads,
-            ticks,
-            cycles: 0,
-        }
-        .files_per_second(),
-    )
+    webfiles::Throughput {
+        reads,
+        ticks,
+        cycles: 0,
+    }
+    .files_per_second()
 }
 
 /// One row per configuration without its client count, one column per client count:

@@ -218,10 +218,15 @@ impl Throughput {
         })
     }
 
-    /// Files per second of guest time (the kernel's clock; under TCG it follows the host's).
-    pub fn files_per_second(&self) -> f64 {
-        self.reads as f64 * 100.0 / self.ticks.max(1) as f64
+    /// Files per second of guest time (the kernel's clock; under TCG it follows the host's);
+    /// `None` for a window shorter than [`Throughput::MIN_TICKS`], which the 100 Hz clock
+    /// cannot time well.
+    pub fn files_per_second(&self) -> Option<f64> {
+        (self.ticks >= Self::MIN_TICKS).then(|| self.reads as f64 * 100.0 / self.ticks as f64)
     }
+
+    /// The shortest window timed: 0.1 s, within 10 % of the clock's resolution.
+    pub const MIN_TICKS: u64 = 10;
 }
 
 /// What the host and the emulator were, for the record.
@@ -665,7 +670,9 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
                 cycles: 672538598
             }
         );
-        assert!((one.files_per_second() - 30.0).abs() < 1e-9);
+        assert!((one.files_per_second().unwrap() - 30.0).abs() < 1e-9);
+        let short = Throughput { ticks: 9, ..one };
+        assert_eq!(short.files_per_second(), None);
         // A second client, started later and done later: the window spans both.
         let second = "[webfiles] webfiles: result reads=30 bytes=1 io_cycles=1 verify_cycles=1 total_cycles=1 verified=30 client=2 all_reads=30 began=5000 ended=900000000 began_tick=50 ended_tick=190\n\
 [kernel] SIP webfiles (pid 4) exited with status 0\n";
@@ -673,7 +680,7 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
         assert_eq!(check_clients(&two, &workload(30), 2), Ok(()));
         let both = Throughput::of(&two).unwrap();
         assert_eq!((both.reads, both.ticks, both.cycles), (60, 150, 899999000));
-        assert!((both.files_per_second() - 40.0).abs() < 1e-9);
+        assert!((both.files_per_second().unwrap() - 40.0).abs() < 1e-9);
         // Too few results, a client numbered twice, a client that did not exit 0.
         assert_eq!(
             check_clients(CONSOLE, &workload(30), 2),

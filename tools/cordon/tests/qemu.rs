@@ -132,7 +132,7 @@ fn default_system_runs_its_sips_and_powers_off_cleanly() {
         Verdict::Passed,
         &[
             "booted: isolation=soft",
-            "[hello] Hello from a SIP: ABI v7",
+            "[hello] Hello from a SIP: ABI v8",
             "[kernel] SIP hello (pid 1) exited with status 0",
             "[primes] 17984 primes below 200000",
             "[kernel] SIP primes (pid 2) exited with status 0",
@@ -910,7 +910,7 @@ fn default_system_in(isolation: Isolation) {
             Verdict::Passed,
             &[
                 &banner,
-                "[hello] Hello from a SIP: ABI v7",
+                "[hello] Hello from a SIP: ABI v8",
                 "[primes] 17984 primes below 200000",
                 "[echo-binder] 3 pings answered over a channel found by name",
                 "[kernel] SIP echo-binder (pid 5) exited with status 0",
