@@ -1,5 +1,13 @@
 //! Channels in the kernel: the contract-checked channel manager of
-//! `kernel_core::channel` behind an interrupt-safe lock, plus blocking.
+//! `kernel_core::channel` behind an interrupt-safe readers-writer lock, plus blocking.
+//!
+//! Sends and receives of messages that carry no endpoint or block, `chan_select`, posted
+//! receives and exchange-heap reads and writes take the manager *shared*: each changes
+//! only its channel's two endpoints (or its block) under their own locks, so they run at
+//! once on different processors. Whatever moves holders or charges (a message carrying
+//! endpoints or blocks, making, closing and reaping channels, ending a SIP) takes it
+//! alone. Lock order: the initial-endpoint lists, then the manager, then endpoint flows
+//! (lower handle first) or a block's bytes.
 //!
 //! A receive that finds nothing waits on its process's queue in [`EVENTS`] (with an
 //! optional timeout on the hashed wake-up lists); a send wakes the waiters of the process
@@ -20,16 +28,19 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use cordon_abi::status;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel_core::channel::{
     Channels, Counts, CreateError, EndpointId, Owner, Queue, Quota, RecvError, SendError, Usage,
 };
 
-use crate::arch::irq::IrqMutex;
+use crate::arch::irq::{IrqMutex, IrqRwLock};
 use crate::process::Pid;
 use crate::sched::sync::WaitQueue;
 
-static CHANNELS: IrqMutex<Option<Channels>> = IrqMutex::new(None);
+/// The channel manager. Messages without endpoints or blocks in them (nearly all) go
+/// through it shared, each changing only its channel's two endpoints under their own
+/// locks ([`with_shared`]); everything else has it alone ([`with`]).
+static CHANNELS: IrqRwLock<Option<Channels>> = IrqRwLock::new(None);
 /// Each process slot's waiters: woken by a send to an endpoint it holds, and on every
 /// close, connection and kill.
 static EVENTS: [WaitQueue; crate::process::MAX_PROCESSES] =
@@ -89,17 +100,58 @@ static INITIAL: IrqMutex<Vec<(Pid, String, EndpointId)>> = IrqMutex::new(Vec::ne
 /// endpoint reports `PEER_CLOSED`.
 static TAKEN: IrqMutex<Vec<(Pid, EndpointId, String)>> = IrqMutex::new(Vec::new());
 
+/// Removes the entries of `list` that `gone` picks.
+fn forget<T>(list: &IrqMutex<Vec<T>>, mut gone: impl FnMut(&T) -> bool) {
+    let mut list = list.lock();
+    list.retain(|entry| !gone(entry));
+    release_if_empty(&mut list);
+}
+
+/// An empty list gives its memory back: otherwise it would keep what its busiest moment
+/// needed (and a run that peaks higher than the last would look like a leak to the
+/// reclaim checks, which compare the heap before and after).
+fn release_if_empty<T>(list: &mut Vec<T>) {
+    if list.is_empty() {
+        *list = Vec::new();
+    }
+}
+
 /// Installs the compiled contracts. Runs once at boot.
 pub fn init(protocols: Vec<contracts::Protocol>) {
     let mut channels = Channels::new(protocols);
     channels
         .reserve_accounts(crate::process::MAX_PROCESSES)
         .expect("boot-time heap for the process accounts");
-    *CHANNELS.lock() = Some(channels);
+    *CHANNELS.write() = Some(channels);
 }
 
+/// Runs `f` with the channel manager alone (interrupts masked on this processor).
+#[track_caller]
 fn with<R>(f: impl FnOnce(&mut Channels) -> R) -> R {
-    f(CHANNELS.lock().as_mut().expect("ipc::init ran"))
+    f(CHANNELS.write().as_mut().expect("ipc::init ran"))
+}
+
+/// Runs `f` with the channel manager shared: other processors may be in it too, each
+/// sending or receiving on other channels (interrupts masked on this processor). `f` must
+/// not call [`with`] or `with_shared` (a second read behind a waiting writer would wait
+/// for ever). With [`set_shared`] off, `f` has the manager alone instead.
+#[track_caller]
+fn with_shared<R>(f: impl FnOnce(&Channels) -> R) -> R {
+    if SHARED.load(Ordering::Relaxed) {
+        f(CHANNELS.read().as_ref().expect("ipc::init ran"))
+    } else {
+        f(CHANNELS.write().as_ref().expect("ipc::init ran"))
+    }
+}
+
+/// Whether the message path takes the channel manager shared (see [`with_shared`]).
+static SHARED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the shared message path on or off: off, every channel operation has the manager
+/// alone, as one global lock would (for the micro suite, which measures both side by
+/// side). Takes effect for operations that start afterwards.
+pub fn set_shared(on: bool) {
+    SHARED.store(on, Ordering::Relaxed);
 }
 
 /// Names of the contracts the kernel knows.
@@ -216,6 +268,7 @@ fn take_now(pid: Pid, name: &str, contract: &str, importer: bool) -> Result<i32,
         ));
     }
     let (_, name, _) = initial.swap_remove(at);
+    release_if_empty(&mut initial);
     drop(initial);
     let mut taken = TAKEN.lock();
     if taken.try_reserve(1).is_ok() {
@@ -331,12 +384,23 @@ pub fn send(pid: Pid, ep: u32, message: &[u8]) -> Result<i32, String> {
         }
         done
     };
-    let (sent, doomed) = with(|c| {
-        let sent = c
-            .send_direct(pid, ep, message, &mut deliver)
-            .map(|peer| c.holder_of(peer));
-        (sent, c.has_doomed())
+    // Shared first: a message without endpoints or blocks in it changes only its
+    // channel. One that carries some (or is malformed: its fault is reported there) moves
+    // holders and charges, with the manager alone.
+    let shared = with_shared(|c| {
+        c.send_shared(pid, ep, message, &mut deliver)
+            .map(|peer| peer.map(|peer| c.holder_of(peer)))
     });
+    let (sent, doomed) = match shared {
+        Ok(Some(receiver)) => (Ok(receiver), false),
+        Err(e) => (Err(e), false),
+        Ok(None) => with(|c| {
+            let sent = c
+                .send_direct(pid, ep, message, &mut deliver)
+                .map(|peer| c.holder_of(peer));
+            (sent, c.has_doomed())
+        }),
+    };
     if doomed {
         // The message closed a cycle of endpoints in transit: free it.
         reap();
@@ -391,33 +455,47 @@ pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i
     let capacity = out.len();
     let mut outcome: Option<Result<usize, RecvError>> = None;
     let mut attempt = || {
-        let result = with(|c| {
+        // Shared: a message delivered into the posted buffer, or the next queued one if it
+        // carries no endpoints or blocks (`None`: it does; received below, alone).
+        let shared = with_shared(|c| {
             if let Some(len) = c.take_delivered(pid, ep) {
-                return Some(Ok(len));
+                return Some(Some(Ok(len)));
             }
-            match c.recv(pid, ep, out) {
+            match c.recv_shared(pid, ep, out) {
+                Ok(None) => None,
                 Err(RecvError::Empty) => {
                     if let Some(landing) = landing {
                         // Fails only for a handle the SIP does not hold, which the
                         // receive above already reported.
                         let _ = c.post(pid, ep, capacity, landing);
                     }
-                    None
+                    Some(None)
                 }
+                Ok(Some(len)) => {
+                    copied(len);
+                    Some(Some(Ok(len)))
+                }
+                Err(other) => Some(Some(Err(other))),
+            }
+        });
+        let result = match shared {
+            Some(result) => result,
+            None => with(|c| match c.recv(pid, ep, out) {
+                Err(RecvError::Empty) => None,
                 Ok(len) => {
                     copied(len);
                     Some(Ok(len))
                 }
                 other => Some(other),
-            }
-        });
+            }),
+        };
         outcome = result;
         outcome.is_some()
     };
     wait(pid, timeout, &mut attempt);
     if landing.is_some() {
         // Withdraw the post; a message delivered after the last attempt still arrived.
-        if let Some(len) = with(|c| c.take_delivered(pid, ep)) {
+        if let Some(len) = with_shared(|c| c.take_delivered(pid, ep)) {
             outcome = Some(Ok(len));
         }
     }
@@ -448,7 +526,7 @@ pub fn select(pid: Pid, eps: &[u32], timeout: Option<u64>) -> Result<i32, String
     }
     let mut outcome: Option<Result<usize, String>> = None;
     let mut attempt = || {
-        let ready = with(|c| {
+        let ready = with_shared(|c| {
             for (i, &ep) in eps.iter().enumerate() {
                 match c.ready(pid, ep) {
                     Ok(true) => return Some(Ok(i)),
@@ -470,7 +548,7 @@ pub fn select(pid: Pid, eps: &[u32], timeout: Option<u64>) -> Result<i32, String
 
 pub fn close(pid: Pid, ep: u32) -> Result<i32, String> {
     with(|c| c.close(pid, ep)).map_err(|f| f.0)?;
-    TAKEN.lock().retain(|(p, e, _)| (*p, *e) != (pid, ep));
+    forget(&TAKEN, |(p, e, _)| (*p, *e) == (pid, ep));
     reap();
     notify_everyone();
     Ok(status::OK)
@@ -500,8 +578,8 @@ pub fn release(pid: Pid) {
     with(|c| c.close_account(pid));
     while with(|c| c.release_step(pid as Owner, STEP)) {}
     reap();
-    INITIAL.lock().retain(|(p, _, _)| *p != pid);
-    TAKEN.lock().retain(|(p, _, _)| *p != pid);
+    forget(&INITIAL, |(p, _, _)| *p == pid);
+    forget(&TAKEN, |(p, _, _)| *p == pid);
     notify_everyone();
 }
 
@@ -578,22 +656,26 @@ fn block_range(
 }
 
 pub fn buf_write(pid: Pid, buf: u32, offset: u32, data: &[u8]) -> Result<i32, String> {
-    with(|c| {
-        let block = c.block_data(pid, buf).map_err(|f| f.0)?;
-        let range = block_range(block.len(), offset, data.len(), buf)?;
-        block[range].copy_from_slice(data);
-        copied(data.len());
-        Ok(status::OK)
+    with_shared(|c| {
+        c.block_data_shared(pid, buf, |block| {
+            let range = block_range(block.len(), offset, data.len(), buf)?;
+            block[range].copy_from_slice(data);
+            copied(data.len());
+            Ok(status::OK)
+        })
+        .map_err(|f| f.0)?
     })
 }
 
 pub fn buf_read(pid: Pid, buf: u32, offset: u32, out: &mut [u8]) -> Result<i32, String> {
-    with(|c| {
-        let block = c.block_data(pid, buf).map_err(|f| f.0)?;
-        let range = block_range(block.len(), offset, out.len(), buf)?;
-        out.copy_from_slice(&block[range]);
-        copied(out.len());
-        Ok(status::OK)
+    with_shared(|c| {
+        c.block_data_shared(pid, buf, |block| {
+            let range = block_range(block.len(), offset, out.len(), buf)?;
+            out.copy_from_slice(&block[range]);
+            copied(out.len());
+            Ok(status::OK)
+        })
+        .map_err(|f| f.0)?
     })
 }
 
@@ -605,7 +687,7 @@ pub fn buf_free(pid: Pid, buf: u32) -> Result<i32, String> {
 }
 
 pub fn buf_size(pid: Pid, buf: u32) -> Result<i32, String> {
-    with(|c| c.block_data(pid, buf).map(|b| b.len() as i32)).map_err(|f| f.0)
+    with_shared(|c| c.block_data_shared(pid, buf, |b| b.len() as i32)).map_err(|f| f.0)
 }
 
 /// The physical address of `pid`'s block `buf`, for a driver's device to DMA into.

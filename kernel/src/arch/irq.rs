@@ -1,4 +1,4 @@
-//! A spin lock that masks interrupts while held.
+//! Spin locks that mask interrupts while held: a mutex, and a readers-writer lock.
 //!
 //! Interrupt handlers (the timer) touch the scheduler, the console and the heap. If a
 //! thread held one of those locks when the interrupt arrived, the handler would spin
@@ -13,7 +13,7 @@ use x86_64::instructions::interrupts;
 
 use super::smp::MAX_CPUS;
 
-/// The longest time (TSC cycles) any [`IrqMutex`] kept interrupts masked on each
+/// The longest time (TSC cycles) any [`IrqMutex`] or [`IrqRwLock`] kept interrupts masked on each
 /// processor, since the last [`take_longest_masked`]. Only the outermost lock of a nest
 /// counts (it is the one that masked them); interrupt handlers themselves are not included.
 static LONGEST_MASKED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -75,6 +75,44 @@ fn record_masked(cycles: u64, cpu: usize, at: &'static Location<'static>) {
     }
 }
 
+/// Interrupts masked for a lock's section: on drop, restores them if they were enabled
+/// before and records how long the section kept them masked. A guard declares its lock's
+/// own guard before this, so the lock is released first.
+struct Masking {
+    were_enabled: bool,
+    /// When this section masked interrupts (only if they were enabled before), and where
+    /// its lock was taken.
+    masked_at: u64,
+    taken_at: &'static Location<'static>,
+}
+
+impl Masking {
+    #[track_caller]
+    fn begin() -> Masking {
+        let were_enabled = interrupts::are_enabled();
+        interrupts::disable();
+        Masking {
+            were_enabled,
+            masked_at: if were_enabled {
+                super::cycles::now()
+            } else {
+                0
+            },
+            taken_at: Location::caller(),
+        }
+    }
+}
+
+impl Drop for Masking {
+    fn drop(&mut self) {
+        if self.were_enabled {
+            let (now, cpu) = super::cycles::now_on_cpu();
+            record_masked(now.wrapping_sub(self.masked_at), cpu, self.taken_at);
+            interrupts::enable();
+        }
+    }
+}
+
 /// A mutex that disables interrupts while locked.
 pub struct IrqMutex<T> {
     inner: spin::Mutex<T>,
@@ -82,11 +120,9 @@ pub struct IrqMutex<T> {
 
 /// Guard of an [`IrqMutex`]; re-enables interrupts on drop if they were enabled before.
 pub struct IrqGuard<'a, T> {
-    guard: Option<spin::MutexGuard<'a, T>>,
-    were_enabled: bool,
-    /// When this guard masked interrupts (only if they were enabled before), and where.
-    masked_at: u64,
-    taken_at: &'static Location<'static>,
+    // Fields drop in order: the lock is released before interrupts are let in.
+    guard: spin::MutexGuard<'a, T>,
+    _masking: Masking,
 }
 
 impl<T> IrqMutex<T> {
@@ -98,17 +134,10 @@ impl<T> IrqMutex<T> {
 
     #[track_caller]
     pub fn lock(&self) -> IrqGuard<'_, T> {
-        let were_enabled = interrupts::are_enabled();
-        interrupts::disable();
+        let masking = Masking::begin();
         IrqGuard {
-            guard: Some(self.inner.lock()),
-            were_enabled,
-            masked_at: if were_enabled {
-                super::cycles::now()
-            } else {
-                0
-            },
-            taken_at: Location::caller(),
+            guard: self.inner.lock(),
+            _masking: masking,
         }
     }
 
@@ -116,49 +145,92 @@ impl<T> IrqMutex<T> {
     /// its own thread may hold).
     #[track_caller]
     pub fn try_lock(&self) -> Option<IrqGuard<'_, T>> {
-        let were_enabled = interrupts::are_enabled();
-        interrupts::disable();
-        match self.inner.try_lock() {
-            Some(guard) => Some(IrqGuard {
-                guard: Some(guard),
-                were_enabled,
-                masked_at: if were_enabled {
-                    super::cycles::now()
-                } else {
-                    0
-                },
-                taken_at: Location::caller(),
-            }),
-            None => {
-                if were_enabled {
-                    interrupts::enable();
-                }
-                None
-            }
-        }
+        let masking = Masking::begin();
+        Some(IrqGuard {
+            guard: self.inner.try_lock()?,
+            _masking: masking,
+        })
     }
 }
 
 impl<T> Deref for IrqGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.guard.as_ref().expect("guard present until drop")
+        &self.guard
     }
 }
 
 impl<T> DerefMut for IrqGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.guard.as_mut().expect("guard present until drop")
+        &mut self.guard
     }
 }
 
-impl<T> Drop for IrqGuard<'_, T> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        if self.were_enabled {
-            let (now, cpu) = super::cycles::now_on_cpu();
-            record_masked(now.wrapping_sub(self.masked_at), cpu, self.taken_at);
-            interrupts::enable();
+/// A readers-writer lock that disables interrupts while held, either way: readers share
+/// it (each on its own processor, none waiting for another), a writer has it alone.
+/// Writers are preferred: a writer waiting keeps new readers out, so a stream of readers
+/// cannot starve it. Neither side may be taken again while held (a second read behind a
+/// waiting writer would wait for ever).
+pub struct IrqRwLock<T> {
+    inner: spin::RwLock<T>,
+}
+
+/// Shared guard of an [`IrqRwLock`].
+pub struct IrqReadGuard<'a, T> {
+    guard: spin::RwLockReadGuard<'a, T>,
+    _masking: Masking,
+}
+
+/// Exclusive guard of an [`IrqRwLock`].
+pub struct IrqWriteGuard<'a, T> {
+    guard: spin::RwLockWriteGuard<'a, T>,
+    _masking: Masking,
+}
+
+impl<T> IrqRwLock<T> {
+    pub const fn new(value: T) -> Self {
+        IrqRwLock {
+            inner: spin::RwLock::new(value),
         }
+    }
+
+    #[track_caller]
+    pub fn read(&self) -> IrqReadGuard<'_, T> {
+        let masking = Masking::begin();
+        IrqReadGuard {
+            guard: self.inner.read(),
+            _masking: masking,
+        }
+    }
+
+    #[track_caller]
+    pub fn write(&self) -> IrqWriteGuard<'_, T> {
+        let masking = Masking::begin();
+        IrqWriteGuard {
+            // `spin`'s plain `write` is unfair to writers (readers keep coming in); an
+            // upgradeable guard keeps new readers out while the present ones finish.
+            guard: self.inner.upgradeable_read().upgrade(),
+            _masking: masking,
+        }
+    }
+}
+
+impl<T> Deref for IrqReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> Deref for IrqWriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for IrqWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
     }
 }

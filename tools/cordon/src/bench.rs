@@ -203,6 +203,11 @@ pub const MICRO: &[Metric] = &[
         "echo pairs at once (",
         " cycles per round trip",
     ),
+    before(
+        "4 echo pairs, channel manager alone for every operation (as one global lock)",
+        "echo pairs, one channel lock for all (",
+        " cycles per round trip",
+    ),
     after(
         "channel round trip, 16 B, both SIPs on CPU 0",
         "[echo-client] one CPU: round trip, 16-byte message",

@@ -28,6 +28,15 @@
 //! another's queue, so nobody can ever receive them) dooms the cycle at once; a send into
 //! an endpoint buried deeper than [`MAX_NESTING`] messages is refused.
 //!
+//! **Two ways in.** With the manager borrowed exclusively (`&mut self`) everything can
+//! change. With it borrowed shared (`&self`), a message that carries no endpoint or block
+//! can still be sent ([`Channels::send_shared`]) and received ([`Channels::recv_shared`]),
+//! receives posted and blocks read and written: those change only an endpoint's `Flow`
+//! (its contract state, queue and posted receive) or a block's bytes, each behind its own
+//! spin lock (a send takes its channel's two flows, the lower handle's first). Holders,
+//! peers, accounts and lists change only under the exclusive borrow, so a shared caller
+//! sees them fixed. The kernel puts the manager behind a readers-writer lock accordingly.
+//!
 //! Ownership is by process id; handles are useless to anyone who does not hold them. The
 //! kernel wraps this with wait queues for blocking receive and select.
 
@@ -115,12 +124,25 @@ pub enum CreateError {
 struct Endpoint {
     contract: u16,
     role: Role,
-    state: u16,
     peer: Option<EndpointId>,
     holder: Holder,
     /// The account this endpoint is charged to, and how much.
     charged: Owner,
     cost: u64,
+    /// The next doomed endpoint (an intrusive list, so dooming never allocates).
+    next_doomed: Option<EndpointId>,
+    /// Its place in its holder's list ([`held`]).
+    held: Link,
+    /// What messages change, behind this endpoint's own lock: a message without handles
+    /// changes only its channel's two flows ([`Channels::send_shared`]). Everything above
+    /// changes only with the whole manager borrowed exclusively.
+    flow: spin::Mutex<Flow>,
+}
+
+/// The part of an endpoint a message changes: its contract state, the messages queued
+/// for it, and a receive its holder posted.
+struct Flow {
+    state: u16,
     /// Messages to this endpoint: a ring of preallocated slots of `slot_size` bytes.
     slots: Vec<u8>,
     lens: Vec<u32>,
@@ -132,16 +154,33 @@ struct Endpoint {
     posted: Option<(usize, Landing)>,
     /// A message a sender delivered straight into the posted buffer: its length.
     delivered: Option<usize>,
-    /// The next doomed endpoint (an intrusive list, so dooming never allocates).
-    next_doomed: Option<EndpointId>,
-    /// Its place in its holder's list ([`held`]).
-    held: Link,
 }
 
-impl Endpoint {
+impl Flow {
     fn message(&self, k: usize) -> &[u8] {
         let at = (self.head + k) % self.lens.len();
         &self.slots[at * self.slot_size..][..self.lens[at] as usize]
+    }
+
+    /// Queues `bytes` (room and size already checked).
+    fn push(&mut self, bytes: &[u8]) {
+        let at = (self.head + self.queued) % self.lens.len();
+        self.slots[at * self.slot_size..][..bytes.len()].copy_from_slice(bytes);
+        self.lens[at] = bytes.len() as u32;
+        self.queued += 1;
+    }
+
+    /// Drops the first queued message.
+    fn pop(&mut self) {
+        self.head = (self.head + 1) % self.lens.len();
+        self.queued -= 1;
+    }
+}
+
+impl Endpoint {
+    /// The flow, with the manager borrowed exclusively (no lock needed).
+    fn flow(&mut self) -> &mut Flow {
+        self.flow.get_mut()
     }
 }
 
@@ -149,7 +188,11 @@ impl Endpoint {
 pub type Landing = [u64; 2];
 
 struct Block {
-    data: Vec<u8>,
+    /// Its bytes, behind the block's own lock: reading and writing them needs only the
+    /// manager shared ([`Channels::block_data_shared`]).
+    data: spin::Mutex<Vec<u8>>,
+    /// Their number (fixed at creation).
+    size: usize,
     holder: Holder,
     charged: Owner,
     /// The driver that learnt this block's physical address (`buf_dma`): its device may
@@ -271,7 +314,7 @@ fn listed_owner(holder: Holder) -> Option<Owner> {
 
 impl Block {
     fn cost(&self) -> u64 {
-        block_cost(self.data.len())
+        block_cost(self.size)
     }
 }
 
@@ -381,7 +424,7 @@ impl Channels {
         Counts {
             endpoints: self.endpoints.len(),
             blocks: self.blocks.len(),
-            block_bytes: self.blocks.iter().map(|b| b.data.len()).sum(),
+            block_bytes: self.blocks.iter().map(|b| b.size).sum(),
         }
     }
 
@@ -425,18 +468,22 @@ impl Channels {
         })
         .map(|e| {
             let protocol = &self.protocols[e.contract as usize];
+            let (state, queued) = {
+                let flow = e.flow.lock();
+                (flow.state, flow.queued)
+            };
             EndpointView {
                 contract: &protocol.name,
                 role: e.role,
                 state: protocol
                     .states
-                    .get(e.state as usize)
+                    .get(state as usize)
                     .map_or("?", |s| s.name.as_str()),
-                queued: e.queued,
+                queued,
                 peer_open: e.peer.is_some(),
                 owes_reply: e.role == Role::Exporter
                     && protocol
-                        .outgoing(e.state)
+                        .outgoing(state)
                         .any(|t| t.dir == Role::Exporter.sends()),
             }
         })
@@ -492,20 +539,22 @@ impl Channels {
         let endpoint = Endpoint {
             contract,
             role,
-            state: self.protocols[contract as usize].initial,
             peer: None,
             holder: Holder::Process(holder),
             charged: holder,
             cost: self.endpoint_cost(contract, role),
-            slots,
-            lens,
-            slot_size: size,
-            head: 0,
-            queued: 0,
-            posted: None,
-            delivered: None,
             next_doomed: None,
             held: Link::default(),
+            flow: spin::Mutex::new(Flow {
+                state: self.protocols[contract as usize].initial,
+                slots,
+                lens,
+                slot_size: size,
+                head: 0,
+                queued: 0,
+                posted: None,
+                delivered: None,
+            }),
         };
         let id = self
             .endpoints
@@ -649,14 +698,15 @@ impl Channels {
         }
     }
 
-    /// Describes an endpoint for error reports: `Echo/importer in state Ready`.
-    fn describe(&self, ep: &Endpoint) -> String {
+    /// Describes an endpoint in `state` (read from its flow) for error reports:
+    /// `contract Echo, importer in state Ready`.
+    fn describe(&self, ep: &Endpoint, state: u16) -> String {
         let p = &self.protocols[ep.contract as usize];
         format!(
             "contract {}, {} in state {}",
             p.name,
             ep.role.name(),
-            p.states[ep.state as usize].name
+            p.states[state as usize].name
         )
     }
 
@@ -670,7 +720,7 @@ impl Channels {
     ) -> Result<bool, Fault> {
         let ep = self.held(owner, id)?;
         let p = &self.protocols[ep.contract as usize];
-        Ok(p.name == contract && ep.role == role && ep.state == p.initial)
+        Ok(p.name == contract && ep.role == role && ep.flow.lock().state == p.initial)
     }
 
     /// Sends `bytes` on `owner`'s endpoint `id`. Returns the peer endpoint (to wake).
@@ -698,17 +748,18 @@ impl Channels {
     ) -> Result<EndpointId, SendError> {
         let ep = self.held(owner, id).map_err(SendError::Fault)?;
         let p = &self.protocols[ep.contract as usize];
+        let state = ep.flow.lock().state;
         let checked = wire::check(p, bytes).map_err(|why| {
             SendError::Fault(Fault(format!(
                 "malformed message on {}: {why}",
-                self.describe(ep)
+                self.describe(ep, state)
             )))
         })?;
         let message = &p.messages[checked.message as usize];
-        let Some(next) = p.step(ep.state, checked.message, ep.role.sends()) else {
+        let Some(next) = p.step(state, checked.message, ep.role.sends()) else {
             return Err(SendError::Fault(Fault(format!(
                 "contract violation: {} may not send {}",
-                self.describe(ep),
+                self.describe(ep, state),
                 message.name
             ))));
         };
@@ -737,13 +788,14 @@ impl Channels {
                 } = &field.ty
                 {
                     let cp = &self.protocols[carried.contract as usize];
-                    if &cp.name != want || carried.role != *role || carried.state != cp.initial {
+                    let carried_state = carried.flow.lock().state;
+                    if &cp.name != want || carried.role != *role || carried_state != cp.initial {
                         return Err(SendError::Fault(Fault(format!(
                             "{}.{} must be a {} end of {want} in its initial state, not {}",
                             message.name,
                             field.name,
                             role.name(),
-                            self.describe(carried)
+                            self.describe(carried, carried_state)
                         ))));
                     }
                 }
@@ -769,21 +821,12 @@ impl Channels {
             return Err(SendError::PeerClosed);
         };
         let target = self.ep(peer).expect("peer of a live endpoint is live");
-        if target.queued == target.lens.len() {
-            // The contract's bound makes this impossible; refuse rather than allocate.
-            return Err(SendError::Fault(Fault(format!(
-                "queue of {} is full ({} messages): the contract bound was exceeded",
-                self.describe(target),
-                target.lens.len()
-            ))));
-        }
-        if bytes.len() > target.slot_size {
-            return Err(SendError::Fault(Fault(format!(
-                "{}: {} bytes exceed the contract's largest message",
-                message.name,
-                bytes.len()
-            ))));
-        }
+        let flow = target.flow.lock();
+        self.room_for(target, &flow, &message.name, bytes.len())
+            .map_err(SendError::Fault)?;
+        let (posted, queued, delivered, target_state) =
+            (flow.posted, flow.queued, flow.delivered, flow.state);
+        drop(flow);
         // Where the target sits: held by a process, or inside messages. Carrying an
         // endpoint into a queue inside that endpoint's own queue closes a cycle.
         let cycle = if checked.handles.iter().any(|h| h.endpoint) {
@@ -793,20 +836,17 @@ impl Channels {
             None
         };
         // A receiver waiting with room: one copy, straight into its buffer.
-        if let (Holder::Process(receiver), Some((capacity, landing)), 0, None) = (
-            target.holder,
-            target.posted,
-            target.queued,
-            target.delivered,
-        ) && capacity >= bytes.len()
+        if let (Holder::Process(receiver), Some((capacity, landing)), 0, None) =
+            (target.holder, posted, queued, delivered)
+            && capacity >= bytes.len()
             && self.carried_fits(receiver, &checked.handles)
             && deliver(landing, bytes)
         {
             let received = p
-                .step(target.state, checked.message, target.role.peer().sends())
+                .step(target_state, checked.message, target.role.peer().sends())
                 .expect("both ends follow the same state machine");
-            self.ep_mut(id).state = next;
-            let target = self.ep_mut(peer);
+            self.ep_mut(id).flow().state = next;
+            let target = self.ep_mut(peer).flow();
             target.state = received;
             target.posted = None;
             target.delivered = Some(bytes.len());
@@ -814,7 +854,7 @@ impl Channels {
             return Ok(peer);
         }
         // Commit: state, holders, copy into the peer's preallocated slot.
-        self.ep_mut(id).state = next;
+        self.ep_mut(id).flow().state = next;
         for h in &checked.handles {
             let holder = Holder::InTransit(peer);
             if h.endpoint {
@@ -823,16 +863,37 @@ impl Channels {
                 self.set_block_holder(h.handle, holder);
             }
         }
-        let target = self.ep_mut(peer);
-        let at = (target.head + target.queued) % target.lens.len();
-        target.slots[at * target.slot_size..][..bytes.len()].copy_from_slice(bytes);
-        target.lens[at] = bytes.len() as u32;
-        target.queued += 1;
+        self.ep_mut(peer).flow().push(bytes);
         if let Some(member) = cycle {
             // Nobody can ever receive from the cycle: free it now (the peers see it closed).
             self.doom(member);
         }
         Ok(peer)
+    }
+
+    /// Whether `target`'s queue (its `flow`, locked) has room for a message `name` of
+    /// `len` bytes. The contract bounds both, so a sender that finds no room broke it.
+    fn room_for(
+        &self,
+        target: &Endpoint,
+        flow: &Flow,
+        name: &str,
+        len: usize,
+    ) -> Result<(), Fault> {
+        if flow.queued == flow.lens.len() {
+            // The contract's bound makes this impossible; refuse rather than allocate.
+            return fault(format!(
+                "queue of {} is full ({} messages): the contract bound was exceeded",
+                self.describe(target, flow.state),
+                flow.lens.len()
+            ));
+        }
+        if len > flow.slot_size {
+            return fault(format!(
+                "{name}: {len} bytes exceed the contract's largest message"
+            ));
+        }
+        Ok(())
     }
 
     /// If carrying `handles` into `target`'s queue closes a cycle of endpoints in transit,
@@ -910,30 +971,29 @@ impl Channels {
     /// True if a receive on `owner`'s endpoint `id` would not block.
     pub fn ready(&self, owner: Owner, id: EndpointId) -> Result<bool, Fault> {
         let ep = self.held(owner, id)?;
-        Ok(ep.queued > 0 || ep.delivered.is_some() || ep.peer.is_none())
+        let flow = ep.flow.lock();
+        Ok(flow.queued > 0 || flow.delivered.is_some() || ep.peer.is_none())
     }
 
     /// Posts a receive of up to `capacity` bytes at `landing` on `owner`'s endpoint `id`,
     /// whose holder is about to block: the next sender may deliver into it directly.
     pub fn post(
-        &mut self,
+        &self,
         owner: Owner,
         id: EndpointId,
         capacity: usize,
         landing: Landing,
     ) -> Result<(), Fault> {
-        self.held(owner, id)?;
-        self.ep_mut(id).posted = Some((capacity, landing));
+        self.held(owner, id)?.flow.lock().posted = Some((capacity, landing));
         Ok(())
     }
 
     /// Withdraws a posted receive and takes a message delivered into it meanwhile (its
     /// length), which counts as received.
-    pub fn take_delivered(&mut self, owner: Owner, id: EndpointId) -> Option<usize> {
-        self.held(owner, id).ok()?;
-        let ep = self.ep_mut(id);
-        ep.posted = None;
-        ep.delivered.take()
+    pub fn take_delivered(&self, owner: Owner, id: EndpointId) -> Option<usize> {
+        let mut flow = self.held(owner, id).ok()?.flow.lock();
+        flow.posted = None;
+        flow.delivered.take()
     }
 
     /// Receives the next message for `owner`'s endpoint `id` into `out`; returns its length.
@@ -943,34 +1003,135 @@ impl Channels {
         id: EndpointId,
         out: &mut [u8],
     ) -> Result<usize, RecvError> {
-        let ep = self.held(owner, id).map_err(RecvError::Fault)?;
-        if ep.queued == 0 {
+        let (len, next, checked) = {
+            let ep = self.held(owner, id).map_err(RecvError::Fault)?;
+            let flow = ep.flow.lock();
+            let (len, next, checked) = self.peek(ep, &flow, out)?;
+            if !self.carried_fits(owner, &checked.handles) {
+                return Err(RecvError::OverQuota);
+            }
+            out[..len].copy_from_slice(flow.message(0));
+            (len, next, checked)
+        };
+        let flow = self.ep_mut(id).flow();
+        flow.state = next;
+        flow.pop();
+        self.take_handles(&checked.handles, owner);
+        Ok(len)
+    }
+
+    /// The next message of endpoint `ep` (its `flow`, locked) if `out` can take it: its
+    /// length, the state receiving it leads to, and what it carries.
+    fn peek(
+        &self,
+        ep: &Endpoint,
+        flow: &Flow,
+        out: &[u8],
+    ) -> Result<(usize, u16, wire::Checked), RecvError> {
+        if flow.queued == 0 {
             return Err(if ep.peer.is_none() {
                 RecvError::PeerClosed
             } else {
                 RecvError::Empty
             });
         }
-        let bytes = ep.message(0);
+        let bytes = flow.message(0);
         if bytes.len() > out.len() {
             return Err(RecvError::TooSmall(bytes.len()));
         }
         let p = &self.protocols[ep.contract as usize];
         let checked = wire::check(p, bytes).expect("queued messages were checked on send");
-        if !self.carried_fits(owner, &checked.handles) {
-            return Err(RecvError::OverQuota);
-        }
         let next = p
-            .step(ep.state, checked.message, ep.role.peer().sends())
+            .step(flow.state, checked.message, ep.role.peer().sends())
             .expect("both ends follow the same state machine");
-        out[..bytes.len()].copy_from_slice(bytes);
-        let len = bytes.len();
-        let ep = self.ep_mut(id);
-        ep.state = next;
-        ep.head = (ep.head + 1) % ep.lens.len();
-        ep.queued -= 1;
-        self.take_handles(&checked.handles, owner);
-        Ok(len)
+        Ok((bytes.len(), next, checked))
+    }
+
+    // --- the message path under a shared borrow -------------------------------------
+
+    /// [`Channels::send_direct`] for a message that carries no endpoint or block, with the
+    /// manager borrowed shared: only the sender's and the peer's flows change, each under
+    /// its own lock (taken in the order of their handles), so messages on different
+    /// channels go at once. `Ok(None)` for a message that carries handles (nothing was
+    /// done: send it with [`Channels::send_direct`], which moves holders and charges).
+    /// Faults and `PeerClosed` are as `send_direct` reports them.
+    pub fn send_shared(
+        &self,
+        owner: Owner,
+        id: EndpointId,
+        bytes: &[u8],
+        deliver: &mut dyn FnMut(Landing, &[u8]) -> bool,
+    ) -> Result<Option<EndpointId>, SendError> {
+        let ep = self.held(owner, id).map_err(SendError::Fault)?;
+        let p = &self.protocols[ep.contract as usize];
+        let checked = match wire::check(p, bytes) {
+            Ok(checked) if checked.handles.is_empty() => checked,
+            // Faults are reported (with the state) by the exclusive path.
+            _ => return Ok(None),
+        };
+        let Some(peer) = ep.peer else {
+            return Err(SendError::PeerClosed);
+        };
+        let target = self.ep(peer).expect("peer of a live endpoint is live");
+        // Lock order: the lower handle first (two ends sending to each other at once).
+        let (mut own, mut theirs) = if id < peer {
+            let own = ep.flow.lock();
+            (own, target.flow.lock())
+        } else {
+            let theirs = target.flow.lock();
+            (ep.flow.lock(), theirs)
+        };
+        let message = &p.messages[checked.message as usize];
+        let Some(next) = p.step(own.state, checked.message, ep.role.sends()) else {
+            return Err(SendError::Fault(Fault(format!(
+                "contract violation: {} may not send {}",
+                self.describe(ep, own.state),
+                message.name
+            ))));
+        };
+        self.room_for(target, &theirs, &message.name, bytes.len())
+            .map_err(SendError::Fault)?;
+        // A receiver waiting with room: one copy, straight into its buffer.
+        if let (Holder::Process(_), Some((capacity, landing)), 0, None) = (
+            target.holder,
+            theirs.posted,
+            theirs.queued,
+            theirs.delivered,
+        ) && capacity >= bytes.len()
+            && deliver(landing, bytes)
+        {
+            theirs.state = p
+                .step(theirs.state, checked.message, target.role.peer().sends())
+                .expect("both ends follow the same state machine");
+            theirs.posted = None;
+            theirs.delivered = Some(bytes.len());
+        } else {
+            theirs.push(bytes);
+        }
+        own.state = next;
+        Ok(Some(peer))
+    }
+
+    /// [`Channels::recv`] with the manager borrowed shared, for a message that carries no
+    /// endpoint or block (only this endpoint's flow changes, under its lock). `Ok(None)`
+    /// when the next message carries handles (nothing was received: receive it with
+    /// [`Channels::recv`], which moves holders and charges).
+    pub fn recv_shared(
+        &self,
+        owner: Owner,
+        id: EndpointId,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, RecvError> {
+        let ep = self.held(owner, id).map_err(RecvError::Fault)?;
+        let mut flow = ep.flow.lock();
+        let (len, next, checked) = self.peek(ep, &flow, out)?;
+        if !checked.handles.is_empty() {
+            return Ok(None);
+        }
+        out[..len].copy_from_slice(flow.message(0));
+        flow.state = next;
+        flow.pop();
+        Ok(Some(len))
     }
 
     /// Closes `owner`'s endpoint `id`: the peer sees it closed at once; the endpoint and
@@ -988,7 +1149,7 @@ impl Channels {
         }
         self.set_ep_holder(id, Holder::Doomed);
         let ep = self.ep_mut(id);
-        ep.posted = None;
+        ep.flow().posted = None;
         ep.next_doomed = next;
         let peer = ep.peer.take();
         self.doomed = Some(id);
@@ -1013,9 +1174,10 @@ impl Channels {
                 .expect("doomed endpoints are live");
             self.doomed = ep.next_doomed;
             self.accounts.uncharge(ep.charged, 1, ep.cost);
-            for k in 0..ep.queued {
+            let flow = ep.flow.into_inner();
+            for k in 0..flow.queued {
                 let p = &self.protocols[ep.contract as usize];
-                let Ok(checked) = wire::check(p, ep.message(k)) else {
+                let Ok(checked) = wire::check(p, flow.message(k)) else {
                     continue;
                 };
                 for h in checked.handles {
@@ -1130,8 +1292,9 @@ impl Channels {
                 return false;
             };
             let p = &self.protocols[c.contract as usize];
-            (0..c.queued).any(|k| {
-                wire::check(p, c.message(k)).is_ok_and(|m| {
+            let flow = c.flow.lock();
+            (0..flow.queued).any(|k| {
+                wire::check(p, flow.message(k)).is_ok_and(|m| {
                     m.handles
                         .iter()
                         .any(|h| h.endpoint == endpoint && h.handle == handle)
@@ -1152,12 +1315,12 @@ impl Channels {
                 continue;
             };
             charge(ep.charged, ep.cost);
-            if ep.queued > ep.lens.len() {
-                return Err(format!(
-                    "endpoint {id}: {} queued in {} slots",
-                    ep.queued,
-                    ep.lens.len()
-                ));
+            let (queued, slots) = {
+                let flow = ep.flow.lock();
+                (flow.queued, flow.lens.len())
+            };
+            if queued > slots {
+                return Err(format!("endpoint {id}: {queued} queued in {slots} slots"));
             }
             if let Some(peer) = ep.peer {
                 match self.ep(peer) {
@@ -1297,7 +1460,7 @@ impl Channels {
         self.set_block_holder(id, Holder::Doomed);
         let block = self.blocks.remove(id)?;
         self.accounts.uncharge(block.charged, 1, block.cost());
-        Some(block.data)
+        Some(block.data.into_inner())
     }
 
     /// `owner`'s block, whose physical address it is about to learn for its device: the
@@ -1305,7 +1468,7 @@ impl Channels {
     pub fn pin_block(&mut self, owner: Owner, id: BufferId) -> Result<&mut [u8], Fault> {
         self.held_block(owner, id)?;
         self.set_pin(id, Some(owner));
-        Ok(&mut self.held_block(owner, id)?.data)
+        Ok(self.held_block(owner, id)?.data.get_mut())
     }
 
     /// Charges `owner` for a block of `size` bytes before the caller allocates it (outside
@@ -1324,7 +1487,8 @@ impl Channels {
     pub fn add_block(&mut self, owner: Owner, data: Vec<u8>) -> Result<BufferId, OverQuota> {
         let size = data.len();
         let block = Block {
-            data,
+            data: spin::Mutex::new(data),
+            size,
             holder: Holder::Process(owner),
             charged: owner,
             pinned_by: None,
@@ -1341,7 +1505,21 @@ impl Channels {
 
     /// The bytes of `owner`'s block, for reading or writing.
     pub fn block_data(&mut self, owner: Owner, id: BufferId) -> Result<&mut [u8], Fault> {
-        Ok(&mut self.held_block(owner, id)?.data)
+        Ok(self.held_block(owner, id)?.data.get_mut())
+    }
+
+    /// Runs `f` on the bytes of `owner`'s block with the manager borrowed shared (the
+    /// block's own lock held): reads and writes of different blocks go at once.
+    pub fn block_data_shared<R>(
+        &self,
+        owner: Owner,
+        id: BufferId,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, Fault> {
+        match self.blocks.get(id) {
+            Some(b) if b.holder == Holder::Process(owner) => Ok(f(&mut b.data.lock())),
+            _ => fault(format!("buffer handle {id} is not held by this SIP")),
+        }
     }
 
     /// Frees `owner`'s block; returns its memory (if it was not pinned by a driver) so the
@@ -1499,10 +1677,10 @@ mod tests {
     fn queues_are_allocated_at_creation_to_the_contract_bound() {
         let mut ch = channels();
         let (exp, _imp) = ch.connect(0, SERVER, CLIENT).unwrap();
-        let ep = ch.ep(exp).unwrap();
-        assert_eq!(ep.lens.len(), 1);
+        let flow = ch.ep(exp).unwrap().flow.lock();
+        assert_eq!(flow.lens.len(), 1);
         assert_eq!(
-            ep.slots.len(),
+            flow.slots.len(),
             ch.protocols()[0].max_message_bytes() as usize
         );
     }
@@ -2005,5 +2183,169 @@ mod tests {
         let b = block(&mut ch, CLIENT, vec![7; 10]);
         assert_eq!(ch.free_block(CLIENT, b), Ok(Some(vec![7; 10])));
         assert_eq!(ch.counts().blocks, 0);
+    }
+
+    #[test]
+    fn messages_without_handles_go_through_the_shared_path() {
+        let mut ch = channels();
+        let (exp, imp) = ch.connect(0, SERVER, CLIENT).unwrap();
+        let shared = &ch;
+        let no_delivery = &mut |_: Landing, _: &[u8]| false;
+        // A Ping and its Pong, each end's state following the contract.
+        assert_eq!(
+            shared.send_shared(CLIENT, imp, &msg(0, 7, b"hi"), no_delivery),
+            Ok(Some(exp))
+        );
+        let mut buf = [0u8; 64];
+        let len = shared.recv_shared(SERVER, exp, &mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..len], &msg(0, 7, b"hi")[..]);
+        assert_eq!(
+            shared.recv_shared(SERVER, exp, &mut buf),
+            Err(RecvError::Empty)
+        );
+        // Out of turn: the client may not Ping again before its Pong.
+        let Err(SendError::Fault(Fault(why))) =
+            shared.send_shared(CLIENT, imp, &msg(0, 8, b""), no_delivery)
+        else {
+            panic!()
+        };
+        assert!(why.contains("contract violation"), "{why}");
+        // A receiver waiting with its buffer posted gets the Pong delivered straight in.
+        shared.post(CLIENT, imp, 64, [1, 2]).unwrap();
+        let mut landed = Vec::new();
+        let mut deliver = |landing: Landing, bytes: &[u8]| {
+            assert_eq!(landing, [1, 2]);
+            landed.extend_from_slice(bytes);
+            true
+        };
+        assert_eq!(
+            shared.send_shared(SERVER, exp, &msg(1, 7, b"hi"), &mut deliver),
+            Ok(Some(imp))
+        );
+        assert_eq!(landed, msg(1, 7, b"hi"));
+        assert_eq!(shared.take_delivered(CLIENT, imp), Some(landed.len()));
+        assert!(!shared.ready(CLIENT, imp).unwrap());
+        // Malformed, or carrying a block and an endpoint: left to the exclusive path,
+        // nothing changed.
+        assert_eq!(
+            shared.send_shared(CLIENT, imp, &[9, 9], no_delivery),
+            Ok(None)
+        );
+        let b = block(&mut ch, CLIENT, vec![5; 8]);
+        let (_exp2, imp2) = ch.connect(0, OTHER, CLIENT).unwrap();
+        let shared = &ch;
+        assert_eq!(
+            shared.send_shared(CLIENT, imp, &carry(b, imp2), no_delivery),
+            Ok(None)
+        );
+        assert_eq!(
+            shared.recv_shared(SERVER, exp, &mut buf),
+            Err(RecvError::Empty)
+        );
+        ch.send(CLIENT, imp, &carry(b, imp2)).unwrap();
+        assert_eq!(ch.recv_shared(SERVER, exp, &mut buf), Ok(None));
+        assert!(ch.ready(SERVER, exp).unwrap(), "still queued");
+        ch.recv(SERVER, exp, &mut buf).unwrap();
+        assert_eq!(ch.block_data(SERVER, b).unwrap(), &[5; 8]);
+        // Its bytes, shared: the holder's only.
+        assert!(ch.block_data_shared(CLIENT, b, |_| ()).is_err());
+        ch.block_data_shared(SERVER, b, |data| data[0] = 6).unwrap();
+        assert_eq!(
+            ch.block_data_shared(SERVER, b, |data| data.to_vec()),
+            Ok(vec![6, 5, 5, 5, 5, 5, 5, 5])
+        );
+        // Someone else's endpoint, and a closed peer.
+        let Err(SendError::Fault(Fault(why))) =
+            ch.send_shared(OTHER, imp, &msg(0, 1, b""), no_delivery)
+        else {
+            panic!()
+        };
+        assert!(why.contains("not held by this SIP"));
+        ch.close(SERVER, exp).unwrap();
+        assert_eq!(
+            ch.send_shared(CLIENT, imp, &msg(0, 1, b""), no_delivery),
+            Err(SendError::PeerClosed)
+        );
+        assert_eq!(
+            ch.recv_shared(CLIENT, imp, &mut buf),
+            Err(RecvError::PeerClosed)
+        );
+        ch.check_invariants(&[SERVER, CLIENT, OTHER]).unwrap();
+    }
+
+    /// Four channels, each with its client and its server on threads of their own, all
+    /// sending through one shared borrow (both ends of a channel locking its two flows at
+    /// once, in either order), while another thread keeps making and closing channels
+    /// with the manager alone: every payload arrives in order and the books balance.
+    #[test]
+    fn pairs_on_many_threads_share_the_manager() {
+        use std::sync::Arc;
+        const PAIRS: usize = 4;
+        const ROUNDS: u32 = 2000;
+        let mut ch = Channels::new(contracts::compile(ECHO).unwrap());
+        let owners: Vec<Owner> = (1..=2 * PAIRS + 1).collect();
+        for &owner in &owners {
+            ch.open_account(owner, QUOTA).unwrap();
+        }
+        let ends: Vec<(EndpointId, EndpointId)> = (0..PAIRS)
+            .map(|i| ch.connect(0, 2 * i + 1, 2 * i + 2).unwrap())
+            .collect();
+        let ch = Arc::new(spin::RwLock::new(ch));
+        let mut threads = Vec::new();
+        for (i, &(exp, imp)) in ends.iter().enumerate() {
+            let (server, client) = (2 * i + 1, 2 * i + 2);
+            let c = Arc::clone(&ch);
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                for seq in 0..ROUNDS {
+                    let ping = loop {
+                        match c.read().recv_shared(server, exp, &mut buf) {
+                            Ok(Some(len)) => break buf[..len].to_vec(),
+                            Err(RecvError::Empty) => std::thread::yield_now(),
+                            other => panic!("server: {other:?}"),
+                        }
+                    };
+                    assert_eq!(ping, msg(0, seq, &seq.to_le_bytes()));
+                    let pong = msg(1, seq, &seq.to_le_bytes());
+                    let sent = c.read().send_shared(server, exp, &pong, &mut |_, _| false);
+                    assert_eq!(sent, Ok(Some(imp)));
+                }
+            }));
+            let c = Arc::clone(&ch);
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                for seq in 0..ROUNDS {
+                    let ping = msg(0, seq, &seq.to_le_bytes());
+                    let sent = c.read().send_shared(client, imp, &ping, &mut |_, _| false);
+                    assert_eq!(sent, Ok(Some(exp)));
+                    let pong = loop {
+                        match c.read().recv_shared(client, imp, &mut buf) {
+                            Ok(Some(len)) => break buf[..len].to_vec(),
+                            Err(RecvError::Empty) => std::thread::yield_now(),
+                            other => panic!("client: {other:?}"),
+                        }
+                    };
+                    assert_eq!(pong, msg(1, seq, &seq.to_le_bytes()));
+                }
+            }));
+        }
+        let c = Arc::clone(&ch);
+        let loner = 2 * PAIRS + 1;
+        let churn = std::thread::spawn(move || {
+            for _ in 0..500 {
+                let mut ch = c.write();
+                let (exp, imp) = ch.create(0, loner).unwrap();
+                ch.close(loner, exp).unwrap();
+                ch.close(loner, imp).unwrap();
+                ch.reap_all();
+            }
+        });
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        churn.join().unwrap();
+        let ch = ch.read();
+        ch.check_invariants(&owners).unwrap();
+        assert_eq!(ch.counts().endpoints, 2 * PAIRS);
     }
 }
