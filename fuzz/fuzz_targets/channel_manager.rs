@@ -2,9 +2,12 @@
 //! creating and connecting channels, sending well-formed and garbage messages (carrying
 //! endpoints and blocks, forged and foreign handles included), receiving, posting,
 //! closing, allocating and freeing blocks, pinning, changing quotas, releasing owners and
-//! reaping in small steps. After every step the ownership and accounting invariants
-//! must hold (`Channels::check_invariants`); when every owner has been released,
-//! nothing may be left.
+//! reaping in small steps. Two managers take each sequence: one sends and receives as
+//! the kernel does (`send_shared`/`recv_shared` first, the exclusive calls for messages
+//! that carry handles), one always with the manager alone; every answer must be the
+//! same. After every step the ownership and accounting invariants must hold in both
+//! (`Channels::check_invariants`); when every owner has been released, nothing may be
+//! left.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -145,42 +148,76 @@ fn encode(m: &Message, endpoints: &[u32], blocks: &[u32]) -> Vec<u8> {
     out
 }
 
-fuzz_target!(|ops: Vec<Op>| {
-    let protocols = contracts::compile(CONTRACTS).expect("the fuzz contracts compile");
-    let mut ch = Channels::new(protocols);
-    let quota = Quota {
-        objects: 64,
-        bytes: 1 << 20,
-    };
-    for o in OWNERS {
-        ch.open_account(o, quota).unwrap();
+/// One manager of the pair and the handles it has handed out.
+struct Run {
+    ch: Channels,
+    endpoints: Vec<u32>,
+    blocks: Vec<u32>,
+    /// Sends and receives as the kernel makes them: shared first, alone if the message
+    /// carries handles; otherwise always with the manager alone.
+    shared: bool,
+}
+
+impl Run {
+    fn new(shared: bool) -> Run {
+        let protocols = contracts::compile(CONTRACTS).expect("the fuzz contracts compile");
+        let mut ch = Channels::new(protocols);
+        let quota = Quota {
+            objects: 64,
+            bytes: 1 << 20,
+        };
+        for o in OWNERS {
+            ch.open_account(o, quota).unwrap();
+        }
+        Run {
+            ch,
+            endpoints: Vec::new(),
+            blocks: Vec::new(),
+            shared,
+        }
     }
-    let mut endpoints: Vec<u32> = Vec::new();
-    let mut blocks: Vec<u32> = Vec::new();
-    for op in ops.iter().take(256) {
+
+    /// Applies `op`; returns what it answered, for comparing the two runs.
+    fn step(&mut self, op: &Op) -> String {
+        let Run {
+            ch,
+            endpoints,
+            blocks,
+            shared,
+        } = self;
         match op {
             Op::Create { owner: o, pass } => {
-                if let Ok((e, i)) = ch.create(u16::from(*pass), owner(*o)) {
+                let made = ch.create(u16::from(*pass), owner(*o));
+                if let Ok((e, i)) = made {
                     endpoints.extend([e, i]);
                 }
+                format!("{made:?}")
             }
             Op::Connect {
                 exporter,
                 importer,
                 pass,
             } => {
-                if let Ok((e, i)) = ch.connect(u16::from(*pass), owner(*exporter), owner(*importer))
-                {
+                let made = ch.connect(u16::from(*pass), owner(*exporter), owner(*importer));
+                if let Ok((e, i)) = made {
                     endpoints.extend([e, i]);
                 }
+                format!("{made:?}")
             }
             Op::Send {
                 owner: o,
                 ep,
                 message,
             } => {
-                let bytes = encode(message, &endpoints, &blocks);
-                let _ = ch.send_direct(owner(*o), pick(&endpoints, *ep), &bytes, &mut |_, _| true);
+                let bytes = encode(message, endpoints, blocks);
+                let (o, ep) = (owner(*o), pick(endpoints, *ep));
+                let mut deliver = |_: [u64; 2], _: &[u8]| true;
+                let sent = match shared.then(|| ch.send_shared(o, ep, &bytes, &mut deliver)) {
+                    Some(Ok(Some(peer))) => Ok(peer),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(None)) | None => ch.send_direct(o, ep, &bytes, &mut deliver),
+                };
+                format!("{sent:?}")
             }
             Op::Recv {
                 owner: o,
@@ -188,16 +225,22 @@ fuzz_target!(|ops: Vec<Op>| {
                 small,
             } => {
                 let mut buf = vec![0u8; if *small { 4 } else { 64 }];
-                let _ = ch.recv(owner(*o), pick(&endpoints, *ep), &mut buf);
+                let (o, ep) = (owner(*o), pick(endpoints, *ep));
+                let got = match shared.then(|| ch.recv_shared(o, ep, &mut buf)) {
+                    Some(Ok(Some(len))) => Ok(len),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(None)) | None => ch.recv(o, ep, &mut buf),
+                };
+                format!("{got:?} {buf:?}")
             }
             Op::Post { owner: o, ep } => {
-                let _ = ch.post(owner(*o), pick(&endpoints, *ep), 64, [0, 0]);
+                format!("{:?}", ch.post(owner(*o), pick(endpoints, *ep), 64, [0, 0]))
             }
             Op::TakeDelivered { owner: o, ep } => {
-                let _ = ch.take_delivered(owner(*o), pick(&endpoints, *ep));
+                format!("{:?}", ch.take_delivered(owner(*o), pick(endpoints, *ep)))
             }
             Op::Close { owner: o, ep } => {
-                let _ = ch.close(owner(*o), pick(&endpoints, *ep));
+                format!("{:?}", ch.close(owner(*o), pick(endpoints, *ep)))
             }
             Op::Alloc { owner: o, size } => {
                 let size = usize::from(*size);
@@ -206,42 +249,68 @@ fuzz_target!(|ops: Vec<Op>| {
                 {
                     blocks.push(b);
                 }
+                String::new()
             }
             Op::Free { owner: o, block } => {
-                let _ = ch.free_block(owner(*o), pick(&blocks, *block));
+                format!("{:?}", ch.free_block(owner(*o), pick(blocks, *block)))
             }
             Op::Pin { owner: o, block } => {
-                let _ = ch.pin_block(owner(*o), pick(&blocks, *block));
+                let (o, b) = (owner(*o), pick(blocks, *block));
+                // The shared read of a block's bytes agrees with the exclusive one.
+                let shared_view = ch.block_data_shared(o, b, |data| data.to_vec());
+                let pinned = ch.pin_block(o, b).map(|data| data.to_vec());
+                assert_eq!(shared_view, pinned, "a block's bytes read shared and alone");
+                format!("{pinned:?}")
             }
             Op::Quota {
                 owner: o,
                 objects,
                 bytes,
-            } => ch.set_quota(
-                owner(*o),
-                Quota {
-                    objects: u32::from(*objects),
-                    bytes: u64::from(*bytes) * 16,
-                },
-            ),
-            Op::Release { owner: o } => while ch.release_step(owner(*o), 3) {},
-            Op::Reap { budget } => {
-                ch.reap(usize::from(*budget % 4) + 1);
+            } => {
+                ch.set_quota(
+                    owner(*o),
+                    Quota {
+                        objects: u32::from(*objects),
+                        bytes: u64::from(*bytes) * 16,
+                    },
+                );
+                String::new()
+            }
+            Op::Release { owner: o } => {
+                while ch.release_step(owner(*o), 3) {}
+                String::new()
+            }
+            Op::Reap { budget } => format!("{}", ch.reap(usize::from(*budget % 4) + 1)),
+        }
+    }
+}
+
+// Two managers take the same operations, one sending and receiving as the kernel does
+// (shared first) and one always alone: every answer must be the same.
+fuzz_target!(|ops: Vec<Op>| {
+    let mut alone = Run::new(false);
+    let mut shared = Run::new(true);
+    for op in ops.iter().take(256) {
+        let (a, b) = (alone.step(op), shared.step(op));
+        assert_eq!(a, b, "{op:?}: the shared path answered otherwise");
+        for run in [&alone, &shared] {
+            if let Err(why) = run.ch.check_invariants(&OWNERS) {
+                panic!("after {op:?} (shared: {}): {why}", run.shared);
             }
         }
-        if let Err(why) = ch.check_invariants(&OWNERS) {
-            panic!("after {op:?}: {why}");
+    }
+    for run in [&mut alone, &mut shared] {
+        for o in OWNERS {
+            run.ch.release_owner(o);
         }
+        run.ch
+            .check_invariants(&OWNERS)
+            .expect("invariants after every owner ended");
+        let left = run.ch.counts();
+        assert_eq!(
+            left.endpoints + left.blocks,
+            0,
+            "left after every owner ended: {left:?}"
+        );
     }
-    for o in OWNERS {
-        ch.release_owner(o);
-    }
-    ch.check_invariants(&OWNERS)
-        .expect("invariants after every owner ended");
-    let left = ch.counts();
-    assert_eq!(
-        left.endpoints + left.blocks,
-        0,
-        "left after every owner ended: {left:?}"
-    );
 });

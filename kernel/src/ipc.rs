@@ -687,7 +687,7 @@ pub fn buf_free(pid: Pid, buf: u32) -> Result<i32, String> {
 }
 
 pub fn buf_size(pid: Pid, buf: u32) -> Result<i32, String> {
-    with_shared(|c| c.block_data_shared(pid, buf, |b| b.len() as i32)).map_err(|f| f.0)
+    with_shared(|c| c.block_len(pid, buf).map(|len| len as i32)).map_err(|f| f.0)
 }
 
 /// The physical address of `pid`'s block `buf`, for a driver's device to DMA into.

@@ -167,10 +167,11 @@ impl<T> DerefMut for IrqGuard<'_, T> {
 }
 
 /// A readers-writer lock that disables interrupts while held, either way: readers share
-/// it (each on its own processor, none waiting for another), a writer has it alone.
-/// Writers are preferred: a writer waiting keeps new readers out, so a stream of readers
-/// cannot starve it. Neither side may be taken again while held (a second read behind a
-/// waiting writer would wait for ever).
+/// it (each on its own processor, none waiting for another), a writer has it alone. A
+/// writer first takes `spin`'s upgradeable guard, which keeps new readers from starting
+/// while the present ones finish (`spin` promises no more fairness than that: short
+/// reader sections are what let writers in). Neither side may be taken again while held
+/// (a second read behind a waiting writer would wait for ever).
 pub struct IrqRwLock<T> {
     inner: spin::RwLock<T>,
 }
@@ -207,8 +208,8 @@ impl<T> IrqRwLock<T> {
     pub fn write(&self) -> IrqWriteGuard<'_, T> {
         let masking = Masking::begin();
         IrqWriteGuard {
-            // `spin`'s plain `write` is unfair to writers (readers keep coming in); an
-            // upgradeable guard keeps new readers out while the present ones finish.
+            // `spin`'s plain `write` lets readers keep coming in; an upgradeable guard
+            // keeps new readers from starting while the present ones finish.
             guard: self.inner.upgradeable_read().upgrade(),
             _masking: masking,
         }

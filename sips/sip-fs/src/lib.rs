@@ -206,6 +206,11 @@ impl Refusal {
     }
 }
 
+/// The `Failed` answer giving `reason`.
+fn failed(reason: String) -> Failed {
+    Failed { why: why(reason) }
+}
+
 /// A reason as a `why` field: at most the contract's 160 bytes, cut at a character.
 fn why(text: String) -> file_system::Bytes<160> {
     let mut end = text.len().min(160);
@@ -280,13 +285,7 @@ impl Server {
                     answer!(wait, ep, reply_not_found, send_not_found, NotFound {})
                 }
                 Err(Refusal::Failed(reason)) => {
-                    answer!(
-                        wait,
-                        ep,
-                        reply_failed,
-                        send_failed,
-                        Failed { why: why(reason) }
-                    )
+                    answer!(wait, ep, reply_failed, send_failed, failed(reason))
                 }
             },
             ExpReadyIn::Read(ep, read) => {
@@ -317,30 +316,15 @@ impl Server {
                     ),
                 }
             }
-            ExpReadyIn::Stat(ep, stat) => match self.stat(&stat.path) {
+            ExpReadyIn::Stat(ep, stat) => match self.stat(&stat.path).map_err(failed) {
                 Ok(reply) => answer!(wait, ep, reply_stat_reply, send_stat_reply, reply),
-                Err(reason) => {
-                    answer!(
-                        wait,
-                        ep,
-                        reply_failed,
-                        send_failed,
-                        Failed { why: why(reason) }
-                    )
-                }
+                Err(refusal) => answer!(wait, ep, reply_failed, send_failed, refusal),
             },
-            ExpReadyIn::List(ep, list) => match self.entry(&list.path, list.cursor) {
+            ExpReadyIn::List(ep, list) => match self.entry(&list.path, list.cursor).map_err(failed)
+            {
                 Ok(Some(entry)) => answer!(wait, ep, reply_entry, send_entry, entry),
                 Ok(None) => answer!(wait, ep, reply_end_of_list, send_end_of_list, EndOfList {}),
-                Err(reason) => {
-                    answer!(
-                        wait,
-                        ep,
-                        reply_failed,
-                        send_failed,
-                        Failed { why: why(reason) }
-                    )
-                }
+                Err(refusal) => answer!(wait, ep, reply_failed, send_failed, refusal),
             },
             ExpReadyIn::CloseFile(ep, close) => {
                 if let Some(slot) = open.get_mut((close.file as usize).wrapping_sub(1)) {

@@ -330,6 +330,31 @@ pub fn micro(
     }
 }
 
+/// Generates the WebFiles file set and its disk image under `out` and sets `base` to boot
+/// the WebFiles system from it; on failure, says why and gives the exit code.
+fn webfiles_system(
+    base: &mut BootOptions,
+    workload: &Workload,
+    out: &Path,
+) -> Result<(), ExitCode> {
+    eprintln!(
+        "[cordon] webfiles: generating the file set ({} directories, seed {}) and its ext4 image in {}",
+        workload.dirs,
+        workload.seed,
+        out.display()
+    );
+    let image = webfiles::prepare(workload, &out.join("webfiles")).map_err(|err| {
+        eprintln!("[cordon] error: {err:#}");
+        ExitCode::from(3)
+    })?;
+    base.disk = Some(image);
+    base.system = cordon::system::load("webfiles").map_err(|err| {
+        eprintln!("[cordon] error: {err:#}");
+        ExitCode::from(2)
+    })?;
+    Ok(())
+}
+
 /// WebFiles in each configuration: the unsafe-code tax.
 pub fn webfiles(
     mut base: BootOptions,
@@ -339,27 +364,9 @@ pub fn webfiles(
     icount_pass: bool,
     out: &Path,
 ) -> ExitCode {
-    eprintln!(
-        "[cordon] webfiles: generating the file set ({} directories, seed {}) and its ext4 image in {}",
-        workload.dirs,
-        workload.seed,
-        out.display()
-    );
-    let image = match webfiles::prepare(&workload, &out.join("webfiles")) {
-        Ok(image) => image,
-        Err(err) => {
-            eprintln!("[cordon] error: {err:#}");
-            return ExitCode::from(3);
-        }
-    };
-    base.disk = Some(image);
-    base.system = match cordon::system::load("webfiles") {
-        Ok(system) => system,
-        Err(err) => {
-            eprintln!("[cordon] error: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
+    if let Err(code) = webfiles_system(&mut base, &workload, out) {
+        return code;
+    }
     let (raw, console) = match boot_all(
         &base,
         configs,
@@ -479,21 +486,9 @@ pub fn webfiles_clients(
     workload: Workload,
     out: &Path,
 ) -> ExitCode {
-    let image = match webfiles::prepare(&workload, &out.join("webfiles")) {
-        Ok(image) => image,
-        Err(err) => {
-            eprintln!("[cordon] error: {err:#}");
-            return ExitCode::from(3);
-        }
-    };
-    base.disk = Some(image);
-    base.system = match cordon::system::load("webfiles") {
-        Ok(system) => system,
-        Err(err) => {
-            eprintln!("[cordon] error: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
+    if let Err(code) = webfiles_system(&mut base, &workload, out) {
+        return code;
+    }
     // Per boot: every read of every client (warm-up included), and the window from the
     // first one's first read to the last one's last, in kernel ticks and TSC cycles.
     let figures = |console: &str| match webfiles::Throughput::of(console) {

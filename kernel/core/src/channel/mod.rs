@@ -1069,7 +1069,20 @@ impl Channels {
             // Faults are reported (with the state) by the exclusive path.
             _ => return Ok(None),
         };
+        let message = &p.messages[checked.message as usize];
+        let violation = |state: u16| {
+            SendError::Fault(Fault(format!(
+                "contract violation: {} may not send {}",
+                self.describe(ep, state),
+                message.name
+            )))
+        };
         let Some(peer) = ep.peer else {
+            // As `send_direct`: a message the contract forbids is the sender's fault even
+            // when nobody would receive it.
+            let state = ep.flow.lock().state;
+            p.step(state, checked.message, ep.role.sends())
+                .ok_or_else(|| violation(state))?;
             return Err(SendError::PeerClosed);
         };
         let target = self.ep(peer).expect("peer of a live endpoint is live");
@@ -1081,13 +1094,8 @@ impl Channels {
             let theirs = target.flow.lock();
             (ep.flow.lock(), theirs)
         };
-        let message = &p.messages[checked.message as usize];
         let Some(next) = p.step(own.state, checked.message, ep.role.sends()) else {
-            return Err(SendError::Fault(Fault(format!(
-                "contract violation: {} may not send {}",
-                self.describe(ep, own.state),
-                message.name
-            ))));
+            return Err(violation(own.state));
         };
         self.room_for(target, &theirs, &message.name, bytes.len())
             .map_err(SendError::Fault)?;
@@ -1506,6 +1514,14 @@ impl Channels {
     /// The bytes of `owner`'s block, for reading or writing.
     pub fn block_data(&mut self, owner: Owner, id: BufferId) -> Result<&mut [u8], Fault> {
         Ok(self.held_block(owner, id)?.data.get_mut())
+    }
+
+    /// The size of `owner`'s block (fixed at creation; its bytes' lock is not taken).
+    pub fn block_len(&self, owner: Owner, id: BufferId) -> Result<usize, Fault> {
+        match self.blocks.get(id) {
+            Some(b) if b.holder == Holder::Process(owner) => Ok(b.size),
+            _ => fault(format!("buffer handle {id} is not held by this SIP")),
+        }
     }
 
     /// Runs `f` on the bytes of `owner`'s block with the manager borrowed shared (the
@@ -2263,12 +2279,25 @@ mod tests {
         assert!(why.contains("not held by this SIP"));
         ch.close(SERVER, exp).unwrap();
         assert_eq!(
-            ch.send_shared(CLIENT, imp, &msg(0, 1, b""), no_delivery),
-            Err(SendError::PeerClosed)
-        );
-        assert_eq!(
             ch.recv_shared(CLIENT, imp, &mut buf),
             Err(RecvError::PeerClosed)
+        );
+        let (exp3, imp3) = ch.connect(0, SERVER, CLIENT).unwrap();
+        ch.close(SERVER, exp3).unwrap();
+        assert_eq!(
+            ch.send_shared(CLIENT, imp3, &msg(0, 1, b""), no_delivery),
+            Err(SendError::PeerClosed)
+        );
+        // Out of turn with the peer gone: still the sender's fault, as on the exclusive path.
+        let Err(SendError::Fault(Fault(why))) =
+            ch.send_shared(CLIENT, imp3, &msg(1, 1, b""), no_delivery)
+        else {
+            panic!()
+        };
+        assert!(why.contains("contract violation"), "{why}");
+        assert_eq!(
+            ch.send(CLIENT, imp3, &msg(1, 1, b"")),
+            Err(SendError::Fault(Fault(why)))
         );
         ch.check_invariants(&[SERVER, CLIENT, OTHER]).unwrap();
     }
