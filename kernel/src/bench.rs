@@ -384,10 +384,8 @@ fn parallel_pairs() -> Result<(), String> {
         shared = shared.min(pairs_at_once(true)?);
     }
     println!(
-        "  {} echo pairs at once ({} CPUs, {} checked round trips each): {shared} cycles per round trip (the faster of two runs after a warm-up)",
-        PAIRS,
+        "  {PAIRS} echo pairs at once ({} CPUs, {PAIR_ROUNDS} checked round trips each): {shared} cycles per round trip (the faster of two runs after a warm-up)",
         crate::arch::smp::online(),
-        PAIR_ROUNDS
     );
     println!(
         "  {PAIRS} echo pairs, one channel lock for all ({} CPUs: every channel operation with the manager alone, as before per-endpoint locks): {alone} cycles per round trip ({:.2}x the shared path's)",
@@ -400,10 +398,9 @@ fn parallel_pairs() -> Result<(), String> {
 /// Four echo pairs at once, the message path taking the channel manager shared or
 /// (`shared` false) alone; returns the elapsed cycles per round trip.
 fn pairs_at_once(shared: bool) -> Result<u64, String> {
-    const ROUNDS: u32 = PAIR_ROUNDS;
     crate::ipc::set_shared(shared);
     let pairs = (1..=PAIRS)
-        .map(|seed| stress_pair(seed, ROUNDS, false))
+        .map(|seed| stress_pair(seed, PAIR_ROUNDS, false))
         .collect::<Vec<_>>();
     // All start together: the time is from the first release to the last exit (a pair
     // that failed to start was released already).
@@ -421,7 +418,7 @@ fn pairs_at_once(shared: bool) -> Result<u64, String> {
         ended_cleanly(pair.server.0)?;
         ended_cleanly(pair.client.0)?;
     }
-    Ok(elapsed / u64::from(PAIRS * ROUNDS))
+    Ok(elapsed / u64::from(PAIRS * PAIR_ROUNDS))
 }
 
 /// The echo pairs of [`parallel_pairs`], and their checked round trips each.

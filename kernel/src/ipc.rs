@@ -447,6 +447,16 @@ fn wait(pid: Pid, timeout: Option<u64>, attempt: &mut impl FnMut() -> bool) -> b
     done
 }
 
+/// What one receive attempt found with the manager shared.
+enum Attempt {
+    /// A message its sender delivered into the posted buffer: its length.
+    Delivered(usize),
+    /// The next queued message (its length), or why there was none.
+    Received(Result<usize, RecvError>),
+    /// The next queued message carries endpoints or blocks: it is received alone.
+    CarriesHandles,
+}
+
 /// Receives into `out`, blocking up to `timeout` ticks (`None`: forever; `Some(0)`: poll).
 /// When `out` is user memory (a SIP in an address space), the receive is posted while it
 /// waits, so the sender can deliver into `out` directly.
@@ -456,40 +466,35 @@ pub fn recv(pid: Pid, ep: u32, out: &mut [u8], timeout: Option<u64>) -> Result<i
     let mut outcome: Option<Result<usize, RecvError>> = None;
     let mut attempt = || {
         // Shared: a message delivered into the posted buffer, or the next queued one if it
-        // carries no endpoints or blocks (`None`: it does; received below, alone).
+        // carries no endpoints or blocks; one that does is received alone.
         let shared = with_shared(|c| {
             if let Some(len) = c.take_delivered(pid, ep) {
-                return Some(Some(Ok(len)));
+                return Attempt::Delivered(len);
             }
             match c.recv_shared(pid, ep, out) {
-                Ok(None) => None,
+                Ok(Some(len)) => Attempt::Received(Ok(len)),
+                Ok(None) => Attempt::CarriesHandles,
                 Err(RecvError::Empty) => {
                     if let Some(landing) = landing {
                         // Fails only for a handle the SIP does not hold, which the
                         // receive above already reported.
                         let _ = c.post(pid, ep, capacity, landing);
                     }
-                    Some(None)
+                    Attempt::Received(Err(RecvError::Empty))
                 }
-                Ok(Some(len)) => {
-                    copied(len);
-                    Some(Some(Ok(len)))
-                }
-                Err(other) => Some(Some(Err(other))),
+                Err(other) => Attempt::Received(Err(other)),
             }
         });
-        let result = match shared {
-            Some(result) => result,
-            None => with(|c| match c.recv(pid, ep, out) {
-                Err(RecvError::Empty) => None,
-                Ok(len) => {
-                    copied(len);
-                    Some(Ok(len))
-                }
-                other => Some(other),
-            }),
+        // A delivered message was counted by its sender, which copied it.
+        let received = match shared {
+            Attempt::Delivered(len) => Ok(len),
+            Attempt::Received(result) => result.inspect(|&len| copied(len)),
+            Attempt::CarriesHandles => with(|c| c.recv(pid, ep, out)).inspect(|&len| copied(len)),
         };
-        outcome = result;
+        outcome = match received {
+            Err(RecvError::Empty) => None,
+            other => Some(other),
+        };
         outcome.is_some()
     };
     wait(pid, timeout, &mut attempt);

@@ -44,6 +44,14 @@ const KEYS: &[&str] = &[
     "resources",
 ];
 
+/// The keys of one `endpoints` entry.
+const ENDPOINT_KEYS: &[&str] = &["name", "contract", "role", "connections"];
+
+/// The first key of `table` that is not one of `known`.
+fn unknown_key<'a>(table: &'a toml::Table, known: &[&str]) -> Option<&'a String> {
+    table.keys().find(|k| !known.contains(&k.as_str()))
+}
+
 /// A bad declaration: the key it is about (when one is) and what is wrong.
 struct Fault {
     key: Option<String>,
@@ -90,12 +98,10 @@ fn endpoints(meta: &toml::Table) -> Result<Vec<cordon_abi::EndpointDecl>, Fault>
                 "importer" => cordon_abi::Role::Importer,
                 other => return Err(bad(&format!("role `{other}` (exporter or importer)"))),
             };
-            if let Some(key) = table
-                .keys()
-                .find(|k| !["name", "contract", "role", "connections"].contains(&k.as_str()))
-            {
+            if let Some(key) = unknown_key(table, ENDPOINT_KEYS) {
                 return Err(bad(&format!(
-                    "entry has an unknown key `{key}` (name, contract, role, connections)"
+                    "entry has an unknown key `{key}` ({})",
+                    ENDPOINT_KEYS.join(", ")
                 )));
             }
             let connections = match table.get("connections") {
@@ -152,7 +158,7 @@ fn resources(meta: &toml::Table) -> Result<Vec<cordon_abi::Resource>, Fault> {
 
 /// The manifest a declaration table describes; `name` unless the table names the SIP.
 fn from_table(meta: &toml::Table, name: &str) -> Result<Manifest, Fault> {
-    if let Some(unknown) = meta.keys().find(|k| !KEYS.contains(&k.as_str())) {
+    if let Some(unknown) = unknown_key(meta, KEYS) {
         return Err(Fault {
             key: Some(unknown.clone()),
             why: format!("unknown key `{unknown}` (known: {})", KEYS.join(", ")),

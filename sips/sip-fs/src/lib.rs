@@ -184,6 +184,7 @@ struct Server {
     scratch: Vec<u8>,
     served: u64,
 }
+
 /// Why a request got no data: no such file, or a reason in words (the `Failed` messages).
 enum Refusal {
     NotFound,

@@ -95,6 +95,26 @@ fn boot_all(
     Ok((raw, last_console))
 }
 
+/// The accelerator as the results record it: `tcg`, `tcg -icount` or `kvm`.
+fn accel_label(options: &BootOptions) -> &'static str {
+    match (options.accel, options.icount) {
+        (Accel::Tcg, true) => "tcg -icount",
+        (Accel::Tcg, false) => "tcg",
+        (Accel::Kvm, _) => "kvm",
+    }
+}
+
+/// `machine: HOST CPU (N cores), QEMU VERSION, accel=...` for a table's heading.
+fn machine_line(machine: &Machine, options: &BootOptions, configs: &[Config]) -> String {
+    format!(
+        "machine: {} ({} cores), {}, accel={}",
+        machine.host_cpu,
+        machine.host_cores,
+        machine.qemu,
+        accel_name(options, configs)
+    )
+}
+
 fn accel_name(options: &BootOptions, configs: &[Config]) -> String {
     let accel = match (options.accel, options.icount) {
         (Accel::Tcg, true) => {
@@ -403,24 +423,17 @@ pub fn webfiles(
     } else {
         None
     };
-    let accel = match (base.accel, base.icount) {
-        (Accel::Tcg, true) => "tcg -icount",
-        (Accel::Tcg, false) => "tcg",
-        (Accel::Kvm, _) => "kvm",
-    };
+    let accel = accel_label(&base);
     let machine = Machine::describe(accel, &console);
     let summary = format!(
         "WebFiles (Singularity's unsafe-code-tax experiment): {} measured reads after {} warm-up, \
          {} directories (seed {}), {runs} boot(s) per configuration, every read checked against \
-         the generator's CRC-32.\nmachine: {} ({} cores), {}, accel={}, PCID {}\n",
+         the generator's CRC-32.\n{}, PCID {}\n",
         workload.reads,
         workload.warmup,
         workload.dirs,
         workload.seed,
-        machine.host_cpu,
-        machine.host_cores,
-        machine.qemu,
-        accel_name(&base, configs),
+        machine_line(&machine, &base, configs),
         machine.pcid
     );
     let mut text = format!(
@@ -491,10 +504,7 @@ pub fn webfiles_clients(
     }
     // Per boot: every read of every client (warm-up included), and the window from the
     // first one's first read to the last one's last, in kernel ticks and TSC cycles.
-    let figures = |console: &str| match webfiles::Throughput::of(console) {
-        Some(t) => vec![Some(t.reads), Some(t.ticks), Some(t.cycles)],
-        None => vec![None; 3],
-    };
+    let figures = |console: &str| webfiles::Throughput::figures(webfiles::Throughput::of(console));
     let (raw, console) = match boot_all(
         &base,
         configs,
@@ -507,18 +517,12 @@ pub fn webfiles_clients(
         Ok(raw) => raw,
         Err(code) => return code,
     };
-    let accel = match (base.accel, base.icount) {
-        (Accel::Tcg, true) => "tcg -icount",
-        (Accel::Tcg, false) => "tcg",
-        (Accel::Kvm, _) => "kvm",
-    };
-    let machine = Machine::describe(accel, &console);
+    let machine = Machine::describe(accel_label(&base), &console);
     let text = format!(
         "WebFiles with several clients: each client SIP has its own channel to the one \
          file-system SIP, which serves their requests one at a time; each client makes {} \
          measured reads after {} warm-up from its own request stream, every byte checked; {} \
-         directories (seed {}), {runs} boot(s) per configuration, interleaved.\n\
-         machine: {} ({} cores), {}, accel={}\n\
+         directories (seed {}), {runs} boot(s) per configuration, interleaved.\n{}\n\
          Throughput: every read of every client (warm-up included: one client's warm-up \
          overlaps another's measured reads) over guest time from the first client's first \
          read to the last one's last (the kernel's 100 Hz clock); median [lowest, highest] \
@@ -527,10 +531,7 @@ pub fn webfiles_clients(
         workload.warmup,
         workload.dirs,
         workload.seed,
-        machine.host_cpu,
-        machine.host_cores,
-        machine.qemu,
-        accel_name(&base, configs),
+        machine_line(&machine, &base, configs),
         clients_table(&raw)
     );
     print!("{text}");
@@ -539,19 +540,23 @@ pub fn webfiles_clients(
     );
     for (config, boots) in &raw {
         for (n, f) in boots.iter().enumerate() {
-            let value = |i: usize| f.get(i).copied().flatten();
-            let rate = files_per_second(f).map_or_else(String::new, |r| format!("{r:.1}"));
+            let t = webfiles::Throughput::from_figures(f);
+            let field = |v: Option<String>| v.unwrap_or_default();
             csv.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{rate}\n",
+                "{},{},{},{},{},{},{},{},{},{}\n",
                 config.name(),
                 config.isolation.name(),
                 config.engine.name(),
                 config.cpus,
                 config.clients,
                 n + 1,
-                value(0).map_or_else(String::new, |v| v.to_string()),
-                value(1).map_or_else(String::new, |v| v.to_string()),
-                value(2).map_or_else(String::new, |v| v.to_string()),
+                field(t.map(|t| t.reads.to_string())),
+                field(t.map(|t| t.ticks.to_string())),
+                field(t.map(|t| t.cycles.to_string())),
+                field(
+                    t.and_then(|t| t.files_per_second())
+                        .map(|r| format!("{r:.1}"))
+                ),
             ));
         }
     }
@@ -568,15 +573,9 @@ pub fn webfiles_clients(
     }
 }
 
-/// Files per second of guest time of one boot's figures (reads, ticks, cycles).
+/// Files per second of guest time of one boot's figures ([`webfiles::Throughput::figures`]).
 fn files_per_second(figures: &[Option<u64>]) -> Option<f64> {
-    let (reads, ticks) = (figures.first().copied()??, figures.get(1).copied()??);
-    webfiles::Throughput {
-        reads,
-        ticks,
-        cycles: 0,
-    }
-    .files_per_second()
+    webfiles::Throughput::from_figures(figures)?.files_per_second()
 }
 
 /// One row per configuration without its client count, one column per client count:

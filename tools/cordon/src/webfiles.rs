@@ -218,6 +218,27 @@ impl Throughput {
         })
     }
 
+    /// One boot's figures as the benchmark tables keep them: reads, ticks, cycles (all
+    /// `None` when the boot gave none).
+    pub fn figures(of: Option<Throughput>) -> Vec<Option<u64>> {
+        match of {
+            Some(t) => vec![Some(t.reads), Some(t.ticks), Some(t.cycles)],
+            None => vec![None; 3],
+        }
+    }
+
+    /// Back from [`Throughput::figures`].
+    pub fn from_figures(figures: &[Option<u64>]) -> Option<Throughput> {
+        match *figures {
+            [Some(reads), Some(ticks), Some(cycles)] => Some(Throughput {
+                reads,
+                ticks,
+                cycles,
+            }),
+            _ => None,
+        }
+    }
+
     /// Files per second of guest time (the kernel's clock; under TCG it follows the host's);
     /// `None` for a window shorter than [`Throughput::MIN_TICKS`], which the 100 Hz clock
     /// cannot time well.
@@ -673,6 +694,11 @@ supervisor: 2 restarts, 0 given up; failure to first reply from the new incarnat
         assert!((one.files_per_second().unwrap() - 30.0).abs() < 1e-9);
         let short = Throughput { ticks: 9, ..one };
         assert_eq!(short.files_per_second(), None);
+        assert_eq!(
+            Throughput::from_figures(&Throughput::figures(Some(one))),
+            Some(one)
+        );
+        assert_eq!(Throughput::from_figures(&Throughput::figures(None)), None);
         // A second client, started later and done later: the window spans both.
         let second = "[webfiles] webfiles: result reads=30 bytes=1 io_cycles=1 verify_cycles=1 total_cycles=1 verified=30 client=2 all_reads=30 began=5000 ended=900000000 began_tick=50 ended_tick=190\n\
 [kernel] SIP webfiles (pid 4) exited with status 0\n";

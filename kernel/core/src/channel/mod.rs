@@ -170,6 +170,23 @@ impl Flow {
         self.queued += 1;
     }
 
+    /// Where a message of `len` bytes can be delivered straight away: the buffer its
+    /// holder posted, if it takes `len` bytes and nothing is queued or delivered before it.
+    fn landing_for(&self, len: usize) -> Option<Landing> {
+        match (self.posted, self.queued, self.delivered) {
+            (Some((capacity, landing)), 0, None) if capacity >= len => Some(landing),
+            _ => None,
+        }
+    }
+
+    /// Records a message of `len` bytes delivered into the posted buffer, received in
+    /// contract state `state`.
+    fn delivered_directly(&mut self, state: u16, len: usize) {
+        self.state = state;
+        self.posted = None;
+        self.delivered = Some(len);
+    }
+
     /// Drops the first queued message.
     fn pop(&mut self) {
         self.head = (self.head + 1) % self.lens.len();
@@ -710,6 +727,14 @@ impl Channels {
         )
     }
 
+    /// The fault of sending `message` on `ep` in `state`, which the contract forbids.
+    fn violation(&self, ep: &Endpoint, state: u16, message: &str) -> Fault {
+        Fault(format!(
+            "contract violation: {} may not send {message}",
+            self.describe(ep, state)
+        ))
+    }
+
     /// Whether `owner`'s endpoint `id` is of `contract`/`role` and in its initial state.
     pub fn is(
         &self,
@@ -757,11 +782,7 @@ impl Channels {
         })?;
         let message = &p.messages[checked.message as usize];
         let Some(next) = p.step(state, checked.message, ep.role.sends()) else {
-            return Err(SendError::Fault(Fault(format!(
-                "contract violation: {} may not send {}",
-                self.describe(ep, state),
-                message.name
-            ))));
+            return Err(SendError::Fault(self.violation(ep, state, &message.name)));
         };
         // Every endpoint and block the message carries must be the sender's to give.
         for h in &checked.handles {
@@ -824,8 +845,7 @@ impl Channels {
         let flow = target.flow.lock();
         self.room_for(target, &flow, &message.name, bytes.len())
             .map_err(SendError::Fault)?;
-        let (posted, queued, delivered, target_state) =
-            (flow.posted, flow.queued, flow.delivered, flow.state);
+        let (landing, target_state) = (flow.landing_for(bytes.len()), flow.state);
         drop(flow);
         // Where the target sits: held by a process, or inside messages. Carrying an
         // endpoint into a queue inside that endpoint's own queue closes a cycle.
@@ -836,9 +856,7 @@ impl Channels {
             None
         };
         // A receiver waiting with room: one copy, straight into its buffer.
-        if let (Holder::Process(receiver), Some((capacity, landing)), 0, None) =
-            (target.holder, posted, queued, delivered)
-            && capacity >= bytes.len()
+        if let (Holder::Process(receiver), Some(landing)) = (target.holder, landing)
             && self.carried_fits(receiver, &checked.handles)
             && deliver(landing, bytes)
         {
@@ -846,10 +864,9 @@ impl Channels {
                 .step(target_state, checked.message, target.role.peer().sends())
                 .expect("both ends follow the same state machine");
             self.ep_mut(id).flow().state = next;
-            let target = self.ep_mut(peer).flow();
-            target.state = received;
-            target.posted = None;
-            target.delivered = Some(bytes.len());
+            self.ep_mut(peer)
+                .flow()
+                .delivered_directly(received, bytes.len());
             self.take_handles(&checked.handles, receiver);
             return Ok(peer);
         }
@@ -1070,13 +1087,7 @@ impl Channels {
             _ => return Ok(None),
         };
         let message = &p.messages[checked.message as usize];
-        let violation = |state: u16| {
-            SendError::Fault(Fault(format!(
-                "contract violation: {} may not send {}",
-                self.describe(ep, state),
-                message.name
-            )))
-        };
+        let violation = |state: u16| SendError::Fault(self.violation(ep, state, &message.name));
         let Some(peer) = ep.peer else {
             // As `send_direct`: a message the contract forbids is the sender's fault even
             // when nobody would receive it.
@@ -1100,19 +1111,14 @@ impl Channels {
         self.room_for(target, &theirs, &message.name, bytes.len())
             .map_err(SendError::Fault)?;
         // A receiver waiting with room: one copy, straight into its buffer.
-        if let (Holder::Process(_), Some((capacity, landing)), 0, None) = (
-            target.holder,
-            theirs.posted,
-            theirs.queued,
-            theirs.delivered,
-        ) && capacity >= bytes.len()
+        if let (Holder::Process(_), Some(landing)) =
+            (target.holder, theirs.landing_for(bytes.len()))
             && deliver(landing, bytes)
         {
-            theirs.state = p
+            let received = p
                 .step(theirs.state, checked.message, target.role.peer().sends())
                 .expect("both ends follow the same state machine");
-            theirs.posted = None;
-            theirs.delivered = Some(bytes.len());
+            theirs.delivered_directly(received, bytes.len());
         } else {
             theirs.push(bytes);
         }
@@ -1442,7 +1448,13 @@ impl Channels {
     // --- exchange heap -------------------------------------------------------------
 
     fn held_block(&mut self, owner: Owner, id: BufferId) -> Result<&mut Block, Fault> {
-        match self.blocks.get_mut(id) {
+        self.held_block_ref(owner, id)?;
+        Ok(self.blocks.get_mut(id).expect("just found"))
+    }
+
+    /// `owner`'s block `id`, with the manager borrowed shared.
+    fn held_block_ref(&self, owner: Owner, id: BufferId) -> Result<&Block, Fault> {
+        match self.blocks.get(id) {
             Some(b) if b.holder == Holder::Process(owner) => Ok(b),
             _ => fault(format!("buffer handle {id} is not held by this SIP")),
         }
@@ -1518,10 +1530,7 @@ impl Channels {
 
     /// The size of `owner`'s block (fixed at creation; its bytes' lock is not taken).
     pub fn block_len(&self, owner: Owner, id: BufferId) -> Result<usize, Fault> {
-        match self.blocks.get(id) {
-            Some(b) if b.holder == Holder::Process(owner) => Ok(b.size),
-            _ => fault(format!("buffer handle {id} is not held by this SIP")),
-        }
+        Ok(self.held_block_ref(owner, id)?.size)
     }
 
     /// Runs `f` on the bytes of `owner`'s block with the manager borrowed shared (the
@@ -1532,10 +1541,7 @@ impl Channels {
         id: BufferId,
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, Fault> {
-        match self.blocks.get(id) {
-            Some(b) if b.holder == Holder::Process(owner) => Ok(f(&mut b.data.lock())),
-            _ => fault(format!("buffer handle {id} is not held by this SIP")),
-        }
+        Ok(f(&mut self.held_block_ref(owner, id)?.data.lock()))
     }
 
     /// Frees `owner`'s block; returns its memory (if it was not pinned by a driver) so the
